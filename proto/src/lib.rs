@@ -1,0 +1,10 @@
+//! Wire types shared by the edge and the cloud.
+//!
+//! Both halves of FlashKart meet only through these messages (and the `sync` crate), so the
+//! `.proto` files under `proto/` are the contract; this crate only generates the Rust types.
+
+/// Sync messages: cr-sqlite changes and the batches that carry them.
+pub mod sync {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/flashkart.sync.v1.rs"));
+}

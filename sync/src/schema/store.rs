@@ -1,0 +1,310 @@
+//! The schema of a store database, the same at the edge and in the cloud's replica of it.
+//!
+//! Each replicated table names its owning side in [`SYNCED_TABLES`]; the SQL sits beside it in
+//! [`MIGRATIONS`]. Keys are UUIDv7 text or natural keys, never AUTOINCREMENT. Quantities are
+//! integers in the product's unit (pieces), weights integer grams, money integer minor units.
+//! Stock is the insert-only `stock_moves` ledger: on-hand and reserved are sums, never a synced
+//! number that could be overwritten.
+
+use super::{Migration, Owner, Step, SyncedTable};
+
+/// Every replicated table of a store database and who writes it.
+pub const SYNCED_TABLES: &[SyncedTable] = &[
+    // Catalog, mastered at HQ and replicated to every store.
+    cloud_shared("categories"),
+    cloud_shared("products"),
+    cloud_shared("product_gtins"),
+    cloud_shared("prices"),
+    // Rosters and orders, written by the cloud into this store's replica.
+    cloud_store("stores", "id"),
+    cloud_store("riders", "home_store_id"),
+    cloud_store("orders", "store_id"),
+    cloud_store("order_lines", "store_id"),
+    cloud_store("assignments", "store_id"),
+    // The store's own truth.
+    edge("bins"),
+    edge("product_bins"),
+    edge("stock_moves"),
+    edge("order_progress"),
+    edge("order_line_progress"),
+    edge("order_events"),
+    edge("assignment_replies"),
+    edge("handoffs"),
+    edge("deliveries"),
+    edge("rider_positions"),
+];
+
+const fn cloud_shared(name: &'static str) -> SyncedTable {
+    SyncedTable {
+        name,
+        owner: Owner::Cloud,
+        column_owners: &[],
+        store_column: None,
+    }
+}
+
+const fn cloud_store(name: &'static str, store_column: &'static str) -> SyncedTable {
+    SyncedTable {
+        name,
+        owner: Owner::Cloud,
+        column_owners: &[],
+        store_column: Some(store_column),
+    }
+}
+
+const fn edge(name: &'static str) -> SyncedTable {
+    SyncedTable {
+        name,
+        owner: Owner::Edge,
+        column_owners: &[],
+        store_column: Some("store_id"),
+    }
+}
+
+/// Looks up a replicated table by name.
+pub fn synced_table(name: &str) -> Option<&'static SyncedTable> {
+    SYNCED_TABLES.iter().find(|t| t.name == name)
+}
+
+/// The migrations of a store database, oldest first. Append; never edit a released one.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial store schema",
+    steps: &[
+        // ---- cloud-owned catalog ----
+        Step::CreateCrr {
+            table: "categories",
+            sql: "CREATE TABLE categories (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL DEFAULT '',
+                parent_id TEXT
+            )",
+        },
+        Step::CreateCrr {
+            table: "products",
+            sql: "CREATE TABLE products (
+                id TEXT PRIMARY KEY NOT NULL,
+                sku TEXT NOT NULL DEFAULT '',
+                name TEXT NOT NULL DEFAULT '',
+                category_id TEXT,
+                -- 'each' or 'kg' (variable measure, sold by weight)
+                unit TEXT NOT NULL DEFAULT 'each',
+                pack_size INTEGER NOT NULL DEFAULT 1,
+                unit_weight_g INTEGER NOT NULL DEFAULT 0,
+                -- item code inside restricted-circulation (prefix 20-29) EAN-13s
+                plu TEXT,
+                active INTEGER NOT NULL DEFAULT 1
+            )",
+        },
+        Step::CreateCrr {
+            table: "product_gtins",
+            sql: "CREATE TABLE product_gtins (
+                gtin TEXT PRIMARY KEY NOT NULL,
+                product_id TEXT NOT NULL DEFAULT '',
+                -- pieces of the product in the package this GTIN identifies
+                pack_qty INTEGER NOT NULL DEFAULT 1
+            )",
+        },
+        Step::CreateCrr {
+            table: "prices",
+            sql: "CREATE TABLE prices (
+                product_id TEXT PRIMARY KEY NOT NULL,
+                -- per piece, or per kg for variable-measure products
+                unit_price_minor INTEGER NOT NULL DEFAULT 0,
+                currency TEXT NOT NULL DEFAULT 'EUR'
+            )",
+        },
+        // ---- cloud-owned, per store ----
+        Step::CreateCrr {
+            table: "stores",
+            sql: "CREATE TABLE stores (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL DEFAULT '',
+                lat REAL NOT NULL DEFAULT 0,
+                lon REAL NOT NULL DEFAULT 0,
+                timezone TEXT NOT NULL DEFAULT 'UTC'
+            )",
+        },
+        Step::CreateCrr {
+            table: "riders",
+            sql: "CREATE TABLE riders (
+                id TEXT PRIMARY KEY NOT NULL,
+                home_store_id TEXT NOT NULL DEFAULT '',
+                name TEXT NOT NULL DEFAULT '',
+                vehicle TEXT NOT NULL DEFAULT 'bike',
+                active INTEGER NOT NULL DEFAULT 1,
+                -- SHA-256 of the one-time enrolment code the rider's device presents
+                enrolment_code_sha256 TEXT
+            )",
+        },
+        Step::CreateCrr {
+            table: "orders",
+            sql: "CREATE TABLE orders (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                customer_first_name TEXT NOT NULL DEFAULT '',
+                address TEXT NOT NULL DEFAULT '',
+                lat REAL NOT NULL DEFAULT 0,
+                lon REAL NOT NULL DEFAULT 0,
+                payment_ref TEXT,
+                delivery_slot TEXT,
+                total_minor INTEGER NOT NULL DEFAULT 0,
+                placed_at TEXT NOT NULL DEFAULT '',
+                routed_at TEXT,
+                cancel_requested_at TEXT,
+                cancel_reason TEXT
+            )",
+        },
+        Step::CreateCrr {
+            table: "order_lines",
+            sql: "CREATE TABLE order_lines (
+                order_id TEXT NOT NULL,
+                line_no INTEGER NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                product_id TEXT NOT NULL DEFAULT '',
+                qty INTEGER NOT NULL DEFAULT 0,
+                unit_price_minor INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (order_id, line_no)
+            )",
+        },
+        Step::CreateCrr {
+            table: "assignments",
+            sql: "CREATE TABLE assignments (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                order_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                offered_at TEXT NOT NULL DEFAULT '',
+                expires_at TEXT NOT NULL DEFAULT ''
+            )",
+        },
+        // ---- edge-owned: the store's truth ----
+        Step::CreateCrr {
+            table: "bins",
+            sql: "CREATE TABLE bins (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                aisle TEXT NOT NULL DEFAULT '',
+                bay TEXT NOT NULL DEFAULT '',
+                shelf TEXT NOT NULL DEFAULT '',
+                pick_seq INTEGER NOT NULL DEFAULT 0
+            )",
+        },
+        Step::CreateCrr {
+            table: "product_bins",
+            sql: "CREATE TABLE product_bins (
+                product_id TEXT NOT NULL,
+                bin_id TEXT NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (product_id, bin_id)
+            )",
+        },
+        Step::CreateCrr {
+            table: "stock_moves",
+            sql: "CREATE TABLE stock_moves (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                product_id TEXT NOT NULL DEFAULT '',
+                bin_id TEXT,
+                -- signed: + into the bin (receive, release, return, found), - out of it
+                qty INTEGER NOT NULL DEFAULT 0,
+                -- receive | pick | adjust | count | damage | expiry | return | reserve | release
+                kind TEXT NOT NULL DEFAULT '',
+                lot TEXT,
+                expiry TEXT,
+                order_id TEXT,
+                line_no INTEGER,
+                reason TEXT,
+                actor TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT ''
+            )",
+        },
+        Step::Sql("CREATE INDEX stock_moves_by_product ON stock_moves (product_id, bin_id)"),
+        Step::Sql("CREATE INDEX stock_moves_by_order ON stock_moves (order_id)"),
+        Step::CreateCrr {
+            table: "order_progress",
+            sql: "CREATE TABLE order_progress (
+                order_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                status TEXT NOT NULL DEFAULT 'ROUTED',
+                status_at TEXT NOT NULL DEFAULT '',
+                tote TEXT,
+                label_id TEXT,
+                bags INTEGER NOT NULL DEFAULT 0,
+                expected_weight_g INTEGER,
+                bag_weight_g INTEGER
+            )",
+        },
+        Step::CreateCrr {
+            table: "order_line_progress",
+            sql: "CREATE TABLE order_line_progress (
+                order_id TEXT NOT NULL,
+                line_no INTEGER NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                picked_qty INTEGER NOT NULL DEFAULT 0,
+                picked_weight_g INTEGER NOT NULL DEFAULT 0,
+                short_qty INTEGER NOT NULL DEFAULT 0,
+                substitute_product_id TEXT,
+                PRIMARY KEY (order_id, line_no)
+            )",
+        },
+        Step::CreateCrr {
+            table: "order_events",
+            sql: "CREATE TABLE order_events (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                order_id TEXT NOT NULL DEFAULT '',
+                from_status TEXT,
+                to_status TEXT NOT NULL DEFAULT '',
+                actor TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT '',
+                note TEXT
+            )",
+        },
+        Step::Sql("CREATE INDEX order_events_by_order ON order_events (order_id, at)"),
+        Step::CreateCrr {
+            table: "assignment_replies",
+            sql: "CREATE TABLE assignment_replies (
+                assignment_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                -- accepted | declined | expired
+                reply TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT ''
+            )",
+        },
+        Step::CreateCrr {
+            table: "handoffs",
+            sql: "CREATE TABLE handoffs (
+                order_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                label_id TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT ''
+            )",
+        },
+        Step::CreateCrr {
+            table: "deliveries",
+            sql: "CREATE TABLE deliveries (
+                order_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT '',
+                lat REAL,
+                lon REAL,
+                customer_pin_ok INTEGER
+            )",
+        },
+        Step::CreateCrr {
+            table: "rider_positions",
+            sql: "CREATE TABLE rider_positions (
+                rider_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                lat REAL NOT NULL DEFAULT 0,
+                lon REAL NOT NULL DEFAULT 0,
+                accuracy_m REAL,
+                at TEXT NOT NULL DEFAULT ''
+            )",
+        },
+    ],
+}];
