@@ -158,7 +158,10 @@ pub fn apply_in_transaction(conn: &Connection, batch: &ChangeBatch) -> Result<Ap
             (\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let mut applied = 0_u64;
+    // cr-sqlite counts rows changed by merges over the whole transaction, which may hold other
+    // writes of the same group commit: take the difference.
+    let impacted = || conn.query_row("SELECT crsql_rows_impacted()", [], |r| r.get::<_, i64>(0));
+    let before = impacted()?;
     for change in &batch.changes {
         insert.execute(params![
             change.table,
@@ -171,12 +174,10 @@ pub fn apply_in_transaction(conn: &Connection, batch: &ChangeBatch) -> Result<Ap
             change.cl,
             change.seq,
         ])?;
-        applied +=
-            conn.query_row("SELECT crsql_rows_impacted()", [], |r| r.get::<_, i64>(0))? as u64;
     }
     Ok(ApplyStats {
         received: batch.changes.len(),
-        applied,
+        applied: u64::try_from(impacted()? - before).unwrap_or(0),
     })
 }
 
