@@ -67,22 +67,23 @@ pub fn synced_table(name: &str) -> Option<&'static SyncedTable> {
 }
 
 /// The migrations of a store database, oldest first. Append; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial store schema",
-    steps: &[
-        // ---- cloud-owned catalog ----
-        Step::CreateCrr {
-            table: "categories",
-            sql: "CREATE TABLE categories (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial store schema",
+        steps: &[
+            // ---- cloud-owned catalog ----
+            Step::CreateCrr {
+                table: "categories",
+                sql: "CREATE TABLE categories (
                 id TEXT PRIMARY KEY NOT NULL,
                 name TEXT NOT NULL DEFAULT '',
                 parent_id TEXT
             )",
-        },
-        Step::CreateCrr {
-            table: "products",
-            sql: "CREATE TABLE products (
+            },
+            Step::CreateCrr {
+                table: "products",
+                sql: "CREATE TABLE products (
                 id TEXT PRIMARY KEY NOT NULL,
                 sku TEXT NOT NULL DEFAULT '',
                 name TEXT NOT NULL DEFAULT '',
@@ -95,39 +96,39 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 plu TEXT,
                 active INTEGER NOT NULL DEFAULT 1
             )",
-        },
-        Step::CreateCrr {
-            table: "product_gtins",
-            sql: "CREATE TABLE product_gtins (
+            },
+            Step::CreateCrr {
+                table: "product_gtins",
+                sql: "CREATE TABLE product_gtins (
                 gtin TEXT PRIMARY KEY NOT NULL,
                 product_id TEXT NOT NULL DEFAULT '',
                 -- pieces of the product in the package this GTIN identifies
                 pack_qty INTEGER NOT NULL DEFAULT 1
             )",
-        },
-        Step::CreateCrr {
-            table: "prices",
-            sql: "CREATE TABLE prices (
+            },
+            Step::CreateCrr {
+                table: "prices",
+                sql: "CREATE TABLE prices (
                 product_id TEXT PRIMARY KEY NOT NULL,
                 -- per piece, or per kg for variable-measure products
                 unit_price_minor INTEGER NOT NULL DEFAULT 0,
                 currency TEXT NOT NULL DEFAULT 'EUR'
             )",
-        },
-        // ---- cloud-owned, per store ----
-        Step::CreateCrr {
-            table: "stores",
-            sql: "CREATE TABLE stores (
+            },
+            // ---- cloud-owned, per store ----
+            Step::CreateCrr {
+                table: "stores",
+                sql: "CREATE TABLE stores (
                 id TEXT PRIMARY KEY NOT NULL,
                 name TEXT NOT NULL DEFAULT '',
                 lat REAL NOT NULL DEFAULT 0,
                 lon REAL NOT NULL DEFAULT 0,
                 timezone TEXT NOT NULL DEFAULT 'UTC'
             )",
-        },
-        Step::CreateCrr {
-            table: "riders",
-            sql: "CREATE TABLE riders (
+            },
+            Step::CreateCrr {
+                table: "riders",
+                sql: "CREATE TABLE riders (
                 id TEXT PRIMARY KEY NOT NULL,
                 home_store_id TEXT NOT NULL DEFAULT '',
                 name TEXT NOT NULL DEFAULT '',
@@ -136,10 +137,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 -- SHA-256 of the one-time enrolment code the rider's device presents
                 enrolment_code_sha256 TEXT
             )",
-        },
-        Step::CreateCrr {
-            table: "orders",
-            sql: "CREATE TABLE orders (
+            },
+            Step::CreateCrr {
+                table: "orders",
+                sql: "CREATE TABLE orders (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 customer_first_name TEXT NOT NULL DEFAULT '',
@@ -154,10 +155,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 cancel_requested_at TEXT,
                 cancel_reason TEXT
             )",
-        },
-        Step::CreateCrr {
-            table: "order_lines",
-            sql: "CREATE TABLE order_lines (
+            },
+            Step::CreateCrr {
+                table: "order_lines",
+                sql: "CREATE TABLE order_lines (
                 order_id TEXT NOT NULL,
                 line_no INTEGER NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
@@ -166,10 +167,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 unit_price_minor INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (order_id, line_no)
             )",
-        },
-        Step::CreateCrr {
-            table: "assignments",
-            sql: "CREATE TABLE assignments (
+            },
+            Step::CreateCrr {
+                table: "assignments",
+                sql: "CREATE TABLE assignments (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 order_id TEXT NOT NULL DEFAULT '',
@@ -177,11 +178,11 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 offered_at TEXT NOT NULL DEFAULT '',
                 expires_at TEXT NOT NULL DEFAULT ''
             )",
-        },
-        // ---- edge-owned: the store's truth ----
-        Step::CreateCrr {
-            table: "bins",
-            sql: "CREATE TABLE bins (
+            },
+            // ---- edge-owned: the store's truth ----
+            Step::CreateCrr {
+                table: "bins",
+                sql: "CREATE TABLE bins (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 aisle TEXT NOT NULL DEFAULT '',
@@ -189,19 +190,19 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 shelf TEXT NOT NULL DEFAULT '',
                 pick_seq INTEGER NOT NULL DEFAULT 0
             )",
-        },
-        Step::CreateCrr {
-            table: "product_bins",
-            sql: "CREATE TABLE product_bins (
+            },
+            Step::CreateCrr {
+                table: "product_bins",
+                sql: "CREATE TABLE product_bins (
                 product_id TEXT NOT NULL,
                 bin_id TEXT NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 PRIMARY KEY (product_id, bin_id)
             )",
-        },
-        Step::CreateCrr {
-            table: "stock_moves",
-            sql: "CREATE TABLE stock_moves (
+            },
+            Step::CreateCrr {
+                table: "stock_moves",
+                sql: "CREATE TABLE stock_moves (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 product_id TEXT NOT NULL DEFAULT '',
@@ -218,12 +219,12 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 actor TEXT NOT NULL DEFAULT '',
                 at TEXT NOT NULL DEFAULT ''
             )",
-        },
-        Step::Sql("CREATE INDEX stock_moves_by_product ON stock_moves (product_id, bin_id)"),
-        Step::Sql("CREATE INDEX stock_moves_by_order ON stock_moves (order_id)"),
-        Step::CreateCrr {
-            table: "order_progress",
-            sql: "CREATE TABLE order_progress (
+            },
+            Step::Sql("CREATE INDEX stock_moves_by_product ON stock_moves (product_id, bin_id)"),
+            Step::Sql("CREATE INDEX stock_moves_by_order ON stock_moves (order_id)"),
+            Step::CreateCrr {
+                table: "order_progress",
+                sql: "CREATE TABLE order_progress (
                 order_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 status TEXT NOT NULL DEFAULT 'ROUTED',
@@ -234,10 +235,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 expected_weight_g INTEGER,
                 bag_weight_g INTEGER
             )",
-        },
-        Step::CreateCrr {
-            table: "order_line_progress",
-            sql: "CREATE TABLE order_line_progress (
+            },
+            Step::CreateCrr {
+                table: "order_line_progress",
+                sql: "CREATE TABLE order_line_progress (
                 order_id TEXT NOT NULL,
                 line_no INTEGER NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
@@ -247,10 +248,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 substitute_product_id TEXT,
                 PRIMARY KEY (order_id, line_no)
             )",
-        },
-        Step::CreateCrr {
-            table: "order_events",
-            sql: "CREATE TABLE order_events (
+            },
+            Step::CreateCrr {
+                table: "order_events",
+                sql: "CREATE TABLE order_events (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 order_id TEXT NOT NULL DEFAULT '',
@@ -260,11 +261,11 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 at TEXT NOT NULL DEFAULT '',
                 note TEXT
             )",
-        },
-        Step::Sql("CREATE INDEX order_events_by_order ON order_events (order_id, at)"),
-        Step::CreateCrr {
-            table: "assignment_replies",
-            sql: "CREATE TABLE assignment_replies (
+            },
+            Step::Sql("CREATE INDEX order_events_by_order ON order_events (order_id, at)"),
+            Step::CreateCrr {
+                table: "assignment_replies",
+                sql: "CREATE TABLE assignment_replies (
                 assignment_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 rider_id TEXT NOT NULL DEFAULT '',
@@ -272,20 +273,20 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 reply TEXT NOT NULL DEFAULT '',
                 at TEXT NOT NULL DEFAULT ''
             )",
-        },
-        Step::CreateCrr {
-            table: "handoffs",
-            sql: "CREATE TABLE handoffs (
+            },
+            Step::CreateCrr {
+                table: "handoffs",
+                sql: "CREATE TABLE handoffs (
                 order_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 rider_id TEXT NOT NULL DEFAULT '',
                 label_id TEXT NOT NULL DEFAULT '',
                 at TEXT NOT NULL DEFAULT ''
             )",
-        },
-        Step::CreateCrr {
-            table: "deliveries",
-            sql: "CREATE TABLE deliveries (
+            },
+            Step::CreateCrr {
+                table: "deliveries",
+                sql: "CREATE TABLE deliveries (
                 order_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 rider_id TEXT NOT NULL DEFAULT '',
@@ -294,10 +295,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 lon REAL,
                 customer_pin_ok INTEGER
             )",
-        },
-        Step::CreateCrr {
-            table: "rider_positions",
-            sql: "CREATE TABLE rider_positions (
+            },
+            Step::CreateCrr {
+                table: "rider_positions",
+                sql: "CREATE TABLE rider_positions (
                 rider_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL DEFAULT '',
                 lat REAL NOT NULL DEFAULT 0,
@@ -305,6 +306,64 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 accuracy_m REAL,
                 at TEXT NOT NULL DEFAULT ''
             )",
-        },
-    ],
-}];
+            },
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "edge local state: staff, sessions, stock summary",
+        // Local to the store, never replicated (plain tables, not CRRs): staff PIN hashes and
+        // sign-in sessions stay on the premises, and the stock summary is a cache of the
+        // `stock_moves` ledger that the edge rebuilds from it at every start.
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE staff (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL DEFAULT '',
+                -- picker | lead | manager
+                role TEXT NOT NULL DEFAULT 'picker',
+                -- argon2id PHC string of the PIN
+                pin_hash TEXT NOT NULL DEFAULT '',
+                active INTEGER NOT NULL DEFAULT 1,
+                created_at TEXT NOT NULL DEFAULT ''
+            )",
+            ),
+            Step::Sql(
+                "CREATE TABLE staff_sessions (
+                token_sha256 TEXT PRIMARY KEY NOT NULL,
+                staff_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )",
+            ),
+            // On hand per product, bin and lot (physical moves only).
+            Step::Sql(
+                "CREATE TABLE stock_lots (
+                product_id TEXT NOT NULL,
+                bin_id TEXT NOT NULL,
+                lot TEXT NOT NULL,
+                expiry TEXT NOT NULL DEFAULT '',
+                on_hand INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (product_id, bin_id, lot)
+            ) WITHOUT ROWID",
+            ),
+            // Held per order line and product (reserve and release moves with an order).
+            Step::Sql(
+                "CREATE TABLE order_holds (
+                order_id TEXT NOT NULL,
+                line_no INTEGER NOT NULL,
+                product_id TEXT NOT NULL,
+                held INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (order_id, line_no, product_id)
+            ) WITHOUT ROWID",
+            ),
+            // Reserved per product (reserve and release moves).
+            Step::Sql(
+                "CREATE TABLE stock_reserved (
+                product_id TEXT PRIMARY KEY NOT NULL,
+                reserved INTEGER NOT NULL DEFAULT 0
+            ) WITHOUT ROWID",
+            ),
+        ],
+    },
+];

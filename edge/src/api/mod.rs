@@ -1,0 +1,86 @@
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/metrics`.
+//!
+//! Handlers are thin: they check the caller's role, hand a domain function to
+//! [`App::write`](crate::app::App::write) or [`App::read`](crate::app::App::read), and return
+//! its result as JSON. All SQL lives in the domain modules; every error becomes a JSON
+//! `{error, message}` in one place ([`error::ApiError`]).
+
+mod auth;
+mod error;
+mod orders;
+mod stock;
+mod system;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+
+use crate::app::App;
+pub use error::ApiError;
+
+/// The daemon's router.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/auth/sign-in", post(system::sign_in))
+        .route("/auth/me", get(system::me))
+        .route("/staff", post(system::add_staff))
+        .route("/queues", get(orders::queues))
+        .route("/intake/orders", post(orders::intake))
+        .route("/intake/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}", get(orders::detail))
+        .route("/orders/{id}/pick-list", get(orders::pick_list))
+        .route("/orders/{id}/scan", post(orders::scan))
+        .route("/orders/{id}/lines/{line_no}/short", post(orders::short))
+        .route(
+            "/orders/{id}/lines/{line_no}/substitute",
+            post(orders::substitute),
+        )
+        .route("/orders/{id}/pack", post(orders::pack))
+        .route("/orders/{id}/ready", post(orders::ready))
+        .route("/orders/{id}/handoff", post(orders::handoff))
+        .route("/pick-batches", post(orders::batch))
+        .route("/catalog/lookup", get(stock::lookup))
+        .route("/bins", get(stock::bins))
+        .route("/bins/{id}", put(stock::put_bin))
+        .route("/products/{id}/bins/{bin_id}", put(stock::slot))
+        .route("/stock", get(stock::levels))
+        .route("/stock/receive", post(stock::receive))
+        .route("/stock/adjust", post(stock::adjust))
+        .route("/stock/count", post(stock::count))
+        .route("/stock/{product_id}", get(stock::report))
+        .route("/devices", get(system::devices))
+        .route("/sync/status", get(system::sync_status))
+        .route("/events", get(system::events))
+        .route("/dev/catalog", post(system::seed_catalog));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), track))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .with_state(app)
+}
+
+/// Counts and times every routed request.
+async fn track(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    app.metrics.http(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

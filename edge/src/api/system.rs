@@ -1,0 +1,182 @@
+//! Sign-in and staff, the live event stream, health, metrics, status placeholders, and the
+//! dev-only catalog seed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Staff;
+use super::error::{ApiError, Json};
+use crate::Error;
+use crate::app::{App, SignedIn};
+use crate::catalog::{self, CatalogSeed, SeedSummary};
+use crate::events::Event;
+use crate::staff::{NewStaff, Role, Session};
+
+type Reply<T> = Result<Json<T>, ApiError>;
+
+pub async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "store_id": app.store_id,
+        "schema_version": app.db.schema_version(),
+    }))
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
+    let text = app.metrics.encode().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("encoding metrics: {e}"),
+        )
+    })?;
+    Ok((
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    staff_id: String,
+    pin: String,
+}
+
+pub async fn sign_in(State(app): State<Arc<App>>, Json(body): Json<SignIn>) -> Reply<SignedIn> {
+    Ok(Json(app.sign_in(body.staff_id, body.pin).await?))
+}
+
+pub async fn me(Staff(staff): Staff) -> Json<Session> {
+    Json(staff)
+}
+
+#[derive(Debug, Serialize)]
+pub struct StaffAdded {
+    id: String,
+    role: Role,
+}
+
+pub async fn add_staff(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Json(new): Json<NewStaff>,
+) -> Result<(StatusCode, Json<StaffAdded>), ApiError> {
+    staff.require(Role::Manager)?;
+    let added = StaffAdded {
+        id: new.id.clone(),
+        role: new.role,
+    };
+    app.add_staff(&staff.staff_id, new).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Hardware is not wired in yet: say so rather than invent devices.
+pub async fn devices(_staff: Staff) -> Json<Value> {
+    Json(json!({
+        "connected": false,
+        "message": "not connected yet: scanners, scales and printers arrive with the device manager (flashkart-hw)",
+        "devices": [],
+    }))
+}
+
+/// Sync is not wired in yet: say so, with what is already true of this replica.
+pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Json<Value> {
+    let site_id: String = app
+        .db
+        .site_id()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Json(json!({
+        "connected": false,
+        "message": "not connected yet: orders arrive through /api/v1/intake until sync with the cloud lands",
+        "site_id": site_id,
+        "schema_version": app.db.schema_version(),
+    }))
+}
+
+/// The live stream of order and stock changes (Server-Sent Events). The first event, `hello`,
+/// carries the current sequence number.
+pub async fn events(
+    State(app): State<Arc<App>>,
+    _staff: Staff,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let receiver = app.hub.subscribe();
+    let hello = SseEvent::default()
+        .event("hello")
+        .data(json!({ "seq": app.hub.current_seq() }).to_string());
+    let guard = app.metrics.stream_client();
+    let shutdown = app.shutdown.clone();
+    let stream = futures::stream::unfold(
+        (Some(hello), receiver, shutdown, guard),
+        |(hello, mut receiver, shutdown, guard)| async move {
+            if let Some(hello) = hello {
+                return Some((Ok(hello), (None, receiver, shutdown, guard)));
+            }
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                next = receiver.recv() => next,
+            };
+            let event = match next {
+                Ok(event) => sse_event(&event),
+                Err(RecvError::Lagged(missed)) => SseEvent::default()
+                    .event("lagged")
+                    .data(json!({ "missed": missed }).to_string()),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (None, receiver, shutdown, guard)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn sse_event(event: &Event) -> SseEvent {
+    let data = serde_json::to_string(event)
+        .unwrap_or_else(|e| json!({ "type": "error", "message": e.to_string() }).to_string());
+    SseEvent::default().event(event.name()).data(data)
+}
+
+/// Writes catalog rows as the cloud would. Only with `dev_endpoints` on (tests, demo).
+pub async fn seed_catalog(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Json(seed): Json<CatalogSeed>,
+) -> Reply<SeedSummary> {
+    if !app.dev_endpoints {
+        return Err(
+            Error::not_found("endpoint", "/api/v1/dev/catalog (dev_endpoints is off)").into(),
+        );
+    }
+    staff.require(Role::Manager)?;
+    Ok(Json(
+        app.write(&staff.staff_id, move |conn, _| catalog::seed(conn, &seed))
+            .await?,
+    ))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

@@ -1,0 +1,165 @@
+//! The daemon's configuration: TOML file, environment overrides, and defaults that run with
+//! neither.
+//!
+//! Every field has a default, so `flashkart-edge run` works on a fresh machine. Environment
+//! variables `FLASHKART_EDGE_*` override the file (containers and systemd units set them).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use flashkart_sync::Synchronous;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::barcode::VariableMeasureLayout;
+use crate::pack::PackConfig;
+
+/// Everything the edge daemon can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP address for the API and the tablets (`FLASHKART_EDGE_LISTEN`).
+    pub listen: SocketAddr,
+    /// Where the store database lives (`FLASHKART_EDGE_DATA_DIR`); the user's data directory
+    /// (or `./data`) by default.
+    pub data_dir: Option<PathBuf>,
+    /// This store's id (`FLASHKART_EDGE_STORE_ID`).
+    pub store_id: String,
+    /// `full` (default) or `normal` (`FLASHKART_EDGE_SYNCHRONOUS`).
+    pub synchronous: Synchronous,
+    /// PIN of the `manager` account created on first start (`FLASHKART_EDGE_MANAGER_PIN`); a
+    /// random one is generated and logged once if unset.
+    pub manager_pin: Option<String>,
+    /// Seconds in-flight requests get to finish on shutdown (`FLASHKART_EDGE_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+    /// Hours a sign-in lasts.
+    pub session_hours: u32,
+    /// Enables `/api/v1/dev/*` (catalog seeding for tests and the demo)
+    /// (`FLASHKART_EDGE_DEV_ENDPOINTS`).
+    pub dev_endpoints: bool,
+    /// Where the cr-sqlite library is extracted; the user's cache directory by default
+    /// (`FLASHKART_EDGE_EXTENSION_DIR`).
+    pub extension_dir: Option<PathBuf>,
+    /// Layout of the store's variable-measure (weighed goods) barcodes.
+    pub variable_measure: VariableMeasureLayout,
+    /// Bag weight check.
+    pub pack: PackConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            data_dir: None,
+            store_id: "store-1".into(),
+            synchronous: Synchronous::Full,
+            manager_pin: None,
+            shutdown_grace_secs: 10,
+            session_hours: 12,
+            dev_endpoints: false,
+            extension_dir: None,
+            variable_measure: VariableMeasureLayout::default(),
+            pack: PackConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given; it must exist) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                    context: format!("reading config {}", path.display()),
+                    source,
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies `FLASHKART_EDGE_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        let bad = |name: &str, value: &str| Error::Config(format!("{name}={value} is not valid"));
+        if let Some(v) = var("FLASHKART_EDGE_LISTEN") {
+            self.listen = v.parse().map_err(|_| bad("FLASHKART_EDGE_LISTEN", &v))?;
+        }
+        if let Some(v) = var("FLASHKART_EDGE_DATA_DIR") {
+            self.data_dir = Some(v.into());
+        }
+        if let Some(v) = var("FLASHKART_EDGE_STORE_ID") {
+            self.store_id = v;
+        }
+        if let Some(v) = var("FLASHKART_EDGE_SYNCHRONOUS") {
+            self.synchronous = match v.as_str() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                _ => return Err(bad("FLASHKART_EDGE_SYNCHRONOUS", &v)),
+            };
+        }
+        if let Some(v) = var("FLASHKART_EDGE_MANAGER_PIN") {
+            self.manager_pin = Some(v);
+        }
+        if let Some(v) = var("FLASHKART_EDGE_GRACE_SECS") {
+            self.shutdown_grace_secs = v
+                .parse()
+                .map_err(|_| bad("FLASHKART_EDGE_GRACE_SECS", &v))?;
+        }
+        if let Some(v) = var("FLASHKART_EDGE_DEV_ENDPOINTS") {
+            self.dev_endpoints = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = var("FLASHKART_EDGE_EXTENSION_DIR") {
+            self.extension_dir = Some(v.into());
+        }
+        Ok(())
+    }
+
+    /// The data directory in force.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            directories::ProjectDirs::from("", "FlashKart", "flashkart-edge").map_or_else(
+                || PathBuf::from("data"),
+                |dirs| dirs.data_dir().to_path_buf(),
+            )
+        })
+    }
+
+    /// The store database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("store.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file() {
+        let mut config: Config = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nstore_id = \"s-9\"\n[pack]\ntolerance_g = 50\n",
+        )
+        .expect("valid toml");
+        assert_eq!(config.pack.tolerance_g, 50);
+        config
+            .apply_env(|name| match name {
+                "FLASHKART_EDGE_STORE_ID" => Some("s-10".into()),
+                "FLASHKART_EDGE_SYNCHRONOUS" => Some("normal".into()),
+                _ => None,
+            })
+            .expect("valid env");
+        assert_eq!(config.store_id, "s-10");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.synchronous, Synchronous::Normal);
+        assert!(
+            config
+                .apply_env(|n| (n == "FLASHKART_EDGE_LISTEN").then(|| "nope".into()))
+                .is_err()
+        );
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

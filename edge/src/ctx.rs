@@ -1,0 +1,85 @@
+//! Who and when: the context every write carries, and the changes it made.
+//!
+//! Domain functions take a [`Ctx`] so that every row they write names the store, the actor and
+//! one timestamp, and so that the stock and order changes they make are collected as they go;
+//! after the write commits those become the events of the live stream.
+
+use std::collections::BTreeSet;
+
+use crate::orders::Status;
+use crate::stock::MoveKind;
+
+/// A new row key: UUIDv7, time-ordered, unique across replicas.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Now, as the UTC RFC 3339 text (millisecond precision) every table stores; such strings sort
+/// in time order.
+pub fn now() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// A moment `hours` from now, in the same format as [`now`].
+pub fn hours_from_now(hours: u32) -> String {
+    timestamp(time::OffsetDateTime::now_utc() + time::Duration::hours(i64::from(hours)))
+}
+
+fn timestamp(at: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// A change to an order, announced on the live stream once committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderChange {
+    pub order_id: String,
+    pub status: Status,
+    /// What happened: `arrived`, `status`, `scan`, `short`, `substitute`, `tote`.
+    pub change: &'static str,
+}
+
+/// The context of one write: store, actor, time, and what it changed.
+#[derive(Debug)]
+pub struct Ctx {
+    pub store_id: String,
+    pub actor: String,
+    pub at: String,
+    pub(crate) orders: Vec<OrderChange>,
+    pub(crate) products: BTreeSet<String>,
+    pub(crate) moves: Vec<MoveKind>,
+}
+
+impl Ctx {
+    pub fn new(store_id: impl Into<String>, actor: impl Into<String>) -> Self {
+        Self {
+            store_id: store_id.into(),
+            actor: actor.into(),
+            at: now(),
+            orders: Vec::new(),
+            products: BTreeSet::new(),
+            moves: Vec::new(),
+        }
+    }
+
+    pub(crate) fn order_changed(&mut self, order_id: &str, status: Status, change: &'static str) {
+        self.orders.push(OrderChange {
+            order_id: order_id.to_owned(),
+            status,
+            change,
+        });
+    }
+
+    pub(crate) fn stock_moved(&mut self, product_id: &str, kind: MoveKind) {
+        self.products.insert(product_id.to_owned());
+        self.moves.push(kind);
+    }
+}

@@ -1,0 +1,99 @@
+//! `flashkart-edge`: the store daemon's command line.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "flashkart-edge", version, about = "FlashKart store daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (defaults work with no config file at all).
+    Run {
+        /// TOML configuration file; FLASHKART_EDGE_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the store database lives (overrides config and environment).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// HTTP address (overrides config and environment).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Device protocol simulators: arrive with the hardware crate (flashkart-hw).
+    Sim,
+    /// Read a scanner from the command line: arrives with the hardware crate (flashkart-hw).
+    Scan,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            data_dir,
+            listen,
+        } => {
+            let mut config = flashkart_edge::Config::load(config.as_deref())?;
+            if let Some(dir) = data_dir {
+                config.data_dir = Some(dir);
+            }
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(run(config))
+        }
+        Command::Sim | Command::Scan => {
+            bail!("not available yet: this arrives with the hardware crate (flashkart-hw)")
+        }
+    }
+}
+
+async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %config.data_dir().display(), "starting flashkart-edge");
+    let shutdown = CancellationToken::new();
+    let running = flashkart_edge::start(config, shutdown.clone())
+        .await
+        .context("starting the daemon")?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let wait = running.wait();
+    tokio::pin!(wait);
+    tokio::select! {
+        result = &mut wait => return result.context("the daemon stopped"),
+        signal = &mut signal => {
+            let name = signal?;
+            tracing::info!(signal = name, "shutdown requested");
+        }
+    }
+    shutdown.cancel();
+    wait.await.context("shutting down")
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,197 @@
+//! Packing and handing over: the bag's weight against the catalog, the label, READY, and the
+//! rider's handoff scan.
+//!
+//! The expected weight is what was picked: catalog unit weights for counted goods, the
+//! scanned weight for weighed goods, plus the bags' tare. A bag outside the tolerance is
+//! refused so the packer checks it before the rider leaves with a wrong order.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::ctx::{Ctx, new_id};
+use crate::orders::{self, Status};
+
+/// Tolerances for the bag weight check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PackConfig {
+    /// Relative tolerance, percent of the expected weight.
+    pub tolerance_pct: f64,
+    /// Absolute tolerance floor, grams.
+    pub tolerance_g: i64,
+    /// Weight of one empty bag, grams.
+    pub bag_tare_g: i64,
+}
+
+impl Default for PackConfig {
+    fn default() -> Self {
+        Self {
+            tolerance_pct: 5.0,
+            tolerance_g: 30,
+            bag_tare_g: 0,
+        }
+    }
+}
+
+/// The packer's input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pack {
+    /// Bags used (1 by default).
+    pub bags: Option<i64>,
+    /// What the scale read for all bags together; skipped check when absent (no scale).
+    pub bag_weight_g: Option<i64>,
+}
+
+/// A packed order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Packed {
+    pub order_id: String,
+    pub status: Status,
+    pub label_id: String,
+    pub bags: i64,
+    pub expected_weight_g: i64,
+    pub tolerance_g: i64,
+    pub bag_weight_g: Option<i64>,
+}
+
+/// Packs a completely picked order: checks the weight, assigns a label id, PACKED.
+pub fn pack(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    config: &PackConfig,
+    order_id: &str,
+    input: &Pack,
+) -> Result<Packed, Error> {
+    orders::ensure_not_cancelling(conn, order_id)?;
+    let status = orders::status(conn, order_id)?;
+    if !status.can_become(Status::Packed) {
+        return Err(Error::InvalidTransition {
+            order_id: order_id.to_owned(),
+            status,
+            action: "pack",
+        });
+    }
+    let lines = orders::lines(conn, order_id)?;
+    let open: Vec<String> = lines
+        .iter()
+        .filter(|l| l.open_qty > 0)
+        .map(|l| format!("line {} ({} open)", l.line_no, l.open_qty))
+        .collect();
+    if !open.is_empty() {
+        return Err(Error::Conflict(format!(
+            "order {order_id} is not completely picked: {}; pick or short them first",
+            open.join(", ")
+        )));
+    }
+    if lines.iter().all(|l| l.picked_qty == 0) {
+        return Err(Error::Conflict(format!(
+            "nothing of order {order_id} was picked: it cannot be packed"
+        )));
+    }
+    let bags = input.bags.unwrap_or(1);
+    if !(1..=20).contains(&bags) {
+        return Err(Error::Invalid("bags must be 1..=20".into()));
+    }
+    let expected = lines.iter().map(|l| l.picked_weight_g).sum::<i64>() + bags * config.bag_tare_g;
+    // Rounded to whole grams: a tolerance is a scale reading, not a precise figure.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let relative = (expected as f64 * config.tolerance_pct / 100.0).round() as i64;
+    let tolerance = relative.max(config.tolerance_g);
+    if let Some(weight) = input.bag_weight_g
+        && (weight - expected).abs() > tolerance
+    {
+        return Err(Error::Conflict(format!(
+            "the bags weigh {weight} g but order {order_id} should weigh {expected} g \
+             (± {tolerance} g): check the bags"
+        )));
+    }
+    let label_id = format!(
+        "FK-{}",
+        new_id().replace('-', "")[20..].to_ascii_uppercase()
+    );
+    conn.prepare_cached(
+        "UPDATE order_progress SET label_id = ?2, bags = ?3, expected_weight_g = ?4,
+            bag_weight_g = ?5 WHERE order_id = ?1",
+    )?
+    .execute(params![
+        order_id,
+        label_id,
+        bags,
+        expected,
+        input.bag_weight_g
+    ])?;
+    orders::transition(conn, ctx, order_id, Status::Packed, "pack", Some(&label_id))?;
+    Ok(Packed {
+        order_id: order_id.to_owned(),
+        status: Status::Packed,
+        label_id,
+        bags,
+        expected_weight_g: expected,
+        tolerance_g: tolerance,
+        bag_weight_g: input.bag_weight_g,
+    })
+}
+
+/// A status change's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moved {
+    pub order_id: String,
+    pub from: Status,
+    pub status: Status,
+}
+
+/// The packed order is on the pickup shelf: READY.
+pub fn ready(conn: &Connection, ctx: &mut Ctx, order_id: &str) -> Result<Moved, Error> {
+    orders::ensure_not_cancelling(conn, order_id)?;
+    let from = orders::transition(conn, ctx, order_id, Status::Ready, "mark ready", None)?;
+    Ok(Moved {
+        order_id: order_id.to_owned(),
+        from,
+        status: Status::Ready,
+    })
+}
+
+/// The rider's handoff scan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    pub rider_id: String,
+    /// The bag label the rider scanned; must be this order's.
+    pub label_id: String,
+}
+
+/// Hands the order to the rider: PICKED_UP, with a `handoffs` row.
+pub fn handoff(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    order_id: &str,
+    input: &Handoff,
+) -> Result<Moved, Error> {
+    orders::ensure_not_cancelling(conn, order_id)?;
+    if input.rider_id.trim().is_empty() {
+        return Err(Error::Invalid("a handoff names the rider".into()));
+    }
+    let label: Option<String> = conn
+        .prepare_cached("SELECT label_id FROM order_progress WHERE order_id = ?1")?
+        .query_row([order_id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| Error::not_found("order", order_id))?;
+    if label.as_deref() != Some(input.label_id.as_str()) {
+        return Err(Error::Conflict(format!(
+            "label {} is not order {order_id}'s bag",
+            input.label_id
+        )));
+    }
+    let from = orders::transition(conn, ctx, order_id, Status::PickedUp, "hand off", None)?;
+    conn.prepare_cached(
+        "INSERT INTO handoffs (order_id, store_id, rider_id, label_id, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![order_id, ctx.store_id, input.rider_id, input.label_id, ctx.at])?;
+    Ok(Moved {
+        order_id: order_id.to_owned(),
+        from,
+        status: Status::PickedUp,
+    })
+}

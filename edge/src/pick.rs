@@ -1,0 +1,513 @@
+//! Picking: pick lists in walk order, batch walks for several orders, and pick by scan with
+//! shorts and substitutions.
+//!
+//! A scan must be the product the line expects (the substitute, once there is one); a wrong
+//! scan is refused naming both products. A pick consumes the line's reservation (a `release`
+//! move, then a `pick` move from the first-expiring lot), so available stock never dips.
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::barcode::VariableMeasureLayout;
+use crate::catalog::{self, ProductRef};
+use crate::ctx::Ctx;
+use crate::orders::{self, Line, Status};
+use crate::stock::{self, Move, MoveKind};
+
+/// One stop on a pick walk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stop {
+    pub order_id: String,
+    pub tote: Option<String>,
+    pub line_no: i64,
+    pub product_id: String,
+    pub product_name: String,
+    pub qty: i64,
+    /// Where to pick: the first-expiring lot's bin, else the first slot, else unknown.
+    pub bin_id: Option<String>,
+    pub pick_seq: Option<i64>,
+    /// The lot to take (FEFO) and its expiry, when stock is known by lot.
+    pub lot: Option<String>,
+    pub expiry: Option<String>,
+}
+
+fn stops_for(
+    conn: &Connection,
+    order_id: &str,
+    tote: Option<&str>,
+    stops: &mut Vec<Stop>,
+) -> Result<(), Error> {
+    for line in orders::lines(conn, order_id)?
+        .into_iter()
+        .filter(|l| l.open_qty > 0)
+    {
+        let product_id = line.expected_product().to_owned();
+        let fefo = stock::lots(conn, &product_id)?.into_iter().next();
+        let (bin_id, pick_seq, lot, expiry) = match fefo {
+            Some(l) => (
+                Some(l.bin_id),
+                l.pick_seq,
+                Some(l.lot).filter(|s| !s.is_empty()),
+                Some(l.expiry).filter(|s| !s.is_empty()),
+            ),
+            None => match crate::bins::slots_of(conn, &product_id)?.into_iter().next() {
+                Some(bin) => (Some(bin.id), Some(bin.pick_seq), None, None),
+                None => (None, None, None, None),
+            },
+        };
+        let product_name = match &line.substitute_name {
+            Some(name) => name.clone(),
+            None => line.product_name.clone(),
+        };
+        stops.push(Stop {
+            order_id: order_id.to_owned(),
+            tote: tote.map(str::to_owned),
+            line_no: line.line_no,
+            product_id,
+            product_name,
+            qty: line.open_qty,
+            bin_id,
+            pick_seq,
+            lot,
+            expiry,
+        });
+    }
+    Ok(())
+}
+
+fn walk_order(stops: &mut [Stop]) {
+    stops.sort_by(|a, b| {
+        (
+            a.pick_seq.is_none(),
+            a.pick_seq,
+            &a.bin_id,
+            &a.product_id,
+            &a.order_id,
+        )
+            .cmp(&(
+                b.pick_seq.is_none(),
+                b.pick_seq,
+                &b.bin_id,
+                &b.product_id,
+                &b.order_id,
+            ))
+    });
+}
+
+/// The open lines of one order in walk order.
+pub fn pick_list(conn: &Connection, order_id: &str) -> Result<Vec<Stop>, Error> {
+    orders::status(conn, order_id)?;
+    let tote: Option<String> = conn
+        .prepare_cached("SELECT tote FROM order_progress WHERE order_id = ?1")?
+        .query_row([order_id], |row| row.get(0))?;
+    let mut stops = Vec::new();
+    stops_for(conn, order_id, tote.as_deref(), &mut stops)?;
+    walk_order(&mut stops);
+    Ok(stops)
+}
+
+/// A batch walk: several orders, one tote each, one pass through the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Batch {
+    pub totes: Vec<(String, String)>,
+    pub stops: Vec<Stop>,
+}
+
+/// Most orders one picker walks with at once (one tote each on the trolley).
+pub const MAX_BATCH: usize = 12;
+
+/// Starts picking several orders in one walk: each gets a tote (`T1`, `T2`, ... unless it has
+/// one) and moves to PICKING; the stops of all of them come back in walk order.
+pub fn batch(conn: &Connection, ctx: &mut Ctx, order_ids: &[String]) -> Result<Batch, Error> {
+    if order_ids.is_empty() || order_ids.len() > MAX_BATCH {
+        return Err(Error::Invalid(format!(
+            "a batch holds 1 to {MAX_BATCH} orders"
+        )));
+    }
+    let mut totes = Vec::with_capacity(order_ids.len());
+    let mut stops = Vec::new();
+    for (i, order_id) in order_ids.iter().enumerate() {
+        if order_ids[..i].contains(order_id) {
+            return Err(Error::Invalid(format!(
+                "order {order_id} is in the batch twice"
+            )));
+        }
+        orders::ensure_not_cancelling(conn, order_id)?;
+        match orders::status(conn, order_id)? {
+            Status::Accepted => {
+                orders::transition(
+                    conn,
+                    ctx,
+                    order_id,
+                    Status::Picking,
+                    "start picking",
+                    Some("batch"),
+                )?;
+            }
+            Status::Picking => {}
+            status => {
+                return Err(Error::InvalidTransition {
+                    order_id: order_id.clone(),
+                    status,
+                    action: "start picking",
+                });
+            }
+        }
+        let tote = format!("T{}", i + 1);
+        conn.prepare_cached(
+            "UPDATE order_progress SET tote = coalesce(tote, ?2) WHERE order_id = ?1",
+        )?
+        .execute(params![order_id, tote])?;
+        let tote: String = conn
+            .prepare_cached("SELECT tote FROM order_progress WHERE order_id = ?1")?
+            .query_row([order_id], |row| row.get(0))?;
+        ctx.order_changed(order_id, Status::Picking, "tote");
+        stops_for(conn, order_id, Some(&tote), &mut stops)?;
+        totes.push((order_id.clone(), tote));
+    }
+    walk_order(&mut stops);
+    Ok(Batch { totes, stops })
+}
+
+/// A scan at the pick face.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    /// What the scanner read: a GTIN or a variable-measure code.
+    pub code: String,
+    /// The line being picked; by default the first open line expecting the scanned product.
+    pub line_no: Option<i64>,
+    /// The lot taken, if the picker did not take the suggested (first-expiring) one.
+    pub lot: Option<String>,
+}
+
+/// One `pick` move of a scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Taken {
+    pub move_id: String,
+    pub bin_id: String,
+    pub lot: String,
+    pub expiry: String,
+    pub qty: i64,
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scanned {
+    pub order_id: String,
+    pub line_no: i64,
+    pub product_id: String,
+    pub product_name: String,
+    pub qty: i64,
+    pub weight_g: i64,
+    pub taken: Vec<Taken>,
+    /// The `release` move consuming the reservation, if any.
+    pub release_move: Option<String>,
+    pub line_open_qty: i64,
+    pub order_open_qty: i64,
+    pub status: Status,
+}
+
+fn start_or_continue(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    order_id: &str,
+    action: &'static str,
+) -> Result<Status, Error> {
+    orders::ensure_not_cancelling(conn, order_id)?;
+    match orders::status(conn, order_id)? {
+        Status::Accepted => {
+            orders::transition(conn, ctx, order_id, Status::Picking, action, None)?;
+            Ok(Status::Picking)
+        }
+        Status::Picking => Ok(Status::Picking),
+        status => Err(Error::InvalidTransition {
+            order_id: order_id.to_owned(),
+            status,
+            action,
+        }),
+    }
+}
+
+fn find_line(lines: &[Line], line_no: i64) -> Result<&Line, Error> {
+    lines
+        .iter()
+        .find(|l| l.line_no == line_no)
+        .ok_or_else(|| Error::not_found("order line", line_no.to_string()))
+}
+
+/// Records a scan against an order.
+pub fn scan(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    layout: &VariableMeasureLayout,
+    order_id: &str,
+    scan: &Scan,
+) -> Result<Scanned, Error> {
+    let status = start_or_continue(conn, ctx, order_id, "pick")?;
+    let scanned = catalog::resolve(conn, &scan.code, layout)?;
+    let product = &scanned.product;
+    let lines = orders::lines(conn, order_id)?;
+    let line = match scan.line_no {
+        Some(line_no) => {
+            let line = find_line(&lines, line_no)?;
+            if line.expected_product() != product.id {
+                return Err(Error::WrongItem {
+                    scanned: product.label(),
+                    expected: format!("line {} is {}", line.line_no, line.expected_label()),
+                });
+            }
+            line
+        }
+        None => match lines
+            .iter()
+            .find(|l| l.expected_product() == product.id && l.open_qty > 0)
+        {
+            Some(line) => line,
+            None => {
+                if lines.iter().any(|l| l.expected_product() == product.id) {
+                    return Err(Error::Conflict(format!(
+                        "all of {} on order {order_id} is already picked or short",
+                        product.label()
+                    )));
+                }
+                let expected = match lines.iter().find(|l| l.open_qty > 0) {
+                    Some(next) => format!(
+                        "order {order_id} has no line for it; next is line {}: {}",
+                        next.line_no,
+                        next.expected_label()
+                    ),
+                    None => format!("order {order_id} is completely picked"),
+                };
+                return Err(Error::WrongItem {
+                    scanned: product.label(),
+                    expected,
+                });
+            }
+        },
+    };
+    if line.open_qty <= 0 {
+        return Err(Error::Conflict(format!(
+            "line {} of order {order_id} is already complete",
+            line.line_no
+        )));
+    }
+    let qty = scanned.qty;
+    if qty > line.open_qty {
+        return Err(Error::Conflict(format!(
+            "this package holds {qty} of {} but line {} needs only {} more",
+            product.label(),
+            line.line_no,
+            line.open_qty
+        )));
+    }
+    if product.variable_measure() && scanned.weight_g.is_none() {
+        return Err(Error::Invalid(format!(
+            "{} is sold by weight: scan the weighed label",
+            product.label()
+        )));
+    }
+    let weight_g = scanned.weight_g.unwrap_or(product.unit_weight_g * qty);
+
+    // Consume the reservation first, then take the pieces, so available never dips.
+    let held: i64 = stock::line_holds(conn, order_id, Some(line.line_no))?
+        .into_iter()
+        .filter(|(_, p, _)| *p == product.id)
+        .map(|(_, _, held)| held)
+        .sum();
+    let consume = held.min(qty);
+    let release_move = if consume > 0 {
+        Some(stock::record(
+            conn,
+            ctx,
+            &Move::hold(&product.id, -consume, order_id, line.line_no),
+        )?)
+    } else {
+        None
+    };
+    let mut left = qty;
+    let mut taken = Vec::new();
+    let candidates = stock::lots(conn, &product.id)?
+        .into_iter()
+        .filter(|l| scan.lot.as_ref().is_none_or(|lot| *lot == l.lot));
+    for lot in candidates {
+        let take = left.min(lot.on_hand);
+        let move_id = stock::record(
+            conn,
+            ctx,
+            &Move {
+                product_id: &product.id,
+                bin_id: Some(&lot.bin_id),
+                qty: -take,
+                kind: MoveKind::Pick,
+                lot: &lot.lot,
+                expiry: &lot.expiry,
+                order: Some((order_id, line.line_no)),
+                reason: None,
+            },
+        )?;
+        taken.push(Taken {
+            move_id,
+            bin_id: lot.bin_id,
+            lot: lot.lot,
+            expiry: lot.expiry,
+            qty: take,
+        });
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    if left > 0 {
+        return Err(Error::Conflict(format!(
+            "the ledger shows no {} left{} to pick from: count the bin",
+            product.label(),
+            scan.lot
+                .as_ref()
+                .map(|lot| format!(" in lot {lot}"))
+                .unwrap_or_default()
+        )));
+    }
+    conn.prepare_cached(
+        "UPDATE order_line_progress SET picked_qty = picked_qty + ?3,
+            picked_weight_g = picked_weight_g + ?4
+         WHERE order_id = ?1 AND line_no = ?2",
+    )?
+    .execute(params![order_id, line.line_no, qty, weight_g])?;
+    ctx.order_changed(order_id, status, "scan");
+    let order_open_qty = lines.iter().map(|l| l.open_qty).sum::<i64>() - qty;
+    Ok(Scanned {
+        order_id: order_id.to_owned(),
+        line_no: line.line_no,
+        product_id: product.id.clone(),
+        product_name: product.name.clone(),
+        qty,
+        weight_g,
+        taken,
+        release_move,
+        line_open_qty: line.open_qty - qty,
+        order_open_qty,
+        status,
+    })
+}
+
+/// What a short or substitution did to a line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineChange {
+    pub order_id: String,
+    pub line: Line,
+    /// Pieces released from the reservation.
+    pub released: i64,
+    /// Pieces newly reserved (substitutions).
+    pub reserved: i64,
+    pub status: Status,
+}
+
+/// Marks pieces of a line short (all its open pieces by default) and releases their hold.
+pub fn short(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    order_id: &str,
+    line_no: i64,
+    qty: Option<i64>,
+) -> Result<LineChange, Error> {
+    let status = start_or_continue(conn, ctx, order_id, "short a line")?;
+    let lines = orders::lines(conn, order_id)?;
+    let line = find_line(&lines, line_no)?;
+    let qty = qty.unwrap_or(line.open_qty);
+    if qty <= 0 || qty > line.open_qty {
+        return Err(Error::Invalid(format!(
+            "line {line_no} has {} open; cannot short {qty}",
+            line.open_qty
+        )));
+    }
+    let expected = line.expected_product().to_owned();
+    let held: i64 = stock::line_holds(conn, order_id, Some(line_no))?
+        .into_iter()
+        .filter(|(_, p, _)| *p == expected)
+        .map(|(_, _, held)| held)
+        .sum();
+    let released = held.min(qty);
+    if released > 0 {
+        stock::record(
+            conn,
+            ctx,
+            &Move::hold(&expected, -released, order_id, line_no),
+        )?;
+    }
+    conn.prepare_cached(
+        "UPDATE order_line_progress SET short_qty = short_qty + ?3
+         WHERE order_id = ?1 AND line_no = ?2",
+    )?
+    .execute(params![order_id, line_no, qty])?;
+    ctx.order_changed(order_id, status, "short");
+    let line = find_line(&orders::lines(conn, order_id)?, line_no)?.clone();
+    Ok(LineChange {
+        order_id: order_id.to_owned(),
+        line,
+        released,
+        reserved: 0,
+        status,
+    })
+}
+
+/// Substitutes the unpicked pieces of a line (open or short) with a product of the same
+/// category: releases what the line holds, reserves the substitute. Refunds are the cloud's.
+pub fn substitute(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    layout: &VariableMeasureLayout,
+    order_id: &str,
+    line_no: i64,
+    with: &ProductRef,
+) -> Result<LineChange, Error> {
+    let status = start_or_continue(conn, ctx, order_id, "substitute")?;
+    let lines = orders::lines(conn, order_id)?;
+    let line = find_line(&lines, line_no)?;
+    let (substitute, _) = with.resolve(conn, layout)?;
+    if substitute.id == line.product_id
+        || Some(&substitute.id) == line.substitute_product_id.as_ref()
+    {
+        return Err(Error::Invalid(format!(
+            "{} is already what line {line_no} is for",
+            substitute.label()
+        )));
+    }
+    let original = catalog::product(conn, &line.product_id)?;
+    if original.category_id.is_none() || original.category_id != substitute.category_id {
+        return Err(Error::Conflict(format!(
+            "{} (category {}) cannot replace {} (category {}): same category only",
+            substitute.label(),
+            substitute.category_id.as_deref().unwrap_or("none"),
+            original.label(),
+            original.category_id.as_deref().unwrap_or("none")
+        )));
+    }
+    let unpicked = line.qty - line.picked_qty;
+    if unpicked <= 0 {
+        return Err(Error::Conflict(format!(
+            "line {line_no} is completely picked; nothing to substitute"
+        )));
+    }
+    let released = stock::release_holds(conn, ctx, order_id, Some(line_no))?;
+    stock::record(
+        conn,
+        ctx,
+        &Move::hold(&substitute.id, unpicked, order_id, line_no),
+    )?;
+    conn.prepare_cached(
+        "UPDATE order_line_progress SET short_qty = 0, substitute_product_id = ?3
+         WHERE order_id = ?1 AND line_no = ?2",
+    )?
+    .execute(params![order_id, line_no, substitute.id])?;
+    ctx.order_changed(order_id, status, "substitute");
+    let line = find_line(&orders::lines(conn, order_id)?, line_no)?.clone();
+    Ok(LineChange {
+        order_id: order_id.to_owned(),
+        line,
+        released,
+        reserved: unpicked,
+        status,
+    })
+}

@@ -1,0 +1,119 @@
+//! Starting and stopping the daemon: open the store database, rebuild the stock summary,
+//! serve HTTP, and on shutdown drain requests within a grace period and close the database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashkart_sync::schema::store::MIGRATIONS;
+use flashkart_sync::{StoreConfig, StoreDb};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::{Error, api, stock};
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct Running {
+    /// The address the HTTP API is bound to (the real port when configured with port 0).
+    pub local_addr: SocketAddr,
+    pub db_path: PathBuf,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    /// Waits until the daemon has shut down (after the shutdown token is cancelled) and its
+    /// database is closed.
+    pub async fn wait(self) -> Result<(), Error> {
+        self.task.await.map_err(|e| Error::Io {
+            context: "the server task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+}
+
+/// Starts the daemon; it runs until `shutdown` is cancelled.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding {}", config.listen),
+            source,
+        })?;
+    start_on(config, listener, shutdown).await
+}
+
+/// Starts the daemon and waits for it to stop.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    start(config, shutdown).await?.wait().await
+}
+
+/// Starts the daemon on an already bound listener.
+pub async fn start_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Running, Error> {
+    let local_addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
+    let db_path = config.db_path();
+    let mut store_config = StoreConfig::new(&db_path);
+    store_config.synchronous = config.synchronous;
+    store_config.extension_dir = config.extension_dir.clone();
+    let db = StoreDb::open(store_config, MIGRATIONS).await?;
+    tracing::info!(path = %db_path.display(), store_id = %config.store_id, "store database ready");
+
+    db.write(stock::rebuild_summary).await?;
+    let app = Arc::new(App::new(db.clone(), &config, shutdown.clone()));
+    app.bootstrap_manager(config.manager_pin.clone()).await?;
+    if config.dev_endpoints {
+        tracing::warn!("dev endpoints are on (/api/v1/dev/*): not for production");
+    }
+
+    let router = api::router(app.clone());
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tracing::info!(addr = %local_addr, "HTTP API listening");
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        let mut server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        );
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = shutdown.cancelled() => {
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("grace period over: dropping the remaining connections");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        drop(app);
+        let closed = db.close().await;
+        match served {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "HTTP server failed"),
+            Err(error) => tracing::error!(%error, "HTTP server task failed"),
+        }
+        closed?;
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(Running {
+        local_addr,
+        db_path,
+        task,
+    })
+}
