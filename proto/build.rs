@@ -2,7 +2,7 @@
 //! compiler, so building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/sync.proto"];
+    let files = ["proto/sync.proto", "proto/rider.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

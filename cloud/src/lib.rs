@@ -1,1 +1,251 @@
-//! placeholder
+//! The cloud aggregator at HQ. For now: the sync server with one replica per store, the shared
+//! catalog fanned out to every store, store registration and credentials, and the read-model
+//! hook; order intake, routing and dispatch grow here next.
+//!
+//! [`start`] opens the databases, binds the listener (port 0 picks one; the bound address is
+//! in [`RunningCloud::addr`]) and serves until the shutdown token is cancelled; [`Cloud`] is
+//! the handle for writing into store replicas and the catalog.
+
+pub mod config;
+mod error;
+mod http;
+pub mod metrics;
+pub mod readmodel;
+pub mod registry;
+mod serve;
+pub mod stores;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashkart_sync::StoreDb;
+use flashkart_sync::server::{Replica, ReplicaLimits};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::CloudConfig;
+pub use error::{ApiError, CloudError};
+
+use crate::readmodel::{ChangeCounter, ReadModel};
+use crate::registry::{Registry, hex, token_hash};
+use crate::stores::{DbOptions, Stores};
+
+/// A handle on a running cloud.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    registry: Registry,
+    stores: Arc<Stores>,
+}
+
+impl Cloud {
+    /// Registers a store (or issues it a new credential), returning the bearer token.
+    pub async fn register_store(&self, store_id: &str) -> Result<String, CloudError> {
+        let token = self.registry.register(store_id).await?;
+        self.stores.replica(store_id).await?;
+        Ok(token)
+    }
+
+    /// The replica of a store: write the cloud's rows for the store through
+    /// [`Replica::write`] so the store's long-poll wakes.
+    pub async fn replica(&self, store_id: &str) -> Result<Arc<Replica>, CloudError> {
+        self.stores.replica(store_id).await
+    }
+
+    /// The catalog database (read it freely).
+    pub fn catalog(&self) -> &StoreDb {
+        self.stores.catalog()
+    }
+
+    /// Writes the shared catalog; the change fans out to every store.
+    pub async fn write_catalog<T, E, F>(&self, write: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<flashkart_sync::Error> + Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.stores.write_catalog(write).await
+    }
+}
+
+/// A started cloud: where it listens, its handle, and its serving task.
+#[derive(Debug)]
+pub struct RunningCloud {
+    pub addr: SocketAddr,
+    pub cloud: Cloud,
+    task: JoinHandle<Result<(), CloudError>>,
+}
+
+impl RunningCloud {
+    /// Waits until the cloud has shut down and closed its databases.
+    pub async fn wait(self) -> Result<(), CloudError> {
+        self.task
+            .await
+            .map_err(|e| CloudError::Task(e.to_string()))?
+    }
+}
+
+/// Runs the cloud until `shutdown` is cancelled.
+pub async fn run(config: CloudConfig, shutdown: CancellationToken) -> Result<(), CloudError> {
+    start(config, shutdown).await?.wait().await
+}
+
+/// Opens the databases, binds the listener and starts serving.
+pub async fn start(
+    config: CloudConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningCloud, CloudError> {
+    start_with(config, shutdown, None).await
+}
+
+/// Like [`start`], handing applied store changes to `read_model` besides the built-in counter.
+pub async fn start_with(
+    config: CloudConfig,
+    shutdown: CancellationToken,
+    read_model: Option<Arc<dyn ReadModel>>,
+) -> Result<RunningCloud, CloudError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| CloudError::Io {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let admin_token = match &config.admin_token {
+        Some(token) => token.clone(),
+        None => admin_token_file(&config.data_dir)?,
+    };
+    let options = DbOptions {
+        data_dir: config.data_dir.clone(),
+        synchronous: config.synchronous,
+        extension_dir: config.extension_dir.clone(),
+    };
+    let registry = Registry::open(options.config(config.data_dir.join("registry.db"))).await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let limits = ReplicaLimits {
+        max_wait: Duration::from_millis(config.sync.max_wait_ms),
+        max_pull_bytes: config.sync.max_pull_bytes,
+        max_pending_bytes: config.sync.max_pending_bytes,
+    };
+    let stores = Arc::new(
+        Stores::open(
+            options,
+            limits,
+            config.sync.fanout_chunk_bytes,
+            metrics.clone(),
+        )
+        .await?,
+    );
+    for store_id in registry.store_ids().await? {
+        stores.replica(&store_id).await?;
+    }
+    let counter = ChangeCounter::default();
+    let prometheus = Arc::new(metrics.registry(&counter));
+    let read_model: Arc<dyn ReadModel> = match read_model {
+        Some(extra) => Arc::new(Both(counter, extra)),
+        None => Arc::new(counter),
+    };
+    let state = http::AppState {
+        registry: registry.clone(),
+        stores: stores.clone(),
+        read_model,
+        metrics,
+        prometheus,
+        admin_token_sha256: token_hash(&admin_token),
+        compress_min_bytes: config.sync.compress_min_bytes,
+        shutdown: shutdown.clone(),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CloudError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| CloudError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        url = %format!("{scheme}://{addr}"),
+        data_dir = %config.data_dir.display(),
+        "cloud listening"
+    );
+    let cloud = Cloud {
+        registry: registry.clone(),
+        stores: stores.clone(),
+    };
+    let router = http::router(state);
+    let task = tokio::spawn(async move {
+        let fanout = {
+            let stores = stores.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { stores.run_fanout(shutdown).await })
+        };
+        let served = serve::serve(listener, router, config.tls.as_ref(), shutdown.clone()).await;
+        shutdown.cancel();
+        if let Err(error) = fanout.await {
+            tracing::warn!(%error, "catalog fan-out task");
+        }
+        stores.close().await?;
+        registry.close().await?;
+        tracing::info!("cloud stopped");
+        served
+    });
+    Ok(RunningCloud { addr, cloud, task })
+}
+
+/// Both the built-in counter and a caller's read model.
+#[derive(Debug)]
+struct Both(ChangeCounter, Arc<dyn ReadModel>);
+
+impl ReadModel for Both {
+    fn project(&self, store_id: &str, changes: &[flashkart_proto::sync::Change]) {
+        self.0.project(store_id, changes);
+        self.1.project(store_id, changes);
+    }
+}
+
+/// The admin token kept in `<data_dir>/admin_token`, created (owner-only) on first start.
+fn admin_token_file(data_dir: &Path) -> Result<String, CloudError> {
+    let path = data_dir.join("admin_token");
+    let io = |source| CloudError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(token) => Ok(token.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0_u8; 32];
+            rand::rng().fill_bytes(&mut secret);
+            let token = format!("fka_{}", hex(&secret));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(io)?;
+            std::io::Write::write_all(&mut file, token.as_bytes()).map_err(io)?;
+            tracing::info!(path = %path.display(), "generated the admin token");
+            Ok(token)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Registers a store directly in the registry database of `config` (the CLI; works whether
+/// or not the cloud is running). The replica is created when the cloud next sees the store.
+pub async fn register_offline(config: &CloudConfig, store_id: &str) -> Result<String, CloudError> {
+    let options = DbOptions {
+        data_dir: config.data_dir.clone(),
+        synchronous: config.synchronous,
+        extension_dir: config.extension_dir.clone(),
+    };
+    let registry = Registry::open(options.config(config.data_dir.join("registry.db"))).await?;
+    let token = registry.register(store_id).await;
+    registry.close().await?;
+    token
+}

@@ -8,3 +8,9 @@ pub mod sync {
     #![allow(missing_docs, clippy::all)]
     include!(concat!(env!("OUT_DIR"), "/flashkart.sync.v1.rs"));
 }
+
+/// Rider messages: offers, replies, pickup and delivery over the store's MQTT broker.
+pub mod rider {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/flashkart.rider.v1.rs"));
+}

@@ -226,7 +226,7 @@ fn validate_change(index: usize, change: &Change, tables: &HashSet<String>) -> R
     Ok(())
 }
 
-fn to_proto_value(value: ValueRef<'_>) -> Value {
+pub(crate) fn to_proto_value(value: ValueRef<'_>) -> Value {
     let kind = match value {
         ValueRef::Null => Kind::Null(true),
         ValueRef::Integer(i) => Kind::Integer(i),

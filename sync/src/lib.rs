@@ -5,13 +5,23 @@
 //! owns everything about that database: building and loading the extension
 //! ([`crsqlite`]), the schema with the owning side of every synced column and its migrations
 //! ([`schema`]), the single-writer/reader-pool access that keeps SQLite off the async runtime
-//! ([`store`]), and reading and merging changes as protobuf batches ([`changes`]).
+//! ([`store`]), and reading and merging changes as protobuf batches ([`changes`]). On top of
+//! that sits the edge <-> cloud sync: the wire ([`protocol`]), chunking and reassembly of
+//! transactions ([`chunks`]), durable per-origin positions ([`cursors`]), the cloud's check of
+//! who may write what ([`authorize`]), the replica side ([`server`]) and the edge's client
+//! ([`client`]).
 
+pub mod authorize;
 pub mod changes;
+pub mod chunks;
+pub mod client;
 pub mod content;
 pub mod crsqlite;
+pub mod cursors;
 mod error;
+pub mod protocol;
 pub mod schema;
+pub mod server;
 pub mod store;
 
 pub use error::{BatchError, Error, SchemaError};

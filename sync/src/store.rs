@@ -244,7 +244,7 @@ impl StoreDb {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let _permit = inner
+        let permit = inner
             .readers
             .permits
             .acquire()
@@ -257,16 +257,20 @@ impl StoreDb {
             .map_err(|_| Error::Closed)?
             .pop()
             .ok_or(Error::Closed)?;
+        // The blocking closure hands the connection and its permit back itself, so a caller
+        // that stops waiting (a cancelled future) cannot leak a connection from the pool.
+        permit.forget();
         let pool = self.inner.clone();
-        let (conn, result) = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| read(&conn)));
-            (conn, result)
+            if let Ok(mut idle) = pool.readers.idle.lock() {
+                idle.push(conn);
+            }
+            pool.readers.permits.add_permits(1);
+            result
         })
         .await
         .map_err(|e| Error::WritePanicked(e.to_string()))?;
-        if let Ok(mut idle) = pool.readers.idle.lock() {
-            idle.push(conn);
-        }
         result.map_err(|panic| E::from(Error::WritePanicked(panic_message(&panic))))?
     }
 

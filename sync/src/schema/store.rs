@@ -366,4 +366,37 @@ pub const MIGRATIONS: &[Migration] = &[
             ),
         ],
     },
+    Migration {
+        version: 3,
+        name: "edge riders: certificates, used enrolment codes, revocations",
+        // Local to the store, never replicated: the store CA's issued certificates, the one-time
+        // enrolment codes already spent (the roster's code hash is cloud-owned, so the edge cannot
+        // clear it), and riders whose access this store has revoked.
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rider_certs (
+                serial TEXT PRIMARY KEY NOT NULL,
+                rider_id TEXT NOT NULL,
+                issued_at TEXT NOT NULL,
+                not_after TEXT NOT NULL,
+                revoked_at TEXT
+            )",
+            ),
+            Step::Sql("CREATE INDEX rider_certs_by_rider ON rider_certs (rider_id)"),
+            Step::Sql(
+                "CREATE TABLE rider_enrolment_codes_used (
+                code_sha256 TEXT PRIMARY KEY NOT NULL,
+                rider_id TEXT NOT NULL,
+                used_at TEXT NOT NULL
+            )",
+            ),
+            Step::Sql(
+                "CREATE TABLE rider_revocations (
+                rider_id TEXT PRIMARY KEY NOT NULL,
+                revoked_at TEXT NOT NULL,
+                reason TEXT NOT NULL DEFAULT ''
+            )",
+            ),
+        ],
+    },
 ];

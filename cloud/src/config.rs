@@ -1,0 +1,111 @@
+//! The cloud's configuration: a TOML file, or an embedded default that runs out of the box.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use flashkart_sync::Synchronous;
+
+use crate::CloudError;
+
+/// Everything `flashkart-cloud run` needs. Every field has a default.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// Address of the HTTP listener (sync, admin, metrics). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the registry, the catalog and the store replicas live.
+    pub data_dir: PathBuf,
+    /// Bearer token for HQ's admin endpoints; when unset one is generated on first start and
+    /// kept in `<data_dir>/admin_token`.
+    pub admin_token: Option<String>,
+    /// Serve HTTPS (HTTP/2 over TLS) with this certificate; plain HTTP (h2c and HTTP/1.1)
+    /// without.
+    pub tls: Option<TlsConfig>,
+    /// Durability of the replicas' commits.
+    pub synchronous: Synchronous,
+    /// Where the cr-sqlite library is extracted; the user's cache directory when unset.
+    pub extension_dir: Option<PathBuf>,
+    pub sync: SyncLimits,
+}
+
+/// PEM files of the server certificate chain and its private key.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Limits of the sync endpoints.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncLimits {
+    /// Longest long-poll granted, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Largest pull answer, in encoded change bytes.
+    pub max_pull_bytes: usize,
+    /// Largest transaction held while its chunks arrive.
+    pub max_pending_bytes: usize,
+    /// Answers from this size on are zstd-compressed (when the edge accepts it).
+    pub compress_min_bytes: usize,
+    /// Chunk size of the catalog fan-out into store replicas.
+    pub fanout_chunk_bytes: usize,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            max_wait_ms: 30_000,
+            max_pull_bytes: 4 << 20,
+            max_pending_bytes: 256 << 20,
+            compress_min_bytes: 1024,
+            fanout_chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7800)),
+            data_dir: default_data_dir(),
+            admin_token: None,
+            tls: None,
+            synchronous: Synchronous::Full,
+            extension_dir: None,
+            sync: SyncLimits::default(),
+        }
+    }
+}
+
+impl CloudConfig {
+    /// Reads a TOML file; missing fields take their defaults.
+    pub fn load(path: &Path) -> Result<Self, CloudError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CloudError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| CloudError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Defaults with the data under `data_dir` and the listener on a free loopback port: what
+    /// tests and benchmarks use.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The user's data directory (`~/.local/share/flashkart-cloud`), or `./data/cloud`.
+fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "flashkart-cloud").map_or_else(
+        || PathBuf::from("data/cloud"),
+        |d| d.data_dir().to_path_buf(),
+    )
+}

@@ -1,0 +1,90 @@
+//! `flashkart-cloud`: runs the cloud, or registers a store and prints its credential.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flashkart_cloud::CloudConfig;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "FlashKart cloud aggregator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the cloud (embedded defaults without a config file).
+    Run {
+        #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Register a store (or rotate its credential) and print its bearer token.
+    RegisterStore {
+        /// Store id: letters, digits, `-` or `_`.
+        id: String,
+        #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<CloudConfig> {
+    match config {
+        Some(path) => {
+            CloudConfig::load(path).with_context(|| format!("loading {}", path.display()))
+        }
+        None => Ok(CloudConfig::default()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Run { config } => {
+            let config = load(config.as_ref())?;
+            let shutdown = CancellationToken::new();
+            let running = flashkart_cloud::start(config, shutdown.clone()).await?;
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            });
+            running.wait().await?;
+        }
+        Command::RegisterStore { id, config } => {
+            let config = load(config.as_ref())?;
+            let token = flashkart_cloud::register_offline(&config, &id).await?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

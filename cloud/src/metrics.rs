@@ -1,0 +1,84 @@
+//! The cloud's Prometheus metrics, served as text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub store: String,
+}
+
+/// Every metric the cloud exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub changes_received: Family<StoreLabels, Counter>,
+    pub changes_applied: Family<StoreLabels, Counter>,
+    pub batches_refused: Family<StoreLabels, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub catalog_fanout_changes: Counter,
+    pub open_replicas: Gauge,
+}
+
+impl Metrics {
+    /// Registers the metrics, plus the read model's per-table counter.
+    pub fn registry(&self, projected: &crate::readmodel::ChangeCounter) -> Registry {
+        let mut registry = Registry::with_prefix("flashkart_cloud");
+        registry.register(
+            "sync_requests",
+            "Sync and admin requests by endpoint and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "sync_changes_received",
+            "Changes pushed by each store (in complete transactions)",
+            self.changes_received.clone(),
+        );
+        registry.register(
+            "sync_changes_applied",
+            "Pushed changes that altered the store's replica",
+            self.changes_applied.clone(),
+        );
+        registry.register(
+            "sync_batches_refused",
+            "Pushed batches refused whole by authorisation",
+            self.batches_refused.clone(),
+        );
+        registry.register(
+            "sync_body_bytes_in",
+            "Request body bytes on the wire",
+            self.bytes_in.clone(),
+        );
+        registry.register(
+            "sync_body_bytes_out",
+            "Response body bytes on the wire",
+            self.bytes_out.clone(),
+        );
+        registry.register(
+            "catalog_fanout_changes",
+            "Catalog changes merged into store replicas",
+            self.catalog_fanout_changes.clone(),
+        );
+        registry.register(
+            "open_replicas",
+            "Store replicas open",
+            self.open_replicas.clone(),
+        );
+        registry.register(
+            "readmodel_changes",
+            "Changes handed to the read model, per table",
+            projected.per_table.clone(),
+        );
+        registry
+    }
+}

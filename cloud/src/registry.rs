@@ -1,0 +1,155 @@
+//! The stores known to the cloud and their credentials.
+//!
+//! HQ registers a store and gets a bearer token for it once; the cloud keeps only its SHA-256
+//! (tokens are 256 random bits, so a fast hash is enough) bound to the store id. The first
+//! edge database that says hello with the token is bound to the store too, so a copied token
+//! cannot feed a second, diverging database into the same replica; registering the store again
+//! issues a new token and releases that binding.
+
+use flashkart_sync::schema::{Migration, Step};
+use flashkart_sync::{StoreConfig, StoreDb};
+use rand::RngCore;
+use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
+
+use crate::CloudError;
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "store registry",
+    steps: &[Step::Sql(
+        "CREATE TABLE stores (
+            id TEXT PRIMARY KEY NOT NULL,
+            token_sha256 TEXT NOT NULL UNIQUE,
+            edge_site_id BLOB,
+            registered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        )",
+    )],
+}];
+
+/// A store a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAuth {
+    pub store_id: String,
+    pub edge_site_id: Option<[u8; 16]>,
+}
+
+/// The registry database.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    db: StoreDb,
+}
+
+impl Registry {
+    pub async fn open(mut config: StoreConfig) -> Result<Self, CloudError> {
+        config.readers = 2;
+        Ok(Self {
+            db: StoreDb::open(config, MIGRATIONS).await?,
+        })
+    }
+
+    /// Registers `store_id` (or re-registers it), returning its new token. Shown once.
+    pub async fn register(&self, store_id: &str) -> Result<String, CloudError> {
+        validate_store_id(store_id)?;
+        let mut secret = [0_u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = format!("fks_{}", hex(&secret));
+        let hash = token_hash(&token);
+        let id = store_id.to_owned();
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO stores (id, token_sha256) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET token_sha256 = excluded.token_sha256,
+                                                    edge_site_id = NULL",
+                    rusqlite::params![id, hash],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        tracing::info!(store = store_id, "store registered; credential issued");
+        Ok(token)
+    }
+
+    /// The store a token belongs to, if any.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<StoreAuth>, CloudError> {
+        let hash = token_hash(token);
+        let found = self
+            .db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT id, edge_site_id FROM stores WHERE token_sha256 = ?1",
+                    [hash],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
+                )
+                .optional()
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        Ok(found.map(|(store_id, site)| StoreAuth {
+            store_id,
+            edge_site_id: site.and_then(|s| s.try_into().ok()),
+        }))
+    }
+
+    /// Binds the store to the edge database `site` unless it is bound already; returns the
+    /// bound site.
+    pub async fn bind(&self, store_id: &str, site: [u8; 16]) -> Result<[u8; 16], CloudError> {
+        let id = store_id.to_owned();
+        let bound: Vec<u8> = self
+            .db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE stores SET edge_site_id = ?2 WHERE id = ?1 AND edge_site_id IS NULL",
+                    rusqlite::params![id, site.as_slice()],
+                )?;
+                conn.query_row("SELECT edge_site_id FROM stores WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        bound
+            .try_into()
+            .map_err(|_| CloudError::Corrupt("edge site id is not 16 bytes".into()))
+    }
+
+    /// Every registered store id.
+    pub async fn store_ids(&self) -> Result<Vec<String>, CloudError> {
+        Ok(self
+            .db
+            .read(|conn| {
+                conn.prepare("SELECT id FROM stores ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await?)
+    }
+
+    pub async fn close(&self) -> Result<(), CloudError> {
+        Ok(self.db.close().await?)
+    }
+}
+
+/// Store ids name files: letters, digits, `-` and `_`, 1 to 64 of them.
+pub fn validate_store_id(store_id: &str) -> Result<(), CloudError> {
+    let ok = !store_id.is_empty()
+        && store_id.len() <= 64
+        && store_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::BadStoreId(store_id.to_owned()))
+    }
+}
+
+pub(crate) fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
