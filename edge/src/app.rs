@@ -17,6 +17,7 @@ use crate::Error;
 use crate::barcode::VariableMeasureLayout;
 use crate::config::Config;
 use crate::ctx::{Ctx, now};
+use crate::devices::Devices;
 use crate::events::{Event, Hub};
 use crate::metrics::Metrics;
 use crate::pack::PackConfig;
@@ -33,8 +34,12 @@ pub struct App {
     pub layout: VariableMeasureLayout,
     pub pack: PackConfig,
     pub dev_endpoints: bool,
+    /// Scanners, scales and printers (none unless configured).
+    pub devices: Devices,
     /// Cancelled when the daemon shuts down (ends live streams).
     pub shutdown: CancellationToken,
+    /// The sync client's status, once sync with the cloud runs (`[sync]` configured).
+    pub sync: std::sync::OnceLock<tokio::sync::watch::Receiver<flashkart_sync::client::SyncStatus>>,
     session_hours: u32,
     /// Sessions already checked, by token hash.
     sessions: Mutex<HashMap<String, Session>>,
@@ -58,7 +63,9 @@ impl App {
             layout: config.variable_measure.clone(),
             pack: config.pack.clone(),
             dev_endpoints: config.dev_endpoints,
+            devices: Devices::new(&config.devices),
             shutdown,
+            sync: std::sync::OnceLock::new(),
             session_hours: config.session_hours.max(1),
             sessions: Mutex::new(HashMap::new()),
         }
@@ -106,6 +113,17 @@ impl App {
         }
         self.hub.publish(events);
         Ok(value)
+    }
+
+    /// Refuses local writes of cloud-owned rows (order intake, catalog seeding) once the store
+    /// syncs with the cloud: the cloud would refuse to take them and sync would stall.
+    pub fn require_no_cloud_sync(&self, what: &str) -> Result<(), Error> {
+        if self.sync.get().is_some() {
+            return Err(Error::Conflict(format!(
+                "{what} comes from the cloud while this store syncs with it"
+            )));
+        }
+        Ok(())
     }
 
     /// Runs `query` on a reader connection.

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::barcode::VariableMeasureLayout;
+use crate::devices::DevicesConfig;
 use crate::pack::PackConfig;
+use crate::rider_link::RidersSection;
 
 /// Everything the edge daemon can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +46,13 @@ pub struct Config {
     pub variable_measure: VariableMeasureLayout,
     /// Bag weight check.
     pub pack: PackConfig,
+    /// Store hardware: scanners, scales, printers (`[devices]`; none by default).
+    pub devices: DevicesConfig,
+    /// The riders' MQTT broker (`[riders]`); without the section no broker runs.
+    pub riders: Option<RidersSection>,
+    /// Sync with the cloud (`[sync]`: `cloud_url`, `token`, ...); without it the store runs
+    /// alone and takes orders through the intake endpoint.
+    pub sync: Option<flashkart_sync::client::ClientConfig>,
 }
 
 impl Default for Config {
@@ -60,6 +69,9 @@ impl Default for Config {
             extension_dir: None,
             variable_measure: VariableMeasureLayout::default(),
             pack: PackConfig::default(),
+            devices: DevicesConfig::default(),
+            riders: None,
+            sync: None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A store device (scale, printer) could not do what was asked.
+    #[error("{0}")]
+    Device(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("{context}: {source}")]

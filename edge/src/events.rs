@@ -32,6 +32,21 @@ pub enum Event {
         #[serde(flatten)]
         level: Level,
     },
+    /// Store hardware: a device's health, a printer's faults, a print job, or what a scan from
+    /// a bound scanner did (applied, or refused with the reason in `message`).
+    Device {
+        seq: u64,
+        device: String,
+        /// `health`, `printer`, `print`, `scan`.
+        change: String,
+        /// False for a refusal, a fault or a lost device.
+        ok: bool,
+        /// What the tablet shows ("printer label-1: paper out").
+        message: String,
+        /// The details (the scan result, the job outcome...).
+        #[serde(default)]
+        detail: serde_json::Value,
+    },
 }
 
 impl Event {
@@ -40,6 +55,7 @@ impl Event {
         match self {
             Self::Order { .. } => "order",
             Self::Stock { .. } => "stock",
+            Self::Device { .. } => "device",
         }
     }
 }

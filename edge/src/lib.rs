@@ -8,6 +8,8 @@
 //! written through its single writer so every invariant is checked inside the transaction that
 //! could break it.
 //!
+//! Store hardware (scanners, the pack scale, the label printer) is wired in by [`devices`].
+//!
 //! Start it with [`run`] (or [`start`] to learn the bound address first).
 
 pub mod api;
@@ -17,15 +19,20 @@ pub mod bins;
 pub mod catalog;
 pub mod config;
 pub mod ctx;
+pub mod devices;
 mod error;
 pub mod events;
 pub mod metrics;
 pub mod orders;
 pub mod pack;
 pub mod pick;
+pub mod rider_link;
+pub mod riders;
 pub mod server;
 pub mod staff;
 pub mod stock;
+pub mod sync_link;
+pub mod tools;
 
 pub use config::Config;
 pub use error::Error;

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -30,10 +30,33 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Device protocol simulators: arrive with the hardware crate (flashkart-hw).
-    Sim,
-    /// Read a scanner from the command line: arrives with the hardware crate (flashkart-hw).
-    Scan,
+    /// Device protocol simulators over a pty, for the demo and tests.
+    Sim {
+        #[command(subcommand)]
+        sim: SimCommand,
+    },
+    /// Decode what a scanner sends.
+    Scan {
+        #[command(subcommand)]
+        scan: flashkart_edge::tools::ScanCommand,
+    },
+    /// Bag labels.
+    Label {
+        #[command(subcommand)]
+        label: flashkart_edge::tools::LabelCommand,
+    },
+    /// List serial ports with their USB ids (one JSON object per line).
+    Devices,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Scanner, scale and printer simulators (flashkart-hw).
+    #[command(flatten)]
+    Device(flashkart_edge::tools::DeviceSim),
+    /// A rider's phone: connects to the store's broker, moves, accepts offers, picks up and
+    /// delivers.
+    Rider(flashkart_edge::rider_link::RiderSimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,9 +84,48 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(run(config))
         }
-        Command::Sim | Command::Scan => {
-            bail!("not available yet: this arrives with the hardware crate (flashkart-hw)")
+        Command::Sim {
+            sim: SimCommand::Device(sim),
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Ok(name) = wait_for_signal().await {
+                        tracing::info!(signal = name, "stopping the simulator");
+                    }
+                    stop.cancel();
+                });
+                flashkart_edge::tools::sim(sim, shutdown).await
+            })
         }
+        Command::Sim {
+            sim: SimCommand::Rider(args),
+        } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Ok(name) = wait_for_signal().await {
+                        tracing::info!(signal = name, "stopping the rider simulator");
+                    }
+                    stop.cancel();
+                });
+                let stats = flashkart_edge::rider_link::simulate_rider(args, shutdown).await?;
+                tracing::info!(?stats, "rider simulator stopped");
+                Ok(())
+            })
+        }
+        Command::Scan { scan } => {
+            if !flashkart_edge::tools::scan(scan)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Label { label } => flashkart_edge::tools::label(label),
+        Command::Devices => flashkart_edge::tools::devices(),
     }
 }
 

@@ -28,6 +28,18 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabels {
+    device: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceResultLabels {
+    device: String,
+    result: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~3.3 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -41,6 +53,10 @@ pub struct Metrics {
     stock_moves: Family<KindLabels, Counter>,
     order_changes: Family<KindLabels, Counter>,
     stream_clients: Gauge,
+    device_up: Family<DeviceLabels, Gauge>,
+    device_scans: Family<DeviceResultLabels, Counter>,
+    printer_faults: Family<DeviceLabels, Gauge>,
+    print_jobs: Family<DeviceResultLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -83,8 +99,36 @@ impl Default for Metrics {
             "Clients following the live event stream",
             stream_clients.clone(),
         );
+        let device_up = Family::<DeviceLabels, Gauge>::default();
+        let device_scans = Family::<DeviceResultLabels, Counter>::default();
+        let printer_faults = Family::<DeviceLabels, Gauge>::default();
+        let print_jobs = Family::<DeviceResultLabels, Counter>::default();
+        registry.register(
+            "device_up",
+            "1 while a store device is connected and answering, else 0",
+            device_up.clone(),
+        );
+        registry.register(
+            "device_scans",
+            "Scans from store scanners, by result (applied, refused, unbound)",
+            device_scans.clone(),
+        );
+        registry.register(
+            "printer_faults",
+            "Faults a printer reports (paper out, head open...), 0 when ready",
+            printer_faults.clone(),
+        );
+        registry.register(
+            "print_jobs",
+            "Print jobs by outcome (printed, duplicate, failed, uncertain)",
+            print_jobs.clone(),
+        );
         Self {
             registry,
+            device_up,
+            device_scans,
+            printer_faults,
+            print_jobs,
             http_requests,
             http_seconds,
             stock_moves,
@@ -122,6 +166,46 @@ impl Metrics {
         self.order_changes
             .get_or_create(&KindLabels {
                 kind: change.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A device's health: up (connected) or not.
+    pub fn device_health(&self, device: &str, kind: &str, up: bool) {
+        self.device_up
+            .get_or_create(&DeviceLabels {
+                device: device.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// A scan from a store scanner and what became of it.
+    pub fn device_scan(&self, device: &str, result: &str) {
+        self.device_scans
+            .get_or_create(&DeviceResultLabels {
+                device: device.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The number of faults a printer reports.
+    pub fn printer_faults(&self, device: &str, faults: usize) {
+        self.printer_faults
+            .get_or_create(&DeviceLabels {
+                device: device.to_owned(),
+                kind: "printer".to_owned(),
+            })
+            .set(i64::try_from(faults).unwrap_or(i64::MAX));
+    }
+
+    /// A finished print job.
+    pub fn print_job(&self, device: &str, outcome: &str) {
+        self.print_jobs
+            .get_or_create(&DeviceResultLabels {
+                device: device.to_owned(),
+                result: outcome.to_owned(),
             })
             .inc();
     }

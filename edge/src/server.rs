@@ -76,7 +76,41 @@ pub async fn start_on(
         tracing::warn!("dev endpoints are on (/api/v1/dev/*): not for production");
     }
 
-    let router = api::router(app.clone());
+    // Store hardware (none unless configured): the manager's tasks end with `shutdown`.
+    let devices_task = crate::devices::start(&app, shutdown.clone())?;
+
+    // The riders' MQTT broker (only with a `[riders]` section).
+    let riders = match &config.riders {
+        Some(section) => Some(Arc::new(
+            crate::rider_link::start(
+                section,
+                &config.store_id,
+                &config.data_dir(),
+                db.clone(),
+                app.clone(),
+            )
+            .await?,
+        )),
+        None => None,
+    };
+
+    // Sync with the cloud (only with a `[sync]` section).
+    let sync_task = match &config.sync {
+        Some(sync) => {
+            let (status, task) = crate::sync_link::start(
+                sync,
+                db.clone(),
+                app.clone(),
+                riders.clone(),
+                shutdown.clone(),
+            )?;
+            let _ = app.sync.set(status);
+            Some(task)
+        }
+        None => None,
+    };
+
+    let router = api::router(app.clone(), riders.clone());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     tracing::info!(addr = %local_addr, "HTTP API listening");
     let task = tokio::spawn(async move {
@@ -100,6 +134,23 @@ pub async fn start_on(
                 }
             }
         };
+        if let Some(sync_task) = sync_task
+            && let Err(error) = sync_task.await
+        {
+            tracing::error!(%error, "sync task failed");
+        }
+        // The router (and its clone of the riders handle) is gone once the server stopped.
+        if let Some(riders) = riders {
+            match Arc::try_unwrap(riders) {
+                Ok(riders) => riders.shutdown().await,
+                Err(_) => tracing::warn!("riders service still referenced at shutdown"),
+            }
+        }
+        if let Some(devices_task) = devices_task
+            && let Err(error) = devices_task.await
+        {
+            tracing::error!(%error, "device task failed");
+        }
         drop(app);
         let closed = db.close().await;
         match served {

@@ -689,22 +689,17 @@ async fn stock_corrections_need_a_lead_and_errors_are_json() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // Placeholders say they are not connected; health and metrics answer.
+    // No devices configured, no sync configured; health and metrics answer.
     let (_, devices) = api.get(&t.picker, "/api/v1/devices").await;
     assert_eq!(devices["connected"], false);
-    assert!(
-        devices["message"]
-            .as_str()
-            .unwrap()
-            .contains("not connected yet")
+    assert_eq!(
+        devices["configured"], false,
+        "no [devices] section: {devices}"
     );
+    assert!(devices["message"].as_str().unwrap().contains("[devices]"));
     let (_, sync) = api.get(&t.picker, "/api/v1/sync/status").await;
-    assert!(
-        sync["message"]
-            .as_str()
-            .unwrap()
-            .contains("not connected yet")
-    );
+    assert_eq!(sync["configured"], false, "no [sync] section: {sync}");
+    assert!(sync["message"].as_str().unwrap().contains("[sync]"));
     let (status, health) = api.call(reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");

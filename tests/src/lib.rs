@@ -19,7 +19,9 @@ use nix::unistd::Pid;
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = target_profile_dir();
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -48,7 +50,9 @@ fn workspace_root() -> PathBuf {
 /// `target/<profile>`: test executables live in `target/<profile>/deps`.
 fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    let deps = exe.parent().unwrap_or_else(|| panic!("test binary has no directory"));
+    let deps = exe
+        .parent()
+        .unwrap_or_else(|| panic!("test binary has no directory"));
     deps.parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| deps.to_path_buf())
@@ -79,7 +83,10 @@ impl Daemon {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr pipe"));
+        let stderr = child
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("no stderr pipe"));
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -143,7 +150,11 @@ impl Daemon {
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("wait: {e}")) {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("wait: {e}"))
+            {
                 // The reader thread ends at EOF on stderr; collect everything it read.
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
                     self.seen.push(line);

@@ -63,14 +63,25 @@ async fn edge_runs_with_defaults_and_stops_cleanly_on_sigterm() {
     assert!(health.status().is_success(), "healthz: {}", health.status());
 
     let (status, log) = edge.terminate(STOP);
-    assert!(status.success(), "edge exited with {status}; log:\n{}", log.join("\n"));
-    assert!(log.iter().any(|l| l.contains("store database closed")), "database closed cleanly");
+    assert!(
+        status.success(),
+        "edge exited with {status}; log:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains("store database closed")),
+        "database closed cleanly"
+    );
 
     let databases: Vec<_> = find_files(&data, "store.db")
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "store.db"))
         .collect();
-    assert_eq!(databases.len(), 1, "one store database under the user's data dir: {databases:?}");
+    assert_eq!(
+        databases.len(),
+        1,
+        "one store database under the user's data dir: {databases:?}"
+    );
     let tables = replicated_tables(&databases[0]);
     for table in ["orders", "stock_moves", "order_progress", "products"] {
         assert!(

@@ -62,6 +62,7 @@ impl From<Error> for ApiError {
             Error::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid"),
             Error::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            Error::Device(_) => (S::SERVICE_UNAVAILABLE, "device_unavailable"),
             Error::Store(flashkart_sync::Error::Closed) => {
                 return Self::new(
                     S::SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod orders;
+mod riders;
 mod stock;
 mod system;
 
@@ -23,9 +24,9 @@ use axum::routing::{get, post, put};
 use crate::app::App;
 pub use error::ApiError;
 
-/// The daemon's router.
-pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
+/// The daemon's router; rider enrolment is served when the riders broker runs.
+pub fn router(app: Arc<App>, riders: Option<Arc<crate::riders::Riders>>) -> Router {
+    let mut api = Router::new()
         .route("/auth/sign-in", post(system::sign_in))
         .route("/auth/me", get(system::me))
         .route("/staff", post(system::add_staff))
@@ -54,9 +55,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/stock/count", post(stock::count))
         .route("/stock/{product_id}", get(stock::report))
         .route("/devices", get(system::devices))
+        .route(
+            "/devices/{id}/bind",
+            post(system::bind_device).delete(system::unbind_device),
+        )
         .route("/sync/status", get(system::sync_status))
         .route("/events", get(system::events))
         .route("/dev/catalog", post(system::seed_catalog));
+    if let Some(riders) = riders {
+        api = api.merge(riders::routes(riders));
+    }
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(system::healthz))

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Staff;
 use super::error::{ApiError, Json, Path};
 use crate::app::App;
 use crate::catalog::ProductRef;
+use crate::devices::LabelPrint;
 use crate::orders::{self, Arrival, Cancelled, Detail, OrderIntake, Queues};
 use crate::pack::{self, Handoff, Moved, Pack, Packed};
 use crate::pick::{self, Batch, LineChange, Scan, Scanned, Stop};
@@ -28,6 +29,7 @@ pub async fn intake(
     Json(order): Json<OrderIntake>,
 ) -> Result<(StatusCode, Json<Arrival>), ApiError> {
     staff.require(Role::Manager)?;
+    app.require_no_cloud_sync("order intake")?;
     let arrival = app
         .write(&staff.staff_id, move |conn, ctx| {
             orders::intake(conn, ctx, &order)
@@ -51,6 +53,7 @@ pub async fn cancel(
     Json(request): Json<CancelRequest>,
 ) -> Reply<Cancelled> {
     staff.require(Role::Manager)?;
+    app.require_no_cloud_sync("cancellation")?;
     let cancelled = app
         .write(&staff.staff_id, move |conn, ctx| {
             orders::request_cancel(conn, ctx, &id, &request.reason)
@@ -146,19 +149,46 @@ pub async fn substitute(
     Ok(Json(change))
 }
 
+/// A packed order and its bag labels (empty without a label printer).
+#[derive(Debug, Serialize)]
+pub struct PackReply {
+    #[serde(flatten)]
+    packed: Packed,
+    labels: Vec<LabelPrint>,
+    /// Why the labels did not print, if they did not (the order is packed regardless).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_error: Option<String>,
+}
+
+/// Packs: without `bag_weight_g`, the pack scale (if configured) weighs the bags; once PACKED
+/// the bag labels print on the label printer.
 pub async fn pack(
     State(app): State<Arc<App>>,
     Staff(staff): Staff,
     Path(id): Path<String>,
-    Json(input): Json<Pack>,
-) -> Reply<Packed> {
+    Json(mut input): Json<Pack>,
+) -> Reply<PackReply> {
+    if input.bag_weight_g.is_none() {
+        input.bag_weight_g = app.devices.pack_weight_g().await?;
+    }
     let config = app.pack.clone();
     let packed = app
         .write(&staff.staff_id, move |conn, ctx| {
             pack::pack(conn, ctx, &config, &id, &input)
         })
         .await?;
-    Ok(Json(packed))
+    let (labels, label_error) = match app.devices.print_labels(&app, &packed).await {
+        Ok(labels) => (labels, None),
+        Err(error) => {
+            tracing::warn!(order_id = %packed.order_id, %error, "bag labels not printed");
+            (Vec::new(), Some(error.to_string()))
+        }
+    };
+    Ok(Json(PackReply {
+        packed,
+        labels,
+        label_error,
+    }))
 }
 
 pub async fn ready(

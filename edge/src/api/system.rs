@@ -15,10 +15,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Staff;
-use super::error::{ApiError, Json};
+use super::error::{ApiError, Json, Path};
 use crate::Error;
 use crate::app::{App, SignedIn};
 use crate::catalog::{self, CatalogSeed, SeedSummary};
+use crate::devices::{BindRequest, Binding};
 use crate::events::Event;
 use crate::staff::{NewStaff, Role, Session};
 
@@ -85,13 +86,29 @@ pub async fn add_staff(
     Ok((StatusCode::CREATED, Json(added)))
 }
 
-/// Hardware is not wired in yet: say so rather than invent devices.
-pub async fn devices(_staff: Staff) -> Json<Value> {
-    Json(json!({
-        "connected": false,
-        "message": "not connected yet: scanners, scales and printers arrive with the device manager (flashkart-hw)",
-        "devices": [],
-    }))
+/// Every configured device with its health, printer faults and scanner binding.
+pub async fn devices(State(app): State<Arc<App>>, _staff: Staff) -> Json<Value> {
+    Json(app.devices.report())
+}
+
+/// Binds a scanner to the caller and the order they pick: its scans then act as theirs.
+pub async fn bind_device(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(id): Path<String>,
+    Json(request): Json<BindRequest>,
+) -> Reply<Binding> {
+    Ok(Json(app.devices.bind(&app, &id, &staff, request).await?))
+}
+
+/// Unbinds a scanner (its picker, or a lead and above).
+pub async fn unbind_device(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(id): Path<String>,
+) -> Reply<Value> {
+    let removed = app.devices.unbind(&id, &staff)?;
+    Ok(Json(json!({ "scanner": id, "unbound": removed })))
 }
 
 /// Sync is not wired in yet: say so, with what is already true of this replica.
@@ -102,12 +119,23 @@ pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Json<Val
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Json(json!({
-        "connected": false,
-        "message": "not connected yet: orders arrive through /api/v1/intake until sync with the cloud lands",
-        "site_id": site_id,
-        "schema_version": app.db.schema_version(),
-    }))
+    match app.sync.get() {
+        Some(status) => {
+            let status = status.borrow().clone();
+            Json(json!({
+                "configured": true,
+                "status": status,
+                "site_id": site_id,
+                "schema_version": app.db.schema_version(),
+            }))
+        }
+        None => Json(json!({
+            "configured": false,
+            "message": "no [sync] section in the config: orders arrive through /api/v1/intake/orders",
+            "site_id": site_id,
+            "schema_version": app.db.schema_version(),
+        })),
+    }
 }
 
 /// The live stream of order and stock changes (Server-Sent Events). The first event, `hello`,
@@ -163,6 +191,7 @@ pub async fn seed_catalog(
         );
     }
     staff.require(Role::Manager)?;
+    app.require_no_cloud_sync("the catalog")?;
     Ok(Json(
         app.write(&staff.staff_id, move |conn, _| catalog::seed(conn, &seed))
             .await?,

@@ -1,0 +1,269 @@
+//! Riders benchmark: 500 simulated riders each sending one location a second to one edge for
+//! 20 s, while offers are created at 10/s. The edge (broker, riders service, store database)
+//! runs in a child process so its CPU share and RSS are its own; the simulators run here.
+//! Prints the edge's CPU share of one core, its RSS, and the offer -> rider receipt latency
+//! p50/p99 (from the assignment being written, and from the edge publishing it).
+//!
+//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n and SECONDS=n to change the load).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flashkart_edge::riders::sim::{self, AcceptPolicy, SimConfig, SimEvent};
+use flashkart_edge::riders::{LocalDesk, Riders, RidersConfig};
+use flashkart_sync::{StoreConfig, StoreDb};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const STORE: &str = "S1";
+const LAT: f64 = 48.137;
+const LON: f64 = 11.575;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--edge-child") {
+        edge_child(
+            &args[i + 1],
+            args[i + 2].parse().unwrap(),
+            args[i + 3].parse().unwrap(),
+        );
+    } else {
+        parent();
+    }
+}
+
+/// The edge: seeds the roster, runs the riders service on a plain loopback listener, and
+/// creates assignments when told on stdin (`offer <assignment> <rider>`).
+fn edge_child(dir: &str, port: u16, riders: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("edge-rt")
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let db = StoreDb::open(
+            StoreConfig::new(format!("{dir}/store.db")),
+            flashkart_sync::schema::store::MIGRATIONS,
+        )
+        .await
+        .unwrap();
+        db.write(move |conn| {
+            conn.execute(
+                "INSERT INTO stores (id, lat, lon) VALUES (?1, ?2, ?3)",
+                (STORE, LAT, LON),
+            )?;
+            for i in 0..riders {
+                conn.execute(
+                    "INSERT INTO riders (id, home_store_id) VALUES (?1, ?2)",
+                    (format!("r{i}"), STORE),
+                )?;
+            }
+            Ok::<_, flashkart_sync::Error>(())
+        })
+        .await
+        .unwrap();
+        let mut config = RidersConfig::new(STORE, format!("{dir}/ca"));
+        config.tls_listen = ([127, 0, 0, 1], 0).into();
+        config.tls_listen.set_port(free_port());
+        config.plain_listen = Some(([127, 0, 0, 1], port).into());
+        let service = Riders::start(config, db.clone(), LocalDesk::new(db.clone(), STORE))
+            .await
+            .unwrap();
+        println!("ready");
+        let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(line) = lines.recv().await {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["offer", assignment, rider] => {
+                    let (assignment, rider) = ((*assignment).to_owned(), (*rider).to_owned());
+                    db.write(move |conn| {
+                        conn.execute(
+                            "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
+                             VALUES (?1, ?2, ?1, ?3, '', '2999-01-01T00:00:00.000Z')",
+                            (&assignment, STORE, &rider),
+                        )?;
+                        Ok::<_, flashkart_sync::Error>(())
+                    })
+                    .await
+                    .unwrap();
+                    service.assignments_changed();
+                }
+                _ => break,
+            }
+        }
+        service.shutdown().await;
+        db.close().await.unwrap();
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn parent() {
+    let riders = env("RIDERS", 500);
+    let seconds = env("SECONDS", 20);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--edge-child",
+            dir.path().to_str().unwrap(),
+            &port.to_string(),
+            &riders.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let mut stdin = child.stdin.take().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("sims")
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let no_labels: sim::Lookup = Arc::new(|_: &str| None);
+        for i in 0..riders {
+            let mut config = SimConfig::new(
+                format!("r{i}"),
+                port,
+                (
+                    LAT + 0.0001 * (i % 50) as f64,
+                    LON + 0.0001 * (i / 50) as f64,
+                ),
+                no_labels.clone(),
+            );
+            config.path.push((LAT + 0.01, LON + 0.01));
+            config.speed_mps = 5.0;
+            config.accept = AcceptPolicy::Never;
+            config.events = Some(events_tx.clone());
+            tokio::spawn(sim::run(config, stop.clone()));
+        }
+        let mut connected = 0;
+        while connected < riders {
+            if let Some(SimEvent::Ready { .. }) = events.recv().await {
+                connected += 1;
+            }
+        }
+        // Let the connection burst settle, then measure.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu_start = cpu_ticks(pid);
+        let started = Instant::now();
+        let mut sent: HashMap<String, Instant> = HashMap::new();
+        let mut from_write = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let mut from_publish = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let mut offers = tokio::time::interval(Duration::from_millis(100));
+        let mut next = 0usize;
+        let end = started + Duration::from_secs(seconds as u64);
+        while Instant::now() < end {
+            tokio::select! {
+                _ = offers.tick() => {
+                    let id = format!("bench{next}");
+                    writeln!(stdin, "offer {id} r{}", (next * 7919) % riders).unwrap();
+                    stdin.flush().unwrap();
+                    sent.insert(id, Instant::now());
+                    next += 1;
+                }
+                Some(event) = events.recv() => {
+                    if let SimEvent::Offer { offer, received_at_ms, .. } = event
+                        && let Some(at) = sent.remove(&offer.assignment_id)
+                    {
+                        from_write.record(at.elapsed().as_micros() as u64).unwrap();
+                        from_publish
+                            .record(((received_at_ms - offer.sent_at_ms).max(0) * 1000) as u64)
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = (cpu_ticks(pid) - cpu_start) as f64 / clock_ticks() as f64;
+        stop.cancel();
+        (cpu / elapsed, from_write, from_publish, sent.len(), next)
+    });
+    let (share, from_write, from_publish, missing, offered) = report;
+    let rss = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+    writeln!(stdin, "quit").ok();
+    drop(stdin);
+    let _ = child.wait();
+    println!("riders: {riders} simulated riders, 1 location/s each, {seconds} s, {offered} offers");
+    println!("edge CPU: {:.1}% of one core", share * 100.0);
+    println!(
+        "edge RSS: {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "offer -> rider, from the assignment write: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        from_write.value_at_quantile(0.5) as f64 / 1000.0,
+        from_write.value_at_quantile(0.99) as f64 / 1000.0,
+        from_write.max() as f64 / 1000.0
+    );
+    println!(
+        "offer -> rider, from the edge's publish: p50 {:.1} ms, p99 {:.1} ms (ms clock)",
+        from_publish.value_at_quantile(0.5) as f64 / 1000.0,
+        from_publish.value_at_quantile(0.99) as f64 / 1000.0
+    );
+    println!("offers not received within the run: {missing}");
+}

@@ -1,0 +1,250 @@
+//! The daemon's side of the riders service: its config section, its start-up, and the order
+//! desk that moves orders for riders through the real order state machine.
+//!
+//! The riders service decides who may act (the rider holding the accepted assignment, as the
+//! broker authenticated it); this desk moves the order with the same domain functions and the
+//! same writer path the tablets use, so a rider's pickup or delivery is checked by the same
+//! rules, stored with the rider as actor, and announced on the live event stream.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use flashkart_sync::StoreDb;
+use serde::{Deserialize, Serialize};
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::app::App;
+use crate::error::Error;
+use crate::orders::{self, Status};
+use crate::pack;
+use crate::riders::{Delivery, DeskError, Handoff, OrderDesk, Riders, RidersConfig};
+
+/// `[riders]` in edge.toml: the MQTT broker riders' phones connect to. Without this section
+/// the daemon runs no broker (a store without riders, or tests that do not need one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RidersSection {
+    /// TLS listener for rider devices; a client certificate from the store CA is required.
+    pub tls_listen: SocketAddr,
+    /// Plain listener for simulators on this machine; must be a loopback address.
+    pub plain_listen: Option<SocketAddr>,
+    /// Host names devices use to reach the store (put in the broker's certificate besides
+    /// `localhost`; rustls refuses IP addresses as server names).
+    pub server_names: Vec<String>,
+    /// Radius of the arrival geofence around the store, in metres.
+    pub geofence_m: f64,
+    /// Lifetime of rider certificates, in days.
+    pub cert_validity_days: u32,
+}
+
+impl Default for RidersSection {
+    fn default() -> Self {
+        Self {
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            plain_listen: None,
+            server_names: Vec::new(),
+            geofence_m: 75.0,
+            cert_validity_days: 365,
+        }
+    }
+}
+
+/// Starts the broker and the riders service with the CA kept under `data_dir/riders-ca`.
+pub async fn start(
+    section: &RidersSection,
+    store_id: &str,
+    data_dir: &Path,
+    db: StoreDb,
+    app: Arc<App>,
+) -> Result<Riders, Error> {
+    let mut config = RidersConfig::new(store_id, data_dir.join("riders-ca"));
+    config.tls_listen = section.tls_listen;
+    config.plain_listen = section.plain_listen;
+    config.server_names = section.server_names.clone();
+    config.geofence_m = section.geofence_m;
+    config.cert_validity_days = section.cert_validity_days;
+    let riders = Riders::start(config, db, StoreDesk::new(app))
+        .await
+        .map_err(|e| Error::Config(format!("starting the riders broker: {e}")))?;
+    tracing::info!(tls = %section.tls_listen, plain = ?section.plain_listen, "riders broker listening");
+    Ok(riders)
+}
+
+/// [`OrderDesk`] over the daemon's [`App`].
+#[derive(Debug, Clone)]
+pub struct StoreDesk {
+    app: Arc<App>,
+}
+
+impl StoreDesk {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+impl OrderDesk for StoreDesk {
+    async fn handoff(&self, handoff: Handoff) -> Result<(), DeskError> {
+        let actor = format!("rider:{}", handoff.rider_id);
+        let order_id = handoff.order_id.clone();
+        self.app
+            .write(&actor, move |conn, ctx| {
+                // Checked here too (pack::handoff refuses it as well) so the rider's device
+                // gets the precise `wrong_label` code.
+                let label: Option<String> = conn
+                    .prepare_cached("SELECT label_id FROM order_progress WHERE order_id = ?1")?
+                    .query_row([&handoff.order_id], |row| row.get(0))
+                    .optional()?
+                    .flatten();
+                if label.as_deref() != Some(handoff.label_id.as_str()) {
+                    return Ok(Err(DeskError::WrongLabel {
+                        order_id: handoff.order_id.clone(),
+                        label_id: handoff.label_id.clone(),
+                    }));
+                }
+                pack::handoff(
+                    conn,
+                    ctx,
+                    &handoff.order_id,
+                    &pack::Handoff {
+                        rider_id: handoff.rider_id.clone(),
+                        label_id: handoff.label_id.clone(),
+                    },
+                )?;
+                Ok(Ok(()))
+            })
+            .await
+            .map_err(|error| desk_error(&order_id, Status::PickedUp, error))?
+    }
+
+    async fn delivered(&self, delivery: Delivery) -> Result<Option<bool>, DeskError> {
+        let actor = format!("rider:{}", delivery.rider_id);
+        let order_id = delivery.order_id.clone();
+        self.app
+            .write(&actor, move |conn, ctx| {
+                let handed_to: Option<String> = conn
+                    .prepare_cached("SELECT rider_id FROM handoffs WHERE order_id = ?1")?
+                    .query_row([&delivery.order_id], |row| row.get(0))
+                    .optional()?;
+                if handed_to.as_deref() != Some(delivery.rider_id.as_str()) {
+                    return Ok(Err(DeskError::NotPickedUp {
+                        order_id: delivery.order_id.clone(),
+                        rider_id: delivery.rider_id.clone(),
+                    }));
+                }
+                orders::transition(
+                    conn,
+                    ctx,
+                    &delivery.order_id,
+                    Status::Delivered,
+                    "deliver",
+                    None,
+                )?;
+                // Orders carry no customer PIN yet, so a PIN the rider sends cannot be judged:
+                // recorded as unchecked (NULL) rather than guessed.
+                conn.prepare_cached(
+                    "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon, customer_pin_ok)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                )?
+                .execute(params![
+                    delivery.order_id,
+                    ctx.store_id,
+                    delivery.rider_id,
+                    delivery.at,
+                    delivery.lat,
+                    delivery.lon
+                ])?;
+                Ok(Ok(None))
+            })
+            .await
+            .map_err(|error| desk_error(&order_id, Status::Delivered, error))?
+    }
+}
+
+fn desk_error(order_id: &str, to: Status, error: Error) -> DeskError {
+    match error {
+        Error::NotFound { .. } => DeskError::UnknownOrder(order_id.to_owned()),
+        Error::InvalidTransition { status, .. } => DeskError::BadTransition {
+            order_id: order_id.to_owned(),
+            from: status.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+        },
+        other => DeskError::Internal(other.to_string()),
+    }
+}
+
+/// `flashkart-edge sim rider`: one simulated rider on this store's loopback broker listener.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RiderSimArgs {
+    /// The rider's id (on the store's roster; alphanumeric).
+    #[arg(long)]
+    pub rider: String,
+    /// The broker's loopback (plain) listener port, `[riders] plain_listen`.
+    #[arg(long, default_value_t = 1884)]
+    pub port: u16,
+    /// Where the rider starts, as `lat,lon`.
+    #[arg(long, value_parser = parse_point, default_value = "52.5200,13.4050")]
+    pub start: (f64, f64),
+    /// Speed in metres per second.
+    #[arg(long, default_value_t = 8.0)]
+    pub speed: f64,
+    /// Accept every n-th offer and decline the others (1: accept all).
+    #[arg(long, default_value_t = 1)]
+    pub accept_every: u32,
+    /// The store's data directory: the rider "scans" the bag label it finds there for the
+    /// order (the simulator runs on the store's machine, where the bags are).
+    #[arg(long)]
+    pub store_data_dir: std::path::PathBuf,
+}
+
+fn parse_point(text: &str) -> Result<(f64, f64), String> {
+    let (lat, lon) = text
+        .split_once(',')
+        .ok_or_else(|| format!("`{text}` is not `lat,lon`"))?;
+    let lat: f64 = lat.trim().parse().map_err(|e| format!("latitude: {e}"))?;
+    let lon: f64 = lon.trim().parse().map_err(|e| format!("longitude: {e}"))?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(format!("`{text}` is not a position on Earth"));
+    }
+    Ok((lat, lon))
+}
+
+/// Runs one simulated rider until `shutdown`.
+pub async fn simulate_rider(
+    args: RiderSimArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<crate::riders::sim::SimStats, Error> {
+    use crate::riders::sim::{self, AcceptPolicy, SimConfig};
+    let db_path = args.store_data_dir.join("store.db");
+    if !db_path.exists() {
+        return Err(Error::Config(format!(
+            "no store database at {}: pass the edge's data directory",
+            db_path.display()
+        )));
+    }
+    let labels: sim::Lookup = Arc::new(move |order_id: &str| {
+        let conn = rusqlite::Connection::open_with_flags(
+            &db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        conn.query_row(
+            "SELECT label_id FROM order_progress WHERE order_id = ?1",
+            [order_id],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .ok()
+        .flatten()
+    });
+    let mut config = SimConfig::new(args.rider, args.port, args.start, labels);
+    config.speed_mps = args.speed;
+    config.accept = match args.accept_every {
+        0 => AcceptPolicy::Never,
+        1 => AcceptPolicy::Always,
+        n => AcceptPolicy::EveryNth(n),
+    };
+    sim::run(config, shutdown)
+        .await
+        .map_err(|e| Error::Config(format!("rider simulator: {e}")))
+}

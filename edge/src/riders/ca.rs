@@ -1,0 +1,330 @@
+//! The store's small certificate authority: the one identity riders' devices and the broker
+//! trust, with no cloud round trip at enrolment.
+//!
+//! rumqttd (with `verify-client-cert` and `validate-tenant-prefix`) trusts client certificates
+//! issued by one CA and takes the tenant from the subject's Organization, so each rider gets a
+//! certificate with `O=<rider id>` from this CA, confining its device to `/tenants/<rider id>/`.
+//! Certificates are X.509 v3 with `CA:FALSE` and `extendedKeyUsage=clientAuth` (rustls refuses
+//! anything else with an unhelpful handshake error). The CA key stays in `ca_dir` (mode 0600);
+//! the server certificate is re-issued at every start so its names follow the configuration
+//! (rustls clients refuse an IP address as SNI, so devices connect by host name).
+//!
+//! Enrolment spends a one-time code whose SHA-256 the cloud put in the roster; the edge records
+//! spent codes locally because the roster is cloud-owned. Revocation is per rider (see
+//! [`revoke`] and the README for why and how it is enforced).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use flashkart_sync::StoreDb;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
+
+use super::clock;
+use super::topics::is_rider_id;
+use crate::riders::Error;
+
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server.key";
+
+/// The store CA, loaded from (or created in) its directory.
+pub struct StoreCa {
+    dir: PathBuf,
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    validity_days: u32,
+}
+
+impl std::fmt::Debug for StoreCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCa")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The files the broker's TLS listener reads (rumqttd takes paths, and re-reads them at every
+/// connection).
+#[derive(Debug, Clone)]
+pub struct ServerFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How the rider's key pair is provided at enrolment.
+#[derive(Debug, Clone)]
+pub enum ClientKey {
+    /// A PKCS#10 certificate signing request in PEM: the private key never leaves the device.
+    /// Only its public key is used; the subject and extensions are the CA's choice.
+    Csr(String),
+    /// The edge generates the key pair (for devices that cannot make a CSR, and the simulator).
+    Generate,
+}
+
+/// What an enrolled device installs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertBundle {
+    pub rider_id: String,
+    /// Hex serial number, as recorded in `rider_certs`.
+    pub serial: String,
+    pub not_after: String,
+    pub cert_pem: String,
+    /// The private key, when the edge generated it.
+    pub key_pem: Option<String>,
+    /// The store CA certificate, to verify the broker.
+    pub ca_pem: String,
+}
+
+impl StoreCa {
+    /// Loads the CA in `dir`, creating it (named after the store) if there is none.
+    pub fn load_or_create(dir: &Path, store_id: &str, validity_days: u32) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
+        let cert_path = dir.join(CA_CERT);
+        let key_path = dir.join(CA_KEY);
+        let (ca_pem, key) = if cert_path.exists() && key_path.exists() {
+            let ca_pem = read(&cert_path)?;
+            let key = KeyPair::from_pem(&read(&key_path)?)?;
+            (ca_pem, key)
+        } else {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            params.distinguished_name = name(&format!("FlashKart store {store_id} rider CA"));
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, "FlashKart");
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+            params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+            params.serial_number = Some(serial());
+            let cert = params.self_signed(&key)?;
+            write_private(&key_path, &key.serialize_pem())?;
+            write(&cert_path, &cert.pem())?;
+            tracing::info!(dir = %dir.display(), "created the store's rider CA");
+            (cert.pem(), key)
+        };
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ca_pem,
+            issuer,
+            validity_days,
+        })
+    }
+
+    /// The CA certificate in PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Issues the broker's server certificate for `localhost` and `names`, and writes the
+    /// files the TLS listener reads.
+    pub fn write_server_files(&self, names: &[String]) -> Result<ServerFiles, Error> {
+        let mut sans = vec!["localhost".to_owned()];
+        sans.extend(names.iter().filter(|n| *n != "localhost").cloned());
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name = name("FlashKart store broker");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
+        params.serial_number = Some(serial());
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let files = ServerFiles {
+            ca: self.dir.join(CA_CERT),
+            cert: self.dir.join(SERVER_CERT),
+            key: self.dir.join(SERVER_KEY),
+        };
+        write_private(&files.key, &key.serialize_pem())?;
+        write(&files.cert, &cert.pem())?;
+        Ok(files)
+    }
+
+    /// Signs a client certificate for `rider_id` (no bookkeeping: see [`enrol`]).
+    pub fn issue(&self, rider_id: &str, key: &ClientKey) -> Result<CertBundle, Error> {
+        if !is_rider_id(rider_id) {
+            return Err(Error::InvalidRiderId(rider_id.to_owned()));
+        }
+        let serial = serial();
+        let serial_hex = hex(&serial.to_bytes());
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CommonName, format!("rider {rider_id}"));
+        subject.push(DnType::OrganizationName, rider_id);
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        let not_after = now + time::Duration::days(i64::from(self.validity_days));
+        params.not_after = not_after;
+        params.serial_number = Some(serial);
+        params.use_authority_key_identifier_extension = true;
+        let (cert, key_pem) = match key {
+            ClientKey::Csr(pem) => {
+                let mut csr = CertificateSigningRequestParams::from_pem(pem)
+                    .map_err(|e| Error::BadCsr(e.to_string()))?;
+                csr.params = params;
+                (csr.signed_by(&self.issuer)?, None)
+            }
+            ClientKey::Generate => {
+                let pair = KeyPair::generate()?;
+                let cert = params.signed_by(&pair, &self.issuer)?;
+                (cert, Some(pair.serialize_pem()))
+            }
+        };
+        let not_after = clock::from_unix_ms(not_after.unix_timestamp().saturating_mul(1000));
+        Ok(CertBundle {
+            rider_id: rider_id.to_owned(),
+            serial: serial_hex,
+            not_after,
+            cert_pem: cert.pem(),
+            key_pem,
+            ca_pem: self.ca_pem.clone(),
+        })
+    }
+}
+
+/// Enrols a rider's device: checks the one-time `code` against the roster (active rider, code
+/// not spent, rider not revoked here), issues the certificate and records it and the spent code
+/// in one transaction. HTTP-free; the daemon puts it behind its enrolment endpoint.
+pub async fn enrol(
+    db: &StoreDb,
+    ca: &StoreCa,
+    rider_id: &str,
+    code: &str,
+    key: ClientKey,
+) -> Result<CertBundle, Error> {
+    let bundle = ca.issue(rider_id, &key)?;
+    let code_sha256 = hex(&Sha256::digest(code.trim().as_bytes()));
+    let record = bundle.clone();
+    let bundle = db
+        .write(move |conn| {
+            let roster: Option<(bool, Option<String>)> = conn
+                .query_row(
+                    "SELECT active, enrolment_code_sha256 FROM riders WHERE id = ?1",
+                    [&record.rider_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((true, expected)) = roster else {
+                return Err(Error::UnknownRider(record.rider_id.clone()));
+            };
+            let revoked: bool = conn.query_row(
+                "SELECT count(*) > 0 FROM rider_revocations WHERE rider_id = ?1",
+                [&record.rider_id],
+                |row| row.get(0),
+            )?;
+            if revoked {
+                return Err(Error::Revoked(record.rider_id.clone()));
+            }
+            let spent: bool = conn.query_row(
+                "SELECT count(*) > 0 FROM rider_enrolment_codes_used WHERE code_sha256 = ?1",
+                [&code_sha256],
+                |row| row.get(0),
+            )?;
+            if spent || expected.map(|e| e.to_ascii_lowercase()) != Some(code_sha256.clone()) {
+                return Err(Error::BadEnrolmentCode);
+            }
+            let now = clock::now();
+            conn.execute(
+                "INSERT INTO rider_enrolment_codes_used (code_sha256, rider_id, used_at)
+                 VALUES (?1, ?2, ?3)",
+                (&code_sha256, &record.rider_id, &now),
+            )?;
+            conn.execute(
+                "INSERT INTO rider_certs (serial, rider_id, issued_at, not_after)
+                 VALUES (?1, ?2, ?3, ?4)",
+                (&record.serial, &record.rider_id, &now, &record.not_after),
+            )?;
+            Ok(record)
+        })
+        .await?;
+    tracing::info!(rider = %bundle.rider_id, serial = %bundle.serial, "rider enrolled");
+    Ok(bundle)
+}
+
+/// Revokes a rider at this store: every certificate issued to it is marked revoked and the
+/// rider is listed in `rider_revocations`. The running service stops listening to the rider
+/// and withdraws its offers ([`crate::riders::Riders::revoke`] also tells it at once).
+///
+/// rumqttd 0.20 takes no CRL, so a revoked certificate still completes the TLS handshake; the
+/// device can then only reach its own, emptied prefix, and everything it publishes is dropped.
+pub async fn revoke(db: &StoreDb, rider_id: &str, reason: &str) -> Result<(), Error> {
+    let rider = rider_id.to_owned();
+    let reason = reason.to_owned();
+    db.write(move |conn| {
+        let now = clock::now();
+        conn.execute(
+            "INSERT INTO rider_revocations (rider_id, revoked_at, reason) VALUES (?1, ?2, ?3)
+             ON CONFLICT (rider_id) DO UPDATE SET reason = excluded.reason",
+            (&rider, &now, &reason),
+        )?;
+        conn.execute(
+            "UPDATE rider_certs SET revoked_at = ?2 WHERE rider_id = ?1 AND revoked_at IS NULL",
+            (&rider, &now),
+        )?;
+        Ok::<_, Error>(())
+    })
+    .await?;
+    tracing::info!(rider = rider_id, "rider revoked");
+    Ok(())
+}
+
+/// The SHA-256 (hex) the roster stores for an enrolment code.
+pub fn enrolment_code_sha256(code: &str) -> String {
+    hex(&Sha256::digest(code.trim().as_bytes()))
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    name
+}
+
+/// A fresh, positive, unique serial number (a UUIDv7: time-ordered, first bit clear).
+fn serial() -> SerialNumber {
+    SerialNumber::from_slice(uuid::Uuid::now_v7().as_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| io(path, source))
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), Error> {
+    std::fs::write(path, contents).map_err(|source| io(path, source))
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| io(path, source))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|source| io(path, source))
+}

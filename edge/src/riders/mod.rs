@@ -1,0 +1,285 @@
+//! Riders over MQTT: the store's embedded broker, rider identity and isolation, offers,
+//! replies, arrival, pickup, delivery and tracking.
+//!
+//! Why this shape: rider devices speak MQTT 3.1.1 to an rumqttd broker embedded in the edge
+//! ([`broker`]); isolation between riders comes from per-rider client certificates issued by a
+//! small CA on the edge ([`ca`]), whose Organization rumqttd takes as the tenant confining a
+//! device to `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
+//! the service ([`service`]) publishes offers from `assignments`, records replies, positions,
+//! handoffs and deliveries, and asks an [`OrderDesk`] to move orders. A simulator ([`sim`])
+//! drives riders for the demo, tests and benchmarks. Topic tree and device settings:
+//! `README.md` beside this file.
+
+mod broker;
+pub mod ca;
+mod clock;
+mod codec;
+pub mod desk;
+mod error;
+mod geofence;
+mod service;
+pub mod sim;
+pub mod topics;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flashkart_sync::StoreDb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use broker::{PLAIN_LISTENER, TLS_LISTENER};
+pub use ca::{CertBundle, ClientKey, StoreCa};
+pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
+pub use error::{DeskError, Error};
+
+/// How much memory and how many connections the broker may use.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerSizing {
+    pub max_connections: usize,
+    /// Bytes per commit-log segment of each subscription filter.
+    pub max_segment_size: usize,
+    /// Segments kept per filter.
+    pub max_segment_count: usize,
+    /// The largest MQTT payload accepted.
+    pub max_payload_size: usize,
+}
+
+impl Default for BrokerSizing {
+    /// A Pi: 1000 devices, 64 KiB x 4 per filter, 16 KiB payloads.
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            max_segment_size: 64 * 1024,
+            max_segment_count: 4,
+            max_payload_size: 16 * 1024,
+        }
+    }
+}
+
+/// Configuration of the riders service.
+#[derive(Debug, Clone)]
+pub struct RidersConfig {
+    /// This store's id (`stores.id`): offers are published for its assignments, and its
+    /// coordinates are the arrival geofence's centre.
+    pub store_id: String,
+    /// The TLS listener for riders' devices (client certificate required).
+    pub tls_listen: SocketAddr,
+    /// A listener without TLS for simulators and tests; must be a loopback address.
+    pub plain_listen: Option<SocketAddr>,
+    /// Where the store CA and the broker's server certificate live.
+    pub ca_dir: PathBuf,
+    /// Host names devices use to reach the broker, besides `localhost` (server cert SANs).
+    pub server_names: Vec<String>,
+    /// Lifetime of rider certificates.
+    pub cert_validity_days: u32,
+    /// Radius of the arrival geofence around the store.
+    pub geofence_m: f64,
+    /// How often the latest positions are written to `rider_positions`.
+    pub position_interval: Duration,
+    /// How often `assignments` is scanned for new and expired offers (besides
+    /// [`Riders::assignments_changed`]).
+    pub offer_scan_interval: Duration,
+    /// How often the roster (active riders, revocations) is re-read.
+    pub roster_refresh: Duration,
+    pub sizing: BrokerSizing,
+}
+
+impl RidersConfig {
+    /// Defaults: TLS on 0.0.0.0:8883, no plain listener, 75 m geofence, positions every 5 s,
+    /// offer scan every second, roster every 10 s, certificates for a year.
+    pub fn new(store_id: impl Into<String>, ca_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            store_id: store_id.into(),
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            plain_listen: None,
+            ca_dir: ca_dir.into(),
+            server_names: Vec::new(),
+            cert_validity_days: 365,
+            geofence_m: 75.0,
+            position_interval: Duration::from_secs(5),
+            offer_scan_interval: Duration::from_secs(1),
+            roster_refresh: Duration::from_secs(10),
+            sizing: BrokerSizing::default(),
+        }
+    }
+}
+
+/// What the riders service did, for the daemon's live stream, metrics and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RiderEvent {
+    Offered {
+        assignment_id: String,
+        rider_id: String,
+    },
+    /// `reply` is accepted, declined or expired.
+    Replied {
+        assignment_id: String,
+        rider_id: String,
+        reply: String,
+    },
+    Arrived {
+        rider_id: String,
+        order_id: String,
+    },
+    PickedUp {
+        order_id: String,
+        rider_id: String,
+    },
+    Delivered {
+        order_id: String,
+        rider_id: String,
+        pin_ok: Option<bool>,
+    },
+    /// A message was refused and answered on the rider's error topic.
+    Refused {
+        rider_id: String,
+        command: String,
+        code: String,
+    },
+    /// A message was dropped with a log line (unknown or revoked rider, unknown topic).
+    Dropped {
+        topic: String,
+        reason: String,
+    },
+    Presence {
+        rider_id: String,
+        online: bool,
+    },
+    PositionsWritten {
+        count: usize,
+    },
+}
+
+/// Commands from the [`Riders`] handle to its service task.
+#[derive(Debug)]
+enum Command {
+    ScanAssignments,
+    /// Re-read the roster, then answer.
+    RefreshRoster(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The running riders service: the broker, the edge's link to it, and the service task.
+#[derive(Debug)]
+pub struct Riders {
+    db: StoreDb,
+    ca: Arc<StoreCa>,
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<RiderEvent>,
+    online: Arc<Mutex<BTreeSet<String>>>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Riders {
+    /// Loads (or creates) the store CA, starts the broker and the service over `db`, and
+    /// returns once the listeners accept connections.
+    pub async fn start<D: OrderDesk>(
+        config: RidersConfig,
+        db: StoreDb,
+        desk: D,
+    ) -> Result<Self, Error> {
+        let ca = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let ca = StoreCa::load_or_create(
+                    &config.ca_dir,
+                    &config.store_id,
+                    config.cert_validity_days,
+                )?;
+                let files = ca.write_server_files(&config.server_names)?;
+                Ok((ca, files))
+            })
+            .await
+            .map_err(|e| Error::Broker(format!("CA set-up panicked: {e}")))??
+        };
+        let (ca, files) = ca;
+        let link = broker::start(&config, &files)?;
+        broker::wait_listening(config.tls_listen, Duration::from_secs(5)).await?;
+        if let Some(plain) = config.plain_listen {
+            broker::wait_listening(plain, Duration::from_secs(5)).await?;
+        }
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let online = Arc::new(Mutex::new(BTreeSet::new()));
+        let shutdown = CancellationToken::new();
+        let service = service::Service::new(
+            config,
+            db.clone(),
+            desk,
+            link,
+            events.clone(),
+            online.clone(),
+        )
+        .await?;
+        let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
+        Ok(Self {
+            db,
+            ca: Arc::new(ca),
+            commands,
+            events,
+            online,
+            shutdown,
+            task,
+        })
+    }
+
+    /// What the service does from now on.
+    pub fn events(&self) -> broadcast::Receiver<RiderEvent> {
+        self.events.subscribe()
+    }
+
+    /// The store CA certificate (PEM) devices verify the broker with.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.ca_pem()
+    }
+
+    /// Enrols a rider's device with its one-time code (see [`ca::enrol`]).
+    pub async fn enrol(
+        &self,
+        rider_id: &str,
+        code: &str,
+        key: ClientKey,
+    ) -> Result<CertBundle, Error> {
+        ca::enrol(&self.db, &self.ca, rider_id, code, key).await
+    }
+
+    /// Revokes a rider (see [`ca::revoke`]); once this returns its messages are dropped and
+    /// its offers withdrawn.
+    pub async fn revoke(&self, rider_id: &str, reason: &str) -> Result<(), Error> {
+        ca::revoke(&self.db, rider_id, reason).await?;
+        // Wait until the service has taken it in. It stops only at shutdown; then there is
+        // nothing to refresh.
+        let (done, refreshed) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::RefreshRoster(done)).is_ok() {
+            let _ = refreshed.await;
+        }
+        Ok(())
+    }
+
+    /// Assignments changed (a sync merge, or the test endpoint created one): publish new
+    /// offers now rather than at the next scan.
+    pub fn assignments_changed(&self) {
+        let _ = self.commands.send(Command::ScanAssignments);
+    }
+
+    /// Riders whose devices said they are online (presence, cleared by their last will).
+    pub fn online_riders(&self) -> Vec<String> {
+        self.online
+            .lock()
+            .map(|online| online.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops the service and writes the last positions. The broker's threads cannot be stopped
+    /// (rumqttd has no stop API) and end with the process.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the riders service task failed");
+        }
+    }
+}
