@@ -286,7 +286,10 @@ impl StoreDb {
 impl Inner {
     fn shut_down(&self) -> Result<(), Error> {
         // Dropping the sender ends the writer loop after the queued writes.
-        drop(self.writer.lock().map_err(|_| Error::Closed)?.take());
+        let Some(sender) = self.writer.lock().map_err(|_| Error::Closed)?.take() else {
+            return Ok(()); // already closed
+        };
+        drop(sender);
         if let Some(thread) = self.writer_thread.lock().map_err(|_| Error::Closed)?.take() {
             thread
                 .join()
