@@ -189,3 +189,13 @@ pub fn addr_in(line: &str) -> Option<std::net::SocketAddr> {
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
+
+/// Pulls the first `http://...` URL out of a log line.
+pub fn url_in(line: &str) -> Option<String> {
+    let start = line.find("http://")?;
+    let rest = &line[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == ',')
+        .unwrap_or(rest.len());
+    Some(rest[..end].trim_end_matches('/').to_owned())
+}
