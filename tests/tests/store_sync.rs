@@ -33,7 +33,10 @@ async fn edge_syncs_its_rows_to_the_cloud_replica() {
         .env("XDG_CACHE_HOME", &cache)
         .output()
         .expect("register-store");
-    assert!(registered.status.success(), "register-store failed: {registered:?}");
+    assert!(
+        registered.status.success(),
+        "register-store failed: {registered:?}"
+    );
     let token = String::from_utf8_lossy(&registered.stdout)
         .lines()
         .last()
@@ -57,7 +60,11 @@ async fn edge_syncs_its_rows_to_the_cloud_replica() {
     )
     .expect("write edge config");
     let edge_arg = edge_config.display().to_string();
-    let mut edge = Daemon::start(&binary("flashkart-edge"), &["run", "--config", &edge_arg], &env);
+    let mut edge = Daemon::start(
+        &binary("flashkart-edge"),
+        &["run", "--config", &edge_arg],
+        &env,
+    );
     let addr = addr_in(&edge.wait_for_line("HTTP API listening", START)).expect("edge addr");
     let base = format!("http://{addr}/api/v1");
     let http = reqwest::Client::new();
@@ -117,12 +124,19 @@ async fn edge_syncs_its_rows_to_the_cloud_replica() {
     }
     assert_eq!(status["configured"], true, "{status}");
     assert_eq!(status["status"]["online"], true, "{status}");
-    assert!(bin_in_replica(&replica), "the bin reached the cloud replica; status {status}");
+    assert!(
+        bin_in_replica(&replica),
+        "the bin reached the cloud replica; status {status}"
+    );
 
     let (edge_status, edge_log) = edge.terminate(Duration::from_secs(30));
     assert!(edge_status.success(), "edge exit: {}", edge_log.join("\n"));
     let (cloud_status, cloud_log) = cloud.terminate(Duration::from_secs(30));
-    assert!(cloud_status.success(), "cloud exit: {}", cloud_log.join("\n"));
+    assert!(
+        cloud_status.success(),
+        "cloud exit: {}",
+        cloud_log.join("\n")
+    );
 }
 
 fn bin_in_replica(replica: &Path) -> bool {
