@@ -26,15 +26,17 @@ pub fn binary(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command.args(["build", "--bin", name]);
+        // The same command scripts/test runs first, so the same feature resolution: a no-op
+        // there, instead of a rebuild with a different feature set.
+        command.args(["build", "--workspace", "--bins"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
         }
         let status = command
             .current_dir(workspace_root())
             .status()
-            .unwrap_or_else(|e| panic!("running cargo build --bin {name}: {e}"));
-        assert!(status.success(), "cargo build --bin {name} failed");
+            .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
+        assert!(status.success(), "cargo build --workspace --bins failed");
         built.push(name.to_owned());
     }
     dir.join(name)
