@@ -86,38 +86,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Sim {
             sim: SimCommand::Device(sim),
-        } => {
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(async {
-                let shutdown = CancellationToken::new();
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Ok(name) = wait_for_signal().await {
-                        tracing::info!(signal = name, "stopping the simulator");
-                    }
-                    stop.cancel();
-                });
-                flashkart_edge::tools::sim(sim, shutdown).await
-            })
-        }
+        } => until_signal("simulator", |shutdown| async move {
+            flashkart_edge::tools::sim(sim, shutdown).await
+        }),
         Command::Sim {
             sim: SimCommand::Rider(args),
-        } => {
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(async {
-                let shutdown = CancellationToken::new();
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Ok(name) = wait_for_signal().await {
-                        tracing::info!(signal = name, "stopping the rider simulator");
-                    }
-                    stop.cancel();
-                });
-                let stats = flashkart_edge::rider_link::simulate_rider(args, shutdown).await?;
-                tracing::info!(?stats, "rider simulator stopped");
-                Ok(())
-            })
-        }
+        } => until_signal("rider simulator", |shutdown| async move {
+            let stats = flashkart_edge::rider_link::simulate_rider(args, shutdown).await?;
+            tracing::info!(?stats, "rider simulator stopped");
+            Ok::<_, flashkart_edge::Error>(())
+        }),
         Command::Scan { scan } => {
             if !flashkart_edge::tools::scan(scan)? {
                 std::process::exit(1);
@@ -127,6 +105,27 @@ fn main() -> anyhow::Result<()> {
         Command::Label { label } => flashkart_edge::tools::label(label),
         Command::Devices => flashkart_edge::tools::devices(),
     }
+}
+
+/// Runs a simulator on a fresh runtime until it ends or SIGINT/SIGTERM cancels it.
+fn until_signal<F, Fut, E>(what: &'static str, simulate: F) -> anyhow::Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    anyhow::Error: From<E>,
+{
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Ok(name) = wait_for_signal().await {
+                tracing::info!(signal = name, "stopping the {what}");
+            }
+            stop.cancel();
+        });
+        Ok(simulate(shutdown).await?)
+    })
 }
 
 async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {
