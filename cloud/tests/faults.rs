@@ -113,9 +113,6 @@ async fn chaos(proxy: Proxy, stop: CancellationToken) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug, issue 5: under load a pulled chunk can carry two changes at the same \
-            (db_version, seq) position and is refused as out of order, so sync stalls; run with \
-            `cargo test -p flashkart-cloud --test faults -- --ignored`"]
 async fn three_stores_converge_through_faults() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;

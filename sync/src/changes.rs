@@ -153,10 +153,16 @@ pub fn apply_in_transaction(conn: &Connection, batch: &ChangeBatch) -> Result<Ap
     for (index, change) in batch.changes.iter().enumerate() {
         validate_change(index, change, &tables)?;
     }
+    // cr-sqlite stores a merged change under this transaction's db_version but keeps the
+    // sender's seq. Two transactions of one origin merged in one local transaction (a catch-up,
+    // or a group commit of two applies) would then share (db_version, seq) positions, and a
+    // reader that resumes from a position would skip or reorder changes. Numbering merged
+    // changes from the transaction's own seq counter keeps every position unique; seq plays
+    // no part in conflict resolution.
     let mut insert = conn.prepare_cached(
         "INSERT INTO crsql_changes
             (\"table\", pk, cid, val, col_version, db_version, site_id, cl, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, crsql_increment_and_get_seq())",
     )?;
     // cr-sqlite counts rows changed by merges over the whole transaction, which may hold other
     // writes of the same group commit: take the difference.
@@ -172,7 +178,6 @@ pub fn apply_in_transaction(conn: &Connection, batch: &ChangeBatch) -> Result<Ap
             change.db_version,
             change.site_id,
             change.cl,
-            change.seq,
         ])?;
     }
     Ok(ApplyStats {

@@ -207,3 +207,75 @@ async fn delete_on_one_side_wins_over_stale_update_and_converges() {
     assert_eq!(remaining, 0);
     assert_eq!(digest(&a).await, digest(&b).await);
 }
+
+/// The cloud relays catalog changes: it merges several of the catalog's transactions into a
+/// store replica in one local transaction (and group commit may put two merges in one), then a
+/// store reads them from the replica in small chunks. Every change of the relayed origin must
+/// arrive exactly once, in order, and the store must end equal to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_changes_merged_together_read_back_in_order() {
+    use flashkart_sync::chunks::{Assembler, Position, read_chunk};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = open(&dir, "catalog").await;
+    let relay = open(&dir, "replica").await;
+    let store = open(&dir, "store").await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut batches = Vec::new();
+    let mut seen = 0;
+    for _ in 0..4 {
+        for _ in 0..25 {
+            random_edit(&origin, &mut rng, "hq").await;
+        }
+        let batch = batch_since(&origin, seen, relay.site_id()).await;
+        seen = batch.up_to_db_version;
+        batches.push(batch);
+    }
+    // The replica's own clock runs ahead of the origin's (as it does in the cloud, where the
+    // store's pushes advance it), so merged changes take the replica's transaction version.
+    for n in 0..150 {
+        relay
+            .write(move |conn| -> Result<(), Error> {
+                conn.execute(
+                    "INSERT INTO bins (id, store_id, pick_seq) VALUES (?1, 's', ?2)",
+                    params![format!("bin-{n}"), n],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("relay's own write");
+    }
+    // Many origin transactions per batch, and two batches in one local transaction.
+    for pair in batches.chunks(2) {
+        let pair = pair.to_vec();
+        relay
+            .write(move |conn| -> Result<(), Error> {
+                for batch in &pair {
+                    changes::apply_in_transaction(conn, batch)?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("relay merge");
+    }
+
+    let origin_id = origin.site_id();
+    let mut assembler = Assembler::new(origin_id, Position::START, 1 << 24);
+    let mut chunks_read = 0;
+    loop {
+        let after = assembler.received();
+        let read = relay
+            .read(move |conn| read_chunk(conn, &origin_id, after, 300))
+            .await
+            .expect("read chunk");
+        let Some(read) = read else { break };
+        chunks_read += 1;
+        let complete = assembler.add(read.chunk).expect("chunk continues in order");
+        if let Some(complete) = complete {
+            let batch = complete.batch(&relay.site_id(), after);
+            apply(&store, batch).await;
+        }
+    }
+    assert!(chunks_read > 4, "small chunks: {chunks_read}");
+    assert_eq!(digest(&store).await, digest(&origin).await);
+}
