@@ -26,6 +26,47 @@ pub struct CloudConfig {
     /// Where the cr-sqlite library is extracted; the user's cache directory when unset.
     pub extension_dir: Option<PathBuf>,
     pub sync: SyncLimits,
+    pub intake: IntakeConfig,
+}
+
+/// Order intake: limits, pricing of the delivery fee, routing estimates.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Most lines one order may have.
+    pub max_lines: usize,
+    /// Most pieces one line may ask for.
+    pub max_qty_per_line: i64,
+    /// Delivery fee before distance and surge, in minor units.
+    pub base_fee_minor: i64,
+    /// Delivery fee per km from the store.
+    pub fee_per_km_minor: i64,
+    /// Highest surge factor (open orders per rider seen at the store).
+    pub surge_cap: f64,
+    /// Rider speed for ETAs.
+    pub rider_speed_kmh: f64,
+    /// Minutes to pick and pack an order with no queue.
+    pub prep_minutes: f64,
+    /// Extra minutes per order already open at the store.
+    pub minutes_per_queued_order: f64,
+    /// A store not heard from for this long gets no new orders.
+    pub offline_grace_ms: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            max_lines: 50,
+            max_qty_per_line: 100,
+            base_fee_minor: 199,
+            fee_per_km_minor: 50,
+            surge_cap: 2.0,
+            rider_speed_kmh: 18.0,
+            prep_minutes: 4.0,
+            minutes_per_queued_order: 1.5,
+            offline_grace_ms: 60_000,
+        }
+    }
 }
 
 /// PEM files of the server certificate chain and its private key.
@@ -74,6 +115,7 @@ impl Default for CloudConfig {
             synchronous: Synchronous::Full,
             extension_dir: None,
             sync: SyncLimits::default(),
+            intake: IntakeConfig::default(),
         }
     }
 }

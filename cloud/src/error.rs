@@ -46,6 +46,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("resume from the acknowledged position")]
     Resume(flashkart_proto::sync::PushResponse),
     #[error("{0}")]
@@ -91,7 +99,10 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Resume(_) => StatusCode::CONFLICT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) | Self::Resume(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,10 +127,42 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (
                 status,
                 [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-                self.to_string(),
+                self.json_body(),
             )
                 .into_response(),
-            other => (status, other.to_string()).into_response(),
+            other => (status, other.json_body()).into_response(),
+        }
+    }
+}
+
+impl ApiError {
+    /// `{"error": <code>, "message": <text>}`, the body of every failed request but a resume.
+    fn json_body(&self) -> axum::Json<serde_json::Value> {
+        let code = match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadRequest(_) => "bad_request",
+            Self::TooLarge(_) => "too_large",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) | Self::Resume(_) => "conflict",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        };
+        axum::Json(serde_json::json!({ "error": code, "message": self.to_string() }))
+    }
+}
+
+impl From<crate::intake::IntakeError> for ApiError {
+    fn from(error: crate::intake::IntakeError) -> Self {
+        use crate::intake::IntakeError;
+        use crate::routing::NoStore;
+        match error {
+            IntakeError::Invalid(_) => Self::Unprocessable(error.to_string()),
+            IntakeError::KeyReused => Self::Conflict(error.to_string()),
+            IntakeError::NoStore(NoStore::OutsideAreas) => Self::Unprocessable(error.to_string()),
+            IntakeError::NoStore(NoStore::Unavailable(_)) => Self::Unavailable(error.to_string()),
+            IntakeError::Cloud(e) => e.into(),
         }
     }
 }

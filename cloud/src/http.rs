@@ -1,4 +1,5 @@
-//! The cloud's HTTP API: the sync endpoints, HQ's admin endpoint, `/metrics` and `/healthz`.
+//! The cloud's HTTP API: the sync endpoints, store registration, `/metrics` and `/healthz`, and
+//! the routes of the JSON API for customers and HQ (handlers in `api.rs`).
 
 use std::sync::Arc;
 
@@ -7,15 +8,19 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use flashkart_proto::sync::{HelloRequest, PullRequest, PullResponse, PushRequest};
 use flashkart_sync::protocol;
 use prometheus_client::registry::Registry as PromRegistry;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
 use crate::error::ApiError;
+use crate::hq::Hq;
+use crate::intake::Intake;
 use crate::metrics::{Metrics, RequestLabels, StoreLabels};
+use crate::projection::Projection;
 use crate::readmodel::ReadModel;
 use crate::registry::{Registry, StoreAuth, token_hash};
 use crate::stores::Stores;
@@ -31,6 +36,10 @@ pub struct AppState {
     pub admin_token_sha256: String,
     pub compress_min_bytes: usize,
     pub shutdown: CancellationToken,
+    pub hq: Hq,
+    pub projection: Projection,
+    pub intake: Arc<Intake>,
+    pub intake_grace_ms: u64,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -38,7 +47,19 @@ pub fn router(state: AppState) -> Router {
         .route(protocol::HELLO_PATH, post(hello))
         .route(protocol::PUSH_PATH, post(push))
         .route(protocol::PULL_PATH, post(pull))
-        .route("/admin/v1/stores", post(register_store))
+        .route(
+            "/admin/v1/stores",
+            post(register_store).get(api::list_stores),
+        )
+        .route("/admin/v1/stores/{id}/profile", put(api::put_store_profile))
+        .route("/admin/v1/products/{id}", put(api::put_product))
+        .route("/admin/v1/coupons/{code}", put(api::put_coupon))
+        .route("/admin/v1/customers", post(api::create_customer))
+        .route("/admin/v1/orders/{id}", get(api::get_order))
+        .route("/admin/v1/stock/{product_id}", get(api::stock))
+        .route("/api/v1/orders", post(api::place_order))
+        .route("/api/v1/orders/{id}", get(api::get_order))
+        .route("/api/v1/products", get(api::products))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES))
@@ -48,6 +69,7 @@ pub fn router(state: AppState) -> Router {
 async fn hello(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let auth = authenticate_store(&state, &headers).await?;
+        let _live = state.intake.liveness.enter(&auth.store_id);
         let request: HelloRequest = decode(&state, &headers, &body)?;
         let site: [u8; 16] = request
             .edge_site_id
@@ -66,6 +88,7 @@ async fn hello(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let (auth, site) = bound_store(&state, &headers).await?;
+        let _live = state.intake.liveness.enter(&auth.store_id);
         let request: PushRequest = decode(&state, &headers, &body)?;
         let chunk = request
             .chunk
@@ -105,6 +128,7 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
 async fn pull(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let (auth, site) = bound_store(&state, &headers).await?;
+        let _live = state.intake.liveness.enter(&auth.store_id);
         let request: PullRequest = decode(&state, &headers, &body)?;
         let replica = state.stores.replica(&auth.store_id).await?;
         // A long-poll must not hold up a shutdown.
@@ -177,7 +201,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-fn finish(
+pub(crate) fn finish(
     state: &AppState,
     endpoint: &'static str,
     result: Result<Response, ApiError>,
@@ -202,7 +226,7 @@ fn finish(
     response
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()

@@ -1,17 +1,25 @@
-//! The cloud aggregator at HQ. For now: the sync server with one replica per store, the shared
-//! catalog fanned out to every store, store registration and credentials, and the read-model
-//! hook; order intake, routing and dispatch grow here next.
+//! The cloud aggregator at HQ: the sync server with one replica per store, the shared catalog
+//! fanned out to every store, store registration and credentials, order intake with routing
+//! (`intake`, `routing`, `area`), the read model every store's changes are projected into
+//! (`projection`), and the JSON API for customers and HQ (`api`).
 //!
 //! [`start`] opens the databases, binds the listener (port 0 picks one; the bound address is
 //! in [`RunningCloud::addr`]) and serves until the shutdown token is cancelled; [`Cloud`] is
 //! the handle for writing into store replicas and the catalog.
 
+mod api;
+pub mod area;
+pub mod clock;
 pub mod config;
 mod error;
+pub mod hq;
 mod http;
+pub mod intake;
 pub mod metrics;
+pub mod projection;
 pub mod readmodel;
 pub mod registry;
+pub mod routing;
 mod serve;
 pub mod stores;
 
@@ -30,6 +38,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::CloudConfig;
 pub use error::{ApiError, CloudError};
 
+use crate::hq::Hq;
+use crate::intake::Intake;
+use crate::projection::Projection;
 use crate::readmodel::{ChangeCounter, ReadModel};
 use crate::registry::{Registry, hex, token_hash};
 use crate::stores::{DbOptions, Stores};
@@ -39,6 +50,7 @@ use crate::stores::{DbOptions, Stores};
 pub struct Cloud {
     registry: Registry,
     stores: Arc<Stores>,
+    projection: Projection,
 }
 
 impl Cloud {
@@ -53,6 +65,11 @@ impl Cloud {
     /// [`Replica::write`] so the store's long-poll wakes.
     pub async fn replica(&self, store_id: &str) -> Result<Arc<Replica>, CloudError> {
         self.stores.replica(store_id).await
+    }
+
+    /// The read model (orders, timelines, stock per store, riders).
+    pub fn projection(&self) -> &Projection {
+        &self.projection
     }
 
     /// The catalog database (read it freely).
@@ -129,7 +146,7 @@ pub async fn start_with(
     };
     let stores = Arc::new(
         Stores::open(
-            options,
+            options.clone(),
             limits,
             config.sync.fanout_chunk_bytes,
             metrics.clone(),
@@ -139,12 +156,21 @@ pub async fn start_with(
     for store_id in registry.store_ids().await? {
         stores.replica(&store_id).await?;
     }
+    let hq = Hq::open(options.config(config.data_dir.join("hq.db"))).await?;
+    let (projection, projector) =
+        Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
+    let intake = Arc::new(Intake::new(
+        config.intake.clone(),
+        hq.clone(),
+        projection.clone(),
+        stores.clone(),
+    ));
     let counter = ChangeCounter::default();
     let prometheus = Arc::new(metrics.registry(&counter));
-    let read_model: Arc<dyn ReadModel> = match read_model {
-        Some(extra) => Arc::new(Both(counter, extra)),
-        None => Arc::new(counter),
-    };
+    let mut read_models: Vec<Arc<dyn ReadModel>> =
+        vec![Arc::new(counter), Arc::new(projection.clone())];
+    read_models.extend(read_model);
+    let read_model: Arc<dyn ReadModel> = Arc::new(All(read_models));
     let state = http::AppState {
         registry: registry.clone(),
         stores: stores.clone(),
@@ -154,6 +180,10 @@ pub async fn start_with(
         admin_token_sha256: token_hash(&admin_token),
         compress_min_bytes: config.sync.compress_min_bytes,
         shutdown: shutdown.clone(),
+        hq: hq.clone(),
+        projection: projection.clone(),
+        intake: intake.clone(),
+        intake_grace_ms: config.intake.offline_grace_ms,
     };
     let listener = TcpListener::bind(config.listen)
         .await
@@ -178,6 +208,7 @@ pub async fn start_with(
     let cloud = Cloud {
         registry: registry.clone(),
         stores: stores.clone(),
+        projection: projection.clone(),
     };
     let router = http::router(state);
     let task = tokio::spawn(async move {
@@ -186,12 +217,29 @@ pub async fn start_with(
             let shutdown = shutdown.clone();
             tokio::spawn(async move { stores.run_fanout(shutdown).await })
         };
+        let (shorts_tx, shorts_rx) = tokio::sync::mpsc::unbounded_channel();
+        let projecting = {
+            let (projection, stores, shutdown) =
+                (projection.clone(), stores.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                projection.run(projector, stores, shorts_tx, shutdown).await;
+            })
+        };
+        let shorts = tokio::spawn(intake.run_short_handler(shorts_rx, shutdown.clone()));
         let served = serve::serve(listener, router, config.tls.as_ref(), shutdown.clone()).await;
         shutdown.cancel();
-        if let Err(error) = fanout.await {
-            tracing::warn!(%error, "catalog fan-out task");
+        for (name, task) in [
+            ("catalog fan-out", fanout),
+            ("projector", projecting),
+            ("short handler", shorts),
+        ] {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, task = name, "background task");
+            }
         }
         stores.close().await?;
+        projection.close().await?;
+        hq.close().await?;
         registry.close().await?;
         tracing::info!("cloud stopped");
         served
@@ -199,14 +247,15 @@ pub async fn start_with(
     Ok(RunningCloud { addr, cloud, task })
 }
 
-/// Both the built-in counter and a caller's read model.
+/// The built-in counter, the projection and a caller's read model.
 #[derive(Debug)]
-struct Both(ChangeCounter, Arc<dyn ReadModel>);
+struct All(Vec<Arc<dyn ReadModel>>);
 
-impl ReadModel for Both {
+impl ReadModel for All {
     fn project(&self, store_id: &str, changes: &[flashkart_proto::sync::Change]) {
-        self.0.project(store_id, changes);
-        self.1.project(store_id, changes);
+        for model in &self.0 {
+            model.project(store_id, changes);
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,8 +19,10 @@ pub struct StoreLabels {
 }
 
 /// Every metric the cloud exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    pub orders_placed: Counter,
+    pub intake_seconds: Histogram,
     pub requests: Family<RequestLabels, Counter>,
     pub changes_received: Family<StoreLabels, Counter>,
     pub changes_applied: Family<StoreLabels, Counter>,
@@ -28,6 +31,26 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub catalog_fanout_changes: Counter,
     pub open_replicas: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            orders_placed: Counter::default(),
+            // 1 ms .. ~4 s
+            intake_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 12),
+            ),
+            requests: Family::default(),
+            changes_received: Family::default(),
+            changes_applied: Family::default(),
+            batches_refused: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            catalog_fanout_changes: Counter::default(),
+            open_replicas: Gauge::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -68,6 +91,16 @@ impl Metrics {
             "catalog_fanout_changes",
             "Catalog changes merged into store replicas",
             self.catalog_fanout_changes.clone(),
+        );
+        registry.register(
+            "orders_placed",
+            "Orders placed through intake (replays not counted)",
+            self.orders_placed.clone(),
+        );
+        registry.register(
+            "intake_seconds",
+            "Time to validate, price, route and durably write an order",
+            self.intake_seconds.clone(),
         );
         registry.register(
             "open_replicas",
