@@ -7,6 +7,7 @@
 //! the handle for writing into store replicas and the catalog.
 
 pub mod config;
+pub mod dispatch;
 mod error;
 mod http;
 pub mod metrics;
