@@ -18,6 +18,12 @@ struct Args {
     /// Minutes of simulated time between dispatcher ticks (MDRP times are whole minutes).
     #[arg(long, default_value_t = 1.0)]
     tick_minutes: f64,
+    /// Cost weight per minute of travel (default: the dispatcher's).
+    #[arg(long)]
+    travel_weight: Option<f64>,
+    /// Cost weight per order beyond a courier's guaranteed pay (default: the dispatcher's).
+    #[arg(long)]
+    extra_pay_weight: Option<f64>,
     /// Instance folders (orders.txt, couriers.txt, restaurants.txt, instance_parameters.txt).
     #[arg(required = true)]
     dirs: Vec<PathBuf>,
@@ -36,9 +42,16 @@ fn main() -> ExitCode {
         eprintln!("--tick-minutes must be positive");
         return ExitCode::FAILURE;
     }
+    let mut config = DispatchConfig::default();
+    if let Some(weight) = args.travel_weight {
+        config.weights.travel = weight;
+    }
+    if let Some(weight) = args.extra_pay_weight {
+        config.weights.extra_pay = weight;
+    }
     let mut failed = false;
     for dir in &args.dirs {
-        match run(dir, args.tick_minutes) {
+        match run(dir, args.tick_minutes, &config) {
             Ok(line) => println!("{line}"),
             Err(error) => {
                 eprintln!("{}: {error}", dir.display());
@@ -53,7 +66,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(dir: &std::path::Path, tick_minutes: f64) -> Result<String, Box<dyn std::error::Error>> {
+fn run(
+    dir: &std::path::Path,
+    tick_minutes: f64,
+    config: &DispatchConfig,
+) -> Result<String, Box<dyn std::error::Error>> {
     let instance = Instance::load(dir)?;
     eprintln!(
         "{}: {} orders, {} couriers, {} restaurants",
@@ -65,7 +82,7 @@ fn run(dir: &std::path::Path, tick_minutes: f64) -> Result<String, Box<dyn std::
     let started = Instant::now();
     let dispatcher = replay(
         &instance,
-        &mut DispatcherPolicy::for_instance(&instance, DispatchConfig::default()),
+        &mut DispatcherPolicy::for_instance(&instance, config.clone()),
         tick_minutes,
     )?;
     let dispatcher_time = started.elapsed();
