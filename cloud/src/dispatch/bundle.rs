@@ -68,6 +68,7 @@ pub fn make_bundles<T: TravelTime>(
             .cmp(&orders[b].store)
             .then(bearings[a].total_cmp(&bearings[b]))
     });
+    start_sweeps_at_widest_gaps(orders, &bearings, &mut sorted);
     let sector = policy.sector_degrees.to_radians();
     let mut bundles = Vec::with_capacity(orders.len());
     let mut current: Vec<usize> = Vec::with_capacity(MAX_BUNDLE);
@@ -96,6 +97,35 @@ pub fn make_bundles<T: TravelTime>(
         bundles.push(bundle_of(orders, &current, service, travel));
     }
     bundles
+}
+
+/// Bearings wrap around at due west, so a plain sort splits orders on either side of it. In
+/// each store's run of `sorted` (sorted by bearing), rotates the run to start just after the
+/// widest angular gap between neighbouring drop-offs, where no bundle would span anyway.
+fn start_sweeps_at_widest_gaps(orders: &[Order], bearings: &[f64], sorted: &mut [usize]) {
+    let mut start = 0;
+    while start < sorted.len() {
+        let store = orders[sorted[start]].store;
+        let end = sorted[start..]
+            .iter()
+            .position(|&index| orders[index].store != store)
+            .map_or(sorted.len(), |offset| start + offset);
+        let run = &mut sorted[start..end];
+        let widest = (0..run.len())
+            .map(|i| {
+                let next = (i + 1) % run.len();
+                let mut gap = bearings[run[next]] - bearings[run[i]];
+                if gap <= 0.0 {
+                    gap += 2.0 * PI;
+                }
+                (gap, next)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, first)) = widest {
+            run.rotate_left(first);
+        }
+        start = end;
+    }
 }
 
 /// Builds the bundle for `members` (1 to 3 orders of one store) with the drop-off sequence
@@ -315,6 +345,23 @@ mod tests {
         assert_eq!(pair, Some(vec![0, 1]), "nearer drop-off first");
         let singles = make_bundles(&orders, 1, &BundlePolicy::default(), &SERVICE, &TRAVEL);
         assert_eq!(singles.len(), 3, "size limit 1 means no batching");
+    }
+
+    #[test]
+    fn orders_either_side_of_due_west_share_a_trip() {
+        let orders = vec![
+            order(1, 0, Point::new(-1000.0, 20.0), 0.0),
+            order(2, 0, Point::new(0.0, 1000.0), 0.0),
+            order(3, 0, Point::new(-1000.0, -20.0), 0.0),
+        ];
+        let bundles = make_bundles(&orders, 3, &BundlePolicy::default(), &SERVICE, &TRAVEL);
+        let mut pair = bundles
+            .iter()
+            .find(|bundle| bundle.orders.len() == 2)
+            .map(|bundle| bundle.orders.clone())
+            .unwrap_or_default();
+        pair.sort();
+        assert_eq!(pair, vec![0, 2]);
     }
 
     #[test]
