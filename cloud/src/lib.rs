@@ -11,6 +11,7 @@ mod api;
 pub mod area;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 mod error;
 pub mod hq;
 mod http;
