@@ -13,7 +13,9 @@
 //!   member of staff ([`pick::scan`] through [`App::write`]); its result, applied or refused
 //!   with the message, goes onto the live stream as a `device` event so the tablet shows it.
 //!   A scan from an unbound scanner is refused (evented, nothing changes). Unreadable serial
-//!   data is logged by the driver and never becomes an event.
+//!   data is logged by the driver and never becomes an event. A scanner at the goods-in
+//!   station binds with `{"receiving": true}` instead: each scan is a case label received
+//!   exactly as `POST /api/v1/stock/receive` `{"scan"}` by that member of staff.
 //! - **Packing weighs; READY prints.** With a `pack_scale` configured, a pack request without
 //!   `bag_weight_g` takes the scale's next stable weight. Bags outside the weight tolerance
 //!   are refused unless a lead or manager overrides (`"override": true`; a picker asking gets
@@ -57,6 +59,7 @@ use crate::events::Event;
 use crate::orders::{self, Status};
 use crate::pick::{self, Scan};
 use crate::staff::{Role, Session};
+use crate::stock::{self, Receive};
 
 /// The `[devices]` section of the edge configuration. No devices by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,24 +143,31 @@ fn kind_name(kind: &DeviceKind) -> &'static str {
     }
 }
 
-/// A scanner's binding to a picker and the order they pick.
+/// A scanner's binding to a member of staff and the order they pick (or goods in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Binding {
     pub scanner: String,
     pub staff_id: String,
     pub name: String,
-    pub order_id: String,
+    /// The order picked; absent for a receiving scanner.
+    pub order_id: Option<String>,
+    /// A receiving scanner: its scans are case labels received into stock.
+    pub receiving: bool,
     pub bound_at: String,
     /// When the picker's sign-in ends; scans after that are refused.
     pub expires_at: String,
 }
 
-/// What `POST /api/v1/devices/{id}/bind` takes.
+/// What `POST /api/v1/devices/{id}/bind` takes: `{"order_id"}` or `{"receiving": true}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     /// The order this picker is picking; scans apply to it.
-    pub order_id: String,
+    pub order_id: Option<String>,
+    /// Goods in: each scan is a case label received as `POST /api/v1/stock/receive`
+    /// `{"scan"}` by this member of staff.
+    #[serde(default)]
+    pub receiving: bool,
 }
 
 /// One device, as `GET /api/v1/devices` shows it.
@@ -337,16 +347,25 @@ impl Devices {
         request: BindRequest,
     ) -> Result<Binding, Error> {
         self.require_scanner(scanner)?;
-        let order_id = request.order_id.clone();
-        let status = app
-            .read(move |conn| orders::status(conn, &order_id))
-            .await?;
-        if !matches!(status, Status::Accepted | Status::Picking) {
-            return Err(Error::InvalidTransition {
-                order_id: request.order_id,
-                status,
-                action: "pick",
-            });
+        match (&request.order_id, request.receiving) {
+            (Some(order_id), false) => {
+                let order = order_id.clone();
+                let status = app.read(move |conn| orders::status(conn, &order)).await?;
+                if !matches!(status, Status::Accepted | Status::Picking) {
+                    return Err(Error::InvalidTransition {
+                        order_id: order_id.clone(),
+                        status,
+                        action: "pick",
+                    });
+                }
+            }
+            (None, true) => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "bind a scanner to an order (`order_id`) or to goods in (`receiving`: true)"
+                        .into(),
+                ));
+            }
         }
         let mut bindings = self
             .bindings
@@ -367,11 +386,12 @@ impl Devices {
             staff_id: staff.staff_id.clone(),
             name: staff.name.clone(),
             order_id: request.order_id,
+            receiving: request.receiving,
             bound_at: now(),
             expires_at: staff.expires_at.clone(),
         };
         bindings.insert(scanner.to_owned(), binding.clone());
-        tracing::info!(scanner, staff_id = %binding.staff_id, order_id = %binding.order_id, "scanner bound");
+        tracing::info!(scanner, staff_id = %binding.staff_id, order_id = ?binding.order_id, receiving = binding.receiving, "scanner bound");
         Ok(binding)
     }
 
@@ -836,7 +856,7 @@ async fn on_scan(app: &App, device: &str, event: &ScanEvent) {
     };
     let refuse = |message: String| {
         app.metrics.device_scan(device, "refused");
-        tracing::info!(device, staff_id = %binding.staff_id, order_id = %binding.order_id, %message, "scan refused");
+        tracing::info!(device, staff_id = %binding.staff_id, order_id = ?binding.order_id, %message, "scan refused");
         publish(
             app,
             device,
@@ -853,12 +873,49 @@ async fn on_scan(app: &App, device: &str, event: &ScanEvent) {
         ));
         return;
     }
+    let Some(order_id) = binding.order_id.clone() else {
+        // A receiving scanner: the scan is a case label, received as its member of staff.
+        let receive = Receive {
+            scan: Some(event.raw.clone()),
+            ..Receive::default()
+        };
+        let layout = app.layout.clone();
+        let result = app
+            .write(&binding.staff_id, move |conn, ctx| {
+                stock::receive(conn, ctx, &layout, &receive)
+            })
+            .await;
+        match result {
+            Ok(received) => {
+                app.metrics.device_scan(device, "applied");
+                let case = received.case_label.as_ref();
+                let message = format!(
+                    "received {} × {}{}{}",
+                    received.qty,
+                    received.product_id,
+                    case.and_then(|c| c.lot.as_deref())
+                        .map(|l| format!(", lot {l}"))
+                        .unwrap_or_default(),
+                    case.and_then(|c| c.expiry.as_deref())
+                        .map(|e| format!(", expires {e}"))
+                        .unwrap_or_default()
+                );
+                let mut detail = serde_json::to_value(&received).unwrap_or(Value::Null);
+                if let Value::Object(map) = &mut detail {
+                    map.insert("raw".into(), Value::String(event.raw.clone()));
+                    map.insert("staff_id".into(), Value::String(binding.staff_id.clone()));
+                }
+                publish(app, device, "scan", true, message, detail);
+            }
+            Err(error) => refuse(error.to_string()),
+        }
+        return;
+    };
     let scan = match scan_request(event) {
         Ok(scan) => scan,
         Err(message) => return refuse(message),
     };
     let layout = app.layout.clone();
-    let order_id = binding.order_id.clone();
     let result = app
         .write(&binding.staff_id, move |conn, ctx| {
             pick::scan(conn, ctx, &layout, &order_id, &scan)

@@ -369,6 +369,33 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 
+    // The same scanner at goods in: bound for receiving, a GS1-128 case label (AI 02 milk,
+    // expiry with day 00, lot, FNC1, AI 37 count) is received as the picker.
+    let binding = api
+        .ok(
+            &t.picker,
+            "/api/v1/devices/scanner-1/bind",
+            json!({"receiving": true}),
+        )
+        .await;
+    assert_eq!(binding["receiving"], true, "{binding}");
+    assert_eq!(binding["order_id"], Value::Null, "{binding}");
+    assert_eq!(api.level(&t.picker, MILK).await, (0, 0, 0));
+    scanner
+        .scan(&format!("]C1020{}1730110010R1\u{1d}376", gtin(MILK)))
+        .await
+        .unwrap();
+    let received = next_device(&mut events, "scanner-1", "scan").await;
+    assert_eq!(received["ok"], true, "{received}");
+    assert_eq!(received["detail"]["qty"], 6, "{received}");
+    assert_eq!(received["detail"]["case_label"]["lot"], "R1", "{received}");
+    assert_eq!(
+        received["detail"]["case_label"]["expiry"], "2030-11-30",
+        "{received}"
+    );
+    assert_eq!(received["detail"]["staff_id"], "pia");
+    assert_eq!(api.level(&t.picker, MILK).await, (6, 0, 6));
+
     // READY while the printer is out of paper: the order is READY regardless; no job is sent
     // to a printer known to be faulted, and the reply and the stream say why.
     let ready = api
