@@ -92,6 +92,8 @@ impl App {
                         order_id: order.order_id.clone(),
                         status: order.status,
                         change: order.change.to_owned(),
+                        actor: ctx.actor.clone(),
+                        note: order.note.clone(),
                     });
                 }
                 for product_id in &ctx.products {

@@ -45,6 +45,8 @@ pub struct OrderChange {
     pub status: Status,
     /// What happened: `arrived`, `status`, `scan`, `short`, `substitute`, `tote`.
     pub change: &'static str,
+    /// The status change's note, as stored in `order_events` (a weight override says who).
+    pub note: Option<String>,
 }
 
 /// The context of one write: store, actor, time, and what it changed.
@@ -75,6 +77,17 @@ impl Ctx {
             order_id: order_id.to_owned(),
             status,
             change,
+            note: None,
+        });
+    }
+
+    /// A status change with the note stored with it.
+    pub(crate) fn order_moved(&mut self, order_id: &str, status: Status, note: Option<&str>) {
+        self.orders.push(OrderChange {
+            order_id: order_id.to_owned(),
+            status,
+            change: "status",
+            note: note.map(str::to_owned),
         });
     }
 

@@ -26,6 +26,12 @@ pub enum Event {
         status: Status,
         /// `arrived`, `status`, `scan`, `short`, `substitute`, `tote`.
         change: String,
+        /// Who made the change (staff id, or `system`).
+        #[serde(default)]
+        actor: String,
+        /// The note stored with a status change (the label id; who overrode a weight check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     Stock {
         seq: u64,

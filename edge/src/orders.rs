@@ -151,7 +151,7 @@ pub fn transition(
     )?
     .execute(params![order_id, to.as_str(), ctx.at])?;
     record_event(conn, ctx, order_id, Some(from), to, note)?;
-    ctx.order_changed(order_id, to, "status");
+    ctx.order_moved(order_id, to, note);
     Ok(from)
 }
 

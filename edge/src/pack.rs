@@ -3,7 +3,9 @@
 //!
 //! The expected weight is what was picked: catalog unit weights for counted goods, the
 //! scanned weight for weighed goods, plus the bags' tare. A bag outside the tolerance is
-//! refused so the packer checks it before the rider leaves with a wrong order.
+//! refused so the packer checks it before the rider leaves with a wrong order; a lead (or a
+//! manager) who has checked the bags can override the refusal (`"override": true`), and the
+//! PACKED transition then records who overrode it, with the weights, in its note.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::ctx::{Ctx, new_id};
 use crate::orders::{self, Status};
+use crate::staff::Role;
 
 /// Tolerances for the bag weight check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,23 @@ pub struct Pack {
     pub bags: Option<i64>,
     /// What the scale read for all bags together; skipped check when absent (no scale).
     pub bag_weight_g: Option<i64>,
+    /// A lead or manager packs bags outside the weight tolerance anyway (they checked them).
+    #[serde(default, rename = "override")]
+    pub override_weight: bool,
+    /// Why the weight was overridden ("bottle of oil swapped for a larger one"); recorded.
+    pub override_reason: Option<String>,
+}
+
+/// A weight check that a lead overrode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeightOverride {
+    /// Who overrode it (staff id).
+    pub by: String,
+    pub role: Role,
+    pub measured_g: i64,
+    pub expected_g: i64,
+    pub tolerance_g: i64,
+    pub reason: Option<String>,
 }
 
 /// A packed order.
@@ -54,16 +74,28 @@ pub struct Packed {
     pub expected_weight_g: i64,
     pub tolerance_g: i64,
     pub bag_weight_g: Option<i64>,
+    /// Set when a lead packed the bags outside the tolerance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_override: Option<WeightOverride>,
 }
 
-/// Packs a completely picked order: checks the weight, assigns a label id, PACKED.
+/// Packs a completely picked order: checks the weight, assigns a label id, PACKED. `role` is
+/// the packer's: only a lead or above may override the weight check.
 pub fn pack(
     conn: &Connection,
     ctx: &mut Ctx,
     config: &PackConfig,
     order_id: &str,
     input: &Pack,
+    role: Role,
 ) -> Result<Packed, Error> {
+    if input.override_weight && role < Role::Lead {
+        return Err(Error::Forbidden(format!(
+            "{} is a {}: overriding the bag weight check needs a lead or a manager",
+            ctx.actor,
+            role.as_str()
+        )));
+    }
     orders::ensure_not_cancelling(conn, order_id)?;
     let status = orders::status(conn, order_id)?;
     if !status.can_become(Status::Packed) {
@@ -99,13 +131,29 @@ pub fn pack(
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let relative = (expected as f64 * config.tolerance_pct / 100.0).round() as i64;
     let tolerance = relative.max(config.tolerance_g);
+    let mut weight_override = None;
     if let Some(weight) = input.bag_weight_g
         && (weight - expected).abs() > tolerance
     {
-        return Err(Error::Conflict(format!(
-            "the bags weigh {weight} g but order {order_id} should weigh {expected} g \
-             (± {tolerance} g): check the bags"
-        )));
+        if !input.override_weight {
+            return Err(Error::Conflict(format!(
+                "the bags weigh {weight} g but order {order_id} should weigh {expected} g \
+                 (± {tolerance} g): check the bags, or a lead overrides the check"
+            )));
+        }
+        weight_override = Some(WeightOverride {
+            by: ctx.actor.clone(),
+            role,
+            measured_g: weight,
+            expected_g: expected,
+            tolerance_g: tolerance,
+            reason: input
+                .override_reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.chars().take(200).collect()),
+        });
     }
     let label_id = format!(
         "FK-{}",
@@ -122,7 +170,23 @@ pub fn pack(
         expected,
         input.bag_weight_g
     ])?;
-    orders::transition(conn, ctx, order_id, Status::Packed, "pack", Some(&label_id))?;
+    let note = match &weight_override {
+        None => label_id.clone(),
+        Some(o) => format!(
+            "{label_id}; weight check overridden by {} ({}): the bags weigh {} g, expected {} g \
+             (± {} g){}",
+            o.by,
+            o.role.as_str(),
+            o.measured_g,
+            o.expected_g,
+            o.tolerance_g,
+            o.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    };
+    orders::transition(conn, ctx, order_id, Status::Packed, "pack", Some(&note))?;
     Ok(Packed {
         order_id: order_id.to_owned(),
         status: Status::Packed,
@@ -131,6 +195,7 @@ pub fn pack(
         expected_weight_g: expected,
         tolerance_g: tolerance,
         bag_weight_g: input.bag_weight_g,
+        weight_override,
     })
 }
 

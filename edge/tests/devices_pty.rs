@@ -1,6 +1,8 @@
 //! Store hardware over real ptys: a simulated scanner, scale and printer (flashkart-hw's
 //! simulators) attached to a running edge. A whole order is picked by scans from the scanner
-//! bound to the picker, packed with the weight from the scale, and its bag label printed once;
+//! bound to the picker, packed with the weight from the scale, and its bag label printed once
+//! when it is marked READY (not at pack); READY with the printer out of paper still makes the
+//! order READY and says why, and a lead reprints the label once the paper is back;
 //! the scanner is unplugged and replugged mid-pick and recovers within 2 s with no scan lost or
 //! duplicated; serial garbage applies nothing; printer faults reach the stream, the devices
 //! endpoint and /metrics.
@@ -233,7 +235,7 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
     assert_eq!(api.level(&t.picker, MILK).await, (1, 0, 1));
     assert_eq!(api.level(&t.picker, BREAD).await, (0, 0, 0));
 
-    // Pack: the bag weight comes from the scale; the label prints once.
+    // Pack: the bag weight comes from the scale; nothing prints yet.
     scale.update(|s| {
         s.milligrams = (2 * 1030 + 800) * 1000 + 4_000;
         s.stable = true;
@@ -243,12 +245,36 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
         .await;
     assert_eq!(packed["bag_weight_g"], 2864, "{packed}");
     assert_eq!(packed["status"], "PACKED");
+    assert!(packed.get("labels").is_none(), "{packed}");
     let label_id = packed["label_id"].as_str().unwrap().to_owned();
-    assert_eq!(packed["labels"][0]["outcome"], "printed", "{packed}");
+    assert!(
+        printer.received().labels.is_empty(),
+        "nothing prints at PACK"
+    );
+
+    // Packing again is refused.
+    let (status, body) = api
+        .post(&t.picker, "/api/v1/orders/o-1/pack", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // READY prints the label, once, and shows the printer's state.
+    let ready = api
+        .ok(&t.picker, "/api/v1/orders/o-1/ready", json!({}))
+        .await;
+    assert_eq!(ready["status"], "READY", "{ready}");
+    assert_eq!(ready["from"], "PACKED");
+    assert_eq!(ready["label_id"], label_id.as_str());
+    assert_eq!(ready["labels"].as_array().unwrap().len(), 1, "{ready}");
+    assert_eq!(ready["labels"][0]["outcome"], "printed", "{ready}");
+    assert_eq!(ready["labels"][0]["faults_after"], json!([]), "{ready}");
     assert_eq!(
-        packed["labels"][0]["job_id"],
+        ready["labels"][0]["job_id"],
         format!("label:{label_id}:1/1")
     );
+    assert_eq!(ready["printer"]["id"], "printer-1");
+    assert_eq!(ready["printer"]["ready"], true, "{ready}");
+    assert_eq!(ready["printer"]["message"], "printer printer-1: ready");
     let received = printer.wait_for(|r| !r.labels.is_empty()).await;
     assert_eq!(received.labels.len(), 1);
     let zpl = &received.labels[0];
@@ -266,12 +292,35 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
     );
     let job = next_device(&mut events, "printer-1", "print").await;
     assert_eq!(job["ok"], true, "{job}");
+    assert_eq!(job["detail"]["order_id"], "o-1", "{job}");
+    assert_eq!(job["detail"]["job_id"], format!("label:{label_id}:1/1"));
 
-    // Packing again is refused and prints nothing.
+    // READY again is refused and prints nothing.
     let (status, body) = api
-        .post(&t.picker, "/api/v1/orders/o-1/pack", json!({}))
+        .post(&t.picker, "/api/v1/orders/o-1/ready", json!({}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(printer.received().labels.len(), 1);
+
+    // A second order, packed by hand (no scale needed with a weight), waits for READY.
+    api.ok(
+        &t.manager,
+        "/api/v1/intake/orders",
+        json!({"id": "o-2", "customer_first_name": "Bo", "lines": [{"product_id": MILK, "qty": 1}]}),
+    )
+    .await;
+    api.ok(
+        &t.picker,
+        "/api/v1/orders/o-2/scan",
+        json!({"code": gtin(MILK)}),
+    )
+    .await;
+    api.ok(
+        &t.picker,
+        "/api/v1/orders/o-2/pack",
+        json!({"bag_weight_g": 1030}),
+    )
+    .await;
 
     // Paper out: the printer falls silent; the stream, /devices and /metrics say so.
     printer.set_status(PrinterStatus {
@@ -320,14 +369,108 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 
-    // A restart does not print the label again.
+    // The same scanner at goods in: bound for receiving, a GS1-128 case label (AI 02 milk,
+    // expiry with day 00, lot, FNC1, AI 37 count) is received as the picker.
+    let binding = api
+        .ok(
+            &t.picker,
+            "/api/v1/devices/scanner-1/bind",
+            json!({"receiving": true}),
+        )
+        .await;
+    assert_eq!(binding["receiving"], true, "{binding}");
+    assert_eq!(binding["order_id"], Value::Null, "{binding}");
+    assert_eq!(api.level(&t.picker, MILK).await, (0, 0, 0));
+    scanner
+        .scan(&format!("]C1020{}1730110010R1\u{1d}376", gtin(MILK)))
+        .await
+        .unwrap();
+    let received = next_device(&mut events, "scanner-1", "scan").await;
+    assert_eq!(received["ok"], true, "{received}");
+    assert_eq!(received["detail"]["qty"], 6, "{received}");
+    assert_eq!(received["detail"]["case_label"]["lot"], "R1", "{received}");
+    assert_eq!(
+        received["detail"]["case_label"]["expiry"], "2030-11-30",
+        "{received}"
+    );
+    assert_eq!(received["detail"]["staff_id"], "pia");
+    assert_eq!(api.level(&t.picker, MILK).await, (6, 0, 6));
+
+    // READY while the printer is out of paper: the order is READY regardless; no job is sent
+    // to a printer known to be faulted, and the reply and the stream say why.
+    let ready = api
+        .ok(&t.picker, "/api/v1/orders/o-2/ready", json!({}))
+        .await;
+    assert_eq!(ready["status"], "READY", "{ready}");
+    assert_eq!(ready["labels"][0]["outcome"], "not_sent", "{ready}");
+    assert_eq!(ready["printer"]["ready"], false, "{ready}");
+    let fault_text = fault["message"].as_str().unwrap();
+    assert_eq!(ready["printer"]["message"], fault_text, "{ready}");
+    assert!(
+        fault_text.contains("media out"),
+        "the silent Zebra's fault: {fault_text}"
+    );
+    assert!(
+        ready["label_message"]
+            .as_str()
+            .unwrap()
+            .contains("a lead reprints"),
+        "{ready}"
+    );
+    let not_sent = next_device(&mut events, "printer-1", "print").await;
+    assert_eq!(not_sent["ok"], false, "{not_sent}");
+    assert_eq!(not_sent["detail"]["order_id"], "o-2", "{not_sent}");
+    assert_eq!(not_sent["detail"]["outcome"], "not_sent", "{not_sent}");
+    let (_, detail) = api.get(&t.picker, "/api/v1/orders/o-2").await;
+    assert_eq!(detail["status"], "READY");
+    assert_eq!(printer.received().labels.len(), 1);
+
+    // Once the paper is back, a lead reprints it (a picker may not).
+    let (status, body) = api
+        .post(&t.picker, "/api/v1/orders/o-2/labels/reprint", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    printer.set_status(PrinterStatus::default());
+    events
+        .until("printer ready", |e| {
+            e["type"] == "device" && e["change"] == "printer" && e["ok"] == true
+        })
+        .await;
+    let reprinted = api
+        .ok(&t.lead, "/api/v1/orders/o-2/labels/reprint", json!({}))
+        .await;
+    assert_eq!(reprinted["status"], "READY");
+    assert_eq!(reprinted["labels"][0]["outcome"], "printed", "{reprinted}");
+    assert!(
+        reprinted["labels"][0]["job_id"]
+            .as_str()
+            .unwrap()
+            .ends_with(":reprint:1"),
+        "{reprinted}"
+    );
+    assert_eq!(reprinted["printer"]["ready"], true, "{reprinted}");
+    let received = printer.wait_for(|r| r.labels.len() >= 2).await;
+    assert_eq!(received.labels.len(), 2);
+    assert!(
+        received.labels[1].contains("^BCN,120,Y,N,N^FDo-2^FS"),
+        "{}",
+        received.labels[1]
+    );
+    // An unknown order has no label to reprint.
+    let (status, body) = api
+        .post(&t.lead, "/api/v1/orders/o-9/labels/reprint", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // A restart does not print any label again.
     let dir = daemon.stop().await;
     let devices = devices_config(dev.path());
     let daemon = Daemon::start_with(dir, |c| c.devices = devices).await;
     let manager = daemon.api.sign_in("manager", "1234").await;
     let (_, report) = daemon.api.get(&manager, "/api/v1/devices").await;
     assert_eq!(report["devices"].as_array().unwrap().len(), 3);
-    assert_eq!(printer.received().labels.len(), 1);
+    all_connected(&daemon.api, &manager).await;
+    assert_eq!(printer.received().labels.len(), 2);
     daemon.stop().await;
     sims.cancel();
 }

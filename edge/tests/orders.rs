@@ -719,3 +719,268 @@ async fn stock_corrections_need_a_lead_and_errors_are_json() {
     assert!(metrics.contains("flashkart_edge_http_requests_total"));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_overrides_the_bag_weight_check_and_it_is_recorded() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api.clone();
+    let t = seed(&api).await;
+    api.ok(
+        &t.picker,
+        "/api/v1/stock/receive",
+        json!({"gtin": gtin(MILK), "qty": 2}),
+    )
+    .await;
+    let (status, body) = api
+        .post(
+            &t.manager,
+            "/api/v1/intake/orders",
+            json!({"id": "o-9", "lines": [{"product_id": MILK, "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    api.ok(
+        &t.picker,
+        "/api/v1/orders/o-9/scan",
+        json!({"code": gtin(MILK)}),
+    )
+    .await;
+    let mut events = api.events(&t.picker).await;
+
+    // 1030 g expected, ± 52 g (5 %): 2000 g is refused, naming all three.
+    let (status, refused) = api
+        .post(
+            &t.picker,
+            "/api/v1/orders/o-9/pack",
+            json!({"bag_weight_g": 2000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    for part in ["2000 g", "1030 g", "± 52 g", "lead"] {
+        assert!(message.contains(part), "{part} in {refused}");
+    }
+
+    // A picker cannot override; the refusal names the role needed. Nothing changed.
+    let (status, refused) = api
+        .post(
+            &t.picker,
+            "/api/v1/orders/o-9/pack",
+            json!({"bag_weight_g": 2000, "override": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"], "forbidden");
+    assert!(
+        refused["message"].as_str().unwrap().contains("lead"),
+        "{refused}"
+    );
+    let (_, detail) = api.get(&t.picker, "/api/v1/orders/o-9").await;
+    assert_eq!(detail["status"], "PICKING");
+
+    // A lead overrides: packed, and who did it is recorded with the weights.
+    let packed = api
+        .ok(
+            &t.lead,
+            "/api/v1/orders/o-9/pack",
+            json!({"bag_weight_g": 2000, "override": true, "override_reason": "ice pack added"}),
+        )
+        .await;
+    assert_eq!(packed["status"], "PACKED");
+    assert_eq!(packed["bag_weight_g"], 2000);
+    assert_eq!(
+        packed["weight_override"],
+        json!({"by": "lea", "role": "lead", "measured_g": 2000, "expected_g": 1030,
+               "tolerance_g": 52, "reason": "ice pack added"})
+    );
+    let streamed = events
+        .until("PACKED event", |e| {
+            e["type"] == "order" && e["order_id"] == "o-9" && e["status"] == "PACKED"
+        })
+        .await;
+    assert_eq!(streamed["actor"], "lea", "{streamed}");
+    let note = streamed["note"].as_str().unwrap();
+    assert!(
+        note.contains("overridden by lea (lead)") && note.contains("ice pack added"),
+        "{streamed}"
+    );
+    let (_, detail) = api.get(&t.picker, "/api/v1/orders/o-9").await;
+    let last = detail["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["to"], "PACKED");
+    assert_eq!(last["actor"], "lea");
+    assert_eq!(last["note"], streamed["note"]);
+    assert_eq!(detail["bag_weight_g"], 2000);
+
+    // Within the tolerance no override is needed and none is recorded.
+    let (status, body) = api
+        .post(
+            &t.manager,
+            "/api/v1/intake/orders",
+            json!({"id": "o-10", "lines": [{"product_id": MILK, "qty": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    api.ok(
+        &t.picker,
+        "/api/v1/orders/o-10/scan",
+        json!({"code": gtin(MILK)}),
+    )
+    .await;
+    let packed = api
+        .ok(
+            &t.lead,
+            "/api/v1/orders/o-10/pack",
+            json!({"bag_weight_g": 1040, "override": true}),
+        )
+        .await;
+    assert!(packed.get("weight_override").is_none(), "{packed}");
+    daemon.stop().await;
+}
+
+/// A GS1-128 case label as a scanner sends it: AIM `]C1`, FNC1 as ASCII 29.
+fn case_label(data: &str) -> String {
+    format!("]C1{}", data.replace("<GS>", "\u{1d}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiving_by_gs1_128_case_label() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api.clone();
+    let t = seed(&api).await;
+    let milk14 = format!("0{}", gtin(MILK));
+    let case14 = gtin("milk-case");
+
+    // AI 02 (the milk inside) with AI 37 counting it; expiry DD=00 is the month's last day.
+    let received = api
+        .ok(
+            &t.picker,
+            "/api/v1/stock/receive",
+            json!({"scan": case_label(&format!("02{milk14}1730110010LOT-A<GS>3712"))}),
+        )
+        .await;
+    assert_eq!(received["product_id"], MILK);
+    assert_eq!(received["qty"], 12);
+    assert_eq!(received["case_label"]["gtin"], milk14);
+    assert_eq!(received["case_label"]["gtin_ai"], "02");
+    assert_eq!(received["case_label"]["lot"], "LOT-A");
+    assert_eq!(received["case_label"]["expiry"], "2030-11-30");
+    assert_eq!(received["moves"].as_array().unwrap().len(), 1);
+
+    // AI 01 (a case of six) with AI 30: two cases, twelve pieces; a bin besides the scan.
+    let received = api
+        .ok(
+            &t.picker,
+            "/api/v1/stock/receive",
+            json!({"scan": case_label(&format!("01{case14}1730061510L9<GS>302")),
+                   "bin_id": "A-01-1", "lot": "L9", "qty": 2}),
+        )
+        .await;
+    assert_eq!(received["qty"], 12, "2 cases × 6: {received}");
+    assert_eq!(received["case_label"]["pack_qty"], 6);
+    assert_eq!(api.level(&t.picker, MILK).await, (24, 0, 24));
+    let (_, report) = api.get(&t.picker, &format!("/api/v1/stock/{MILK}")).await;
+    let lots: Vec<(String, String, i64)> = report["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["lot"].as_str().unwrap().to_owned(),
+                l["expiry"].as_str().unwrap().to_owned(),
+                l["on_hand"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lots,
+        [
+            ("L9".to_owned(), "2030-06-15".to_owned(), 12),
+            ("LOT-A".to_owned(), "2030-11-30".to_owned(), 12)
+        ]
+    );
+
+    // Refused, with nothing written: an unknown GTIN (named), unreadable GS1, a scan that is
+    // no case label, and fields that disagree with the scan.
+    let refusals = [
+        (
+            json!({"scan": case_label("01095011015300031730110010X<GS>375")}),
+            StatusCode::NOT_FOUND,
+            "09501101530003",
+        ),
+        (
+            json!({"scan": case_label("0109501101530004")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "check digit",
+        ),
+        (
+            json!({"scan": case_label("01123")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "(01)",
+        ),
+        (
+            json!({"scan": format!("]E0{}", gtin(MILK))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not GS1",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}10LOT-B"))}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "(37)",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}10LOT-B<GS>374")), "lot": "LOT-C"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "LOT-B",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}10LOT-B<GS>374")), "qty": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`qty`",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}17301100374")), "expiry": "2030-11-01"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "2030-11-30",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}374")), "gtin": gtin(BREAD)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`gtin`",
+        ),
+        (
+            json!({"scan": case_label(&format!("02{milk14}374")), "product_id": BREAD}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`product_id`",
+        ),
+        (
+            json!({"gtin": gtin(MILK)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "qty",
+        ),
+    ];
+    for (body, status, names) in refusals {
+        let (got, refused) = api
+            .post(&t.picker, "/api/v1/stock/receive", body.clone())
+            .await;
+        assert_eq!(got, status, "{body} -> {refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains(names),
+            "{names} in {refused} for {body}"
+        );
+    }
+    assert_eq!(api.level(&t.picker, MILK).await, (24, 0, 24));
+    assert_eq!(api.level(&t.picker, BREAD).await, (0, 0, 0));
+
+    // A GTIN given besides the scan that agrees with it is fine (13 or 14 digits).
+    let received = api
+        .ok(
+            &t.picker,
+            "/api/v1/stock/receive",
+            json!({"scan": case_label(&format!("02{milk14}10LOT-B<GS>374")),
+                   "gtin": gtin(MILK), "product_id": MILK}),
+        )
+        .await;
+    assert_eq!(received["qty"], 4);
+    assert_eq!(api.level(&t.picker, MILK).await, (28, 0, 28));
+    daemon.stop().await;
+}

@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>, riders: Option<Arc<crate::riders::Riders>>) -> Rout
         )
         .route("/orders/{id}/pack", post(orders::pack))
         .route("/orders/{id}/ready", post(orders::ready))
+        .route("/orders/{id}/labels/reprint", post(orders::reprint_labels))
         .route("/orders/{id}/handoff", post(orders::handoff))
         .route("/pick-batches", post(orders::batch))
         .route("/catalog/lookup", get(stock::lookup))

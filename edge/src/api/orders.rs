@@ -10,8 +10,8 @@ use super::auth::Staff;
 use super::error::{ApiError, Json, Path};
 use crate::app::App;
 use crate::catalog::ProductRef;
-use crate::devices::LabelPrint;
-use crate::orders::{self, Arrival, Cancelled, Detail, OrderIntake, Queues};
+use crate::devices::Labels;
+use crate::orders::{self, Arrival, Cancelled, Detail, OrderIntake, Queues, Status};
 use crate::pack::{self, Handoff, Moved, Pack, Packed};
 use crate::pick::{self, Batch, LineChange, Scan, Scanned, Stop};
 use crate::staff::Role;
@@ -149,59 +149,110 @@ pub async fn substitute(
     Ok(Json(change))
 }
 
-/// A packed order and its bag labels (empty without a label printer).
-#[derive(Debug, Serialize)]
-pub struct PackReply {
-    #[serde(flatten)]
-    packed: Packed,
-    labels: Vec<LabelPrint>,
-    /// Why the labels did not print, if they did not (the order is packed regardless).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    label_error: Option<String>,
-}
-
-/// Packs: without `bag_weight_g`, the pack scale (if configured) weighs the bags; once PACKED
-/// the bag labels print on the label printer.
+/// Packs: without `bag_weight_g`, the pack scale (if configured) weighs the bags. Bags outside
+/// the tolerance are refused (409) unless a lead or manager sends `"override": true`.
+/// Nothing prints here: the label prints at READY.
 pub async fn pack(
     State(app): State<Arc<App>>,
     Staff(staff): Staff,
     Path(id): Path<String>,
     Json(mut input): Json<Pack>,
-) -> Reply<PackReply> {
+) -> Reply<Packed> {
+    if input.override_weight {
+        staff.require(Role::Lead).map_err(|_| {
+            crate::Error::Forbidden(format!(
+                "{} is a {}: overriding the bag weight check needs a lead or a manager",
+                staff.staff_id,
+                staff.role.as_str()
+            ))
+        })?;
+    }
     if input.bag_weight_g.is_none() {
         input.bag_weight_g = app.devices.pack_weight_g().await?;
     }
     let config = app.pack.clone();
+    let role = staff.role;
     let packed = app
         .write(&staff.staff_id, move |conn, ctx| {
-            pack::pack(conn, ctx, &config, &id, &input)
+            pack::pack(conn, ctx, &config, &id, &input, role)
         })
         .await?;
-    let (labels, label_error) = match app.devices.print_labels(&app, &packed).await {
-        Ok(labels) => (labels, None),
-        Err(error) => {
-            tracing::warn!(order_id = %packed.order_id, %error, "bag labels not printed");
-            (Vec::new(), Some(error.to_string()))
-        }
-    };
-    Ok(Json(PackReply {
-        packed,
-        labels,
-        label_error,
-    }))
+    if let Some(o) = &packed.weight_override {
+        tracing::warn!(
+            order_id = %packed.order_id, by = %o.by, measured_g = o.measured_g,
+            expected_g = o.expected_g, tolerance_g = o.tolerance_g, "bag weight check overridden"
+        );
+    }
+    Ok(Json(packed))
 }
 
+/// An order marked READY, its bag labels and the label printer's state.
+#[derive(Debug, Serialize)]
+pub struct ReadyReply {
+    #[serde(flatten)]
+    moved: Moved,
+    #[serde(flatten)]
+    labels: Labels,
+}
+
+/// READY: the bags are on the pickup shelf; their labels print now. The order is READY
+/// whatever the printer does; the reply says what it did.
 pub async fn ready(
     State(app): State<Arc<App>>,
     Staff(staff): Staff,
     Path(id): Path<String>,
-) -> Reply<Moved> {
+) -> Reply<ReadyReply> {
+    let order_id = id.clone();
     let moved = app
         .write(&staff.staff_id, move |conn, ctx| {
-            pack::ready(conn, ctx, &id)
+            pack::ready(conn, ctx, &order_id)
         })
         .await?;
-    Ok(Json(moved))
+    let labels = app.devices.print_order_labels(&app, &id, false).await;
+    Ok(Json(ReadyReply { moved, labels }))
+}
+
+/// A reprint of an order's bag labels, for a lead once the printer is fixed.
+#[derive(Debug, Serialize)]
+pub struct ReprintReply {
+    order_id: String,
+    status: Status,
+    #[serde(flatten)]
+    labels: Labels,
+}
+
+/// Reprints the bag labels of a READY (or ASSIGNED) order: a lead or manager.
+pub async fn reprint_labels(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(id): Path<String>,
+) -> Reply<ReprintReply> {
+    staff.require(Role::Lead)?;
+    if app.devices.printer_state().is_none() {
+        return Err(crate::Error::Conflict(
+            "no label printer is configured: write the label id on the bags".into(),
+        )
+        .into());
+    }
+    let order_id = id.clone();
+    let status = app
+        .read(move |conn| orders::status(conn, &order_id))
+        .await?;
+    if !matches!(status, Status::Ready | Status::Assigned) {
+        return Err(crate::Error::InvalidTransition {
+            order_id: id,
+            status,
+            action: "reprint its label (labels print at READY)",
+        }
+        .into());
+    }
+    tracing::info!(order_id = %id, staff_id = %staff.staff_id, "bag labels reprinted");
+    let labels = app.devices.print_order_labels(&app, &id, true).await;
+    Ok(Json(ReprintReply {
+        order_id: id,
+        status,
+        labels,
+    }))
 }
 
 pub async fn handoff(
