@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::hq::{Coupon, StoreProfile};
+use crate::hq::{Coupon, RosterRider, StoreProfile};
 use crate::http::{AppState, bearer, finish};
 use crate::intake::{Customer, OrderRequest};
 use crate::registry::token_hash;
@@ -424,6 +424,45 @@ pub async fn put_product(
     }
     .await;
     finish(&state, "put_product", result)
+}
+
+/// `PUT /admin/v1/riders/{id}`: HQ's rider roster; the rider row goes to the home store.
+pub async fn put_rider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        require_admin(&state, &headers)?;
+        let mut rider: RosterRider = parse(&body)?;
+        rider.id = id;
+        rider.validate().map_err(ApiError::Unprocessable)?;
+        if !state.registry.store_ids().await?.contains(&rider.home_store_id) {
+            return Err(ApiError::Unprocessable(format!(
+                "home store {} is not registered",
+                rider.home_store_id
+            )));
+        }
+        let replica = state.stores.replica(&rider.home_store_id).await?;
+        let row = rider.clone();
+        replica
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO riders (id, home_store_id, name, vehicle, active) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET home_store_id = excluded.home_store_id,
+                        name = excluded.name, vehicle = excluded.vehicle, active = excluded.active",
+                    rusqlite::params![row.id, row.home_store_id, row.name, row.vehicle, row.active],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .map_err(crate::CloudError::from)?;
+        state.hq.put_rider(rider.clone()).await?;
+        Ok(Json(rider).into_response())
+    }
+    .await;
+    finish(&state, "put_rider", result)
 }
 
 /// `PUT /admin/v1/coupons/{code}`

@@ -27,6 +27,35 @@ pub struct CloudConfig {
     pub extension_dir: Option<PathBuf>,
     pub sync: SyncLimits,
     pub intake: IntakeConfig,
+    pub dispatch: DispatchSettings,
+}
+
+/// The live dispatch loop.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchSettings {
+    /// Time between dispatch ticks.
+    pub tick_ms: u64,
+    /// Seconds a rider has to answer an offer.
+    pub offer_timeout_s: f64,
+    /// A rider whose last position is older than this is offline.
+    pub rider_stale_s: u64,
+    /// Rider speed for travel times.
+    pub rider_speed_kmh: f64,
+    /// Click-to-door target the dispatcher plans against, in minutes.
+    pub target_minutes: f64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            tick_ms: 2_000,
+            offer_timeout_s: 60.0,
+            rider_stale_s: 120,
+            rider_speed_kmh: 18.0,
+            target_minutes: 30.0,
+        }
+    }
 }
 
 /// Order intake: limits, pricing of the delivery fee, routing estimates.
@@ -116,6 +145,7 @@ impl Default for CloudConfig {
             extension_dir: None,
             sync: SyncLimits::default(),
             intake: IntakeConfig::default(),
+            dispatch: DispatchSettings::default(),
         }
     }
 }

@@ -51,6 +51,14 @@ const MIGRATIONS: &[Migration] = &[Migration {
             )",
         ),
         Step::Sql(
+            "CREATE TABLE rider_roster (
+                id TEXT PRIMARY KEY NOT NULL,
+                -- the roster entry as HQ sent it (JSON)
+                rider TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )",
+        ),
+        Step::Sql(
             "CREATE TABLE idempotency (
                 customer_id TEXT NOT NULL,
                 key TEXT NOT NULL,
@@ -167,6 +175,70 @@ pub struct RoutableStore {
     pub area: ServiceArea,
 }
 
+/// A rider on HQ's roster, as dispatch uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterRider {
+    #[serde(default)]
+    pub id: String,
+    pub home_store_id: String,
+    pub name: String,
+    /// `bicycle`, `scooter` or `car`.
+    #[serde(default = "bicycle")]
+    pub vehicle: String,
+    /// Bags the rider carries at once (at most 3).
+    #[serde(default = "three")]
+    pub capacity: u8,
+    /// 1-5.
+    #[serde(default = "five")]
+    pub rating: f32,
+    /// Shift hours; always on shift when absent.
+    #[serde(default)]
+    pub shift: Option<OpeningHours>,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn bicycle() -> String {
+    "bicycle".into()
+}
+fn three() -> u8 {
+    3
+}
+fn five() -> f32 {
+    5.0
+}
+
+impl RosterRider {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("a rider id is 1-64 letters, digits, `-` or `_`".into());
+        }
+        if self.name.trim().is_empty() || self.name.len() > 100 {
+            return Err("name must be 1-100 characters".into());
+        }
+        if !matches!(self.vehicle.as_str(), "bicycle" | "scooter" | "car") {
+            return Err("vehicle is `bicycle`, `scooter` or `car`".into());
+        }
+        if !(1..=3).contains(&self.capacity) {
+            return Err("capacity is 1-3 bags".into());
+        }
+        if !(1.0..=5.0).contains(&self.rating) {
+            return Err("rating is 1-5".into());
+        }
+        if let Some(shift) = &self.shift {
+            shift.validate()?;
+        }
+        Ok(())
+    }
+}
+
 /// A coupon as pricing applies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +340,42 @@ impl Hq {
             })
             .await?;
         self.reload_stores().await
+    }
+
+    /// Creates or replaces a rider's roster entry (validated by the caller).
+    pub async fn put_rider(&self, rider: RosterRider) -> Result<(), CloudError> {
+        let text = serde_json::to_string(&rider)
+            .map_err(|e| CloudError::Corrupt(format!("rider: {e}")))?;
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO rider_roster (id, rider, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET rider = excluded.rider,
+                        updated_at = excluded.updated_at",
+                    params![rider.id, text, crate::clock::now_rfc3339()],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The whole roster.
+    pub async fn riders(&self) -> Result<Vec<RosterRider>, CloudError> {
+        let rows: Vec<String> = self
+            .db
+            .read(|conn| {
+                conn.prepare_cached("SELECT rider FROM rider_roster ORDER BY id")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        rows.iter()
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| CloudError::Corrupt(format!("rider: {e}")))
+            })
+            .collect()
     }
 
     /// Creates a customer and returns its bearer token (shown once).

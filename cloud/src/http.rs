@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/stores/{id}/profile", put(api::put_store_profile))
         .route("/admin/v1/products/{id}", put(api::put_product))
         .route("/admin/v1/coupons/{code}", put(api::put_coupon))
+        .route("/admin/v1/riders/{id}", put(api::put_rider))
         .route("/admin/v1/customers", post(api::create_customer))
         .route("/admin/v1/orders/{id}", get(api::get_order))
         .route("/admin/v1/stock/{product_id}", get(api::stock))

@@ -16,6 +16,7 @@ mod error;
 pub mod hq;
 mod http;
 pub mod intake;
+pub mod live_dispatch;
 pub mod metrics;
 pub mod projection;
 pub mod readmodel;
@@ -227,12 +228,22 @@ pub async fn start_with(
             })
         };
         let shorts = tokio::spawn(intake.run_short_handler(shorts_rx, shutdown.clone()));
+        let dispatching = tokio::spawn(
+            live_dispatch::LiveDispatch::new(
+                config.dispatch.clone(),
+                hq.clone(),
+                projection.clone(),
+                stores.clone(),
+            )
+            .run(shutdown.clone()),
+        );
         let served = serve::serve(listener, router, config.tls.as_ref(), shutdown.clone()).await;
         shutdown.cancel();
         for (name, task) in [
             ("catalog fan-out", fanout),
             ("projector", projecting),
             ("short handler", shorts),
+            ("dispatch", dispatching),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, task = name, "background task");

@@ -28,12 +28,13 @@ use crate::CloudError;
 use crate::readmodel::ReadModel;
 use crate::stores::Stores;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "read model",
-    steps: &[
-        Step::Sql(
-            "CREATE TABLE rm_orders (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "read model",
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rm_orders (
                 id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL,
                 customer_id TEXT,
@@ -49,10 +50,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 -- 1 until picked up, delivered or cancelled: the store's backlog
                 open INTEGER NOT NULL DEFAULT 1
             )",
-        ),
-        Step::Sql("CREATE INDEX rm_orders_open ON rm_orders (store_id) WHERE open = 1"),
-        Step::Sql(
-            "CREATE TABLE rm_timeline (
+            ),
+            Step::Sql("CREATE INDEX rm_orders_open ON rm_orders (store_id) WHERE open = 1"),
+            Step::Sql(
+                "CREATE TABLE rm_timeline (
                 event_id TEXT PRIMARY KEY NOT NULL,
                 order_id TEXT NOT NULL,
                 store_id TEXT NOT NULL,
@@ -64,39 +65,67 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 source TEXT NOT NULL,
                 note TEXT
             )",
-        ),
-        Step::Sql("CREATE INDEX rm_timeline_by_order ON rm_timeline (order_id, at)"),
-        Step::Sql("CREATE INDEX rm_timeline_by_status ON rm_timeline (status, at)"),
-        Step::Sql(
-            "CREATE TABLE rm_stock (
+            ),
+            Step::Sql("CREATE INDEX rm_timeline_by_order ON rm_timeline (order_id, at)"),
+            Step::Sql("CREATE INDEX rm_timeline_by_status ON rm_timeline (status, at)"),
+            Step::Sql(
+                "CREATE TABLE rm_stock (
                 store_id TEXT NOT NULL,
                 product_id TEXT NOT NULL,
                 on_hand INTEGER NOT NULL DEFAULT 0,
                 reserved INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (store_id, product_id)
             ) WITHOUT ROWID",
-        ),
-        Step::Sql("CREATE TABLE rm_moves (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID"),
-        Step::Sql(
-            "CREATE TABLE rm_riders (
+            ),
+            Step::Sql("CREATE TABLE rm_moves (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID"),
+            Step::Sql(
+                "CREATE TABLE rm_riders (
                 rider_id TEXT PRIMARY KEY NOT NULL,
                 store_id TEXT NOT NULL,
                 lat REAL NOT NULL,
                 lon REAL NOT NULL,
                 at TEXT NOT NULL
             )",
-        ),
-        Step::Sql(
-            "CREATE TABLE rm_short_lines (
+            ),
+            Step::Sql(
+                "CREATE TABLE rm_short_lines (
                 order_id TEXT NOT NULL,
                 line_no INTEGER NOT NULL,
                 store_id TEXT NOT NULL,
                 short_qty INTEGER NOT NULL,
                 PRIMARY KEY (order_id, line_no, store_id)
             ) WITHOUT ROWID",
-        ),
-    ],
-}];
+            ),
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "rider offers and replies",
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rm_offers (
+                    assignment_id TEXT PRIMARY KEY NOT NULL,
+                    store_id TEXT NOT NULL,
+                    order_id TEXT NOT NULL,
+                    rider_id TEXT NOT NULL,
+                    offered_at TEXT NOT NULL,
+                    expires_at TEXT NOT NULL
+                )",
+            ),
+            Step::Sql("CREATE INDEX rm_offers_by_order ON rm_offers (order_id)"),
+            Step::Sql(
+                "CREATE TABLE rm_replies (
+                    assignment_id TEXT PRIMARY KEY NOT NULL,
+                    store_id TEXT NOT NULL,
+                    rider_id TEXT NOT NULL,
+                    -- accepted | declined | expired
+                    reply TEXT NOT NULL,
+                    at TEXT NOT NULL
+                )",
+            ),
+        ],
+    },
+];
 
 /// Statuses after which an order no longer counts against its store's capacity.
 const CLOSED_STATUSES: &[&str] = &["PICKED_UP", "DELIVERED", "CLOSED", "CANCELLED", "REFUNDED"];
@@ -107,6 +136,7 @@ const FOLLOWED: &[&str] = &[
     "stock_moves",
     "rider_positions",
     "order_line_progress",
+    "assignment_replies",
 ];
 
 /// Rows a store's push touched: table -> packed primary keys.
@@ -537,6 +567,7 @@ struct Rows {
     moves: Vec<(String, String, i64, String)>,
     riders: Vec<(String, f64, f64, String)>,
     line_progress: Vec<(String, i64, i64)>,
+    replies: Vec<(String, String, String, String)>,
 }
 
 #[derive(Debug)]
@@ -616,6 +647,19 @@ fn read_rows(conn: &Connection, touched: &Touched) -> Result<Rows, flashkart_syn
                         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                         .optional()?;
                     rows.riders.extend(row);
+                }
+                "assignment_replies" => {
+                    let Some(id) = single_text(values) else {
+                        continue;
+                    };
+                    let row = conn
+                        .prepare_cached(
+                            "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
+                             WHERE assignment_id = ?1",
+                        )?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                        .optional()?;
+                    rows.replies.extend(row);
                 }
                 "order_line_progress" => {
                     let [SqlValue::Text(order_id), SqlValue::Integer(line_no)] =
@@ -726,6 +770,13 @@ fn fold(
              WHERE excluded.at >= rm_riders.at",
         )?
         .execute(params![rider_id, store_id, lat, lon, at])?;
+    }
+    for (assignment_id, rider_id, reply, at) in &rows.replies {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO rm_replies (assignment_id, store_id, rider_id, reply, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![assignment_id, store_id, rider_id, reply, at])?;
     }
     for order_id in short_orders {
         reports.push(ShortReport {

@@ -1,0 +1,206 @@
+//! Live dispatch through real sync: a store database (synced by the real client) reports an
+//! order READY and two riders' positions; the cloud offers the order to the nearer rider by
+//! writing an assignment into the store's replica; the rider declines and the offer cascades
+//! to the other rider, who accepts, after which nobody else is offered the order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flashkart_sync::client;
+use rusqlite::params;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+async fn assignments(db: &flashkart_sync::StoreDb) -> Vec<(String, String)> {
+    db.read(|conn| {
+        conn.prepare("SELECT id, rider_id FROM assignments ORDER BY offered_at, id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap()
+}
+
+async fn reply(db: &flashkart_sync::StoreDb, assignment: &str, rider: &str, answer: &str) {
+    let (assignment, rider, answer) = (assignment.to_owned(), rider.to_owned(), answer.to_owned());
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO assignment_replies (assignment_id, store_id, rider_id, reply, at)
+             VALUES (?1, 's1', ?2, ?3, ?4)",
+            params![
+                assignment,
+                rider,
+                answer,
+                flashkart_cloud::clock::now_rfc3339()
+            ],
+        )
+        .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_cascade_from_a_declining_rider_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cloud_config(dir.path());
+    config.dispatch.tick_ms = 100;
+    let shutdown = CancellationToken::new();
+    let running = flashkart_cloud::start(config, shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+
+    let token = running.cloud.register_store("s1").await.unwrap();
+    let put = admin(
+        reqwest::Method::PUT,
+        "/admin/v1/stores/s1/profile",
+        json!({
+            "name": "s1", "lat": 52.50, "lon": 13.40,
+            "service_area": {"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]]},
+            "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
+            "capacity": 10, "sla_minutes": 30
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(put.status().is_success());
+    for rider in ["near", "far"] {
+        let put = admin(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/riders/{rider}"),
+            json!({"home_store_id": "s1", "name": rider}),
+        )
+        .await
+        .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.text().await);
+    }
+    let put = admin(
+        reqwest::Method::PUT,
+        "/admin/v1/products/milk",
+        json!({"name": "milk", "price_minor": 100}),
+    )
+    .await
+    .unwrap();
+    assert!(put.status().is_success());
+    let customer: Value = admin(
+        reqwest::Method::POST,
+        "/admin/v1/customers",
+        json!({"first_name": "Ada"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+
+    // The store syncs; it gets the order and reports it READY, with both riders nearby.
+    let db = open_edge(dir.path(), "s1").await;
+    let store_shutdown = CancellationToken::new();
+    let handle = client::spawn(
+        client_config(&base, &token),
+        db.clone(),
+        store_shutdown.clone(),
+    )
+    .unwrap();
+    let placed: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(customer["token"].as_str().unwrap())
+        .header("idempotency-key", "o-1")
+        .json(
+            &json!({"address": {"text": "Here 1", "lat": 52.52, "lon": 13.41},
+                      "lines": [{"product_id": "milk", "qty": 1}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = placed["order_id"].as_str().expect("order id").to_owned();
+    let mut status = handle.status.clone();
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { count(&db, "SELECT count(*) FROM orders").await == 1 }
+    })
+    .await;
+    let (o, now) = (order.clone(), flashkart_cloud::clock::now_rfc3339());
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO order_progress (order_id, store_id, status, status_at) VALUES (?1, 's1', 'READY', ?2)",
+            params![o, now],
+        )?;
+        conn.execute(
+            "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+             VALUES (?1, 's1', ?2, 'PACKED', 'READY', 'pia', ?3)",
+            params![uuid::Uuid::now_v7().to_string(), o, now],
+        )?;
+        for (rider, lat) in [("near", 52.501), ("far", 52.51)] {
+            conn.execute(
+                "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at) VALUES (?1, 's1', ?2, 13.40, ?3)",
+                params![rider, lat, now],
+            )?;
+        }
+        Ok::<_, flashkart_sync::Error>(())
+    })
+    .await
+    .unwrap();
+
+    // The nearer rider is offered the order first.
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { !assignments(&db).await.is_empty() }
+    })
+    .await;
+    let first = assignments(&db).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, "near");
+
+    // A decline cascades to the other rider.
+    reply(&db, &first[0].0, "near", "declined").await;
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { assignments(&db).await.len() == 2 }
+    })
+    .await;
+    let second = assignments(&db).await;
+    assert_eq!(second[1].1, "far", "{second:?}");
+
+    // Accepted: the order is taken and offered to nobody else.
+    reply(&db, &second[1].0, "far", "accepted").await;
+    let projected = running.cloud.projection().db().clone();
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let projected = projected.clone();
+        async move {
+            count(
+                &projected,
+                "SELECT count(*) FROM rm_replies WHERE reply = 'accepted'",
+            )
+            .await
+                == 1
+        }
+    })
+    .await;
+    // Several ticks later there is still no third offer.
+    let mut ticks = status.clone();
+    for _ in 0..5 {
+        let _ = tokio::time::timeout(Duration::from_secs(2), ticks.changed()).await;
+    }
+    assert_eq!(assignments(&db).await.len(), 2);
+
+    store_shutdown.cancel();
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
