@@ -4,6 +4,9 @@
 //! Prints the edge's CPU share of one core, its RSS, and the offer -> rider receipt latency
 //! p50/p99 (from the assignment being written, and from the edge publishing it).
 //!
+//! With TLS=1 the riders connect to the TLS listener with their own certificates (through the
+//! edge's front and its second, loopback TLS hop to rumqttd) instead of the loopback listener.
+//!
 //! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n and SECONDS=n to change the load).
 
 #![allow(clippy::unwrap_used)]
@@ -14,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flashkart_edge::riders::sim::{self, AcceptPolicy, SimConfig, SimEvent};
-use flashkart_edge::riders::{LocalDesk, Riders, RidersConfig};
+use flashkart_edge::riders::sim::{self, AcceptPolicy, SimConfig, SimEvent, SimTls};
+use flashkart_edge::riders::{ClientKey, LocalDesk, Riders, RidersConfig, StoreCa};
 use flashkart_sync::{StoreConfig, StoreDb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -38,15 +41,17 @@ fn main() {
             &args[i + 1],
             args[i + 2].parse().unwrap(),
             args[i + 3].parse().unwrap(),
+            args[i + 4].parse().unwrap(),
         );
     } else {
         parent();
     }
 }
 
-/// The edge: seeds the roster, runs the riders service on a plain loopback listener, and
-/// creates assignments when told on stdin (`offer <assignment> <rider>`).
-fn edge_child(dir: &str, port: u16, riders: usize) {
+/// The edge: seeds the roster, runs the riders service on a plain loopback listener and a TLS
+/// listener (the CA in `dir/ca` is the parent's), and creates assignments when told on stdin
+/// (`offer <assignment> <rider>`).
+fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("edge-rt")
@@ -76,8 +81,7 @@ fn edge_child(dir: &str, port: u16, riders: usize) {
         .await
         .unwrap();
         let mut config = RidersConfig::new(STORE, format!("{dir}/ca"));
-        config.tls_listen = ([127, 0, 0, 1], 0).into();
-        config.tls_listen.set_port(free_port());
+        config.tls_listen = ([127, 0, 0, 1], tls_port).into();
         config.plain_listen = Some(([127, 0, 0, 1], port).into());
         let service = Riders::start(config, db.clone(), LocalDesk::new(db.clone(), STORE))
             .await
@@ -153,14 +157,33 @@ fn clock_ticks() -> u64 {
 fn parent() {
     let riders = env("RIDERS", 500);
     let seconds = env("SECONDS", 20);
+    let tls = env("TLS", 0) == 1;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let tls_port = free_port();
+    // Rider certificates from the store CA the edge will load.
+    let certs: Vec<Option<SimTls>> = if tls {
+        let ca = StoreCa::load_or_create(&dir.path().join("ca"), STORE, 30).unwrap();
+        (0..riders)
+            .map(|i| {
+                let bundle = ca.issue(&format!("r{i}"), &ClientKey::Generate).unwrap();
+                Some(SimTls {
+                    ca_pem: bundle.ca_pem,
+                    cert_pem: bundle.cert_pem,
+                    key_pem: bundle.key_pem.unwrap(),
+                })
+            })
+            .collect()
+    } else {
+        vec![None; riders]
+    };
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--edge-child",
             dir.path().to_str().unwrap(),
             &port.to_string(),
             &riders.to_string(),
+            &tls_port.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -183,10 +206,10 @@ fn parent() {
         let stop = CancellationToken::new();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let no_labels: sim::Lookup = Arc::new(|_: &str| None);
-        for i in 0..riders {
+        for (i, tls) in certs.into_iter().enumerate() {
             let mut config = SimConfig::new(
                 format!("r{i}"),
-                port,
+                if tls.is_some() { tls_port } else { port },
                 (
                     LAT + 0.0001 * (i % 50) as f64,
                     LON + 0.0001 * (i / 50) as f64,
@@ -197,6 +220,7 @@ fn parent() {
             config.speed_mps = 5.0;
             config.accept = AcceptPolicy::Never;
             config.events = Some(events_tx.clone());
+            config.tls = tls;
             tokio::spawn(sim::run(config, stop.clone()));
         }
         let mut connected = 0;
@@ -247,7 +271,10 @@ fn parent() {
     writeln!(stdin, "quit").ok();
     drop(stdin);
     let _ = child.wait();
-    println!("riders: {riders} simulated riders, 1 location/s each, {seconds} s, {offered} offers");
+    println!(
+        "riders: {riders} simulated riders over {}, 1 location/s each, {seconds} s, {offered} offers",
+        if tls { "TLS" } else { "the loopback listener" }
+    );
     println!("edge CPU: {:.1}% of one core", share * 100.0);
     println!(
         "edge RSS: {:.1} MiB (peak {:.1} MiB)",

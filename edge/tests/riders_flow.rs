@@ -16,9 +16,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known failure, issue 6: on a loaded machine rumqttd 0.20 panics in its will handler \
-            (broker.rs:544 try_send().unwrap()), poisoning its mutex so every later connection \
-            is dropped; run with `cargo test -p flashkart-edge --test riders_flow -- --ignored`"]
 async fn three_riders_offer_accept_arrive_pick_up_deliver() {
     tracing();
     let dir = tempfile::tempdir().unwrap();

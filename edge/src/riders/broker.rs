@@ -5,6 +5,11 @@
 //! daemon down stops the riders service (and the process exit ends the broker), so shutdown can
 //! never hang on it. The edge talks to the router through a local link (in-process, no socket).
 //!
+//! Its listeners are bound to loopback, on free ports: devices and simulators connect to the
+//! front ([`super::front`]), which gives every connection a unique client id (rumqttd 0.20
+//! panics and poisons a listener when a client id is reused after a failed connection) and
+//! relays it here.
+//!
 //! Sizing: rumqttd keeps a commit log per subscription filter in memory. Its sample config
 //! reserves 100 MiB x 10 per filter; here segments are small (the store database, not the
 //! broker, is the source of truth: offers are re-published from it after a restart).
@@ -19,9 +24,9 @@ use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings, TlsConfi
 use super::ca::ServerFiles;
 use super::{Error, RidersConfig};
 
-/// Thread name of the TLS listener (rider devices), also used to measure its CPU.
+/// Name of the TLS listener (rider devices), in rumqttd and in the front's logs.
 pub const TLS_LISTENER: &str = "riders-tls";
-/// Thread name of the loopback listener (simulators, tests).
+/// Name of the loopback listener (simulators, tests), in rumqttd and in the front's logs.
 pub const PLAIN_LISTENER: &str = "riders-plain";
 
 /// The edge's end of the broker.
@@ -30,9 +35,16 @@ pub struct Link {
     pub rx: LinkRx,
 }
 
+/// rumqttd's own listeners, on loopback; only the front connects to them.
+#[derive(Debug, Clone, Copy)]
+pub struct Internal {
+    pub tls: SocketAddr,
+    pub plain: Option<SocketAddr>,
+}
+
 /// Starts the router and the listeners on their own threads and returns the edge's link.
-pub fn start(config: &RidersConfig, tls: &ServerFiles) -> Result<Link, Error> {
-    let broker_config = broker_config(config, tls)?;
+pub fn start(config: &RidersConfig, tls: &ServerFiles, internal: Internal) -> Result<Link, Error> {
+    let broker_config = broker_config(config, tls, internal)?;
     let mut broker = rumqttd::Broker::new(broker_config);
     let (tx, rx) = broker
         .link("flashkart-edge")
@@ -48,7 +60,18 @@ pub fn start(config: &RidersConfig, tls: &ServerFiles) -> Result<Link, Error> {
     Ok(Link { tx, rx })
 }
 
-fn broker_config(config: &RidersConfig, tls: &ServerFiles) -> Result<Config, Error> {
+fn broker_config(
+    config: &RidersConfig,
+    tls: &ServerFiles,
+    internal: Internal,
+) -> Result<Config, Error> {
+    for addr in std::iter::once(internal.tls).chain(internal.plain) {
+        if !addr.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "the broker's own listeners must be bound to loopback, not {addr}"
+            )));
+        }
+    }
     let path = |p: &std::path::Path| {
         p.to_str()
             .map(str::to_owned)
@@ -59,7 +82,7 @@ fn broker_config(config: &RidersConfig, tls: &ServerFiles) -> Result<Config, Err
         TLS_LISTENER.to_owned(),
         server(
             TLS_LISTENER,
-            config.tls_listen,
+            internal.tls,
             Some(TlsConfig::Rustls {
                 capath: Some(path(&tls.ca)?),
                 certpath: path(&tls.cert)?,
@@ -68,12 +91,7 @@ fn broker_config(config: &RidersConfig, tls: &ServerFiles) -> Result<Config, Err
             config,
         ),
     );
-    if let Some(plain) = config.plain_listen {
-        if !plain.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "the listener without client certificates must be bound to loopback, not {plain}"
-            )));
-        }
+    if let Some(plain) = internal.plain {
         servers.insert(
             PLAIN_LISTENER.to_owned(),
             server(PLAIN_LISTENER, plain, None, config),

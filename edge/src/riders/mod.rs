@@ -2,7 +2,9 @@
 //! replies, arrival, pickup, delivery and tracking.
 //!
 //! Why this shape: rider devices speak MQTT 3.1.1 to an rumqttd broker embedded in the edge
-//! ([`broker`]); isolation between riders comes from per-rider client certificates issued by a
+//! ([`broker`]), through a front ([`front`]) that gives every connection a unique client id
+//! (rumqttd 0.20 poisons a listener when a client id is reused after a failed connection) and
+//! refuses revoked riders at the handshake; isolation between riders comes from per-rider client certificates issued by a
 //! small CA on the edge ([`ca`]), whose Organization rumqttd takes as the tenant confining a
 //! device to `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
 //! the service ([`service`]) publishes offers from `assignments`, records replies, positions,
@@ -16,6 +18,7 @@ mod clock;
 mod codec;
 pub mod desk;
 mod error;
+mod front;
 mod geofence;
 mod service;
 pub mod sim;
@@ -69,6 +72,8 @@ pub struct RidersConfig {
     /// The TLS listener for riders' devices (client certificate required).
     pub tls_listen: SocketAddr,
     /// A listener without TLS for simulators and tests; must be a loopback address.
+    /// Simulators may reconnect with a fixed client id: the front makes each connection's id
+    /// unique before the broker sees it, like on the TLS listener.
     pub plain_listen: Option<SocketAddr>,
     /// Where the store CA and the broker's server certificate live.
     pub ca_dir: PathBuf,
@@ -167,6 +172,8 @@ enum Command {
 pub struct Riders {
     db: StoreDb,
     ca: Arc<StoreCa>,
+    /// The device-facing listeners (TLS, then plain if configured).
+    fronts: Vec<front::Front>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
@@ -197,15 +204,55 @@ impl Riders {
             .map_err(|e| Error::Broker(format!("CA set-up panicked: {e}")))??
         };
         let (ca, files) = ca;
-        let link = broker::start(&config, &files)?;
-        broker::wait_listening(config.tls_listen, Duration::from_secs(5)).await?;
-        if let Some(plain) = config.plain_listen {
+        let ca = Arc::new(ca);
+        if let Some(plain) = config.plain_listen
+            && !plain.ip().is_loopback()
+        {
+            return Err(Error::Config(format!(
+                "the listener without client certificates must be bound to loopback, not {plain}"
+            )));
+        }
+        let internal = broker::Internal {
+            tls: front::free_loopback_port()?,
+            plain: match config.plain_listen {
+                Some(_) => Some(front::free_loopback_port()?),
+                None => None,
+            },
+        };
+        let link = broker::start(&config, &files, internal)?;
+        broker::wait_listening(internal.tls, Duration::from_secs(5)).await?;
+        if let Some(plain) = internal.plain {
             broker::wait_listening(plain, Duration::from_secs(5)).await?;
+        }
+        let shutdown = CancellationToken::new();
+        let max_payload = config.sizing.max_payload_size;
+        let mut fronts = vec![
+            front::start_tls(
+                config.tls_listen,
+                internal.tls,
+                &files,
+                ca.clone(),
+                db.clone(),
+                max_payload,
+                shutdown.child_token(),
+            )
+            .await?,
+        ];
+        if let (Some(listen), Some(upstream)) = (config.plain_listen, internal.plain) {
+            fronts.push(
+                front::start_plain(
+                    listen,
+                    upstream,
+                    db.clone(),
+                    max_payload,
+                    shutdown.child_token(),
+                )
+                .await?,
+            );
         }
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let online = Arc::new(Mutex::new(BTreeSet::new()));
-        let shutdown = CancellationToken::new();
         let service = service::Service::new(
             config,
             db.clone(),
@@ -218,7 +265,8 @@ impl Riders {
         let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
         Ok(Self {
             db,
-            ca: Arc::new(ca),
+            ca,
+            fronts,
             commands,
             events,
             online,
@@ -247,10 +295,22 @@ impl Riders {
         ca::enrol(&self.db, &self.ca, rider_id, code, key).await
     }
 
-    /// Revokes a rider (see [`ca::revoke`]); once this returns its messages are dropped and
-    /// its offers withdrawn.
+    /// Revokes a rider (see [`ca::revoke`]); once this returns its devices are disconnected
+    /// and refused at the handshake, its messages dropped and its offers withdrawn.
     pub async fn revoke(&self, rider_id: &str, reason: &str) -> Result<(), Error> {
         ca::revoke(&self.db, rider_id, reason).await?;
+        let cut: usize = self
+            .fronts
+            .iter()
+            .map(|front| front.disconnect_rider(rider_id))
+            .sum();
+        if cut > 0 {
+            tracing::info!(
+                rider = rider_id,
+                connections = cut,
+                "disconnected a revoked rider"
+            );
+        }
         // Wait until the service has taken it in. It stops only at shutdown; then there is
         // nothing to refresh.
         let (done, refreshed) = tokio::sync::oneshot::channel();
@@ -274,8 +334,8 @@ impl Riders {
             .unwrap_or_default()
     }
 
-    /// Stops the service and writes the last positions. The broker's threads cannot be stopped
-    /// (rumqttd has no stop API) and end with the process.
+    /// Stops the front's listeners and the service and writes the last positions. The broker's
+    /// threads cannot be stopped (rumqttd has no stop API) and end with the process.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(error) = self.task.await {

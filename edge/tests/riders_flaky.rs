@@ -1,0 +1,369 @@
+//! Regression (issue 6): a rider whose connection drops between CONNECT and CONNACK must not
+//! take the broker down. rumqttd 0.20 leaves a will-handler sender behind for such a connection;
+//! the next CONNECT with the same client id panicked on it while holding a mutex, poisoning the
+//! listener for every rider. Here several connections send CONNECT with a client id and reset
+//! the connection without reading CONNACK (at various points of the broker's work), over TLS
+//! with a real rider certificate and over the loopback listener; then the same client id and
+//! another rider must connect and complete a publish/subscribe round trip, and a rider that
+//! reconnects with a live client id takes its session over.
+
+#![allow(clippy::unwrap_used)]
+
+mod riders_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashkart_edge::riders::{CertBundle, ClientKey, RiderEvent};
+use flashkart_proto::rider as pb;
+use prost::Message;
+use riders_support::*;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// Delays between sending CONNECT and resetting the connection, to hit the window between the
+/// broker reading CONNECT and writing CONNACK on a fast or a slow machine.
+const HANG_UP_AFTER_MS: [u64; 10] = [0, 0, 0, 1, 1, 2, 3, 5, 8, 13];
+
+fn connect_packet(client_id: &str) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
+    body.extend_from_slice(&u16::try_from(client_id.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend(body);
+    packet
+}
+
+/// Resets the connection (RST, like a phone losing its network) instead of closing it.
+#[allow(deprecated)]
+fn reset(stream: &TcpStream) {
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+}
+
+fn tls_connector(bundle: &CertBundle) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut bundle.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let certs = rustls_pemfile::certs(&mut bundle.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut bundle.key_pem.as_deref().unwrap().as_bytes())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A device that sends CONNECT over TLS and loses its connection before reading CONNACK.
+async fn flaky_tls(port: u16, bundle: &CertBundle, client_id: &str, after: Duration) {
+    let tcp = TcpStream::connect(("localhost", port)).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_connector(bundle).connect(server, tcp).await.unwrap();
+    tls.write_all(&connect_packet(client_id)).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(after).await;
+    reset(tls.get_ref().0);
+}
+
+/// The same over the loopback listener.
+async fn flaky_plain(port: u16, client_id: &str, after: Duration) {
+    let mut tcp = TcpStream::connect(("localhost", port)).await.unwrap();
+    tcp.write_all(&connect_packet(client_id)).await.unwrap();
+    tcp.flush().await.unwrap();
+    tokio::time::sleep(after).await;
+    reset(&tcp);
+}
+
+fn options(client_id: &str, port: u16, bundle: Option<&CertBundle>) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, "localhost", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    if let Some(bundle) = bundle {
+        options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+            ca: bundle.ca_pem.clone().into_bytes(),
+            alpn: None,
+            client_auth: Some((
+                bundle.cert_pem.clone().into_bytes(),
+                bundle.key_pem.clone().unwrap().into_bytes(),
+            )),
+        }));
+    }
+    options
+}
+
+/// Polls until `pick` matches an event; a connection error fails the test.
+async fn until<T>(
+    eventloop: &mut EventLoop,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(error) => panic!("{what}: connection failed: {error}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Connects (CONNACK accepted), subscribes to `topic`, publishes to it and receives it back.
+async fn round_trip(options: MqttOptions, topic: &str) -> (AsyncClient, EventLoop) {
+    let client_id = options.client_id();
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let code = until(
+        &mut eventloop,
+        &format!("CONNACK for {client_id}"),
+        |e| match e {
+            Event::Incoming(Packet::ConnAck(ack)) => Some(ack.code),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(code, ConnectReturnCode::Success, "{client_id}");
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    until(&mut eventloop, &format!("SUBACK for {client_id}"), |e| {
+        matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(())
+    })
+    .await;
+    let payload = format!("hello from {client_id}");
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.clone())
+        .await
+        .unwrap();
+    until(
+        &mut eventloop,
+        &format!("the echo for {client_id}"),
+        |e| match e {
+            Event::Incoming(Packet::Publish(p)) if p.topic == topic && p.payload == payload => {
+                Some(())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    (client, eventloop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_lost_before_connack_do_not_take_the_broker_down() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+
+    for _ in 0..3 {
+        for ms in HANG_UP_AFTER_MS {
+            let after = Duration::from_millis(ms);
+            flaky_tls(edge.tls_port, &a, "phoneA", after).await;
+            flaky_plain(edge.plain_port, "simA", after).await;
+        }
+    }
+
+    // The same client ids again, then another rider: all connect and work.
+    let _a = round_trip(
+        options("phoneA", edge.tls_port, Some(&a)),
+        "/tenants/riderA/echo",
+    )
+    .await;
+    let _sim = round_trip(options("simA", edge.plain_port, None), "test/echo").await;
+    let _b = round_trip(
+        options("phoneB", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo",
+    )
+    .await;
+    // And once more after the round trips (nothing was left poisoned by them either).
+    for ms in HANG_UP_AFTER_MS {
+        flaky_tls(edge.tls_port, &b, "phoneB", Duration::from_millis(ms)).await;
+    }
+    let _b2 = round_trip(
+        options("phoneB2", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo2",
+    )
+    .await;
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// A phone that reconnects while its old connection is still open (a half-open TCP connection
+/// after a network switch) takes the session over: the old connection is closed, its last will
+/// (offline) comes first, and the new connection's presence (online) stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_rider_takes_its_session_over() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    let mut edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let presence = |online: bool| pb::Presence { online }.encode_to_vec();
+    let with_will = |client_id: &str| {
+        let mut options = options(client_id, edge.tls_port, Some(&a));
+        options.set_last_will(LastWill::new(
+            "/tenants/riderA/presence",
+            presence(false),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        options
+    };
+
+    let (old, mut old_loop) = round_trip(with_will("phoneA"), "/tenants/riderA/echo").await;
+    old.publish(
+        "/tenants/riderA/presence",
+        QoS::AtLeastOnce,
+        true,
+        presence(true),
+    )
+    .await
+    .unwrap();
+    until(&mut old_loop, "PUBACK of the presence", |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => online.then_some(()),
+        _ => None,
+    })
+    .await;
+
+    // The old connection is left open but no longer polled; the phone reconnects.
+    let (new, mut new_loop) = round_trip(with_will("phoneA"), "/tenants/riderA/echo").await;
+    wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => {
+            (!online).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    new.publish(
+        "/tenants/riderA/presence",
+        QoS::AtLeastOnce,
+        true,
+        presence(true),
+    )
+    .await
+    .unwrap();
+    until(&mut new_loop, "PUBACK of the new presence", |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => online.then_some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(edge.riders.online_riders(), vec!["riderA".to_owned()]);
+    // The old connection was closed by the edge.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            if old_loop.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the replaced connection is still open");
+    drop(old);
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// Revoking a rider closes its live connections at once; it cannot connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_rider_disconnects_it() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+    let (_a, mut a_loop) = round_trip(
+        options("phoneA", edge.tls_port, Some(&a)),
+        "/tenants/riderA/echo",
+    )
+    .await;
+    edge.riders.revoke("riderA", "test").await.unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            if a_loop.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the revoked rider is still connected");
+    // Refused at once after the handshake, whichever client id it uses.
+    let (_again, mut again) = AsyncClient::new(options("phoneA2", edge.tls_port, Some(&a)), 4);
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match again.poll().await {
+                Err(error) => return error.to_string(),
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    panic!("a revoked rider got {ack:?}")
+                }
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    tracing::info!(%refused, "the revoked rider's reconnection failed");
+    // Other riders are unaffected.
+    let _b = round_trip(
+        options("phoneB", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo",
+    )
+    .await;
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
