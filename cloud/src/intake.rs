@@ -202,8 +202,14 @@ pub struct Intake {
     stores: Arc<Stores>,
     pub liveness: Liveness,
     /// One lock per idempotency key being placed.
-    placing: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    placing: Mutex<HashMap<(String, String), KeyLock>>,
 }
+
+/// The lock of one (customer, idempotency key) being placed.
+type KeyLock = Arc<tokio::sync::Mutex<()>>;
+
+/// An order line at the store: line number, product, quantity, pieces short.
+type ReplicaLine = (i64, String, i64, i64);
 
 struct Product {
     active: bool,
@@ -609,7 +615,7 @@ impl Intake {
         }
         let replica = self.stores.replica(&report.store_id).await?;
         let order_id = report.order_id.clone();
-        let (lines, placed): (Vec<(i64, String, i64, i64)>, Option<String>) = replica
+        let (lines, placed): (Vec<ReplicaLine>, Option<String>) = replica
             .db()
             .read(move |conn| -> Result<_, flashkart_sync::Error> {
                 let lines = conn

@@ -23,6 +23,7 @@ pub mod readmodel;
 pub mod registry;
 pub mod routing;
 mod serve;
+pub mod shoppers;
 pub mod stores;
 
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
-//! `flashkart-cloud`: runs the cloud, or registers a store and prints its credential.
+//! `flashkart-cloud`: runs the cloud, registers a store and prints its credential, or runs a
+//! simulator (`sim shoppers`).
 
 use std::path::PathBuf;
 
@@ -28,6 +29,17 @@ enum Command {
         #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Simulators for the demo.
+    Sim {
+        #[command(subcommand)]
+        sim: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Customers placing orders continuously through the intake API.
+    Shoppers(flashkart_cloud::shoppers::ShoppersArgs),
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<CloudConfig> {
@@ -65,6 +77,18 @@ async fn main() -> anyhow::Result<()> {
             let config = load(config.as_ref())?;
             let token = flashkart_cloud::register_offline(&config, &id).await?;
             println!("{token}");
+        }
+        Command::Sim {
+            sim: SimCommand::Shoppers(args),
+        } => {
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("stopping the shoppers");
+                stop.cancel();
+            });
+            flashkart_cloud::shoppers::run(args, shutdown).await?;
         }
     }
     Ok(())

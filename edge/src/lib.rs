@@ -30,6 +30,7 @@ pub mod rider_link;
 pub mod riders;
 pub mod server;
 pub mod staff;
+pub mod staff_sim;
 pub mod stock;
 pub mod sync_link;
 pub mod tools;

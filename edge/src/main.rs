@@ -57,6 +57,9 @@ enum SimCommand {
     /// A rider's phone: connects to the store's broker, moves, accepts offers, picks up and
     /// delivers.
     Rider(flashkart_edge::rider_link::RiderSimArgs),
+    /// A member of staff: stocks the store if empty, then picks, packs and readies every
+    /// accepted order through the store's API.
+    Staff(flashkart_edge::staff_sim::StaffSimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +98,13 @@ fn main() -> anyhow::Result<()> {
             let stats = flashkart_edge::rider_link::simulate_rider(args, shutdown).await?;
             tracing::info!(?stats, "rider simulator stopped");
             Ok::<_, flashkart_edge::Error>(())
+        }),
+        Command::Sim {
+            sim: SimCommand::Staff(args),
+        } => until_signal("staff simulator", |shutdown| async move {
+            flashkart_edge::staff_sim::run(args, shutdown)
+                .await
+                .map(|_| ())
         }),
         Command::Scan { scan } => {
             if !flashkart_edge::tools::scan(scan)? {
