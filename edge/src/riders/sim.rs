@@ -138,13 +138,30 @@ pub enum SimError {
     RiderId(String),
 }
 
+/// Ticks a rider waits at the store for a bag that is not ready yet (10 minutes at 1 s ticks).
+const BAG_WAIT_TICKS: u32 = 600;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    ToStore { order_id: String, store: Point },
-    AwaitArrival { order_id: String },
-    AwaitPickup { order_id: String },
-    ToDrop { order_id: String, drop: Point },
+    ToStore {
+        order_id: String,
+        store: Point,
+    },
+    AwaitArrival {
+        order_id: String,
+    },
+    AwaitPickup {
+        order_id: String,
+    },
+    /// At the store, the bag not ready yet: scan again each tick, as a rider at the shelf does.
+    WaitForBag {
+        order_id: String,
+    },
+    ToDrop {
+        order_id: String,
+        drop: Point,
+    },
     AwaitDelivered,
 }
 
@@ -154,6 +171,8 @@ struct Rider {
     position: Point,
     waypoint: usize,
     phase: Phase,
+    /// Ticks left to wait at the store for the current bag.
+    bag_wait_left: u32,
     stats: SimStats,
     offers_seen: u32,
     /// Subscriptions acknowledged since the last connection.
@@ -173,6 +192,7 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
         position: Point::new(start.1, start.0),
         waypoint: 0,
         phase: Phase::Idle,
+        bag_wait_left: 0,
         stats: SimStats::default(),
         offers_seen: 0,
         subacks: 0,
@@ -305,8 +325,14 @@ impl Rider {
             && let Ok(refusal) = pb::Refusal::decode(payload)
         {
             tracing::info!(rider = %id, code = %refusal.code, message = %refusal.message, "refused");
-            if refusal.command != "location" && refusal.command != "arrival" {
-                self.phase = Phase::Idle;
+            match (&self.phase, refusal.command.as_str()) {
+                (_, "location" | "arrival") => {}
+                (Phase::AwaitPickup { order_id }, "pickup") => {
+                    self.phase = Phase::WaitForBag {
+                        order_id: order_id.clone(),
+                    };
+                }
+                _ => self.phase = Phase::Idle,
             }
             self.emit(SimEvent::Refusal {
                 rider_id: id,
@@ -360,6 +386,7 @@ impl Rider {
             (Phase::ToStore { order_id, .. } | Phase::AwaitArrival { order_id }, "arrival") => {
                 let order_id = order_id.clone();
                 let label = (self.config.labels)(&order_id).unwrap_or_default();
+                self.bag_wait_left = BAG_WAIT_TICKS;
                 self.send(
                     "pickup",
                     pb::Pickup { label_id: label }.encode_to_vec(),
@@ -428,6 +455,21 @@ impl Rider {
                     self.send("delivered", delivered.encode_to_vec(), QoS::AtLeastOnce)
                         .await?;
                     self.phase = Phase::AwaitDelivered;
+                }
+            }
+            Phase::WaitForBag { order_id } => {
+                self.bag_wait_left = self.bag_wait_left.saturating_sub(1);
+                if self.bag_wait_left == 0 {
+                    tracing::info!(rider = %self.id(), %order_id, "gave up waiting for the bag");
+                    self.phase = Phase::Idle;
+                } else if let Some(label) = (self.config.labels)(&order_id) {
+                    self.send(
+                        "pickup",
+                        pb::Pickup { label_id: label }.encode_to_vec(),
+                        QoS::AtLeastOnce,
+                    )
+                    .await?;
+                    self.phase = Phase::AwaitPickup { order_id };
                 }
             }
             Phase::AwaitArrival { .. } | Phase::AwaitPickup { .. } | Phase::AwaitDelivered => {}
