@@ -27,8 +27,11 @@ fn private_pki(dir: &std::path::Path) -> (std::path::PathBuf, TlsConfig) {
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    let (ca_path, cert_path, key_path) =
-        (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     std::fs::write(&ca_path, ca_cert.pem()).unwrap();
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
@@ -48,7 +51,9 @@ async fn stores_sync_over_https_with_a_private_ca() {
     let mut config = cloud_config(dir.path());
     config.tls = Some(tls);
     let shutdown = CancellationToken::new();
-    let running = flashkart_cloud::start(config, shutdown.clone()).await.unwrap();
+    let running = flashkart_cloud::start(config, shutdown.clone())
+        .await
+        .unwrap();
     let url = format!("https://localhost:{}", running.addr.port());
     let token = running.cloud.register_store("s1").await.unwrap();
 
@@ -94,13 +99,22 @@ async fn stores_sync_over_https_with_a_private_ca() {
     wait_for(&mut status, Duration::from_secs(30), || {
         let (db, replica) = (db.clone(), replica.clone());
         async move {
-            count(replica.db(), "SELECT count(*) FROM stock_moves WHERE id = 'm-1'").await == 1
+            count(
+                replica.db(),
+                "SELECT count(*) FROM stock_moves WHERE id = 'm-1'",
+            )
+            .await
+                == 1
                 && count(&db, "SELECT count(*) FROM prices").await == 1
         }
     })
     .await;
     assert_eq!(
-        count(replica.db(), "SELECT count(*) FROM stock_moves WHERE id = 'never'").await,
+        count(
+            replica.db(),
+            "SELECT count(*) FROM stock_moves WHERE id = 'never'"
+        )
+        .await,
         0
     );
     assert!(status.borrow().online);
