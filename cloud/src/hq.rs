@@ -466,22 +466,7 @@ impl Hq {
         let (customer_id, key) = (customer_id.to_owned(), key.to_owned());
         Ok(self
             .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT request_sha256, order_id, store_id, placed FROM idempotency
-                     WHERE customer_id = ?1 AND key = ?2",
-                )?
-                .query_row([customer_id, key], |row| {
-                    Ok(Placed {
-                        request_sha256: row.get(0)?,
-                        order_id: row.get(1)?,
-                        store_id: row.get(2)?,
-                        placed: row.get(3)?,
-                    })
-                })
-                .optional()
-                .map_err(flashkart_sync::Error::from)
-            })
+            .read(move |conn| placed_row(conn, &customer_id, &key))
             .await?)
     }
 
@@ -517,20 +502,32 @@ impl Hq {
                 if inserted == 1 {
                     return Ok(placed);
                 }
-                Ok(conn
-                    .prepare_cached(
-                        "SELECT request_sha256, order_id, store_id, placed FROM idempotency
-                         WHERE customer_id = ?1 AND key = ?2",
-                    )?
-                    .query_row([customer_id, key], |row| {
-                        Ok(Placed {
-                            request_sha256: row.get(0)?,
-                            order_id: row.get(1)?,
-                            store_id: row.get(2)?,
-                            placed: row.get(3)?,
-                        })
-                    })?)
+                placed_row(conn, &customer_id, &key)?.ok_or_else(|| {
+                    flashkart_sync::Error::from(rusqlite::Error::QueryReturnedNoRows)
+                })
             })
             .await?)
     }
+}
+
+/// The idempotency record of `(customer, key)`, if any.
+fn placed_row(
+    conn: &rusqlite::Connection,
+    customer_id: &str,
+    key: &str,
+) -> Result<Option<Placed>, flashkart_sync::Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT request_sha256, order_id, store_id, placed FROM idempotency
+             WHERE customer_id = ?1 AND key = ?2",
+        )?
+        .query_row([customer_id, key], |row| {
+            Ok(Placed {
+                request_sha256: row.get(0)?,
+                order_id: row.get(1)?,
+                store_id: row.get(2)?,
+                placed: row.get(3)?,
+            })
+        })
+        .optional()?)
 }

@@ -429,35 +429,15 @@ impl Intake {
                 crate::clock::now() - time::Duration::minutes(10)
             )),
         )?;
-        let now_unix = crate::clock::now().unix_timestamp();
-        let grace = Duration::from_millis(self.config.offline_grace_ms);
-        let stores = self.hq_stores();
-        let candidates: Vec<Candidate> = stores
-            .iter()
-            .map(|s| {
-                let p = &s.profile;
-                Candidate {
-                    store_id: p.id.clone(),
-                    in_area: s.area.contains(address.lat, address.lon),
-                    distance_m: distance_m((p.lat, p.lon), (address.lat, address.lon)),
-                    max_radius_m: p.max_radius_m,
-                    open: p.hours.is_open(now_unix),
-                    online: self.liveness.online(&p.id, grace),
-                    backlog: backlog.get(&p.id).copied().unwrap_or(0),
-                    capacity: p.capacity,
-                    sla_minutes: p.sla_minutes,
-                    available: product_ids
-                        .iter()
-                        .map(|product| {
-                            available
-                                .get(&(p.id.clone(), product.clone()))
-                                .copied()
-                                .unwrap_or(0)
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
+        let stores = self.hq.stores();
+        let candidates = self.candidates(
+            &stores,
+            (address.lat, address.lon),
+            &product_ids,
+            &available,
+            &backlog,
+            None,
+        );
         let estimates = self.estimates();
         let choice = routing::choose(&candidates, &quantities, &estimates)?;
 
@@ -502,8 +482,45 @@ impl Intake {
         })
     }
 
-    fn hq_stores(&self) -> Arc<Vec<crate::hq::RoutableStore>> {
-        self.hq.stores()
+    /// What routing needs to know of every profiled store (but `except`) for an address.
+    fn candidates(
+        &self,
+        stores: &[crate::hq::RoutableStore],
+        (lat, lon): (f64, f64),
+        product_ids: &[String],
+        available: &BTreeMap<(String, String), i64>,
+        backlog: &BTreeMap<String, u32>,
+        except: Option<&str>,
+    ) -> Vec<Candidate> {
+        let now_unix = crate::clock::now().unix_timestamp();
+        let grace = Duration::from_millis(self.config.offline_grace_ms);
+        stores
+            .iter()
+            .filter(|s| except != Some(s.profile.id.as_str()))
+            .map(|s| {
+                let p = &s.profile;
+                Candidate {
+                    store_id: p.id.clone(),
+                    in_area: s.area.contains(lat, lon),
+                    distance_m: distance_m((p.lat, p.lon), (lat, lon)),
+                    max_radius_m: p.max_radius_m,
+                    open: p.hours.is_open(now_unix),
+                    online: self.liveness.online(&p.id, grace),
+                    backlog: backlog.get(&p.id).copied().unwrap_or(0),
+                    capacity: p.capacity,
+                    sla_minutes: p.sla_minutes,
+                    available: product_ids
+                        .iter()
+                        .map(|product| {
+                            available
+                                .get(&(p.id.clone(), product.clone()))
+                                .copied()
+                                .unwrap_or(0)
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     fn estimates(&self) -> Estimates {
@@ -676,36 +693,14 @@ impl Intake {
             .replica_order_position(&view.store_id, &view.id)
             .await?
             .unwrap_or((0.0, 0.0));
-        let now_unix = crate::clock::now().unix_timestamp();
-        let grace = Duration::from_millis(self.config.offline_grace_ms);
-        let candidates: Vec<Candidate> = self
-            .hq_stores()
-            .iter()
-            .filter(|s| s.profile.id != view.store_id)
-            .map(|s| {
-                let p = &s.profile;
-                Candidate {
-                    store_id: p.id.clone(),
-                    in_area: s.area.contains(lat, lon),
-                    distance_m: distance_m((p.lat, p.lon), (lat, lon)),
-                    max_radius_m: p.max_radius_m,
-                    open: p.hours.is_open(now_unix),
-                    online: self.liveness.online(&p.id, grace),
-                    backlog: backlog.get(&p.id).copied().unwrap_or(0),
-                    capacity: p.capacity,
-                    sla_minutes: p.sla_minutes,
-                    available: product_ids
-                        .iter()
-                        .map(|product| {
-                            available
-                                .get(&(p.id.clone(), product.clone()))
-                                .copied()
-                                .unwrap_or(0)
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
+        let candidates = self.candidates(
+            &self.hq.stores(),
+            (lat, lon),
+            &product_ids,
+            &available,
+            &backlog,
+            Some(&view.store_id),
+        );
         let Ok(choice) = routing::choose(&candidates, &quantities, &self.estimates()) else {
             return Ok(false);
         };
