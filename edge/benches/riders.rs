@@ -1,11 +1,14 @@
 //! Riders benchmark: 500 simulated riders each sending one location a second to one edge for
 //! 20 s, while offers are created at 10/s. The edge (broker, riders service, store database)
 //! runs in a child process so its CPU share and RSS are its own; the simulators run here.
-//! Prints the edge's CPU share of one core, its RSS, and the offer -> rider receipt latency
-//! p50/p99 (from the assignment being written, and from the edge publishing it).
+//! Prints the edge's CPU share of one core, its RSS at the end of the run with every rider
+//! still connected (anonymous and file-backed parts, and the peak, which includes the connect
+//! storm), and the offer -> rider receipt latency p50/p99 (from the assignment being written,
+//! and from the edge publishing it).
 //!
-//! With TLS=1 the riders connect to the TLS listener with their own certificates (through the
-//! edge's front and its second, loopback TLS hop to rumqttd) instead of the loopback listener.
+//! With TLS=1 the riders connect to the TLS listener with their own certificates (the edge's
+//! front terminates TLS and relays plain MQTT to rumqttd on loopback) instead of the loopback
+//! listener.
 //!
 //! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n and SECONDS=n to change the load).
 
@@ -154,6 +157,42 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// Offer -> rider receipt latencies, and the offers not received yet.
+struct Latencies {
+    sent: HashMap<String, Instant>,
+    from_write: hdrhistogram::Histogram<u64>,
+    from_publish: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            sent: HashMap::new(),
+            from_write: hdrhistogram::Histogram::new(3).unwrap(),
+            from_publish: hdrhistogram::Histogram::new(3).unwrap(),
+        }
+    }
+}
+
+impl Latencies {
+    fn record(&mut self, event: SimEvent) {
+        if let SimEvent::Offer {
+            offer,
+            received_at_ms,
+            ..
+        } = event
+            && let Some(at) = self.sent.remove(&offer.assignment_id)
+        {
+            self.from_write
+                .record(at.elapsed().as_micros() as u64)
+                .unwrap();
+            self.from_publish
+                .record(((received_at_ms - offer.sent_at_ms).max(0) * 1000) as u64)
+                .unwrap();
+        }
+    }
+}
+
 fn parent() {
     let riders = env("RIDERS", 500);
     let seconds = env("SECONDS", 20);
@@ -233,41 +272,60 @@ fn parent() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let cpu_start = cpu_ticks(pid);
         let started = Instant::now();
-        let mut sent: HashMap<String, Instant> = HashMap::new();
-        let mut from_write = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-        let mut from_publish = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let mut latencies = Latencies::default();
         let mut offers = tokio::time::interval(Duration::from_millis(100));
         let mut next = 0usize;
         let end = started + Duration::from_secs(seconds as u64);
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(10),
+            Duration::from_secs(10),
+        );
         while Instant::now() < end {
             tokio::select! {
+                _ = progress.tick() => {
+                    eprintln!(
+                        "{:>4} s: {next} offers, edge RSS {:.1} MiB",
+                        started.elapsed().as_secs(),
+                        status_kib(pid, "VmRSS:") as f64 / 1024.0
+                    );
+                }
                 _ = offers.tick() => {
                     let id = format!("bench{next}");
                     writeln!(stdin, "offer {id} r{}", (next * 7919) % riders).unwrap();
                     stdin.flush().unwrap();
-                    sent.insert(id, Instant::now());
+                    latencies.sent.insert(id, Instant::now());
                     next += 1;
                 }
                 Some(event) = events.recv() => {
-                    if let SimEvent::Offer { offer, received_at_ms, .. } = event
-                        && let Some(at) = sent.remove(&offer.assignment_id)
-                    {
-                        from_write.record(at.elapsed().as_micros() as u64).unwrap();
-                        from_publish
-                            .record(((received_at_ms - offer.sent_at_ms).max(0) * 1000) as u64)
-                            .unwrap();
-                    }
+                    latencies.record(event);
                 }
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = (cpu_ticks(pid) - cpu_start) as f64 / clock_ticks() as f64;
+        // Offers made in the last moments still count if they arrive within a second.
+        let grace = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(grace);
+        while !latencies.sent.is_empty() {
+            tokio::select! {
+                () = &mut grace => break,
+                Some(event) = events.recv() => {
+                    latencies.record(event);
+                }
+            }
+        }
+        // Memory while every rider is still connected.
+        let memory = ["VmRSS:", "RssAnon:", "RssFile:", "VmHWM:"].map(|f| status_kib(pid, f));
         stop.cancel();
-        (cpu / elapsed, from_write, from_publish, sent.len(), next)
+        (cpu / elapsed, latencies, next, memory)
     });
-    let (share, from_write, from_publish, missing, offered) = report;
-    let rss = status_kib(pid, "VmRSS:");
-    let hwm = status_kib(pid, "VmHWM:");
+    let (share, latencies, offered, [rss, anon, file, hwm]) = report;
+    let Latencies {
+        sent,
+        from_write,
+        from_publish,
+    } = latencies;
+    let missing = sent.len();
     writeln!(stdin, "quit").ok();
     drop(stdin);
     let _ = child.wait();
@@ -276,10 +334,14 @@ fn parent() {
         if tls { "TLS" } else { "the loopback listener" }
     );
     println!("edge CPU: {:.1}% of one core", share * 100.0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "edge RSS: {:.1} MiB (peak {:.1} MiB)",
-        rss as f64 / 1024.0,
-        hwm as f64 / 1024.0
+        "edge RSS: {:.1} MiB = {:.1} MB (anonymous {:.1} MiB, file-backed {:.1} MiB; peak {:.1} MiB)",
+        mib(rss),
+        rss as f64 * 1024.0 / 1e6,
+        mib(anon),
+        mib(file),
+        mib(hwm)
     );
     println!(
         "offer -> rider, from the assignment write: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -59,6 +59,7 @@ async fn run_inbox(
                 tracing::warn!(%error, "processing rows from the cloud");
             }
             if let Some(riders) = &riders {
+                riders.roster_changed();
                 riders.assignments_changed();
             }
         }

@@ -5,7 +5,8 @@
 //! the connection without reading CONNACK (at various points of the broker's work), over TLS
 //! with a real rider certificate and over the loopback listener; then the same client id and
 //! another rider must connect and complete a publish/subscribe round trip, and a rider that
-//! reconnects with a live client id takes its session over.
+//! reconnects with a live client id takes its session over. Also the front's other duties
+//! towards live connections: revoked, deactivated and out-of-scope riders are cut.
 
 #![allow(clippy::unwrap_used)]
 
@@ -332,30 +333,9 @@ async fn revoking_a_rider_disconnects_it() {
     )
     .await;
     edge.riders.revoke("riderA", "test").await.unwrap();
-    let closed = tokio::time::timeout(WAIT, async {
-        loop {
-            if a_loop.poll().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the revoked rider is still connected");
+    assert!(closes(&mut a_loop).await, "the revoked rider is still connected");
     // Refused at once after the handshake, whichever client id it uses.
-    let (_again, mut again) = AsyncClient::new(options("phoneA2", edge.tls_port, Some(&a)), 4);
-    let refused = tokio::time::timeout(WAIT, async {
-        loop {
-            match again.poll().await {
-                Err(error) => return error.to_string(),
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    panic!("a revoked rider got {ack:?}")
-                }
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let refused = refused_before_connack(options("phoneA2", edge.tls_port, Some(&a))).await;
     tracing::info!(%refused, "the revoked rider's reconnection failed");
     // Other riders are unaffected.
     let _b = round_trip(
@@ -366,4 +346,179 @@ async fn revoking_a_rider_disconnects_it() {
 
     edge.riders.shutdown().await;
     db.close().await.unwrap();
+}
+
+/// Connects and expects the connection to fail before any CONNACK; returns the error.
+async fn refused_before_connack(options: MqttOptions) -> String {
+    let client_id = options.client_id();
+    let (_client, mut eventloop) = AsyncClient::new(options, 4);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match eventloop.poll().await {
+                Err(error) => return error.to_string(),
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    panic!("{client_id} should have been refused, got {ack:?}")
+                }
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{client_id}: neither refused nor accepted"))
+}
+
+/// Polls until the connection ends; false if it is still up after [`WAIT`].
+async fn closes(eventloop: &mut EventLoop) -> bool {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if eventloop.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A rider the cloud deactivates (the roster arrives by sync) is disconnected as soon as the
+/// edge re-reads the roster, not at its device's next reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rider_deactivated_by_the_cloud_is_disconnected() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+    let (_a, mut a_loop) = round_trip(
+        options("phoneA", edge.tls_port, Some(&a)),
+        "/tenants/riderA/echo",
+    )
+    .await;
+    let (b_client, mut b_loop) = round_trip(
+        options("phoneB", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo",
+    )
+    .await;
+
+    exec(
+        &db,
+        "UPDATE riders SET active = 0 WHERE id = ?1",
+        vec!["riderA".into()],
+    )
+    .await;
+    edge.riders.roster_changed();
+    assert!(closes(&mut a_loop).await, "the deactivated rider is still connected");
+    // B's connection was not touched.
+    b_client
+        .publish("/tenants/riderB/echo", QoS::AtLeastOnce, false, "still here")
+        .await
+        .unwrap();
+    until(&mut b_loop, "B's echo after A was cut", |e| match e {
+        Event::Incoming(Packet::Publish(p)) if p.payload == "still here" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// A rider's device steps outside `/tenants/<rider id>/`: a will topic elsewhere is refused at
+/// CONNECT, a publish or a subscription elsewhere closes the connection before the broker sees
+/// the packet; nothing reaches the other rider, whose connection is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rider_leaving_its_topics_is_disconnected() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+    let (b_client, mut b_loop) = round_trip(
+        options("phoneB", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo",
+    )
+    .await;
+
+    // A will on B's presence: no CONNACK.
+    let mut forged_will = options("phoneA-will", edge.tls_port, Some(&a));
+    forged_will.set_last_will(LastWill::new(
+        "/tenants/riderB/presence",
+        pb::Presence { online: false }.encode_to_vec(),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let refused = refused_before_connack(forged_will).await;
+    tracing::info!(%refused, "the forged will was refused");
+
+    // A publish to B's echo topic, then a subscription to everything: each closes A's
+    // connection.
+    let (a_client, mut a_loop) = round_trip(
+        options("phoneA", edge.tls_port, Some(&a)),
+        "/tenants/riderA/echo",
+    )
+    .await;
+    a_client
+        .publish("/tenants/riderB/echo", QoS::AtLeastOnce, false, "forged")
+        .await
+        .unwrap();
+    assert!(closes(&mut a_loop).await, "a publish outside did not close");
+    let (a_client, mut a_loop) = round_trip(
+        options("phoneA", edge.tls_port, Some(&a)),
+        "/tenants/riderA/echo",
+    )
+    .await;
+    a_client
+        .subscribe_many([
+            rumqttc::SubscribeFilter::new("/tenants/riderA/more".into(), QoS::AtLeastOnce),
+            rumqttc::SubscribeFilter::new("#".into(), QoS::AtLeastOnce),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        closes(&mut a_loop).await,
+        "a subscription outside did not close"
+    );
+
+    // B got nothing forged and still works.
+    b_loop_echo(&mut b_loop, &b_client).await;
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// B publishes to its echo topic and must receive exactly that (not A's forged message).
+async fn b_loop_echo(b_loop: &mut EventLoop, b: &AsyncClient) {
+    b.publish("/tenants/riderB/echo", QoS::AtLeastOnce, false, "from B")
+        .await
+        .unwrap();
+    let payload = until(b_loop, "B's echo", |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.payload.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(payload, "from B");
 }

@@ -189,11 +189,11 @@ async fn three_riders_offer_accept_arrive_pick_up_deliver() {
         _ => None,
     })
     .await;
-    let mut sub = subscribe(edge.tls_port, &creds, "watch", "/tenants/r1/offers/#")
+    let mut sub = subscribe(edge.tls_port, &creds, "watch", "/tenants/r1/edge/offers/#")
         .await
         .expect("r1's certificate is accepted");
     let (topic, payload) = sub.next(WAIT).await.expect("the retained offer");
-    assert_eq!(topic, "/tenants/r1/offers/a4");
+    assert_eq!(topic, "/tenants/r1/edge/offers/a4");
     let offer = pb::Offer::decode(payload.as_slice()).unwrap();
     assert_eq!(
         (offer.order_id.as_str(), offer.store_id.as_str()),
@@ -251,11 +251,11 @@ async fn open_offers_are_published_again_after_a_restart() {
     })
     .await;
     let creds = write_creds(dir.path(), "r1", &bundle);
-    let mut sub = subscribe(edge.tls_port, &creds, "phone", "/tenants/r1/offers/#")
+    let mut sub = subscribe(edge.tls_port, &creds, "phone", "/tenants/r1/edge/offers/#")
         .await
         .expect("the certificate from before the restart is still valid");
     let (topic, _) = sub.next(WAIT).await.expect("the offer, published again");
-    assert_eq!(topic, "/tenants/r1/offers/a1");
+    assert_eq!(topic, "/tenants/r1/edge/offers/a1");
 
     // Answered over the independent client: recorded, and the retained offer is withdrawn.
     let reply = pb::Reply {
@@ -279,7 +279,7 @@ async fn open_offers_are_published_again_after_a_restart() {
     let (topic, payload) = sub.next(WAIT).await.expect("the withdrawal");
     assert_eq!(
         (topic.as_str(), payload.len()),
-        ("/tenants/r1/offers/a1", 0)
+        ("/tenants/r1/edge/offers/a1", 0)
     );
     edge.riders.shutdown().await;
     db.close().await.unwrap();

@@ -77,15 +77,19 @@ async fn riders_are_confined_to_their_own_topics() {
         edge.tls_port,
         &creds_b,
         "b-phone",
-        "/tenants/riderB/offers/#",
+        "/tenants/riderB/edge/offers/#",
     )
     .await
     .expect("B may subscribe to its subtree");
     let (topic, _) = own.next(WAIT).await.expect("B's retained offer");
-    assert_eq!(topic, "/tenants/riderB/offers/b1");
+    assert_eq!(topic, "/tenants/riderB/edge/offers/b1");
 
     // A cannot read B's offers, nor everything.
-    for filter in ["/tenants/riderB/offers/#", "#", "/tenants/+/offers/#"] {
+    for filter in [
+        "/tenants/riderB/edge/offers/#",
+        "#",
+        "/tenants/+/edge/offers/#",
+    ] {
         if let Some(mut sub) = subscribe(edge.tls_port, &creds_a, "a-snoop", filter).await {
             assert_eq!(sub.next(QUIET).await, None, "A read {filter}");
         }
@@ -129,7 +133,7 @@ async fn riders_are_confined_to_their_own_topics() {
         edge.tls_port,
         &creds_b,
         "b-errors",
-        "/tenants/riderB/errors",
+        "/tenants/riderB/edge/errors",
     )
     .await
     .unwrap();
@@ -232,7 +236,7 @@ async fn wrong_credentials_are_refused() {
             edge.tls_port,
             &creds_forged,
             "forged",
-            "/tenants/riderA/offers/#"
+            "/tenants/riderA/edge/offers/#"
         )
         .await
         .is_none()
@@ -259,7 +263,7 @@ async fn wrong_credentials_are_refused() {
             edge.tls_port,
             &anonymous,
             "anon",
-            "/tenants/riderA/offers/#"
+            "/tenants/riderA/edge/offers/#"
         )
         .await
         .is_none()
@@ -282,7 +286,7 @@ async fn wrong_credentials_are_refused() {
             edge.tls_port,
             &creds_a,
             "revoked",
-            "/tenants/riderA/offers/#",
+            "/tenants/riderA/edge/offers/#",
         )
         .await
         .is_none(),

@@ -1,6 +1,6 @@
 //! Rider device enrolment over HTTP: a rider's phone trades its one-time code (from the
-//! cloud's roster) for a client certificate from the store CA, which is what the broker then
-//! authenticates it with. The code is the credential here, so no staff sign-in is involved.
+//! cloud's roster) for a client certificate from the store CA, which is what the riders' front
+//! then authenticates it with. The code is the credential here, so no staff sign-in is involved.
 
 use std::sync::Arc;
 

@@ -5,29 +5,27 @@
 //! daemon down stops the riders service (and the process exit ends the broker), so shutdown can
 //! never hang on it. The edge talks to the router through a local link (in-process, no socket).
 //!
-//! Its listeners are bound to loopback, on free ports: devices and simulators connect to the
-//! front ([`super::front`]), which gives every connection a unique client id (rumqttd 0.20
-//! panics and poisons a listener when a client id is reused after a failed connection) and
-//! relays it here.
+//! Its one listener is bound to loopback, on a free port, without TLS: devices and simulators
+//! connect to the front ([`super::front`]), which terminates TLS, confines each rider to its
+//! topics, gives every connection a unique client id (rumqttd 0.20 panics and poisons a
+//! listener when a client id is reused after a failed connection) and relays it here.
 //!
 //! Sizing: rumqttd keeps a commit log per subscription filter in memory. Its sample config
-//! reserves 100 MiB x 10 per filter; here segments are small (the store database, not the
-//! broker, is the source of truth: offers are re-published from it after a restart).
+//! reserves 100 MiB x 10 per filter; here segments are small, and smaller still for the
+//! riders' own filters (see [`super::BrokerSizing`]): the store database, not the broker, is
+//! the source of truth, and offers are re-published from it after a restart.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings, TlsConfig};
+use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
-use super::ca::ServerFiles;
-use super::{Error, RidersConfig};
+use super::{Error, RidersConfig, topics};
 
-/// Name of the TLS listener (rider devices), in rumqttd and in the front's logs.
-pub const TLS_LISTENER: &str = "riders-tls";
-/// Name of the loopback listener (simulators, tests), in rumqttd and in the front's logs.
-pub const PLAIN_LISTENER: &str = "riders-plain";
+/// Name of rumqttd's loopback listener, in its logs.
+const INTERNAL_LISTENER: &str = "riders-internal";
 
 /// The edge's end of the broker.
 pub struct Link {
@@ -35,16 +33,10 @@ pub struct Link {
     pub rx: LinkRx,
 }
 
-/// rumqttd's own listeners, on loopback; only the front connects to them.
-#[derive(Debug, Clone, Copy)]
-pub struct Internal {
-    pub tls: SocketAddr,
-    pub plain: Option<SocketAddr>,
-}
-
-/// Starts the router and the listeners on their own threads and returns the edge's link.
-pub fn start(config: &RidersConfig, tls: &ServerFiles, internal: Internal) -> Result<Link, Error> {
-    let broker_config = broker_config(config, tls, internal)?;
+/// Starts the router and its listener at `internal` (loopback; only the front connects to it)
+/// on their own threads and returns the edge's link.
+pub fn start(config: &RidersConfig, internal: SocketAddr) -> Result<Link, Error> {
+    let broker_config = broker_config(config, internal)?;
     let mut broker = rumqttd::Broker::new(broker_config);
     let (tx, rx) = broker
         .link("flashkart-edge")
@@ -60,43 +52,17 @@ pub fn start(config: &RidersConfig, tls: &ServerFiles, internal: Internal) -> Re
     Ok(Link { tx, rx })
 }
 
-fn broker_config(
-    config: &RidersConfig,
-    tls: &ServerFiles,
-    internal: Internal,
-) -> Result<Config, Error> {
-    for addr in std::iter::once(internal.tls).chain(internal.plain) {
-        if !addr.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "the broker's own listeners must be bound to loopback, not {addr}"
-            )));
-        }
+fn broker_config(config: &RidersConfig, internal: SocketAddr) -> Result<Config, Error> {
+    if !internal.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "the broker's own listener must be bound to loopback, not {internal}"
+        )));
     }
-    let path = |p: &std::path::Path| {
-        p.to_str()
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Config(format!("{} is not UTF-8", p.display())))
-    };
     let mut servers = HashMap::new();
     servers.insert(
-        TLS_LISTENER.to_owned(),
-        server(
-            TLS_LISTENER,
-            internal.tls,
-            Some(TlsConfig::Rustls {
-                capath: Some(path(&tls.ca)?),
-                certpath: path(&tls.cert)?,
-                keypath: path(&tls.key)?,
-            }),
-            config,
-        ),
+        INTERNAL_LISTENER.to_owned(),
+        server(INTERNAL_LISTENER, internal, config),
     );
-    if let Some(plain) = internal.plain {
-        servers.insert(
-            PLAIN_LISTENER.to_owned(),
-            server(PLAIN_LISTENER, plain, None, config),
-        );
-    }
     Ok(Config {
         id: 0,
         router: RouterConfig {
@@ -104,7 +70,13 @@ fn broker_config(
             max_outgoing_packet_count: 200,
             max_segment_size: config.sizing.max_segment_size,
             max_segment_count: config.sizing.max_segment_count,
-            custom_segment: None,
+            custom_segment: Some(HashMap::from([(
+                topics::RIDER_FILTERS.to_owned(),
+                SegmentConfig {
+                    max_segment_size: config.sizing.rider_segment_size,
+                    max_segment_count: config.sizing.rider_segment_count,
+                },
+            )])),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
@@ -113,16 +85,11 @@ fn broker_config(
     })
 }
 
-fn server(
-    name: &str,
-    listen: SocketAddr,
-    tls: Option<TlsConfig>,
-    config: &RidersConfig,
-) -> ServerSettings {
+fn server(name: &str, listen: SocketAddr, config: &RidersConfig) -> ServerSettings {
     ServerSettings {
         name: name.to_owned(),
         listen,
-        tls,
+        tls: None,
         next_connection_delay_ms: 0,
         connections: ConnectionSettings {
             connection_timeout_ms: 5000,

@@ -1,9 +1,9 @@
-//! The store's small certificate authority: the one identity riders' devices and the broker
+//! The store's small certificate authority: the one identity riders' devices and the edge
 //! trust, with no cloud round trip at enrolment.
 //!
-//! rumqttd (with `verify-client-cert` and `validate-tenant-prefix`) trusts client certificates
-//! issued by one CA and takes the tenant from the subject's Organization, so each rider gets a
-//! certificate with `O=<rider id>` from this CA, confining its device to `/tenants/<rider id>/`.
+//! The riders' front ([`super::front`]) trusts client certificates issued by this CA and takes
+//! the rider id from the subject's Organization, so each rider gets a certificate with
+//! `O=<rider id>` from this CA, confining its device to `/tenants/<rider id>/`.
 //! Certificates are X.509 v3 with `CA:FALSE` and `extendedKeyUsage=clientAuth` (rustls refuses
 //! anything else with an unhelpful handshake error). The CA key stays in `ca_dir` (mode 0600);
 //! the server certificate is re-issued at every start so its names follow the configuration
@@ -50,11 +50,10 @@ impl std::fmt::Debug for StoreCa {
     }
 }
 
-/// The files the broker's TLS listener reads (rumqttd takes paths, and re-reads them at every
-/// connection).
+/// The riders' TLS listener's certificate and key, as written to `ca_dir` (where an operator
+/// can inspect them); the front reads them at start.
 #[derive(Debug, Clone)]
 pub struct ServerFiles {
-    pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -141,7 +140,6 @@ impl StoreCa {
         params.serial_number = Some(serial());
         let cert = params.signed_by(&key, &self.issuer)?;
         let files = ServerFiles {
-            ca: self.dir.join(CA_CERT),
             cert: self.dir.join(SERVER_CERT),
             key: self.dir.join(SERVER_KEY),
         };

@@ -22,7 +22,7 @@ pub enum Error {
     Broker(String),
     #[error("rider `{0}` is not on this store's roster or is not active")]
     UnknownRider(String),
-    #[error("rider id `{0}` is not alphanumeric (the broker takes it as the tenant id)")]
+    #[error("rider id `{0}` is not alphanumeric (it is one level of the rider's topics)")]
     InvalidRiderId(String),
     #[error("the enrolment code is wrong or was already used")]
     BadEnrolmentCode,

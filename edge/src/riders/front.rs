@@ -1,5 +1,5 @@
 //! The riders' front door: the listeners devices and simulators connect to, in front of the
-//! embedded rumqttd, which now listens on loopback only.
+//! embedded rumqttd, which listens on loopback only.
 //!
 //! Why it exists (issue 6): rumqttd 0.20 keeps one will-handler sender per client id
 //! (`<tenant>.<client id>`) in a mutex-protected map. When a connection fails between reading
@@ -11,16 +11,20 @@
 //! front makes sure the precondition never occurs: **every connection rumqttd sees has a client
 //! id no other connection ever had**. It reads the device's CONNECT, rewrites the client id to
 //! `<client id>~<connection number>` (the number is unique for the life of the process, so the
-//! rewritten ids are too), and relays the rest of the conversation byte for byte.
+//! rewritten ids are too), and relays the rest of the conversation.
 //!
-//! Isolation is unchanged: on the TLS side the front requires a client certificate from the
-//! store CA (the same check rumqttd made), reads the rider id from its Organization, and opens
-//! the upstream TLS connection to rumqttd with a certificate for the same rider, minted by the
-//! store CA for the front and cached per rider. rumqttd therefore derives the same tenant and
-//! enforces `validate-tenant-prefix` exactly as before. The front also refuses riders that are
-//! revoked, deactivated or unknown (and revoked certificates) right after the handshake, before
-//! any MQTT packet reaches the broker, and [`Front::disconnect_rider`] cuts the live
-//! connections of a rider when it is revoked.
+//! Isolation: the TLS listener requires a client certificate from the store CA, reads the rider
+//! id from its Organization and confines the connection to `/tenants/<rider id>/` itself: the
+//! will topic in CONNECT, every PUBLISH topic and every SUBSCRIBE filter the device sends must
+//! start with that prefix, or the connection is closed with a log line before the packet
+//! reaches the broker (the rule rumqttd's `validate-tenant-prefix` applies to certificate
+//! connections). Terminating TLS here and relaying plain MQTT to rumqttd on loopback keeps one
+//! TLS session per rider instead of three (device-front, front-broker, and the broker's end of
+//! it): the difference between fitting 500 riders in the Pi's memory budget or not. The front
+//! also refuses riders that are revoked, deactivated or unknown (and revoked certificates)
+//! right after the handshake, before any MQTT packet reaches the broker, and
+//! [`Front::disconnect_all_but`] cuts the live connections of riders that are revoked or
+//! deactivated.
 //!
 //! Since the broker no longer sees two connections with one client id, it can no longer take
 //! over an old session itself; the front does it instead: a new connection with the same rider
@@ -30,26 +34,28 @@
 //! survive a reconnection; offers are retained messages and re-published from the database, so
 //! a reconnecting device still gets them.
 //!
-//! Bad input (anything but an MQTT 3.1.1 CONNECT first, a malformed or oversized one, no
-//! CONNECT within five seconds) closes the connection with a log line; nothing here panics.
+//! Bad input (anything but an MQTT 3.1.1 CONNECT first, a malformed or oversized packet, no
+//! CONNECT within five seconds, a second CONNECT) closes the connection with a log line;
+//! nothing here panics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use flashkart_sync::StoreDb;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
-use super::ca::{ClientKey, ServerFiles, StoreCa};
-use super::topics::is_rider_id;
+use super::ca::{ServerFiles, StoreCa};
+use super::topics::{self, is_rider_id};
 
 /// How long a device may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,10 +63,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the front waits for the broker (connecting, or closing a replaced connection).
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes buffered per direction of a relayed connection.
-const RELAY_BUFFER: usize = 2048;
-/// Room in a CONNECT besides the will payload (client id, will topic, user name, password).
-const CONNECT_OVERHEAD: usize = 4096;
+/// Bytes read at a time per direction of a relayed connection: MQTT packets here are small, and
+/// small buffers keep 500 riders cheap (a larger packet grows its buffer while it is read).
+const RELAY_BUFFER: usize = 1024;
+/// Room in a packet besides its payload (topic, client id, will topic, user name, password).
+const PACKET_OVERHEAD: usize = 4096;
+
+/// Name of the device-facing TLS listener, in logs.
+const TLS_LISTENER: &str = "riders-tls";
+/// Name of the loopback listener without TLS (simulators, tests), in logs.
+const PLAIN_LISTENER: &str = "riders-plain";
 
 /// Connection numbers, unique for the life of the process (across all listeners).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
@@ -74,9 +86,9 @@ pub struct Front {
 struct Inner {
     name: &'static str,
     upstream: SocketAddr,
-    tls: Option<TlsSide>,
+    tls: Option<TlsAcceptor>,
     db: StoreDb,
-    max_connect: usize,
+    max_packet: usize,
     live: Mutex<HashMap<u64, Live>>,
 }
 
@@ -88,15 +100,6 @@ impl std::fmt::Debug for Inner {
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
-}
-
-struct TlsSide {
-    acceptor: TlsAcceptor,
-    ca: Arc<StoreCa>,
-    roots: Arc<rustls::RootCertStore>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    /// Per rider: the front's client configuration towards rumqttd.
-    upstream: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
 }
 
 /// A relayed connection, for session takeover and revocation.
@@ -113,6 +116,31 @@ struct Live {
 struct Identity {
     rider: String,
     serial: String,
+}
+
+/// Where a connection may publish and subscribe: under its rider's prefix (TLS), or anywhere
+/// (the loopback listener, whose clients are the edge's own simulators and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    Rider(String),
+    Trusted,
+}
+
+impl Scope {
+    fn for_identity(identity: Option<&Identity>) -> Self {
+        match identity {
+            Some(identity) => Self::Rider(format!("{}{}/", topics::ROOT, identity.rider)),
+            None => Self::Trusted,
+        }
+    }
+
+    /// Whether a topic or filter (raw bytes, as on the wire) is within the scope.
+    fn allows(&self, topic: &[u8]) -> bool {
+        match self {
+            Self::Rider(prefix) => topic.starts_with(prefix.as_bytes()),
+            Self::Trusted => true,
+        }
+    }
 }
 
 /// Why a connection was refused before it reached the broker.
@@ -140,15 +168,17 @@ enum Refused {
     TooLarge(usize),
     #[error("cannot reach the broker: {0}")]
     Upstream(String),
+    #[error("{0} `{1}` is outside the rider's topics")]
+    OutOfScope(&'static str, String),
 }
 
-/// Binds the device-facing TLS listener and relays its connections to rumqttd's TLS listener
-/// at `upstream` (loopback), until `shutdown`.
+/// Binds the device-facing TLS listener and relays its connections to rumqttd's loopback
+/// listener at `upstream`, until `shutdown`.
 pub async fn start_tls(
     listen: SocketAddr,
     upstream: SocketAddr,
     files: &ServerFiles,
-    ca: Arc<StoreCa>,
+    ca: &StoreCa,
     db: StoreDb,
     max_payload_size: usize,
     shutdown: CancellationToken,
@@ -162,16 +192,15 @@ pub async fn start_tls(
             .add(cert)
             .map_err(|e| Error::Broker(format!("the store CA certificate: {e}")))?;
     }
-    let roots = Arc::new(roots);
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        roots.clone(),
+        Arc::new(roots),
         provider.clone(),
     )
     .build()
     .map_err(|e| Error::Broker(format!("client certificate verifier: {e}")))?;
     let cert_pem = read_file(&files.cert)?;
     let key_pem = read_file(&files.key)?;
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|b| {
             b.with_client_cert_verifier(verifier).with_single_cert(
@@ -180,18 +209,14 @@ pub async fn start_tls(
             )
         })
         .map_err(|e| Error::Broker(format!("TLS server configuration: {e}")))?;
-    let tls = TlsSide {
-        acceptor: TlsAcceptor::from(Arc::new(server)),
-        ca,
-        roots,
-        provider,
-        upstream: Mutex::new(HashMap::new()),
-    };
+    // Phones reconnect often: a small resumption cache saves full handshakes without holding
+    // memory for thousands of sessions.
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
     start(
-        super::broker::TLS_LISTENER,
+        TLS_LISTENER,
         listen,
         upstream,
-        Some(tls),
+        Some(TlsAcceptor::from(Arc::new(server))),
         db,
         max_payload_size,
         shutdown,
@@ -200,7 +225,7 @@ pub async fn start_tls(
 }
 
 /// Binds the loopback listener without TLS (simulators, tests) and relays its connections to
-/// rumqttd's plain listener at `upstream`, until `shutdown`.
+/// rumqttd's loopback listener at `upstream`, until `shutdown`.
 pub async fn start_plain(
     listen: SocketAddr,
     upstream: SocketAddr,
@@ -209,7 +234,7 @@ pub async fn start_plain(
     shutdown: CancellationToken,
 ) -> Result<Front, Error> {
     start(
-        super::broker::PLAIN_LISTENER,
+        PLAIN_LISTENER,
         listen,
         upstream,
         None,
@@ -224,7 +249,7 @@ async fn start(
     name: &'static str,
     listen: SocketAddr,
     upstream: SocketAddr,
-    tls: Option<TlsSide>,
+    tls: Option<TlsAcceptor>,
     db: StoreDb,
     max_payload_size: usize,
     shutdown: CancellationToken,
@@ -238,7 +263,7 @@ async fn start(
             upstream,
             tls,
             db,
-            max_connect: max_payload_size.saturating_add(CONNECT_OVERHEAD),
+            max_packet: max_payload_size.saturating_add(PACKET_OVERHEAD),
             live: Mutex::new(HashMap::new()),
         }),
     };
@@ -266,19 +291,22 @@ async fn start(
 }
 
 impl Front {
-    /// Closes every live connection of `rider` (it was revoked); returns how many.
-    pub fn disconnect_rider(&self, rider: &str) -> usize {
+    /// Closes the live connections of riders not in `allowed` (revoked, deactivated); returns
+    /// the riders cut, once per connection. Connections without a rider (the loopback
+    /// listener's) are left alone.
+    pub fn disconnect_all_but(&self, allowed: &HashSet<String>) -> Vec<String> {
         let Ok(live) = self.inner.live.lock() else {
-            return 0;
+            return Vec::new();
         };
-        let mut cut = 0;
-        for entry in live.values() {
-            if entry.rider.as_deref() == Some(rider) {
-                entry.cut.cancel();
-                cut += 1;
-            }
-        }
-        cut
+        live.values()
+            .filter_map(|entry| {
+                let rider = entry.rider.as_ref()?;
+                (!allowed.contains(rider)).then(|| {
+                    entry.cut.cancel();
+                    rider.clone()
+                })
+            })
+            .collect()
     }
 
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
@@ -307,10 +335,10 @@ impl Front {
 
     async fn accept_tls(
         &self,
-        tls: &TlsSide,
+        acceptor: &TlsAcceptor,
         stream: TcpStream,
     ) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Identity), Refused> {
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream))
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
             .await
             .map_err(|_| Refused::HandshakeTimeout)?
             .map_err(Refused::Handshake)?;
@@ -369,10 +397,19 @@ impl Front {
     {
         let connect = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            read_connect(&mut client, self.inner.max_connect),
+            read_connect(&mut client, self.inner.max_packet),
         )
         .await
         .map_err(|_| Refused::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let scope = Scope::for_identity(identity.as_ref());
+        if let Some(topic) = &connect.will_topic
+            && !scope.allows(topic)
+        {
+            return Err(Refused::OutOfScope(
+                "will topic",
+                String::from_utf8_lossy(topic).into_owned(),
+            ));
+        }
         let number = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         let unique_id = format!("{}~{number}", connect.client_id);
         let rider = identity.as_ref().map(|i| i.rider.clone());
@@ -399,23 +436,15 @@ impl Front {
                 .map_err(|_| Refused::Upstream("connect timed out".into()))?
                 .map_err(|e| Refused::Upstream(e.to_string()))?;
         let _ = upstream.set_nodelay(true);
-        match (&self.inner.tls, &identity) {
-            (Some(tls), Some(identity)) => {
-                let config = self.upstream_config(tls, &identity.rider)?;
-                let server = ServerName::try_from("localhost")
-                    .map_err(|e| Refused::Upstream(e.to_string()))?;
-                let upstream = tokio::time::timeout(
-                    UPSTREAM_TIMEOUT,
-                    TlsConnector::from(config).connect(server, upstream),
-                )
-                .await
-                .map_err(|_| Refused::Upstream("TLS handshake timed out".into()))?
-                .map_err(|e| Refused::Upstream(format!("TLS handshake: {e}")))?;
-                relay(client, upstream, &packet, &cut).await;
-            }
-            _ => relay(client, upstream, &packet, &cut).await,
-        }
-        Ok(())
+        relay(
+            client,
+            upstream,
+            &packet,
+            &scope,
+            self.inner.max_packet,
+            &cut,
+        )
+        .await
     }
 
     /// Records a live connection and returns its tokens and the live connections it replaces.
@@ -453,44 +482,6 @@ impl Front {
         }
         (cut, done, replaced)
     }
-
-    /// The front's TLS client configuration towards rumqttd for `rider`: a certificate for the
-    /// same rider from the store CA, so the broker derives the same tenant. Minted once per
-    /// rider and process.
-    fn upstream_config(
-        &self,
-        tls: &TlsSide,
-        rider: &str,
-    ) -> Result<Arc<rustls::ClientConfig>, Refused> {
-        if let Some(config) = tls
-            .upstream
-            .lock()
-            .ok()
-            .and_then(|configs| configs.get(rider).cloned())
-        {
-            return Ok(config);
-        }
-        let fail = |e: String| Refused::Upstream(format!("front certificate for {rider}: {e}"));
-        let bundle = tls
-            .ca
-            .issue(rider, &ClientKey::Generate)
-            .map_err(|e| fail(e.to_string()))?;
-        let key_pem = bundle.key_pem.unwrap_or_default();
-        let certs = pem_certs(bundle.cert_pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let key = pem_key(key_pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let config = rustls::ClientConfig::builder_with_provider(tls.provider.clone())
-            .with_safe_default_protocol_versions()
-            .and_then(|b| {
-                b.with_root_certificates(tls.roots.clone())
-                    .with_client_auth_cert(certs, key)
-            })
-            .map_err(|e| fail(e.to_string()))?;
-        let config = Arc::new(config);
-        if let Ok(mut configs) = tls.upstream.lock() {
-            configs.insert(rider.to_owned(), config.clone());
-        }
-        Ok(config)
-    }
 }
 
 /// Removes a connection from the live set when its task ends, however it ends.
@@ -507,51 +498,175 @@ impl Drop for Deregister<'_> {
     }
 }
 
-/// Sends the rewritten CONNECT upstream, then copies bytes both ways until either side closes
-/// or the connection is cut; a cut connection is closed towards the broker first, waiting
-/// (bounded) until the broker has closed it too, so its last will is out before anything the
-/// replacing connection sends.
-async fn relay<C, U>(mut client: C, mut upstream: U, connect: &[u8], cut: &CancellationToken)
+/// Sends the rewritten CONNECT upstream, then relays both ways until either side closes, the
+/// device steps out of its scope or sends a bad packet, or the connection is cut. Device to
+/// broker, whole packets are checked against the scope before they are forwarded; broker to
+/// device, bytes are copied as they come. A cut connection is closed towards the broker
+/// first, waiting (bounded) until the broker has closed it too, so its last will is out before
+/// anything the replacing connection sends.
+async fn relay<C>(
+    client: C,
+    upstream: TcpStream,
+    connect: &[u8],
+    scope: &Scope,
+    max_packet: usize,
+    cut: &CancellationToken,
+) -> Result<(), Refused>
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
 {
+    let (mut up_rx, mut up_tx) = upstream.into_split();
     if let Err(error) = async {
-        upstream.write_all(connect).await?;
-        upstream.flush().await
+        up_tx.write_all(connect).await?;
+        up_tx.flush().await
     }
     .await
     {
         tracing::warn!(%error, "the broker closed the connection at CONNECT");
-        return;
+        return Ok(());
     }
-    let was_cut = {
-        // MQTT packets here are small (16 KiB at most): small buffers keep 500 riders cheap.
-        let copy = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        );
-        tokio::select! {
-            copied = copy => {
-                if let Err(error) = copied {
-                    tracing::debug!(%error, "relayed connection ended");
-                }
-                false
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let inbound = async {
+        let mut buf = BytesMut::with_capacity(RELAY_BUFFER);
+        loop {
+            let checked = checked_packets(&buf, scope, max_packet)?;
+            if checked > 0 {
+                let packets = buf.split_to(checked);
+                up_tx.write_all(&packets).await.map_err(Refused::Io)?;
             }
-            () = cut.cancelled() => true,
+            if buf.is_empty() && buf.capacity() > 4 * RELAY_BUFFER {
+                // A large packet went through: do not keep its buffer for the connection's life.
+                buf = BytesMut::with_capacity(RELAY_BUFFER);
+            } else if buf.capacity() - buf.len() < RELAY_BUFFER / 4 {
+                buf.reserve(RELAY_BUFFER);
+            }
+            if client_rx.read_buf(&mut buf).await.map_err(Refused::Io)? == 0 {
+                return Ok(());
+            }
         }
     };
-    if was_cut {
-        drop(client);
-        let _ = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
-            let _ = upstream.shutdown().await;
-            let mut sink = [0u8; 1024];
-            while matches!(upstream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+    let outbound = async {
+        let mut buf = vec![0; RELAY_BUFFER];
+        loop {
+            let read = up_rx.read(&mut buf).await?;
+            if read == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            client_tx.write_all(&buf[..read]).await?;
+            client_tx.flush().await?;
+        }
+    };
+    let ended = tokio::select! {
+        ended = inbound => ended,
+        ended = outbound => {
+            if let Err(error) = ended {
+                tracing::debug!(%error, "relayed connection ended");
+            }
+            Ok(())
+        }
+        () = cut.cancelled() => {
+            drop((client_rx, client_tx));
+            let _ = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
+                let _ = up_tx.shutdown().await;
+                let mut sink = [0u8; 1024];
+                while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            Ok(())
+        }
+    };
+    match ended {
+        // A device that hangs up mid-packet is not worth a warning.
+        Err(Refused::Io(error)) => {
+            tracing::debug!(%error, "relayed connection ended");
+            Ok(())
+        }
+        ended => ended,
     }
+}
+
+/// How many bytes at the start of `buf` are whole packets within `scope`; an error for a
+/// packet out of scope, malformed or larger than `max_packet`, even if it has not fully
+/// arrived yet.
+fn checked_packets(buf: &[u8], scope: &Scope, max_packet: usize) -> Result<usize, Refused> {
+    let mut at = 0;
+    while let Some((header, len)) = packet_length(&buf[at..], max_packet)? {
+        let Some(packet) = buf.get(at..at + header + len) else {
+            break;
+        };
+        check_packet(packet[0], &packet[header..], scope)?;
+        at += header + len;
+    }
+    Ok(at)
+}
+
+/// The fixed header's length and the remaining length of the packet at the start of `buf`,
+/// once they have arrived.
+fn packet_length(buf: &[u8], max_packet: usize) -> Result<Option<(usize, usize)>, Refused> {
+    let mut len: usize = 0;
+    for i in 0..4 {
+        let Some(&byte) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        len |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if len > max_packet {
+                return Err(Refused::TooLarge(len));
+            }
+            return Ok(Some((2 + i, len)));
+        }
+    }
+    Err(Refused::Malformed("remaining length longer than 4 bytes"))
+}
+
+/// Checks one device-to-broker packet: no second CONNECT, and PUBLISH topics and SUBSCRIBE
+/// filters within the scope. Other packets (acknowledgements, pings, unsubscribes,
+/// DISCONNECT) pass; the broker validates the rest of their shape.
+fn check_packet(first: u8, body: &[u8], scope: &Scope) -> Result<(), Refused> {
+    match first >> 4 {
+        1 => Err(Refused::Malformed("a second CONNECT")),
+        3 => {
+            let (topic, _) = string(body).ok_or(Refused::Malformed("truncated PUBLISH topic"))?;
+            if scope.allows(topic) {
+                Ok(())
+            } else {
+                Err(Refused::OutOfScope(
+                    "PUBLISH topic",
+                    String::from_utf8_lossy(topic).into_owned(),
+                ))
+            }
+        }
+        8 => {
+            // Packet identifier, then (filter, options) pairs.
+            let mut rest = body
+                .get(2..)
+                .ok_or(Refused::Malformed("truncated SUBSCRIBE"))?;
+            if rest.is_empty() {
+                return Err(Refused::Malformed("SUBSCRIBE without a filter"));
+            }
+            while !rest.is_empty() {
+                let (filter, after) =
+                    string(rest).ok_or(Refused::Malformed("truncated SUBSCRIBE filter"))?;
+                if !scope.allows(filter) {
+                    return Err(Refused::OutOfScope(
+                        "SUBSCRIBE filter",
+                        String::from_utf8_lossy(filter).into_owned(),
+                    ));
+                }
+                rest = after
+                    .get(1..)
+                    .ok_or(Refused::Malformed("SUBSCRIBE filter without options"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An MQTT length-prefixed string at the start of `buf`, and what follows it.
+fn string(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = usize::from(u16::from_be_bytes(buf.get(0..2)?.try_into().ok()?));
+    Some((buf.get(2..2 + len)?, buf.get(2 + len..)?))
 }
 
 /// A CONNECT packet, split around its client id.
@@ -560,6 +675,8 @@ struct Connect {
     /// The variable header: protocol name, level, flags, keep alive.
     head: Vec<u8>,
     client_id: String,
+    /// The will topic, if the device set a will.
+    will_topic: Option<Vec<u8>>,
     /// The rest of the payload (will topic and message, user name, password), unchanged.
     rest: Vec<u8>,
 }
@@ -667,9 +784,16 @@ fn parse_connect(body: &[u8]) -> Result<Connect, Refused> {
         .map_err(|_| short("client id is not UTF-8"))?
         .to_owned();
     let rest = body.get(head_end + 2 + id_len..).unwrap_or_default();
+    let will_topic = if flags & 0x04 != 0 {
+        let (topic, _) = string(rest).ok_or(short("truncated will topic"))?;
+        Some(topic.to_vec())
+    } else {
+        None
+    };
     Ok(Connect {
         head: head.to_vec(),
         client_id,
+        will_topic,
         rest: rest.to_vec(),
     })
 }
@@ -787,6 +911,105 @@ mod tests {
         ] {
             assert!(parse_connect(body).is_err(), "{body:?}");
         }
+    }
+
+    fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+        let mut packet = vec![first, u8::try_from(body.len()).unwrap_or(0)];
+        packet.extend_from_slice(body);
+        packet
+    }
+
+    fn publish(topic: &str) -> Vec<u8> {
+        let mut body = u16::try_from(topic.len()).unwrap_or(0).to_be_bytes().to_vec();
+        body.extend_from_slice(topic.as_bytes());
+        body.extend_from_slice(b"payload");
+        packet(0x30, &body)
+    }
+
+    fn subscribe(filters: &[&str]) -> Vec<u8> {
+        let mut body = vec![0, 1];
+        for filter in filters {
+            body.extend_from_slice(&u16::try_from(filter.len()).unwrap_or(0).to_be_bytes());
+            body.extend_from_slice(filter.as_bytes());
+            body.push(1);
+        }
+        packet(0x82, &body)
+    }
+
+    fn rider(id: &str) -> Scope {
+        Scope::Rider(format!("/tenants/{id}/"))
+    }
+
+    #[test]
+    fn a_rider_publishes_and_subscribes_under_its_prefix_only() {
+        let a = rider("riderA");
+        let mut stream = publish("/tenants/riderA/location");
+        stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
+        stream.extend(packet(0xc0, &[]));
+        assert_eq!(checked_packets(&stream, &a, 100).ok(), Some(stream.len()));
+        for bad in [
+            publish("/tenants/riderB/replies"),
+            publish("/tenants/riderA"),
+            publish("/tenants/riderAB/replies"),
+            publish("/tenants/+/replies"),
+            subscribe(&["/tenants/riderA/edge/#", "#"]),
+            subscribe(&["/tenants/+/edge/#"]),
+            subscribe(&["$share/g/tenants/riderA/edge/#"]),
+        ] {
+            assert!(
+                matches!(checked_packets(&bad, &a, 100), Err(Refused::OutOfScope(..))),
+                "{bad:?}"
+            );
+            assert_eq!(
+                checked_packets(&bad, &Scope::Trusted, 100).ok(),
+                Some(bad.len())
+            );
+        }
+    }
+
+    #[test]
+    fn packets_are_checked_only_once_whole_and_bad_ones_refused() {
+        let a = rider("riderA");
+        let mut stream = publish("/tenants/riderA/location");
+        let first = stream.len();
+        stream.extend(publish("/tenants/riderB/location"));
+        // The second packet is out of scope, but has not fully arrived: the first goes on.
+        assert_eq!(checked_packets(&stream[..first + 3], &a, 100).ok(), Some(first));
+        assert!(checked_packets(&stream, &a, 100).is_err());
+        for bad in [
+            packet(0x10, &[0, 4]),
+            packet(0x30, &[0, 9, b'/']),
+            packet(0x82, &[0, 1]),
+            packet(0x82, &[0, 1, 0, 1, b'#']),
+            vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
+        ] {
+            assert!(
+                matches!(
+                    checked_packets(&bad, &Scope::Trusted, 100),
+                    Err(Refused::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            checked_packets(&[0x30, 0xff, 0x01], &a, 100),
+            Err(Refused::TooLarge(255))
+        ));
+        assert_eq!(checked_packets(&[0x30], &a, 100).ok(), Some(0));
+    }
+
+    #[test]
+    fn the_will_topic_is_read_from_connect() {
+        let rest = [0, 3, b'a', b'/', b'b', 0, 1, b'x'];
+        let mut body = connect_body("phone", &rest);
+        assert_eq!(parse_connect(&body).ok().and_then(|c| c.will_topic), None);
+        body[7] |= 0x04;
+        assert_eq!(
+            parse_connect(&body).ok().and_then(|c| c.will_topic),
+            Some(b"a/b".to_vec())
+        );
+        body.truncate(body.len() - rest.len() + 3);
+        assert!(parse_connect(&body).is_err());
     }
 
     #[tokio::test]

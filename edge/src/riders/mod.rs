@@ -2,11 +2,12 @@
 //! replies, arrival, pickup, delivery and tracking.
 //!
 //! Why this shape: rider devices speak MQTT 3.1.1 to an rumqttd broker embedded in the edge
-//! ([`broker`]), through a front ([`front`]) that gives every connection a unique client id
-//! (rumqttd 0.20 poisons a listener when a client id is reused after a failed connection) and
-//! refuses revoked riders at the handshake; isolation between riders comes from per-rider client certificates issued by a
-//! small CA on the edge ([`ca`]), whose Organization rumqttd takes as the tenant confining a
-//! device to `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
+//! ([`broker`]), through a front ([`front`]) that terminates TLS, gives every connection a
+//! unique client id (rumqttd 0.20 poisons a listener when a client id is reused after a failed
+//! connection) and refuses revoked riders at the handshake. Isolation between riders comes from
+//! per-rider client certificates issued by a small CA on the edge ([`ca`]): the front takes the
+//! certificate's Organization as the rider id and confines the device to
+//! `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
 //! the service ([`service`]) publishes offers from `assignments`, records replies, positions,
 //! handoffs and deliveries, and asks an [`OrderDesk`] to move orders. A simulator ([`sim`])
 //! drives riders for the demo, tests and benchmarks. Topic tree and device settings:
@@ -34,30 +35,50 @@ use flashkart_sync::StoreDb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub use broker::{PLAIN_LISTENER, TLS_LISTENER};
 pub use ca::{CertBundle, ClientKey, StoreCa};
 pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
 pub use error::{DeskError, Error};
 
 /// How much memory and how many connections the broker may use.
+///
+/// rumqttd keeps a commit log per subscription filter, in segments it sizes for 1024 messages
+/// up front (growing them past that). Two kinds of filters matter here: the edge's own (one per
+/// rider-to-edge leaf, shared by every rider: all 500 riders' locations go through one) and
+/// each rider device's `/tenants/<id>/edge/#` (offers, acks and errors for that rider only).
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerSizing {
     pub max_connections: usize,
-    /// Bytes per commit-log segment of each subscription filter.
+    /// Bytes per commit-log segment of the edge's filters.
     pub max_segment_size: usize,
-    /// Segments kept per filter.
+    /// Segments kept per edge filter.
     pub max_segment_count: usize,
+    /// Bytes per commit-log segment of a rider device's filter.
+    pub rider_segment_size: usize,
+    /// Segments kept per rider device's filter.
+    pub rider_segment_count: usize,
     /// The largest MQTT payload accepted.
     pub max_payload_size: usize,
 }
 
 impl Default for BrokerSizing {
-    /// A Pi: 1000 devices, 64 KiB x 4 per filter, 16 KiB payloads.
+    /// A Pi: 1000 devices, 16 KiB payloads; 16 KiB x 4 per edge filter, 4 KiB x 2 per rider.
+    ///
+    /// Edge filters: 16 KiB of small messages stays within a segment's first allocation, where
+    /// 64 KiB of locations made the busiest filter's segments double. The edge's link reads the
+    /// location filter as it fills, so 64 KiB (about 2 s of 500 riders' locations) is enough,
+    /// and a location skipped now and then is harmless (latest wins).
+    ///
+    /// Rider filters: without a limit of their own every rider's log would grow to the edge
+    /// filters' 64 KiB over a day of offers (tens of MiB for 500 riders). A rider gets a message
+    /// every few minutes and reads it at once; what it must not miss (offers) is retained and
+    /// re-published from the database anyway, so 8 KiB (dozens of messages) is plenty.
     fn default() -> Self {
         Self {
             max_connections: 1000,
-            max_segment_size: 64 * 1024,
+            max_segment_size: 16 * 1024,
             max_segment_count: 4,
+            rider_segment_size: 4 * 1024,
+            rider_segment_count: 2,
             max_payload_size: 16 * 1024,
         }
     }
@@ -163,8 +184,8 @@ pub enum RiderEvent {
 #[derive(Debug)]
 enum Command {
     ScanAssignments,
-    /// Re-read the roster, then answer.
-    RefreshRoster(tokio::sync::oneshot::Sender<()>),
+    /// Re-read the roster (disconnecting riders no longer allowed), then answer if asked.
+    RefreshRoster(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// The running riders service: the broker, the edge's link to it, and the service task.
@@ -172,8 +193,6 @@ enum Command {
 pub struct Riders {
     db: StoreDb,
     ca: Arc<StoreCa>,
-    /// The device-facing listeners (TLS, then plain if configured).
-    fronts: Vec<front::Front>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
@@ -212,37 +231,28 @@ impl Riders {
                 "the listener without client certificates must be bound to loopback, not {plain}"
             )));
         }
-        let internal = broker::Internal {
-            tls: front::free_loopback_port()?,
-            plain: match config.plain_listen {
-                Some(_) => Some(front::free_loopback_port()?),
-                None => None,
-            },
-        };
-        let link = broker::start(&config, &files, internal)?;
-        broker::wait_listening(internal.tls, Duration::from_secs(5)).await?;
-        if let Some(plain) = internal.plain {
-            broker::wait_listening(plain, Duration::from_secs(5)).await?;
-        }
+        let internal = front::free_loopback_port()?;
+        let link = broker::start(&config, internal)?;
+        broker::wait_listening(internal, Duration::from_secs(5)).await?;
         let shutdown = CancellationToken::new();
         let max_payload = config.sizing.max_payload_size;
         let mut fronts = vec![
             front::start_tls(
                 config.tls_listen,
-                internal.tls,
+                internal,
                 &files,
-                ca.clone(),
+                &ca,
                 db.clone(),
                 max_payload,
                 shutdown.child_token(),
             )
             .await?,
         ];
-        if let (Some(listen), Some(upstream)) = (config.plain_listen, internal.plain) {
+        if let Some(listen) = config.plain_listen {
             fronts.push(
                 front::start_plain(
                     listen,
-                    upstream,
+                    internal,
                     db.clone(),
                     max_payload,
                     shutdown.child_token(),
@@ -260,13 +270,13 @@ impl Riders {
             link,
             events.clone(),
             online.clone(),
+            fronts,
         )
         .await?;
         let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
         Ok(Self {
             db,
             ca,
-            fronts,
             commands,
             events,
             online,
@@ -299,25 +309,19 @@ impl Riders {
     /// and refused at the handshake, its messages dropped and its offers withdrawn.
     pub async fn revoke(&self, rider_id: &str, reason: &str) -> Result<(), Error> {
         ca::revoke(&self.db, rider_id, reason).await?;
-        let cut: usize = self
-            .fronts
-            .iter()
-            .map(|front| front.disconnect_rider(rider_id))
-            .sum();
-        if cut > 0 {
-            tracing::info!(
-                rider = rider_id,
-                connections = cut,
-                "disconnected a revoked rider"
-            );
-        }
         // Wait until the service has taken it in. It stops only at shutdown; then there is
         // nothing to refresh.
         let (done, refreshed) = tokio::sync::oneshot::channel();
-        if self.commands.send(Command::RefreshRoster(done)).is_ok() {
+        if self.commands.send(Command::RefreshRoster(Some(done))).is_ok() {
             let _ = refreshed.await;
         }
         Ok(())
+    }
+
+    /// The roster changed (a sync merge brought riders from the cloud): re-read it now rather
+    /// than at the next refresh, so a deactivated rider is disconnected at once.
+    pub fn roster_changed(&self) {
+        let _ = self.commands.send(Command::RefreshRoster(None));
     }
 
     /// Assignments changed (a sync merge, or the test endpoint created one): publish new

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::broker::Link;
 use super::codec::{self, Fix};
 use super::desk::{Delivery, Handoff, OrderDesk};
+use super::front::Front;
 use super::geofence::Geofence;
 use super::topics::{self, Inbound};
 use super::{Command, Error, RiderEvent, RidersConfig, clock};
@@ -39,6 +40,8 @@ pub struct Service<D> {
     rx: LinkRx,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
+    /// The device-facing listeners, to disconnect riders that are no longer allowed.
+    fronts: Vec<Front>,
     /// Active riders not revoked here.
     allowed: HashSet<String>,
     fence: Option<Geofence>,
@@ -77,6 +80,7 @@ impl<D: OrderDesk> Service<D> {
         link: Link,
         events: broadcast::Sender<RiderEvent>,
         online: Arc<Mutex<BTreeSet<String>>>,
+        fronts: Vec<Front>,
     ) -> Result<Self, Error> {
         let Link { mut tx, rx } = link;
         for filter in topics::EDGE_FILTERS {
@@ -106,6 +110,7 @@ impl<D: OrderDesk> Service<D> {
             rx,
             events,
             online,
+            fronts,
             allowed: HashSet::new(),
             fence: None,
             published: HashMap::new(),
@@ -148,7 +153,9 @@ impl<D: OrderDesk> Service<D> {
                     Command::RefreshRoster(done) => {
                         let refreshed = self.refresh_roster().await;
                         self.log(refreshed);
-                        let _ = done.send(());
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
                     }
                 },
                 _ = offers.tick() => self.scan_assignments().await,
@@ -728,6 +735,13 @@ impl<D: OrderDesk> Service<D> {
             self.withdraw_offer(&rider, &assignment).await;
         }
         self.accepted.retain(|rider, _| allowed.contains(rider));
+        // Revoked here or deactivated by the cloud: the front refuses their new connections;
+        // live ones end now rather than at the device's next reconnection.
+        for front in &self.fronts {
+            for rider in front.disconnect_all_but(&allowed) {
+                tracing::info!(rider, "disconnected a rider that is revoked or no longer active");
+            }
+        }
         self.allowed = allowed;
         Ok(())
     }

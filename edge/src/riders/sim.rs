@@ -134,7 +134,7 @@ pub struct SimStats {
 pub enum SimError {
     #[error("mqtt: {0}")]
     Client(#[from] rumqttc::ClientError),
-    #[error("the rider id `{0}` cannot be a tenant id")]
+    #[error("the rider id `{0}` is not alphanumeric")]
     RiderId(String),
 }
 
@@ -176,7 +176,6 @@ struct Rider {
     stats: SimStats,
     offers_seen: u32,
     /// Subscriptions acknowledged since the last connection.
-    subacks: u8,
     /// Drop points of accepted offers, by order.
     drops: HashMap<String, Point>,
 }
@@ -195,7 +194,6 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
         bag_wait_left: 0,
         stats: SimStats::default(),
         offers_seen: 0,
-        subacks: 0,
         drops: HashMap::new(),
         client,
         config,
@@ -270,15 +268,10 @@ impl Rider {
     async fn on_event(&mut self, event: Event) -> Result<(), SimError> {
         match event {
             Event::Incoming(Packet::ConnAck(_)) => {
-                self.subacks = 0;
                 let id = self.id().to_owned();
-                for filter in [
-                    topics::offers_filter(&id),
-                    topics::acks(&id),
-                    topics::errors(&id),
-                ] {
-                    self.client.subscribe(filter, QoS::AtLeastOnce).await?;
-                }
+                self.client
+                    .subscribe(topics::edge_filter(&id), QoS::AtLeastOnce)
+                    .await?;
                 self.client
                     .publish(
                         topics::leaf(&id, "presence"),
@@ -289,13 +282,10 @@ impl Rider {
                     .await?;
             }
             Event::Incoming(Packet::SubAck(_)) => {
-                // Offers, acks and errors: once all three are in place, offers reach us.
-                self.subacks += 1;
-                if self.subacks == 3 {
-                    self.emit(SimEvent::Ready {
-                        rider_id: self.id().to_owned(),
-                    });
-                }
+                // Subscribed to offers, acks and errors: offers reach us from now on.
+                self.emit(SimEvent::Ready {
+                    rider_id: self.id().to_owned(),
+                });
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 self.on_publish(&publish.topic, &publish.payload).await?;

@@ -1,9 +1,8 @@
 //! The topic tree under `/tenants/<rider id>/`, in one place.
 //!
-//! rumqttd's `validate-tenant-prefix` confines a device holding a client certificate with
-//! `O=<rider id>` to `/tenants/<rider id>/`, so the rider id in a topic is the authenticated
-//! identity of whoever published there (loopback clients without a certificate are trusted
-//! simulators). The edge's own link subscribes to the rider-to-edge leaves with a `+` for the
+//! The riders' front confines a device holding a client certificate with `O=<rider id>` to
+//! `/tenants/<rider id>/`, so the rider id in a topic is the authenticated identity of whoever
+//! published there (loopback clients without a certificate are trusted simulators). The edge's own link subscribes to the rider-to-edge leaves with a `+` for the
 //! rider id. The tree is documented for device makers in `README.md` beside this file.
 
 /// The root of every rider's subtree.
@@ -77,19 +76,25 @@ pub fn parse(topic: &str) -> Option<(&str, Inbound)> {
     Some((rider, kind))
 }
 
-/// Whether `id` can be a tenant id (rumqttd accepts only alphanumeric ones).
+/// Whether `id` can be a rider id: alphanumeric, so it is one topic level and cannot carry
+/// wildcards or separators into a topic.
 pub fn is_rider_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// Where the edge publishes the offer of `assignment_id` (retained until answered or expired).
-pub fn offer(rider: &str, assignment_id: &str) -> String {
-    format!("{ROOT}{rider}/offers/{assignment_id}")
+/// Matches every rider device's [`edge_filter`], for the broker's sizing of those filters.
+pub const RIDER_FILTERS: &str = "/tenants/+/edge/#";
+
+/// The one filter a rider's device subscribes to: everything the edge sends it (offers, acks,
+/// errors) is under `edge/`. One filter rather than one per kind because the broker keeps a
+/// commit log per filter: with 500 riders, each extra filter costs megabytes.
+pub fn edge_filter(rider: &str) -> String {
+    format!("{ROOT}{rider}/edge/#")
 }
 
-/// The filter a rider's device subscribes to for its offers.
-pub fn offers_filter(rider: &str) -> String {
-    format!("{ROOT}{rider}/offers/#")
+/// Where the edge publishes the offer of `assignment_id` (retained until answered or expired).
+pub fn offer(rider: &str, assignment_id: &str) -> String {
+    format!("{ROOT}{rider}/edge/offers/{assignment_id}")
 }
 
 /// The assignment id of an offer topic of `rider`.
@@ -97,22 +102,22 @@ pub fn offer_assignment<'a>(rider: &str, topic: &'a str) -> Option<&'a str> {
     topic
         .strip_prefix(ROOT)?
         .strip_prefix(rider)?
-        .strip_prefix("/offers/")
+        .strip_prefix("/edge/offers/")
 }
 
-/// A rider-side leaf (`replies`, `location`, `acks`, `errors`, ...) of `rider`'s subtree.
+/// A rider-to-edge leaf (`replies`, `location`, ...) of `rider`'s subtree.
 pub fn leaf(rider: &str, leaf: &str) -> String {
     format!("{ROOT}{rider}/{leaf}")
 }
 
 /// Where the edge confirms a command.
 pub fn acks(rider: &str) -> String {
-    leaf(rider, "acks")
+    format!("{ROOT}{rider}/edge/acks")
 }
 
 /// Where the edge answers a refused or malformed message.
 pub fn errors(rider: &str) -> String {
-    leaf(rider, "errors")
+    format!("{ROOT}{rider}/edge/errors")
 }
 
 #[cfg(test)]
@@ -129,9 +134,11 @@ mod tests {
         assert_eq!(parse("/tenants/r1/owntracks/anna"), None);
         assert_eq!(parse("/tenants/r1/owntracks/anna/phone/event"), None);
         assert_eq!(parse("/tenants/r-1/replies"), None);
-        assert_eq!(parse("/tenants/r1/offers/a1"), None);
+        assert_eq!(parse("/tenants/r1/edge/offers/a1"), None);
+        assert_eq!(parse("/tenants/r1/edge/acks"), None);
         assert_eq!(parse("tenants/r1/replies"), None);
         assert_eq!(offer_assignment("r1", &offer("r1", "a9")), Some("a9"));
         assert_eq!(offer_assignment("r2", &offer("r1", "a9")), None);
+        assert_eq!(offer_assignment("r1", &acks("r1")), None);
     }
 }
