@@ -333,7 +333,10 @@ async fn revoking_a_rider_disconnects_it() {
     )
     .await;
     edge.riders.revoke("riderA", "test").await.unwrap();
-    assert!(closes(&mut a_loop).await, "the revoked rider is still connected");
+    assert!(
+        closes(&mut a_loop).await,
+        "the revoked rider is still connected"
+    );
     // Refused at once after the handshake, whichever client id it uses.
     let refused = refused_before_connack(options("phoneA2", edge.tls_port, Some(&a))).await;
     tracing::info!(%refused, "the revoked rider's reconnection failed");
@@ -419,10 +422,18 @@ async fn a_rider_deactivated_by_the_cloud_is_disconnected() {
     )
     .await;
     edge.riders.roster_changed();
-    assert!(closes(&mut a_loop).await, "the deactivated rider is still connected");
+    assert!(
+        closes(&mut a_loop).await,
+        "the deactivated rider is still connected"
+    );
     // B's connection was not touched.
     b_client
-        .publish("/tenants/riderB/echo", QoS::AtLeastOnce, false, "still here")
+        .publish(
+            "/tenants/riderB/echo",
+            QoS::AtLeastOnce,
+            false,
+            "still here",
+        )
         .await
         .unwrap();
     until(&mut b_loop, "B's echo after A was cut", |e| match e {

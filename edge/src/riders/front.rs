@@ -920,7 +920,10 @@ mod tests {
     }
 
     fn publish(topic: &str) -> Vec<u8> {
-        let mut body = u16::try_from(topic.len()).unwrap_or(0).to_be_bytes().to_vec();
+        let mut body = u16::try_from(topic.len())
+            .unwrap_or(0)
+            .to_be_bytes()
+            .to_vec();
         body.extend_from_slice(topic.as_bytes());
         body.extend_from_slice(b"payload");
         packet(0x30, &body)
@@ -974,7 +977,10 @@ mod tests {
         let first = stream.len();
         stream.extend(publish("/tenants/riderB/location"));
         // The second packet is out of scope, but has not fully arrived: the first goes on.
-        assert_eq!(checked_packets(&stream[..first + 3], &a, 100).ok(), Some(first));
+        assert_eq!(
+            checked_packets(&stream[..first + 3], &a, 100).ok(),
+            Some(first)
+        );
         assert!(checked_packets(&stream, &a, 100).is_err());
         for bad in [
             packet(0x10, &[0, 4]),

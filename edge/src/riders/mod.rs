@@ -312,7 +312,11 @@ impl Riders {
         // Wait until the service has taken it in. It stops only at shutdown; then there is
         // nothing to refresh.
         let (done, refreshed) = tokio::sync::oneshot::channel();
-        if self.commands.send(Command::RefreshRoster(Some(done))).is_ok() {
+        if self
+            .commands
+            .send(Command::RefreshRoster(Some(done)))
+            .is_ok()
+        {
             let _ = refreshed.await;
         }
         Ok(())

@@ -739,7 +739,10 @@ impl<D: OrderDesk> Service<D> {
         // live ones end now rather than at the device's next reconnection.
         for front in &self.fronts {
             for rider in front.disconnect_all_but(&allowed) {
-                tracing::info!(rider, "disconnected a rider that is revoked or no longer active");
+                tracing::info!(
+                    rider,
+                    "disconnected a rider that is revoked or no longer active"
+                );
             }
         }
         self.allowed = allowed;
