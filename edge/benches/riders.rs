@@ -1,16 +1,19 @@
 //! Riders benchmark: 500 simulated riders each sending one location a second to one edge for
-//! 20 s, while offers are created at 10/s. The edge (broker, riders service, store database)
-//! runs in a child process so its CPU share and RSS are its own; the simulators run here.
+//! 20 s, while offers are created at 10/s (a busy store makes a few hundred an hour: this is a
+//! stress rate). The edge (broker, riders service, store database) runs in a child process so
+//! its CPU share and RSS are its own; the simulators run here.
 //! Prints the edge's CPU share of one core, its RSS at the end of the run with every rider
 //! still connected (anonymous and file-backed parts, and the peak, which includes the connect
-//! storm), and the offer -> rider receipt latency p50/p99 (from the assignment being written,
-//! and from the edge publishing it).
+//! storm) against its RSS before any rider connected, and the offer -> rider receipt latency
+//! p50/p99 (from the assignment being written, and from the edge publishing it). Every 10 s it
+//! prints the edge's RSS so far, for long runs (`SECONDS=600`).
 //!
 //! With TLS=1 the riders connect to the TLS listener with their own certificates (the edge's
 //! front terminates TLS and relays plain MQTT to rumqttd on loopback) instead of the loopback
 //! listener.
 //!
-//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n and SECONDS=n to change the load).
+//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, SECONDS=n and OFFERS_PER_S=n to
+//! change the load).
 
 #![allow(clippy::unwrap_used)]
 
@@ -196,6 +199,7 @@ impl Latencies {
 fn parent() {
     let riders = env("RIDERS", 500);
     let seconds = env("SECONDS", 20);
+    let offers_per_s = env("OFFERS_PER_S", 10).max(1);
     let tls = env("TLS", 0) == 1;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -235,6 +239,8 @@ fn parent() {
         .unwrap();
     assert_eq!(ready.trim(), "ready");
     let mut stdin = child.stdin.take().unwrap();
+    // The baseline: the same edge with no rider connected.
+    let idle = status_kib(pid, "VmRSS:");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("sims")
@@ -273,7 +279,7 @@ fn parent() {
         let cpu_start = cpu_ticks(pid);
         let started = Instant::now();
         let mut latencies = Latencies::default();
-        let mut offers = tokio::time::interval(Duration::from_millis(100));
+        let mut offers = tokio::time::interval(Duration::from_secs_f64(1.0 / offers_per_s as f64));
         let mut next = 0usize;
         let end = started + Duration::from_secs(seconds as u64);
         let mut progress = tokio::time::interval_at(
@@ -342,6 +348,11 @@ fn parent() {
         mib(anon),
         mib(file),
         mib(hwm)
+    );
+    println!(
+        "edge RSS with no rider connected: {:.1} MiB; {:.1} KiB more per connected rider",
+        mib(idle),
+        rss.saturating_sub(idle) as f64 / riders.max(1) as f64
     );
     println!(
         "offer -> rider, from the assignment write: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

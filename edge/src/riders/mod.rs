@@ -61,23 +61,28 @@ pub struct BrokerSizing {
 }
 
 impl Default for BrokerSizing {
-    /// A Pi: 1000 devices, 16 KiB payloads; 16 KiB x 4 per edge filter, 4 KiB x 2 per rider.
+    /// A Pi: 1000 devices, 16 KiB payloads; 16 KiB x 4 per edge filter, 1 KiB x 2 per rider.
+    ///
+    /// What a filter's log costs is mostly its entries (about 220 bytes each besides the
+    /// message, touched as they are appended), and a log fills up to its size and stays there.
     ///
     /// Edge filters: 16 KiB of small messages stays within a segment's first allocation, where
     /// 64 KiB of locations made the busiest filter's segments double. The edge's link reads the
     /// location filter as it fills, so 64 KiB (about 2 s of 500 riders' locations) is enough,
     /// and a location skipped now and then is harmless (latest wins).
     ///
-    /// Rider filters: without a limit of their own every rider's log would grow to the edge
-    /// filters' 64 KiB over a day of offers (tens of MiB for 500 riders). A rider gets a message
-    /// every few minutes and reads it at once; what it must not miss (offers) is retained and
-    /// re-published from the database anyway, so 8 KiB (dozens of messages) is plenty.
+    /// Rider filters: at 4 KiB x 2 every rider's full log (after a few dozen offers, i.e. within
+    /// a day) cost about 24 KiB, 12 MiB for 500 riders; at 1 KiB x 2 (rumqttd's smallest
+    /// segment), about 6 KiB. A rider gets a message every few minutes and reads it within
+    /// milliseconds; a log of 2 KiB still holds the last half dozen offers with their acks, and
+    /// what a rider must not miss (its open offers) is retained and re-published from the
+    /// database anyway.
     fn default() -> Self {
         Self {
             max_connections: 1000,
             max_segment_size: 16 * 1024,
             max_segment_count: 4,
-            rider_segment_size: 4 * 1024,
+            rider_segment_size: 1024,
             rider_segment_count: 2,
             max_payload_size: 16 * 1024,
         }
