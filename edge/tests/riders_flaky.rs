@@ -165,23 +165,7 @@ async fn round_trip(options: MqttOptions, topic: &str) -> (AsyncClient, EventLoo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_lost_before_connack_do_not_take_the_broker_down() {
-    tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path()).await;
-    seed_store(&db).await;
-    seed_rider(&db, "riderA", "code-a").await;
-    seed_rider(&db, "riderB", "code-b").await;
-    let edge = start_edge(&db, dir.path()).await;
-    let a = edge
-        .riders
-        .enrol("riderA", "code-a", ClientKey::Generate)
-        .await
-        .unwrap();
-    let b = edge
-        .riders
-        .enrol("riderB", "code-b", ClientKey::Generate)
-        .await
-        .unwrap();
+    let (_dir, db, edge, a, b) = two_riders().await;
 
     for _ in 0..3 {
         for ms in HANG_UP_AFTER_MS {
@@ -310,23 +294,7 @@ async fn a_reconnecting_rider_takes_its_session_over() {
 /// Revoking a rider closes its live connections at once; it cannot connect again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_rider_disconnects_it() {
-    tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path()).await;
-    seed_store(&db).await;
-    seed_rider(&db, "riderA", "code-a").await;
-    seed_rider(&db, "riderB", "code-b").await;
-    let edge = start_edge(&db, dir.path()).await;
-    let a = edge
-        .riders
-        .enrol("riderA", "code-a", ClientKey::Generate)
-        .await
-        .unwrap();
-    let b = edge
-        .riders
-        .enrol("riderB", "code-b", ClientKey::Generate)
-        .await
-        .unwrap();
+    let (_dir, db, edge, a, b) = two_riders().await;
     let (_a, mut a_loop) = round_trip(
         options("phoneA", edge.tls_port, Some(&a)),
         "/tenants/riderA/echo",
@@ -349,6 +317,35 @@ async fn revoking_a_rider_disconnects_it() {
 
     edge.riders.shutdown().await;
     db.close().await.unwrap();
+}
+
+/// An edge with two enrolled riders, riderA and riderB: the database (in a temporary directory
+/// that lives as long as the first value), the edge, and their certificates.
+async fn two_riders() -> (
+    tempfile::TempDir,
+    flashkart_sync::StoreDb,
+    Edge,
+    CertBundle,
+    CertBundle,
+) {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge(&db, dir.path()).await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+    (dir, db, edge, a, b)
 }
 
 /// Connects and expects the connection to fail before any CONNACK; returns the error.
@@ -387,23 +384,7 @@ async fn closes(eventloop: &mut EventLoop) -> bool {
 /// edge re-reads the roster, not at its device's next reconnection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rider_deactivated_by_the_cloud_is_disconnected() {
-    tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path()).await;
-    seed_store(&db).await;
-    seed_rider(&db, "riderA", "code-a").await;
-    seed_rider(&db, "riderB", "code-b").await;
-    let edge = start_edge(&db, dir.path()).await;
-    let a = edge
-        .riders
-        .enrol("riderA", "code-a", ClientKey::Generate)
-        .await
-        .unwrap();
-    let b = edge
-        .riders
-        .enrol("riderB", "code-b", ClientKey::Generate)
-        .await
-        .unwrap();
+    let (_dir, db, edge, a, b) = two_riders().await;
     let (_a, mut a_loop) = round_trip(
         options("phoneA", edge.tls_port, Some(&a)),
         "/tenants/riderA/echo",
@@ -451,23 +432,7 @@ async fn a_rider_deactivated_by_the_cloud_is_disconnected() {
 /// the packet; nothing reaches the other rider, whose connection is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rider_leaving_its_topics_is_disconnected() {
-    tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path()).await;
-    seed_store(&db).await;
-    seed_rider(&db, "riderA", "code-a").await;
-    seed_rider(&db, "riderB", "code-b").await;
-    let edge = start_edge(&db, dir.path()).await;
-    let a = edge
-        .riders
-        .enrol("riderA", "code-a", ClientKey::Generate)
-        .await
-        .unwrap();
-    let b = edge
-        .riders
-        .enrol("riderB", "code-b", ClientKey::Generate)
-        .await
-        .unwrap();
+    let (_dir, db, edge, a, b) = two_riders().await;
     let (b_client, mut b_loop) = round_trip(
         options("phoneB", edge.tls_port, Some(&b)),
         "/tenants/riderB/echo",
