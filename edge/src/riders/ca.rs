@@ -50,12 +50,12 @@ impl std::fmt::Debug for StoreCa {
     }
 }
 
-/// The riders' TLS listener's certificate and key, as written to `ca_dir` (where an operator
-/// can inspect them); the front reads them at start.
+/// The riders' TLS listener's certificate and key (PEM), also written to `ca_dir` where an
+/// operator can inspect them.
 #[derive(Debug, Clone)]
-pub struct ServerFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub struct ServerIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// How the rider's key pair is provided at enrolment.
@@ -124,9 +124,9 @@ impl StoreCa {
         &self.ca_pem
     }
 
-    /// Issues the broker's server certificate for `localhost` and `names`, and writes the
-    /// files the TLS listener reads.
-    pub fn write_server_files(&self, names: &[String]) -> Result<ServerFiles, Error> {
+    /// Issues the riders' TLS listener's certificate for `localhost` and `names`, and writes it
+    /// and its key to `ca_dir`.
+    pub fn issue_server_identity(&self, names: &[String]) -> Result<ServerIdentity, Error> {
         let mut sans = vec!["localhost".to_owned()];
         sans.extend(names.iter().filter(|n| *n != "localhost").cloned());
         let key = KeyPair::generate()?;
@@ -139,13 +139,13 @@ impl StoreCa {
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
         params.serial_number = Some(serial());
         let cert = params.signed_by(&key, &self.issuer)?;
-        let files = ServerFiles {
-            cert: self.dir.join(SERVER_CERT),
-            key: self.dir.join(SERVER_KEY),
+        let identity = ServerIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         };
-        write_private(&files.key, &key.serialize_pem())?;
-        write(&files.cert, &cert.pem())?;
-        Ok(files)
+        write_private(&self.dir.join(SERVER_KEY), &identity.key_pem)?;
+        write(&self.dir.join(SERVER_CERT), &identity.cert_pem)?;
+        Ok(identity)
     }
 
     /// Signs a client certificate for `rider_id` (no bookkeeping: see [`enrol`]).

@@ -54,7 +54,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
-use super::ca::{ServerFiles, StoreCa};
+use super::ca::{ServerIdentity, StoreCa};
 use super::topics::{self, is_rider_id};
 
 /// How long a device may take for the TLS handshake.
@@ -177,7 +177,7 @@ enum Refused {
 pub async fn start_tls(
     listen: SocketAddr,
     upstream: SocketAddr,
-    files: &ServerFiles,
+    server_identity: &ServerIdentity,
     ca: &StoreCa,
     db: StoreDb,
     max_payload_size: usize,
@@ -198,14 +198,12 @@ pub async fn start_tls(
     )
     .build()
     .map_err(|e| Error::Broker(format!("client certificate verifier: {e}")))?;
-    let cert_pem = read_file(&files.cert)?;
-    let key_pem = read_file(&files.key)?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|b| {
             b.with_client_cert_verifier(verifier).with_single_cert(
-                pem_certs(cert_pem.as_bytes())?,
-                pem_key(key_pem.as_bytes())?,
+                pem_certs(server_identity.cert_pem.as_bytes())?,
+                pem_key(server_identity.key_pem.as_bytes())?,
             )
         })
         .map_err(|e| Error::Broker(format!("TLS server configuration: {e}")))?;
@@ -724,24 +722,16 @@ async fn read_connect<R: AsyncRead + Unpin>(
             Refused::Io(e)
         }
     };
-    let first = reader.read_u8().await.map_err(io)?;
-    if first != 0x10 {
+    let mut header = vec![reader.read_u8().await.map_err(io)?];
+    if header[0] != 0x10 {
         return Err(Refused::Malformed("the first packet is not CONNECT"));
     }
-    let mut len: usize = 0;
-    for i in 0..4 {
-        let byte = reader.read_u8().await.map_err(io)?;
-        len |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            break;
+    let len = loop {
+        header.push(reader.read_u8().await.map_err(io)?);
+        if let Some((_, len)) = packet_length(&header, max)? {
+            break len;
         }
-        if i == 3 {
-            return Err(Refused::Malformed("remaining length longer than 4 bytes"));
-        }
-    }
-    if len > max {
-        return Err(Refused::TooLarge(len));
-    }
+    };
     let mut body = vec![0; len];
     reader.read_exact(&mut body).await.map_err(io)?;
     parse_connect(&body)
@@ -750,40 +740,24 @@ async fn read_connect<R: AsyncRead + Unpin>(
 /// Splits a CONNECT body (after the fixed header).
 fn parse_connect(body: &[u8]) -> Result<Connect, Refused> {
     let short = Refused::Malformed;
-    let name_len = usize::from(u16::from_be_bytes(
-        body.get(0..2)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(short("truncated protocol name"))?,
-    ));
-    let name = body
-        .get(2..2 + name_len)
-        .ok_or(short("truncated protocol name"))?;
-    let at = 2 + name_len;
-    let level = *body.get(at).ok_or(short("no protocol level"))?;
+    let (name, after_name) = string(body).ok_or(short("truncated protocol name"))?;
+    let level = *after_name.first().ok_or(short("no protocol level"))?;
     if name != b"MQTT" || level != 4 {
         return Err(Refused::Protocol {
             name: String::from_utf8_lossy(name).into_owned(),
             level,
         });
     }
-    let flags = *body.get(at + 1).ok_or(short("no connect flags"))?;
+    let flags = *after_name.get(1).ok_or(short("no connect flags"))?;
     if flags & 0x01 != 0 {
         return Err(short("reserved connect flag set"));
     }
-    let head_end = at + 4;
+    let head_end = body.len() - after_name.len() + 4;
     let head = body.get(..head_end).ok_or(short("no keep alive"))?;
-    let id_len = usize::from(u16::from_be_bytes(
-        body.get(head_end..head_end + 2)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(short("truncated client id"))?,
-    ));
-    let id = body
-        .get(head_end + 2..head_end + 2 + id_len)
-        .ok_or(short("truncated client id"))?;
+    let (id, rest) = string(&body[head_end..]).ok_or(short("truncated client id"))?;
     let client_id = std::str::from_utf8(id)
         .map_err(|_| short("client id is not UTF-8"))?
         .to_owned();
-    let rest = body.get(head_end + 2 + id_len..).unwrap_or_default();
     let will_topic = if flags & 0x04 != 0 {
         let (topic, _) = string(rest).ok_or(short("truncated will topic"))?;
         Some(topic.to_vec())
@@ -819,13 +793,6 @@ fn identity(der: &CertificateDer<'_>) -> Result<Identity, Refused> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok(Identity { rider, serial })
-}
-
-fn read_file(path: &std::path::Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 fn pem_certs(mut pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {

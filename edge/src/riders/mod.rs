@@ -221,13 +221,13 @@ impl Riders {
                     &config.store_id,
                     config.cert_validity_days,
                 )?;
-                let files = ca.write_server_files(&config.server_names)?;
-                Ok((ca, files))
+                let server = ca.issue_server_identity(&config.server_names)?;
+                Ok((ca, server))
             })
             .await
             .map_err(|e| Error::Broker(format!("CA set-up panicked: {e}")))??
         };
-        let (ca, files) = ca;
+        let (ca, server) = ca;
         let ca = Arc::new(ca);
         if let Some(plain) = config.plain_listen
             && !plain.ip().is_loopback()
@@ -245,7 +245,7 @@ impl Riders {
             front::start_tls(
                 config.tls_listen,
                 internal,
-                &files,
+                &server,
                 &ca,
                 db.clone(),
                 max_payload,
