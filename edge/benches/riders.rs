@@ -12,8 +12,12 @@
 //! front terminates TLS and relays plain MQTT to rumqttd on loopback) instead of the loopback
 //! listener.
 //!
-//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, SECONDS=n and OFFERS_PER_S=n to
-//! change the load).
+//! Offers expire after 60 s (OFFER_TTL_S), as the cloud's dispatcher sets them, and the riders
+//! never answer: at 10 offers/s the edge carries about 600 open offers and expires 10 a second.
+//!
+//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, SECONDS=n, OFFERS_PER_S=n and
+//! OFFER_TTL_S=n to change the load; ALLOCATOR=default to run the edge on glibc's allocator
+//! defaults instead of [`flashkart_edge::allocator`]'s settings).
 
 #![allow(clippy::unwrap_used)]
 
@@ -58,6 +62,10 @@ fn main() {
 /// listener (the CA in `dir/ca` is the parent's), and creates assignments when told on stdin
 /// (`offer <assignment> <rider>`).
 fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
+    // As the daemon's `main` does, unless ALLOCATOR=default asks for glibc's defaults.
+    let allocator_tuned =
+        std::env::var("ALLOCATOR").as_deref() != Ok("default") && flashkart_edge::allocator::tune();
+    let offer_ttl_s = env("OFFER_TTL_S", 60);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("edge-rt")
@@ -92,7 +100,7 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
         let service = Riders::start(config, db.clone(), LocalDesk::new(db.clone(), STORE))
             .await
             .unwrap();
-        println!("ready");
+        println!("ready {allocator_tuned}");
         let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -109,8 +117,9 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
                     db.write(move |conn| {
                         conn.execute(
                             "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
-                             VALUES (?1, ?2, ?1, ?3, '', '2999-01-01T00:00:00.000Z')",
-                            (&assignment, STORE, &rider),
+                             VALUES (?1, ?2, ?1, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4))",
+                            (&assignment, STORE, &rider, format!("+{offer_ttl_s} seconds")),
                         )?;
                         Ok::<_, flashkart_sync::Error>(())
                     })
@@ -237,7 +246,7 @@ fn parent() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut ready)
         .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let allocator_tuned = ready.trim().strip_prefix("ready ").unwrap() == "true";
     let mut stdin = child.stdin.take().unwrap();
     // The baseline: the same edge with no rider connected.
     let idle = status_kib(pid, "VmRSS:");
@@ -338,6 +347,14 @@ fn parent() {
     println!(
         "riders: {riders} simulated riders over {}, 1 location/s each, {seconds} s, {offered} offers",
         if tls { "TLS" } else { "the loopback listener" }
+    );
+    println!(
+        "edge allocator: {}",
+        if allocator_tuned {
+            "tuned (flashkart_edge::allocator: fixed mmap threshold, 2 arenas)"
+        } else {
+            "glibc defaults"
+        }
     );
     println!("edge CPU: {:.1}% of one core", share * 100.0);
     let mib = |kib: u64| kib as f64 / 1024.0;

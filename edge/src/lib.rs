@@ -12,6 +12,7 @@
 //!
 //! Start it with [`run`] (or [`start`] to learn the bound address first).
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod barcode;

@@ -63,6 +63,7 @@ enum SimCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    let allocator_tuned = flashkart_edge::allocator::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -70,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(allocator_tuned, "allocator settings");
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
