@@ -63,7 +63,7 @@ pub struct BrokerSizing {
 impl Default for BrokerSizing {
     /// A Pi: 1000 devices, 16 KiB payloads; 16 KiB x 4 per edge filter, 1 KiB x 2 per rider.
     ///
-    /// What a filter's log costs is mostly its entries (about 220 bytes each besides the
+    /// What a filter's log costs is mostly its entries (232 bytes each besides the
     /// message, touched as they are appended), and a log fills up to its size and stays there.
     ///
     /// Edge filters: 16 KiB of small messages stays within a segment's first allocation, where
