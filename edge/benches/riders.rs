@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashkart_edge::riders::sim::{self, AcceptPolicy, SimConfig, SimEvent, SimTls};
-use flashkart_edge::riders::{ClientKey, LocalDesk, Riders, RidersConfig, StoreCa};
+use flashkart_edge::riders::{ClientKey, LocalDesk, Riders, RidersConfig, StoreCa, clock};
 use flashkart_sync::{StoreConfig, StoreDb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,7 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
     // As the daemon's `main` does, unless ALLOCATOR=default asks for glibc's defaults.
     let allocator_tuned =
         std::env::var("ALLOCATOR").as_deref() != Ok("default") && flashkart_edge::allocator::tune();
-    let offer_ttl_s = env("OFFER_TTL_S", 60);
+    let offer_ttl_s = env("OFFER_TTL_S", 60) as i64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("edge-rt")
@@ -117,9 +117,14 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
                     db.write(move |conn| {
                         conn.execute(
                             "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
-                             VALUES (?1, ?2, ?1, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-                                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4))",
-                            (&assignment, STORE, &rider, format!("+{offer_ttl_s} seconds")),
+                             VALUES (?1, ?2, ?1, ?3, ?4, ?5)",
+                            (
+                                &assignment,
+                                STORE,
+                                &rider,
+                                clock::now(),
+                                clock::seconds_from_now(offer_ttl_s),
+                            ),
                         )?;
                         Ok::<_, flashkart_sync::Error>(())
                     })

@@ -15,7 +15,7 @@
 
 mod broker;
 pub mod ca;
-mod clock;
+pub mod clock;
 mod codec;
 pub mod desk;
 mod error;

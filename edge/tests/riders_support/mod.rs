@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashkart_edge::riders::sim::{self, SimConfig, SimEvent, SimTls};
-use flashkart_edge::riders::{CertBundle, LocalDesk, RiderEvent, Riders, RidersConfig};
+use flashkart_edge::riders::{CertBundle, LocalDesk, RiderEvent, Riders, RidersConfig, clock};
 use flashkart_sync::{StoreConfig, StoreDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc};
@@ -130,19 +130,6 @@ pub async fn seed_ready_order(db: &StoreDb, order_id: &str, label: &str) {
 }
 
 pub async fn assign(db: &StoreDb, id: &str, order: &str, rider: &str, expires_in_s: i64) {
-    let at = |s: i64| {
-        let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(s);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
-    };
     exec(
         db,
         "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
@@ -152,8 +139,8 @@ pub async fn assign(db: &StoreDb, id: &str, order: &str, rider: &str, expires_in
             STORE.into(),
             order.into(),
             rider.into(),
-            at(0),
-            at(expires_in_s),
+            clock::now(),
+            clock::seconds_from_now(expires_in_s),
         ],
     )
     .await;
