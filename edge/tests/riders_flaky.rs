@@ -287,6 +287,45 @@ async fn a_reconnecting_rider_takes_its_session_over() {
     assert!(closed.is_ok(), "the replaced connection is still open");
     drop(old);
 
+    // A clean DISCONNECT: no will. The next connection with the same client id would wait for
+    // the will of this one (takeover), so its presence would come after an `offline`.
+    new.disconnect().await.unwrap();
+    let ended = tokio::time::timeout(WAIT, async { while new_loop.poll().await.is_ok() {} }).await;
+    assert!(ended.is_ok(), "the disconnected connection is still open");
+    let (third, mut third_loop) = round_trip(with_will("phoneA"), "/tenants/riderA/echo").await;
+    third
+        .publish(
+            "/tenants/riderA/presence",
+            QoS::AtLeastOnce,
+            false,
+            presence(true),
+        )
+        .await
+        .unwrap();
+    until(&mut third_loop, "PUBACK of the third presence", |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    let next = wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => Some(*online),
+        _ => None,
+    })
+    .await;
+    assert!(
+        next,
+        "a connection that sent DISCONNECT had its will published"
+    );
+
+    // Gone without DISCONNECT (the phone lost its network): the will is published.
+    drop((third, third_loop));
+    let next = wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => Some(*online),
+        _ => None,
+    })
+    .await;
+    assert!(!next, "the will of a dropped connection");
+    assert!(edge.riders.online_riders().is_empty());
+
     edge.riders.shutdown().await;
     db.close().await.unwrap();
 }

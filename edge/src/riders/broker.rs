@@ -22,7 +22,8 @@ use std::time::Duration;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
-use super::{Error, RidersConfig, topics};
+use super::topics::{self, EdgeLog};
+use super::{BrokerSizing, Error, LogSize, RidersConfig};
 
 /// Name of rumqttd's loopback listener, in its logs.
 const INTERNAL_LISTENER: &str = "riders-internal";
@@ -58,6 +59,22 @@ fn broker_config(config: &RidersConfig, internal: SocketAddr) -> Result<Config, 
             "the broker's own listener must be bound to loopback, not {internal}"
         )));
     }
+    let sizing = &config.sizing;
+    for (name, log) in [
+        ("location", sizing.location_log),
+        ("command", sizing.command_log),
+        ("presence", sizing.presence_log),
+        ("rider", sizing.rider_log),
+    ] {
+        // rumqttd panics on smaller logs, in the router thread, at the first subscription.
+        if log.segment_bytes < 1024 || log.segments == 0 {
+            return Err(Error::Config(format!(
+                "the {name} log needs segments of at least 1024 bytes and at least one segment, \
+                 not {} x {}",
+                log.segment_bytes, log.segments
+            )));
+        }
+    }
     let mut servers = HashMap::new();
     servers.insert(
         INTERNAL_LISTENER.to_owned(),
@@ -68,21 +85,37 @@ fn broker_config(config: &RidersConfig, internal: SocketAddr) -> Result<Config, 
         router: RouterConfig {
             max_connections: config.sizing.max_connections,
             max_outgoing_packet_count: 200,
-            max_segment_size: config.sizing.max_segment_size,
-            max_segment_count: config.sizing.max_segment_count,
-            custom_segment: Some(HashMap::from([(
-                topics::RIDER_FILTERS.to_owned(),
-                SegmentConfig {
-                    max_segment_size: config.sizing.rider_segment_size,
-                    max_segment_count: config.sizing.rider_segment_count,
-                },
-            )])),
+            // For filters other than the edge's and the riders' (a loopback client's own).
+            max_segment_size: config.sizing.command_log.segment_bytes,
+            max_segment_count: config.sizing.command_log.segments,
+            custom_segment: Some(log_sizes(&config.sizing)),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
         v4: Some(servers),
         ..Config::default()
     })
+}
+
+/// The commit-log bound of every filter the edge and the riders subscribe to, by filter.
+fn log_sizes(sizing: &BrokerSizing) -> HashMap<String, SegmentConfig> {
+    let segment = |log: LogSize| SegmentConfig {
+        max_segment_size: log.segment_bytes,
+        max_segment_count: log.segments,
+    };
+    let mut sizes: HashMap<String, SegmentConfig> = topics::EDGE_FILTERS
+        .iter()
+        .map(|(filter, log)| {
+            let size = match log {
+                EdgeLog::Location => sizing.location_log,
+                EdgeLog::Command => sizing.command_log,
+                EdgeLog::Presence => sizing.presence_log,
+            };
+            ((*filter).to_owned(), segment(size))
+        })
+        .collect();
+    sizes.insert(topics::RIDER_FILTERS.to_owned(), segment(sizing.rider_log));
+    sizes
 }
 
 fn server(name: &str, listen: SocketAddr, config: &RidersConfig) -> ServerSettings {
@@ -118,5 +151,66 @@ pub async fn wait_listening(addr: SocketAddr, within: Duration) -> Result<(), Er
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RidersConfig {
+        RidersConfig::new("s1", "/nonexistent")
+    }
+
+    #[test]
+    fn every_filter_gets_the_log_of_its_kind() {
+        let sizing = BrokerSizing::default();
+        let sizes = log_sizes(&sizing);
+        let bytes = |filter: &str| sizes[filter].max_segment_size;
+        assert_eq!(
+            bytes("/tenants/+/location"),
+            sizing.location_log.segment_bytes
+        );
+        assert_eq!(
+            bytes("/tenants/+/owntracks/#"),
+            sizing.location_log.segment_bytes
+        );
+        assert_eq!(
+            bytes("/tenants/+/replies"),
+            sizing.command_log.segment_bytes
+        );
+        assert_eq!(bytes("/tenants/+/pickup"), sizing.command_log.segment_bytes);
+        assert_eq!(
+            bytes("/tenants/+/presence"),
+            sizing.presence_log.segment_bytes
+        );
+        assert_eq!(bytes(topics::RIDER_FILTERS), sizing.rider_log.segment_bytes);
+        assert_eq!(sizes.len(), topics::EDGE_FILTERS.len() + 1);
+    }
+
+    #[test]
+    fn a_log_rumqttd_would_panic_on_is_a_config_error() {
+        let internal = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(broker_config(&config(), internal).is_ok());
+        for log in [
+            LogSize {
+                segment_bytes: 1023,
+                segments: 2,
+            },
+            LogSize {
+                segment_bytes: 4096,
+                segments: 0,
+            },
+        ] {
+            let mut bad = config();
+            bad.sizing.presence_log = log;
+            let error = broker_config(&bad, internal).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains("presence log")),
+                "{error:?}"
+            );
+        }
+        let outside = SocketAddr::from(([0, 0, 0, 0], 1));
+        assert!(broker_config(&config(), outside).is_err());
     }
 }

@@ -26,11 +26,16 @@
 //! [`Front::disconnect_all_but`] cuts the live connections of riders that are revoked or
 //! deactivated.
 //!
+//! Last wills: the front takes the will out of CONNECT and publishes it itself, through a
+//! short connection of its own, when a connection ends without DISCONNECT (the device went
+//! away, the broker closed it, it was cut): rumqttd would keep the will as slices of the
+//! connection's first 10 KiB read buffer for as long as the device stays connected.
+//!
 //! Since the broker no longer sees two connections with one client id, it can no longer take
 //! over an old session itself; the front does it instead: a new connection with the same rider
-//! and client id as a live one first closes the old one and waits (up to two seconds) until the
-//! broker has closed it, so the old connection's last will (`online: false`) is published
-//! before the new connection's presence. Persistent sessions (`clean_session = false`) do not
+//! and client id as a live one first closes the old one and waits (up to two seconds) until it
+//! has ended and its last will (`online: false`) is published, before the new connection's
+//! presence. Persistent sessions (`clean_session = false`) do not
 //! survive a reconnection; offers are retained messages and re-published from the database, so
 //! a reconnecting device still gets them.
 //!
@@ -400,12 +405,12 @@ impl Front {
         .await
         .map_err(|_| Refused::ConnectTimeout(CONNECT_TIMEOUT))??;
         let scope = Scope::for_identity(identity.as_ref());
-        if let Some(topic) = &connect.will_topic
-            && !scope.allows(topic)
+        if let Some(will) = &connect.will
+            && !scope.allows(&will.topic)
         {
             return Err(Refused::OutOfScope(
                 "will topic",
-                String::from_utf8_lossy(topic).into_owned(),
+                String::from_utf8_lossy(&will.topic).into_owned(),
             ));
         }
         let number = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +439,7 @@ impl Front {
                 .map_err(|_| Refused::Upstream("connect timed out".into()))?
                 .map_err(|e| Refused::Upstream(e.to_string()))?;
         let _ = upstream.set_nodelay(true);
-        relay(
+        let relayed = relay(
             client,
             upstream,
             &packet,
@@ -442,7 +447,17 @@ impl Front {
             self.inner.max_packet,
             &cut,
         )
-        .await
+        .await;
+        // Before `_done` is dropped: a connection taking this one over waits for the will.
+        if let Some(will) = &connect.will
+            && !matches!(relayed, Ok(Ending::Disconnected))
+        {
+            let will_id = format!("{unique_id}~will");
+            if let Err(error) = publish_will(self.inner.upstream, &will_id, will).await {
+                tracing::warn!(%error, client_id = %connect.client_id, "the last will was not published");
+            }
+        }
+        relayed.map(|_| ())
     }
 
     /// Records a live connection and returns its tokens and the live connections it replaces.
@@ -496,12 +511,20 @@ impl Drop for Deregister<'_> {
     }
 }
 
+/// How a relayed connection ended: whether its will is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The device sent DISCONNECT: no will.
+    Disconnected,
+    /// Anything else (the device went away, the broker closed the connection, it was cut).
+    Dropped,
+}
+
 /// Sends the rewritten CONNECT upstream, then relays both ways until either side closes, the
-/// device steps out of its scope or sends a bad packet, or the connection is cut. Device to
-/// broker, whole packets are checked against the scope before they are forwarded; broker to
-/// device, bytes are copied as they come. A cut connection is closed towards the broker
-/// first, waiting (bounded) until the broker has closed it too, so its last will is out before
-/// anything the replacing connection sends.
+/// device steps out of its scope or sends a bad packet, the device sends DISCONNECT, or the
+/// connection is cut. Device to broker, whole packets are checked against the scope before they
+/// are forwarded; broker to device, bytes are copied as they come. A cut connection is closed
+/// towards the broker first, waiting (bounded) until the broker has closed it too.
 async fn relay<C>(
     client: C,
     upstream: TcpStream,
@@ -509,7 +532,7 @@ async fn relay<C>(
     scope: &Scope,
     max_packet: usize,
     cut: &CancellationToken,
-) -> Result<(), Refused>
+) -> Result<Ending, Refused>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -521,16 +544,19 @@ where
     .await
     {
         tracing::warn!(%error, "the broker closed the connection at CONNECT");
-        return Ok(());
+        return Ok(Ending::Dropped);
     }
     let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let inbound = async {
         let mut buf = BytesMut::with_capacity(RELAY_BUFFER);
         loop {
-            let checked = checked_packets(&buf, scope, max_packet)?;
+            let checked = checked_packets(&mut buf, scope, max_packet)?;
             if checked > 0 {
                 let packets = buf.split_to(checked);
                 up_tx.write_all(&packets).await.map_err(Refused::Io)?;
+                if ends_with_disconnect(&packets) {
+                    return Ok(Ending::Disconnected);
+                }
             }
             if buf.is_empty() && buf.capacity() > 4 * RELAY_BUFFER {
                 // A large packet went through: do not keep its buffer for the connection's life.
@@ -539,7 +565,7 @@ where
                 buf.reserve(RELAY_BUFFER);
             }
             if client_rx.read_buf(&mut buf).await.map_err(Refused::Io)? == 0 {
-                return Ok(());
+                return Ok(Ending::Dropped);
             }
         }
     };
@@ -560,7 +586,7 @@ where
             if let Err(error) = ended {
                 tracing::debug!(%error, "relayed connection ended");
             }
-            Ok(())
+            Ok(Ending::Dropped)
         }
         () = cut.cancelled() => {
             drop((client_rx, client_tx));
@@ -570,32 +596,62 @@ where
                 while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {}
             })
             .await;
-            Ok(())
+            Ok(Ending::Dropped)
         }
     };
     match ended {
         // A device that hangs up mid-packet is not worth a warning.
         Err(Refused::Io(error)) => {
             tracing::debug!(%error, "relayed connection ended");
-            Ok(())
+            Ok(Ending::Dropped)
         }
         ended => ended,
     }
 }
 
+/// Whether the last of `packets` (whole, checked packets) is a DISCONNECT.
+fn ends_with_disconnect(packets: &[u8]) -> bool {
+    let mut at = 0;
+    let mut last = None;
+    while let Ok(Some((header, len))) = packet_length(&packets[at..], usize::MAX) {
+        if at + header + len > packets.len() {
+            break;
+        }
+        last = Some(packets[at]);
+        at += header + len;
+    }
+    last == Some(0xe0)
+}
+
 /// How many bytes at the start of `buf` are whole packets within `scope`; an error for a
 /// packet out of scope, malformed or larger than `max_packet`, even if it has not fully
-/// arrived yet.
-fn checked_packets(buf: &[u8], scope: &Scope, max_packet: usize) -> Result<usize, Refused> {
+/// arrived yet. Clears the RETAIN flag of the checked PUBLISH packets (see [`unretained`]).
+fn checked_packets(buf: &mut [u8], scope: &Scope, max_packet: usize) -> Result<usize, Refused> {
     let mut at = 0;
     while let Some((header, len)) = packet_length(&buf[at..], max_packet)? {
         let Some(packet) = buf.get(at..at + header + len) else {
             break;
         };
         check_packet(packet[0], &packet[header..], scope)?;
+        buf[at] = unretained(buf[at]);
         at += header + len;
     }
     Ok(at)
+}
+
+/// A device's PUBLISH fixed-header byte without RETAIN (other packets' unchanged).
+///
+/// Everything a device publishes is for the edge, which reads it as it arrives; a retained copy
+/// would serve nobody. rumqttd would keep one per topic in memory for the life of the process
+/// (a device inventing topics under its prefix could grow that without bound), and every copy
+/// keeps alive the 8-10 KiB read buffer its connection received it in. Apps that retain by
+/// default (OwnTracks retains its locations) need no setting changed for this.
+fn unretained(first: u8) -> u8 {
+    if first >> 4 == 3 {
+        first & !0x01
+    } else {
+        first
+    }
 }
 
 /// The fixed header's length and the remaining length of the packet at the start of `buf`,
@@ -667,47 +723,118 @@ fn string(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((buf.get(2..2 + len)?, buf.get(2 + len..)?))
 }
 
-/// A CONNECT packet, split around its client id.
+/// A CONNECT packet, split around its client id, without its will.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Connect {
-    /// The variable header: protocol name, level, flags, keep alive.
+    /// The variable header: protocol name, level, flags (the will's cleared), keep alive.
     head: Vec<u8>,
     client_id: String,
-    /// The will topic, if the device set a will.
-    will_topic: Option<Vec<u8>>,
-    /// The rest of the payload (will topic and message, user name, password), unchanged.
+    /// The device's last will, which the front publishes itself (see [`publish_will`]).
+    will: Option<Will>,
+    /// The rest of the payload (user name, password), unchanged.
     rest: Vec<u8>,
 }
 
+/// A device's last will.
+///
+/// The front keeps it instead of the broker because rumqttd keeps a will as slices of the read
+/// buffer the CONNECT arrived in: a 10 KiB buffer per connection, kept for as long as the
+/// device stays connected (5 MiB for 500 riders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Will {
+    topic: Vec<u8>,
+    message: Vec<u8>,
+}
+
+/// The CONNECT flags that describe the will: Will Flag, Will QoS, Will Retain.
+const WILL_FLAGS: u8 = 0x04 | 0x18 | 0x20;
+
 impl Connect {
-    /// The packet with `client_id` instead of the device's.
+    /// The packet with `client_id` instead of the device's, and no will.
     fn encode(&self, client_id: &str) -> Result<Vec<u8>, Refused> {
         let id_len =
             u16::try_from(client_id.len()).map_err(|_| Refused::Malformed("client id too long"))?;
         let len = self.head.len() + 2 + client_id.len() + self.rest.len();
         let mut packet = Vec::with_capacity(len + 5);
         packet.push(0x10);
-        let mut remaining = len;
-        if remaining > 268_435_455 {
-            return Err(Refused::TooLarge(len));
-        }
-        loop {
-            let mut byte = (remaining % 128) as u8;
-            remaining /= 128;
-            if remaining > 0 {
-                byte |= 0x80;
-            }
-            packet.push(byte);
-            if remaining == 0 {
-                break;
-            }
-        }
+        push_remaining_length(&mut packet, len)?;
         packet.extend_from_slice(&self.head);
         packet.extend_from_slice(&id_len.to_be_bytes());
         packet.extend_from_slice(client_id.as_bytes());
         packet.extend_from_slice(&self.rest);
         Ok(packet)
     }
+}
+
+/// Appends MQTT's variable-length encoding of a packet's remaining length.
+fn push_remaining_length(packet: &mut Vec<u8>, len: usize) -> Result<(), Refused> {
+    if len > 268_435_455 {
+        return Err(Refused::TooLarge(len));
+    }
+    let mut remaining = len;
+    loop {
+        let mut byte = (remaining % 128) as u8;
+        remaining /= 128;
+        if remaining > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if remaining == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Publishes `will` through a connection of its own, as the broker would have when the device's
+/// connection ended without DISCONNECT. QoS 1 whatever the device asked for, so that it is in
+/// the broker's log (and before anything a replacing connection sends) when this returns; not
+/// retained, for the reasons of [`unretained`].
+async fn publish_will(upstream: SocketAddr, client_id: &str, will: &Will) -> Result<(), Refused> {
+    let upstream_error = |e: std::io::Error| Refused::Upstream(format!("publishing the will: {e}"));
+    let connect = Connect {
+        head: vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10],
+        client_id: String::new(),
+        will: None,
+        rest: Vec::new(),
+    }
+    .encode(client_id)?;
+    let topic_len =
+        u16::try_from(will.topic.len()).map_err(|_| Refused::Malformed("will topic too long"))?;
+    let mut publish = vec![0x32];
+    push_remaining_length(&mut publish, 2 + will.topic.len() + 2 + will.message.len())?;
+    publish.extend_from_slice(&topic_len.to_be_bytes());
+    publish.extend_from_slice(&will.topic);
+    publish.extend_from_slice(&1u16.to_be_bytes());
+    publish.extend_from_slice(&will.message);
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await.map_err(upstream_error)?;
+        stream.write_all(&connect).await.map_err(upstream_error)?;
+        let mut connack = [0u8; 4];
+        stream
+            .read_exact(&mut connack)
+            .await
+            .map_err(upstream_error)?;
+        if connack[0] != 0x20 || connack[3] != 0 {
+            return Err(Refused::Upstream(format!(
+                "the broker refused the will's connection: {connack:?}"
+            )));
+        }
+        stream.write_all(&publish).await.map_err(upstream_error)?;
+        let mut puback = [0u8; 4];
+        stream
+            .read_exact(&mut puback)
+            .await
+            .map_err(upstream_error)?;
+        if puback != [0x40, 2, 0, 1] {
+            return Err(Refused::Upstream(format!(
+                "no PUBACK for the will: {puback:?}"
+            )));
+        }
+        stream.write_all(&[0xe0, 0]).await.map_err(upstream_error)
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Refused::Upstream("publishing the will timed out".into()))?
 }
 
 /// Reads exactly one packet, which must be an MQTT 3.1.1 CONNECT of at most `max` bytes.
@@ -758,16 +885,26 @@ fn parse_connect(body: &[u8]) -> Result<Connect, Refused> {
     let client_id = std::str::from_utf8(id)
         .map_err(|_| short("client id is not UTF-8"))?
         .to_owned();
-    let will_topic = if flags & 0x04 != 0 {
-        let (topic, _) = string(rest).ok_or(short("truncated will topic"))?;
-        Some(topic.to_vec())
+    let (will, rest) = if flags & 0x04 != 0 {
+        if (flags >> 3) & 0x03 == 3 {
+            return Err(short("will QoS 3"));
+        }
+        let (topic, after_topic) = string(rest).ok_or(short("truncated will topic"))?;
+        let (message, after_will) = string(after_topic).ok_or(short("truncated will message"))?;
+        let will = Will {
+            topic: topic.to_vec(),
+            message: message.to_vec(),
+        };
+        (Some(will), after_will)
     } else {
-        None
+        (None, rest)
     };
+    let mut head = head.to_vec();
+    head[head_end - 3] &= !WILL_FLAGS;
     Ok(Connect {
-        head: head.to_vec(),
+        head,
         client_id,
-        will_topic,
+        will,
         rest: rest.to_vec(),
     })
 }
@@ -916,8 +1053,11 @@ mod tests {
         let mut stream = publish("/tenants/riderA/location");
         stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
         stream.extend(packet(0xc0, &[]));
-        assert_eq!(checked_packets(&stream, &a, 100).ok(), Some(stream.len()));
-        for bad in [
+        assert_eq!(
+            checked_packets(&mut stream, &a, 100).ok(),
+            Some(stream.len())
+        );
+        for mut bad in [
             publish("/tenants/riderB/replies"),
             publish("/tenants/riderA"),
             publish("/tenants/riderAB/replies"),
@@ -927,11 +1067,14 @@ mod tests {
             subscribe(&["$share/g/tenants/riderA/edge/#"]),
         ] {
             assert!(
-                matches!(checked_packets(&bad, &a, 100), Err(Refused::OutOfScope(..))),
+                matches!(
+                    checked_packets(&mut bad, &a, 100),
+                    Err(Refused::OutOfScope(..))
+                ),
                 "{bad:?}"
             );
             assert_eq!(
-                checked_packets(&bad, &Scope::Trusted, 100).ok(),
+                checked_packets(&mut bad, &Scope::Trusted, 100).ok(),
                 Some(bad.len())
             );
         }
@@ -945,11 +1088,11 @@ mod tests {
         stream.extend(publish("/tenants/riderB/location"));
         // The second packet is out of scope, but has not fully arrived: the first goes on.
         assert_eq!(
-            checked_packets(&stream[..first + 3], &a, 100).ok(),
+            checked_packets(&mut stream[..first + 3], &a, 100).ok(),
             Some(first)
         );
-        assert!(checked_packets(&stream, &a, 100).is_err());
-        for bad in [
+        assert!(checked_packets(&mut stream, &a, 100).is_err());
+        for mut bad in [
             packet(0x10, &[0, 4]),
             packet(0x30, &[0, 9, b'/']),
             packet(0x82, &[0, 1]),
@@ -958,31 +1101,86 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    checked_packets(&bad, &Scope::Trusted, 100),
+                    checked_packets(&mut bad, &Scope::Trusted, 100),
                     Err(Refused::Malformed(_))
                 ),
                 "{bad:?}"
             );
         }
         assert!(matches!(
-            checked_packets(&[0x30, 0xff, 0x01], &a, 100),
+            checked_packets(&mut [0x30, 0xff, 0x01], &a, 100),
             Err(Refused::TooLarge(255))
         ));
-        assert_eq!(checked_packets(&[0x30], &a, 100).ok(), Some(0));
+        assert_eq!(checked_packets(&mut [0x30], &a, 100).ok(), Some(0));
     }
 
     #[test]
-    fn the_will_topic_is_read_from_connect() {
-        let rest = [0, 3, b'a', b'/', b'b', 0, 1, b'x'];
-        let mut body = connect_body("phone", &rest);
-        assert_eq!(parse_connect(&body).ok().and_then(|c| c.will_topic), None);
-        body[7] |= 0x04;
+    fn devices_publish_nothing_retained() {
+        let mut retained = publish("/tenants/riderA/presence");
+        retained[0] |= 0x01;
+        let second = retained.len();
+        let mut at_least_once = publish("/tenants/riderA/replies");
+        at_least_once[0] = 0x33;
+        retained.extend(at_least_once);
+        let mut stream = retained.clone();
+        stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
+        let checked = checked_packets(&mut stream, &rider("riderA"), 100).ok();
+        assert_eq!(checked, Some(stream.len()));
+        assert_eq!(stream[0], 0x30);
+        assert_eq!(stream[second], 0x32, "QoS kept, RETAIN cleared");
+        assert_eq!(stream[retained.len()], 0x82, "not a PUBLISH: unchanged");
         assert_eq!(
-            parse_connect(&body).ok().and_then(|c| c.will_topic),
-            Some(b"a/b".to_vec())
+            stream[1..second],
+            retained[1..second],
+            "only the flag changes"
         );
+    }
+
+    #[test]
+    fn the_will_is_taken_out_of_connect() {
+        let rest = [0, 3, b'a', b'/', b'b', 0, 1, b'x', 0, 2, b'u', b's'];
+        let mut body = connect_body("phone", &rest);
+        body[7] |= 0x80;
+        let without = parse_connect(&body).ok();
+        assert_eq!(without.as_ref().and_then(|c| c.will.clone()), None);
+        assert_eq!(without.map(|c| c.rest), Some(rest.to_vec()));
+
+        body[7] |= 0x04 | 0x08 | 0x20;
+        let Ok(connect) = parse_connect(&body) else {
+            panic!("a CONNECT with a will")
+        };
+        assert_eq!(
+            connect.will,
+            Some(Will {
+                topic: b"a/b".to_vec(),
+                message: b"x".to_vec(),
+            })
+        );
+        assert_eq!(connect.rest, [0, 2, b'u', b's'], "the user name stays");
+        assert_eq!(
+            connect.head[7],
+            0x80 | 0x02,
+            "will flags cleared, the rest kept"
+        );
+
+        body[7] |= 0x18;
+        assert!(matches!(parse_connect(&body), Err(Refused::Malformed(_))));
+        body[7] &= !0x18;
         body.truncate(body.len() - rest.len() + 3);
-        assert!(parse_connect(&body).is_err());
+        assert!(parse_connect(&body).is_err(), "truncated will topic");
+        let mut body = connect_body("phone", &[0, 3, b'a', b'/', b'b', 0, 5, b'x']);
+        body[7] |= 0x04;
+        assert!(parse_connect(&body).is_err(), "truncated will message");
+    }
+
+    #[test]
+    fn a_disconnect_is_seen_only_as_the_last_packet() {
+        let mut stream = publish("/tenants/riderA/location");
+        assert!(!ends_with_disconnect(&stream));
+        stream.extend(packet(0xe0, &[]));
+        assert!(ends_with_disconnect(&stream));
+        stream.extend(packet(0xc0, &[]));
+        assert!(!ends_with_disconnect(&stream));
     }
 
     #[tokio::test]

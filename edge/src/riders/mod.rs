@@ -42,48 +42,83 @@ pub use error::{DeskError, Error};
 /// How much memory and how many connections the broker may use.
 ///
 /// rumqttd keeps a commit log per subscription filter, in segments it sizes for 1024 messages
-/// up front (growing them past that). Two kinds of filters matter here: the edge's own (one per
-/// rider-to-edge leaf, shared by every rider: all 500 riders' locations go through one) and
-/// each rider device's `/tenants/<id>/edge/#` (offers, acks and errors for that rider only).
+/// up front (growing them past that). The edge subscribes once per rider-to-edge leaf with a `+`
+/// for the rider (all 500 riders' locations go through one filter), and each rider device
+/// subscribes to its own `/tenants/<id>/edge/#` (offers, acks and errors for that rider only).
+///
+/// A message in a log also keeps alive the whole read buffer its connection received it in
+/// (rumqttd slices messages out of a 10 KiB per-connection buffer instead of copying them):
+/// a log that holds a rider's reply for two minutes holds 8-10 KiB of that rider's memory for
+/// two minutes. So the logs the edge reads as they fill are sized by how much the edge may fall
+/// behind, not by how much history is worth keeping: the edge has nothing to re-read in them.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerSizing {
     pub max_connections: usize,
-    /// Bytes per commit-log segment of the edge's filters.
-    pub max_segment_size: usize,
-    /// Segments kept per edge filter.
-    pub max_segment_count: usize,
-    /// Bytes per commit-log segment of a rider device's filter.
-    pub rider_segment_size: usize,
-    /// Segments kept per rider device's filter.
-    pub rider_segment_count: usize,
+    /// The location filters (`location`, `owntracks/#`): every rider's fixes, about 70 bytes
+    /// each; a fix skipped when the edge falls behind is harmless (latest wins).
+    pub location_log: LogSize,
+    /// The command filters (`replies`, `arrival`, `pickup`, `delivered`): the edge must read
+    /// every entry before the log drops it (rumqttd moves a reader that fell behind to the
+    /// oldest entry it still has).
+    pub command_log: LogSize,
+    /// The presence filter: a few messages per connection and disconnection.
+    pub presence_log: LogSize,
+    /// Each rider device's filter (`/tenants/<id>/edge/#`).
+    pub rider_log: LogSize,
     /// The largest MQTT payload accepted.
     pub max_payload_size: usize,
 }
 
+/// One commit log's bound: segments of `segment_bytes` (messages' topic and payload bytes; at
+/// least 1 KiB) and how many of them are kept besides the one being filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSize {
+    pub segment_bytes: usize,
+    pub segments: usize,
+}
+
 impl Default for BrokerSizing {
-    /// A Pi: 1000 devices, 16 KiB payloads; 16 KiB x 4 per edge filter, 1 KiB x 2 per rider.
+    /// A Pi: 1000 devices, 16 KiB payloads. What a log costs is its entries (232 bytes each
+    /// besides the message, touched as they are appended) and the read buffers its messages
+    /// keep alive; a log fills up to its size and stays there.
     ///
-    /// What a filter's log costs is mostly its entries (232 bytes each besides the
-    /// message, touched as they are appended), and a log fills up to its size and stays there.
+    /// Locations, 16 KiB x 4: about 2 s of 500 riders' fixes, which the edge reads as they
+    /// arrive; 16 KiB of small messages stays within a segment's first allocation, where 64 KiB
+    /// made the segments of the busiest filter double.
     ///
-    /// Edge filters: 16 KiB of small messages stays within a segment's first allocation, where
-    /// 64 KiB of locations made the busiest filter's segments double. The edge's link reads the
-    /// location filter as it fills, so 64 KiB (about 2 s of 500 riders' locations) is enough,
-    /// and a location skipped now and then is harmless (latest wins).
+    /// Commands, 4 KiB x 2: over a hundred replies or pickups, far more than a store sees in the
+    /// few milliseconds the edge takes to read one. At 16 KiB x 4 the replies log of a 10 offers/s
+    /// benchmark held two minutes of replies and, through them, one old 8 KiB read buffer per
+    /// rider (4 MiB for 500 riders).
     ///
-    /// Rider filters: at 4 KiB x 2 every rider's full log (after a few dozen offers, i.e. within
-    /// a day) cost about 24 KiB, 12 MiB for 500 riders; at 1 KiB x 2 (rumqttd's smallest
-    /// segment), about 6 KiB. A rider gets a message every few minutes and reads it within
-    /// milliseconds; a log of 2 KiB still holds the last half dozen offers with their acks, and
-    /// what a rider must not miss (its open offers) is retained and re-published from the
-    /// database anyway.
+    /// Presence, 1 KiB x 2: about 70 messages. At 16 KiB x 4 it held every rider's `online`
+    /// message, and with it that rider's first 10 KiB read buffer, for as long as the rider
+    /// stayed connected (5 MiB for 500 riders).
+    ///
+    /// Rider filters, 1 KiB x 2 (rumqttd's smallest segment): about 6 KiB per rider once full,
+    /// where 4 KiB x 2 cost 24 KiB (12 MiB for 500 riders). A rider gets a message every few
+    /// minutes and reads it within milliseconds; 2 KiB still holds its last half dozen offers
+    /// with their acks, and what it must not miss (its open offers) is retained and
+    /// re-published from the database anyway.
     fn default() -> Self {
         Self {
             max_connections: 1000,
-            max_segment_size: 16 * 1024,
-            max_segment_count: 4,
-            rider_segment_size: 1024,
-            rider_segment_count: 2,
+            location_log: LogSize {
+                segment_bytes: 16 * 1024,
+                segments: 4,
+            },
+            command_log: LogSize {
+                segment_bytes: 4 * 1024,
+                segments: 2,
+            },
+            presence_log: LogSize {
+                segment_bytes: 1024,
+                segments: 2,
+            },
+            rider_log: LogSize {
+                segment_bytes: 1024,
+                segments: 2,
+            },
             max_payload_size: 16 * 1024,
         }
     }

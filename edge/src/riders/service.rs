@@ -83,7 +83,7 @@ impl<D: OrderDesk> Service<D> {
         fronts: Vec<Front>,
     ) -> Result<Self, Error> {
         let Link { mut tx, rx } = link;
-        for filter in topics::EDGE_FILTERS {
+        for (filter, _) in topics::EDGE_FILTERS {
             tx.subscribe(*filter)
                 .map_err(|e| Error::Broker(format!("subscribing to {filter}: {e}")))?;
         }

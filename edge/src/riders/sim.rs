@@ -232,7 +232,7 @@ fn connect(config: &SimConfig) -> (AsyncClient, EventLoop) {
         topics::leaf(&config.rider_id, "presence"),
         pb::Presence { online: false }.encode_to_vec(),
         QoS::AtLeastOnce,
-        true,
+        false,
     ));
     if let Some(tls) = &config.tls {
         options.set_transport(Transport::Tls(TlsConfiguration::Simple {
@@ -276,7 +276,7 @@ impl Rider {
                     .publish(
                         topics::leaf(&id, "presence"),
                         QoS::AtLeastOnce,
-                        true,
+                        false,
                         pb::Presence { online: true }.encode_to_vec(),
                     )
                     .await?;

@@ -8,16 +8,27 @@
 /// The root of every rider's subtree.
 pub const ROOT: &str = "/tenants/";
 
-/// Rider-to-edge topics the edge's link subscribes to.
-pub const EDGE_FILTERS: &[&str] = &[
-    "/tenants/+/replies",
-    "/tenants/+/arrival",
-    "/tenants/+/pickup",
-    "/tenants/+/delivered",
-    "/tenants/+/location",
-    "/tenants/+/presence",
-    "/tenants/+/owntracks/#",
+/// Rider-to-edge topics the edge's link subscribes to, with the kind of log each gets.
+pub const EDGE_FILTERS: &[(&str, EdgeLog)] = &[
+    ("/tenants/+/replies", EdgeLog::Command),
+    ("/tenants/+/arrival", EdgeLog::Command),
+    ("/tenants/+/pickup", EdgeLog::Command),
+    ("/tenants/+/delivered", EdgeLog::Command),
+    ("/tenants/+/location", EdgeLog::Location),
+    ("/tenants/+/presence", EdgeLog::Presence),
+    ("/tenants/+/owntracks/#", EdgeLog::Location),
 ];
+
+/// Which of [`super::BrokerSizing`]'s logs an edge filter is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeLog {
+    /// Many small messages, latest wins.
+    Location,
+    /// Every message counts.
+    Command,
+    /// A few messages per connection.
+    Presence,
+}
 
 /// A message a rider's device sends to the edge, by the leaf it was published on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
