@@ -12,8 +12,9 @@
 //! front terminates TLS and relays plain MQTT to rumqttd on loopback) instead of the loopback
 //! listener.
 //!
-//! Offers expire after 60 s (OFFER_TTL_S), as the cloud's dispatcher sets them, and the riders
-//! never answer: at 10 offers/s the edge carries about 600 open offers and expires 10 a second.
+//! The riders decline every offer (a QoS 1 reply each), so the edge records a reply and
+//! withdraws the offer 10 times a second. Offers expire after 60 s (OFFER_TTL_S), as the cloud's
+//! dispatcher sets them; that only matters for an offer whose reply is lost.
 //!
 //! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, SECONDS=n, OFFERS_PER_S=n and
 //! OFFER_TTL_S=n to change the load; ALLOCATOR=default to run the edge on glibc's allocator
@@ -65,6 +66,7 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
     // As the daemon's `main` does, unless ALLOCATOR=default asks for glibc's defaults.
     let allocator_tuned =
         std::env::var("ALLOCATOR").as_deref() != Ok("default") && flashkart_edge::allocator::tune();
+
     let offer_ttl_s = env("OFFER_TTL_S", 60) as i64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
