@@ -66,7 +66,6 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
     // As the daemon's `main` does, unless ALLOCATOR=default asks for glibc's defaults.
     let allocator_tuned =
         std::env::var("ALLOCATOR").as_deref() != Ok("default") && flashkart_edge::allocator::tune();
-
     let offer_ttl_s = env("OFFER_TTL_S", 60) as i64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,9 +6,9 @@
 //! a few times a second. glibc serves such blocks with their own mapping at first, but after
 //! the first one is freed it raises its mmap threshold and carves them from its heaps
 //! instead, where a freed segment's pages stay resident and the next one lands elsewhere: the
-//! edge's RSS jumped by megabytes whenever the riders' logs rolled over. A fixed threshold keeps every large
-//! block in its own mapping, returned to the kernel when freed, so what stays resident is what
-//! is in use. Two arenas instead of up to eight per core: the edge's threads are mostly idle,
+//! edge's RSS jumped by megabytes whenever the riders' logs rolled over. A fixed threshold
+//! keeps every large block in its own mapping, returned to the kernel when freed, so what stays
+//! resident is what is in use. Two arenas instead of up to eight per core: the edge's threads are mostly idle,
 //! and every arena keeps free memory of its own.
 //!
 //! Measured by `cargo bench -p flashkart-edge --bench riders` (docs/benchmarks.md, Riders).

@@ -25,6 +25,7 @@ use rumqttc::{
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 use tokio_rustls::rustls;
 
 /// Delays between sending CONNECT and resetting the connection, to hit the window between the
@@ -123,6 +124,33 @@ async fn until<T>(
     })
     .await
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Publishes rider A's presence, retained as phones do (the front clears the flag), and waits
+/// for the broker's PUBACK.
+async fn publish_presence(client: &AsyncClient, eventloop: &mut EventLoop, online: bool) {
+    client
+        .publish(
+            "/tenants/riderA/presence",
+            QoS::AtLeastOnce,
+            true,
+            pb::Presence { online }.encode_to_vec(),
+        )
+        .await
+        .unwrap();
+    until(eventloop, "PUBACK of the presence", |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+}
+
+/// The next presence (online or not) the edge reports for rider A.
+async fn next_presence(events: &mut broadcast::Receiver<RiderEvent>) -> bool {
+    wait_for(events, |e| match e {
+        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => Some(*online),
+        _ => None,
+    })
+    .await
 }
 
 /// Connects (CONNACK accepted), subscribes to `topic`, publishes to it and receives it back.
@@ -230,18 +258,7 @@ async fn a_reconnecting_rider_takes_its_session_over() {
     };
 
     let (old, mut old_loop) = round_trip(with_will("phoneA"), "/tenants/riderA/echo").await;
-    old.publish(
-        "/tenants/riderA/presence",
-        QoS::AtLeastOnce,
-        true,
-        presence(true),
-    )
-    .await
-    .unwrap();
-    until(&mut old_loop, "PUBACK of the presence", |e| {
-        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
-    })
-    .await;
+    publish_presence(&old, &mut old_loop, true).await;
     wait_for(&mut edge.events, |e| match e {
         RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => online.then_some(()),
         _ => None,
@@ -257,18 +274,7 @@ async fn a_reconnecting_rider_takes_its_session_over() {
         _ => None,
     })
     .await;
-    new.publish(
-        "/tenants/riderA/presence",
-        QoS::AtLeastOnce,
-        true,
-        presence(true),
-    )
-    .await
-    .unwrap();
-    until(&mut new_loop, "PUBACK of the new presence", |e| {
-        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
-    })
-    .await;
+    publish_presence(&new, &mut new_loop, true).await;
     wait_for(&mut edge.events, |e| match e {
         RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => online.then_some(()),
         _ => None,
@@ -293,37 +299,18 @@ async fn a_reconnecting_rider_takes_its_session_over() {
     let ended = tokio::time::timeout(WAIT, async { while new_loop.poll().await.is_ok() {} }).await;
     assert!(ended.is_ok(), "the disconnected connection is still open");
     let (third, mut third_loop) = round_trip(with_will("phoneA"), "/tenants/riderA/echo").await;
-    third
-        .publish(
-            "/tenants/riderA/presence",
-            QoS::AtLeastOnce,
-            false,
-            presence(true),
-        )
-        .await
-        .unwrap();
-    until(&mut third_loop, "PUBACK of the third presence", |e| {
-        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
-    })
-    .await;
-    let next = wait_for(&mut edge.events, |e| match e {
-        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => Some(*online),
-        _ => None,
-    })
-    .await;
+    publish_presence(&third, &mut third_loop, true).await;
     assert!(
-        next,
+        next_presence(&mut edge.events).await,
         "a connection that sent DISCONNECT had its will published"
     );
 
     // Gone without DISCONNECT (the phone lost its network): the will is published.
     drop((third, third_loop));
-    let next = wait_for(&mut edge.events, |e| match e {
-        RiderEvent::Presence { rider_id, online } if rider_id == "riderA" => Some(*online),
-        _ => None,
-    })
-    .await;
-    assert!(!next, "the will of a dropped connection");
+    assert!(
+        !next_presence(&mut edge.events).await,
+        "the will of a dropped connection"
+    );
     assert!(edge.riders.online_riders().is_empty());
 
     edge.riders.shutdown().await;

@@ -83,12 +83,12 @@ fn broker_config(config: &RidersConfig, internal: SocketAddr) -> Result<Config, 
     Ok(Config {
         id: 0,
         router: RouterConfig {
-            max_connections: config.sizing.max_connections,
+            max_connections: sizing.max_connections,
             max_outgoing_packet_count: 200,
             // For filters other than the edge's and the riders' (a loopback client's own).
-            max_segment_size: config.sizing.command_log.segment_bytes,
-            max_segment_count: config.sizing.command_log.segments,
-            custom_segment: Some(log_sizes(&config.sizing)),
+            max_segment_size: sizing.command_log.segment_bytes,
+            max_segment_count: sizing.command_log.segments,
+            custom_segment: Some(log_sizes(sizing)),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },

@@ -35,9 +35,9 @@
 //! over an old session itself; the front does it instead: a new connection with the same rider
 //! and client id as a live one first closes the old one and waits (up to two seconds) until it
 //! has ended and its last will (`online: false`) is published, before the new connection's
-//! presence. Persistent sessions (`clean_session = false`) do not
-//! survive a reconnection; offers are retained messages and re-published from the database, so
-//! a reconnecting device still gets them.
+//! presence. Persistent sessions (`clean_session = false`) do not survive a reconnection;
+//! offers are retained messages and re-published from the database, so a reconnecting device
+//! still gets them.
 //!
 //! Bad input (anything but an MQTT 3.1.1 CONNECT first, a malformed or oversized packet, no
 //! CONNECT within five seconds, a second CONNECT) closes the connection with a log line;
@@ -551,10 +551,10 @@ where
         let mut buf = BytesMut::with_capacity(RELAY_BUFFER);
         loop {
             let checked = checked_packets(&mut buf, scope, max_packet)?;
-            if checked > 0 {
-                let packets = buf.split_to(checked);
+            if checked.len > 0 {
+                let packets = buf.split_to(checked.len);
                 up_tx.write_all(&packets).await.map_err(Refused::Io)?;
-                if ends_with_disconnect(&packets) {
+                if checked.disconnect {
                     return Ok(Ending::Disconnected);
                 }
             }
@@ -609,34 +609,36 @@ where
     }
 }
 
-/// Whether the last of `packets` (whole, checked packets) is a DISCONNECT.
-fn ends_with_disconnect(packets: &[u8]) -> bool {
-    let mut at = 0;
-    let mut last = None;
-    while let Ok(Some((header, len))) = packet_length(&packets[at..], usize::MAX) {
-        if at + header + len > packets.len() {
-            break;
-        }
-        last = Some(packets[at]);
-        at += header + len;
-    }
-    last == Some(0xe0)
+/// The whole packets at the start of a device's buffer that passed [`checked_packets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    /// Their length in bytes.
+    len: usize,
+    /// Whether the last of them is a DISCONNECT (the device is done; no will).
+    disconnect: bool,
 }
 
 /// How many bytes at the start of `buf` are whole packets within `scope`; an error for a
 /// packet out of scope, malformed or larger than `max_packet`, even if it has not fully
 /// arrived yet. Clears the RETAIN flag of the checked PUBLISH packets (see [`unretained`]).
-fn checked_packets(buf: &mut [u8], scope: &Scope, max_packet: usize) -> Result<usize, Refused> {
-    let mut at = 0;
-    while let Some((header, len)) = packet_length(&buf[at..], max_packet)? {
+fn checked_packets(buf: &mut [u8], scope: &Scope, max_packet: usize) -> Result<Checked, Refused> {
+    let mut checked = Checked {
+        len: 0,
+        disconnect: false,
+    };
+    while let Some((header, len)) = packet_length(&buf[checked.len..], max_packet)? {
+        let at = checked.len;
         let Some(packet) = buf.get(at..at + header + len) else {
             break;
         };
         check_packet(packet[0], &packet[header..], scope)?;
         buf[at] = unretained(buf[at]);
-        at += header + len;
+        checked = Checked {
+            len: at + header + len,
+            disconnect: buf[at] == 0xe0,
+        };
     }
-    Ok(at)
+    Ok(checked)
 }
 
 /// A device's PUBLISH fixed-header byte without RETAIN (other packets' unchanged).
@@ -808,27 +810,22 @@ async fn publish_will(upstream: SocketAddr, client_id: &str, will: &Will) -> Res
     publish.extend_from_slice(&will.message);
     let exchange = async {
         let mut stream = TcpStream::connect(upstream).await.map_err(upstream_error)?;
-        stream.write_all(&connect).await.map_err(upstream_error)?;
-        let mut connack = [0u8; 4];
-        stream
-            .read_exact(&mut connack)
-            .await
-            .map_err(upstream_error)?;
-        if connack[0] != 0x20 || connack[3] != 0 {
-            return Err(Refused::Upstream(format!(
-                "the broker refused the will's connection: {connack:?}"
-            )));
-        }
-        stream.write_all(&publish).await.map_err(upstream_error)?;
-        let mut puback = [0u8; 4];
-        stream
-            .read_exact(&mut puback)
-            .await
-            .map_err(upstream_error)?;
-        if puback != [0x40, 2, 0, 1] {
-            return Err(Refused::Upstream(format!(
-                "no PUBACK for the will: {puback:?}"
-            )));
+        // Each answer is four bytes: CONNACK (accepted, either session flag), then PUBACK 1.
+        for (packet, accepted) in [
+            (&connect[..], &[[0x20, 2, 0, 0], [0x20, 2, 1, 0]][..]),
+            (&publish[..], &[[0x40, 2, 0, 1]][..]),
+        ] {
+            stream.write_all(packet).await.map_err(upstream_error)?;
+            let mut answer = [0u8; 4];
+            stream
+                .read_exact(&mut answer)
+                .await
+                .map_err(upstream_error)?;
+            if !accepted.contains(&answer) {
+                return Err(Refused::Upstream(format!(
+                    "the broker did not accept the will: {answer:?}"
+                )));
+            }
         }
         stream.write_all(&[0xe0, 0]).await.map_err(upstream_error)
     };
@@ -1054,7 +1051,7 @@ mod tests {
         stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
         stream.extend(packet(0xc0, &[]));
         assert_eq!(
-            checked_packets(&mut stream, &a, 100).ok(),
+            checked_packets(&mut stream, &a, 100).ok().map(|c| c.len),
             Some(stream.len())
         );
         for mut bad in [
@@ -1074,7 +1071,9 @@ mod tests {
                 "{bad:?}"
             );
             assert_eq!(
-                checked_packets(&mut bad, &Scope::Trusted, 100).ok(),
+                checked_packets(&mut bad, &Scope::Trusted, 100)
+                    .ok()
+                    .map(|c| c.len),
                 Some(bad.len())
             );
         }
@@ -1088,7 +1087,9 @@ mod tests {
         stream.extend(publish("/tenants/riderB/location"));
         // The second packet is out of scope, but has not fully arrived: the first goes on.
         assert_eq!(
-            checked_packets(&mut stream[..first + 3], &a, 100).ok(),
+            checked_packets(&mut stream[..first + 3], &a, 100)
+                .ok()
+                .map(|c| c.len),
             Some(first)
         );
         assert!(checked_packets(&mut stream, &a, 100).is_err());
@@ -1111,7 +1112,10 @@ mod tests {
             checked_packets(&mut [0x30, 0xff, 0x01], &a, 100),
             Err(Refused::TooLarge(255))
         ));
-        assert_eq!(checked_packets(&mut [0x30], &a, 100).ok(), Some(0));
+        assert_eq!(
+            checked_packets(&mut [0x30], &a, 100).ok().map(|c| c.len),
+            Some(0)
+        );
     }
 
     #[test]
@@ -1124,7 +1128,9 @@ mod tests {
         retained.extend(at_least_once);
         let mut stream = retained.clone();
         stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
-        let checked = checked_packets(&mut stream, &rider("riderA"), 100).ok();
+        let checked = checked_packets(&mut stream, &rider("riderA"), 100)
+            .ok()
+            .map(|c| c.len);
         assert_eq!(checked, Some(stream.len()));
         assert_eq!(stream[0], 0x30);
         assert_eq!(stream[second], 0x32, "QoS kept, RETAIN cleared");
@@ -1175,12 +1181,18 @@ mod tests {
 
     #[test]
     fn a_disconnect_is_seen_only_as_the_last_packet() {
+        let trusted = &Scope::Trusted;
+        let disconnect = |stream: &mut Vec<u8>| {
+            checked_packets(stream, trusted, 100)
+                .ok()
+                .map(|c| c.disconnect)
+        };
         let mut stream = publish("/tenants/riderA/location");
-        assert!(!ends_with_disconnect(&stream));
+        assert_eq!(disconnect(&mut stream), Some(false));
         stream.extend(packet(0xe0, &[]));
-        assert!(ends_with_disconnect(&stream));
+        assert_eq!(disconnect(&mut stream), Some(true));
         stream.extend(packet(0xc0, &[]));
-        assert!(!ends_with_disconnect(&stream));
+        assert_eq!(disconnect(&mut stream), Some(false));
     }
 
     #[tokio::test]
