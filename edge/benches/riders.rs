@@ -8,9 +8,8 @@
 //! p50/p99 (from the assignment being written, and from the edge publishing it). Every 10 s it
 //! prints the edge's RSS so far, for long runs (`SECONDS=600`).
 //!
-//! With TLS=1 the riders connect to the TLS listener with their own certificates (the edge's
-//! front terminates TLS and relays plain MQTT to rumqttd on loopback) instead of the loopback
-//! listener.
+//! With TLS=1 the riders connect to the TLS listener with their own certificates, as phones
+//! do, instead of the loopback listener.
 //!
 //! The riders decline every offer (a QoS 1 reply each), so the edge records a reply and
 //! withdraws the offer 10 times a second. Offers expire after 60 s (OFFER_TTL_S), as the cloud's

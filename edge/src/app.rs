@@ -40,6 +40,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// The sync client's status, once sync with the cloud runs (`[sync]` configured).
     pub sync: std::sync::OnceLock<tokio::sync::watch::Receiver<flashkart_sync::client::SyncStatus>>,
+    /// The riders' broker figures for `/metrics`, once the broker runs (`[riders]` configured).
+    pub riders: std::sync::OnceLock<crate::riders::BrokerGauge>,
     session_hours: u32,
     /// Sessions already checked, by token hash.
     sessions: Mutex<HashMap<String, Session>>,
@@ -66,6 +68,7 @@ impl App {
             devices: Devices::new(&config.devices),
             shutdown,
             sync: std::sync::OnceLock::new(),
+            riders: std::sync::OnceLock::new(),
             session_hours: config.session_hours.max(1),
             sessions: Mutex::new(HashMap::new()),
         }

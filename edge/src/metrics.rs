@@ -57,6 +57,11 @@ pub struct Metrics {
     device_scans: Family<DeviceResultLabels, Counter>,
     printer_faults: Family<DeviceLabels, Gauge>,
     print_jobs: Family<DeviceResultLabels, Counter>,
+    rider_connections: Gauge,
+    riders_online: Gauge,
+    rider_offers_retained: Gauge,
+    rider_messages_dropped: Counter,
+    rider_connections_overflowed: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -123,8 +128,43 @@ impl Default for Metrics {
             "Print jobs by outcome (printed, duplicate, failed, uncertain)",
             print_jobs.clone(),
         );
+        let rider_connections = Gauge::default();
+        let riders_online = Gauge::default();
+        let rider_offers_retained = Gauge::default();
+        let rider_messages_dropped = Counter::default();
+        let rider_connections_overflowed = Counter::default();
+        registry.register(
+            "rider_connections",
+            "Open MQTT connections of rider devices and loopback clients",
+            rider_connections.clone(),
+        );
+        registry.register(
+            "riders_online",
+            "Riders whose device last said it is online",
+            riders_online.clone(),
+        );
+        registry.register(
+            "rider_offers_retained",
+            "Open offers the broker keeps for riders who subscribe later",
+            rider_offers_retained.clone(),
+        );
+        registry.register(
+            "rider_messages_dropped",
+            "QoS 0 messages not delivered because a connection's queue was full",
+            rider_messages_dropped.clone(),
+        );
+        registry.register(
+            "rider_connections_overflowed",
+            "Connections closed because their queue was full with a QoS 1 message",
+            rider_connections_overflowed.clone(),
+        );
         Self {
             registry,
+            rider_connections,
+            riders_online,
+            rider_offers_retained,
+            rider_messages_dropped,
+            rider_connections_overflowed,
             device_up,
             device_scans,
             printer_faults,
@@ -211,6 +251,20 @@ impl Metrics {
     }
 
     /// Counts a stream client for as long as the returned guard lives.
+    /// Takes in the riders' broker figures (read when `/metrics` is scraped).
+    pub fn riders(&self, stats: &crate::riders::BrokerStats, online: usize) {
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        self.rider_connections.set(gauge(stats.sessions));
+        self.riders_online.set(gauge(online));
+        self.rider_offers_retained.set(gauge(stats.retained));
+        for (counter, total) in [
+            (&self.rider_messages_dropped, stats.dropped),
+            (&self.rider_connections_overflowed, stats.overflowed),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn stream_client(&self) -> StreamClient {
         self.stream_clients.inc();
         StreamClient(self.stream_clients.clone())

@@ -93,6 +93,9 @@ pub async fn start_on(
         )),
         None => None,
     };
+    if let Some(riders) = &riders {
+        let _ = app.riders.set(riders.gauge());
+    }
 
     // Sync with the cloud (only with a `[sync]` section).
     let sync_task = match &config.sync {

@@ -1,7 +1,7 @@
 //! Regression (issue 6): a rider whose connection drops between CONNECT and CONNACK must not
-//! take the broker down. rumqttd 0.20 leaves a will-handler sender behind for such a connection;
-//! the next CONNECT with the same client id panicked on it while holding a mutex, poisoning the
-//! listener for every rider. Here several connections send CONNECT with a client id and reset
+//! take the broker down. rumqttd 0.20, the broker the edge embedded first, left a will-handler
+//! sender behind for such a connection; the next CONNECT with the same client id panicked on it
+//! while holding a mutex, poisoning the listener for every rider. Here several connections send CONNECT with a client id and reset
 //! the connection without reading CONNACK (at various points of the broker's work), over TLS
 //! with a real rider certificate and over the loopback listener; then the same client id and
 //! another rider must connect and complete a publish/subscribe round trip, and a rider that

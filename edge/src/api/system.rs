@@ -35,6 +35,10 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
+    if let Some(riders) = app.riders.get() {
+        let (stats, online) = riders.read();
+        app.metrics.riders(&stats, online);
+    }
     let text = app.metrics.encode().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

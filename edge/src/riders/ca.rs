@@ -257,8 +257,9 @@ pub async fn enrol(
 /// rider is listed in `rider_revocations`. The running service stops listening to the rider
 /// and withdraws its offers ([`crate::riders::Riders::revoke`] also tells it at once).
 ///
-/// rumqttd 0.20 takes no CRL, so a revoked certificate still completes the TLS handshake; the
-/// device can then only reach its own, emptied prefix, and everything it publishes is dropped.
+/// The TLS handshake itself takes no CRL: a revoked certificate completes it, and the broker's
+/// front then refuses the connection before any MQTT packet is read (and closes the rider's
+/// live connections); anything that still reaches the service from the rider is dropped.
 pub async fn revoke(db: &StoreDb, rider_id: &str, reason: &str) -> Result<(), Error> {
     let rider = rider_id.to_owned();
     let reason = reason.to_owned();

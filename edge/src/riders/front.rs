@@ -1,47 +1,36 @@
-//! The riders' front door: the listeners devices and simulators connect to, in front of the
-//! embedded rumqttd, which listens on loopback only.
+//! The riders' broker front door: the listeners devices and simulators connect to, and each
+//! connection's MQTT 3.1.1 session.
 //!
-//! Why it exists (issue 6): rumqttd 0.20 keeps one will-handler sender per client id
-//! (`<tenant>.<client id>`) in a mutex-protected map. When a connection fails between reading
-//! CONNECT and writing CONNACK (a phone on a flaky network hangs up, a client gives up waiting
-//! for CONNACK on a loaded Pi, the router refuses it), the sender stays in the map with its
-//! receiver gone; the next CONNECT with the same client id `unwrap`s a failed `try_send` while
-//! holding the lock, the mutex is poisoned, and every later connection on that listener panics:
-//! one flaky rider takes down every rider of the store. rumqttd cannot be patched here, so the
-//! front makes sure the precondition never occurs: **every connection rumqttd sees has a client
-//! id no other connection ever had**. It reads the device's CONNECT, rewrites the client id to
-//! `<client id>~<connection number>` (the number is unique for the life of the process, so the
-//! rewritten ids are too), and relays the rest of the conversation.
+//! Why the edge runs its own broker (issue 6): rumqttd 0.20, embedded first, panicked and
+//! poisoned its listener when a client id was reused after a connection failed before CONNACK
+//! (one flaky phone took every rider of the store down), had no per-topic ACLs, no stop API and
+//! no way to bind port 0, and held about 64 KiB per rider plus a commit log per subscription
+//! filter and an index entry for every topic it ever saw: 500 riders grew past a Pi's 64 MB
+//! budget within minutes and kept growing. The front had already taken over TLS, identity,
+//! topic confinement, session takeover and last wills to work around it; what rumqttd still
+//! did (keep subscriptions, route messages, keep retained offers) is the small [`super::hub`].
 //!
 //! Isolation: the TLS listener requires a client certificate from the store CA, reads the rider
-//! id from its Organization and confines the connection to `/tenants/<rider id>/` itself: the
-//! will topic in CONNECT, every PUBLISH topic and every SUBSCRIBE filter the device sends must
-//! start with that prefix, or the connection is closed with a log line before the packet
-//! reaches the broker (the rule rumqttd's `validate-tenant-prefix` applies to certificate
-//! connections). Terminating TLS here and relaying plain MQTT to rumqttd on loopback keeps one
-//! TLS session per rider instead of three (device-front, front-broker, and the broker's end of
-//! it): the difference between fitting 500 riders in the Pi's memory budget or not. The front
-//! also refuses riders that are revoked, deactivated or unknown (and revoked certificates)
-//! right after the handshake, before any MQTT packet reaches the broker, and
-//! [`Front::disconnect_all_but`] cuts the live connections of riders that are revoked or
-//! deactivated.
+//! id from its Organization and confines the connection to `/tenants/<rider id>/`: the will
+//! topic in CONNECT, every PUBLISH topic and every SUBSCRIBE filter the device sends must start
+//! with that prefix, or the connection is closed with a log line before anything acts on the
+//! packet. Riders that are revoked, deactivated or unknown (and revoked certificates) are
+//! refused right after the handshake, and [`Front::disconnect_all_but`] cuts the live
+//! connections of riders revoked or deactivated later. The loopback listener (simulators,
+//! tests) has no certificate and no prefix.
 //!
-//! Last wills: the front takes the will out of CONNECT and publishes it itself, through a
-//! short connection of its own, when a connection ends without DISCONNECT (the device went
-//! away, the broker closed it, it was cut): rumqttd would keep the will as slices of the
-//! connection's first 10 KiB read buffer for as long as the device stays connected.
-//!
-//! Since the broker no longer sees two connections with one client id, it can no longer take
-//! over an old session itself; the front does it instead: a new connection with the same rider
-//! and client id as a live one first closes the old one and waits (up to two seconds) until it
-//! has ended and its last will (`online: false`) is published, before the new connection's
-//! presence. Persistent sessions (`clean_session = false`) do not survive a reconnection;
-//! offers are retained messages and re-published from the database, so a reconnecting device
-//! still gets them.
+//! Sessions: MQTT 3.1.1 with QoS 0 and 1 both ways and QoS 2 from clients (subscriptions are
+//! granted at most QoS 1). A session lives as long as its connection: `clean_session = false`
+//! is accepted but nothing is kept after the connection ends (offers are retained and
+//! re-published from the database, so a reconnecting device still gets them). A new connection
+//! with the same rider and client id as a live one takes it over: the old one is closed and
+//! its last will published before the new one gets CONNACK. Nothing a client publishes is
+//! retained; the edge is the only reader of rider topics.
 //!
 //! Bad input (anything but an MQTT 3.1.1 CONNECT first, a malformed or oversized packet, no
-//! CONNECT within five seconds, a second CONNECT) closes the connection with a log line;
-//! nothing here panics.
+//! CONNECT within five seconds, a second CONNECT, silence past 1.5 times the keep-alive)
+//! closes the connection with a log line; a CONNECT of another protocol level gets CONNACK
+//! "unacceptable protocol version" first. Nothing here panics.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -49,30 +38,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use flashkart_sync::StoreDb;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
-use super::Error;
 use super::ca::{ServerIdentity, StoreCa};
+use super::hub::{Hub, Message};
+use super::mqtt::{self, ConnectCode, Malformed, Packet, QoS};
 use super::topics::{self, is_rider_id};
+use super::{BrokerSizing, Error};
 
 /// How long a device may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a device may take to send CONNECT after connecting (rumqttd's own limit).
+/// How long a device may take to send CONNECT after connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the front waits for the broker (connecting, or closing a replaced connection).
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes read at a time per direction of a relayed connection: MQTT packets here are small, and
-/// small buffers keep 500 riders cheap (a larger packet grows its buffer while it is read).
-const RELAY_BUFFER: usize = 1024;
+/// How long a taking-over connection waits for the one it replaces to end.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The read buffer a connection starts with: MQTT packets here are small, and small buffers
+/// keep 500 riders cheap (a larger packet grows the buffer while it is read).
+const READ_BUFFER: usize = 1024;
 /// Room in a packet besides its payload (topic, client id, will topic, user name, password).
 const PACKET_OVERHEAD: usize = 4096;
+/// QoS 1 messages sent to a device and not yet acknowledged, and QoS 2 messages from it not
+/// yet released, at most; past the first the session waits for PUBACKs before sending more.
+const MAX_INFLIGHT: usize = 32;
 
 /// Name of the device-facing TLS listener, in logs.
 const TLS_LISTENER: &str = "riders-tls";
@@ -90,30 +85,34 @@ pub struct Front {
 
 struct Inner {
     name: &'static str,
-    upstream: SocketAddr,
+    /// The address the listener is bound to (its port, when port 0 was asked for).
+    local: SocketAddr,
+    hub: Hub,
     tls: Option<TlsAcceptor>,
     db: StoreDb,
     max_packet: usize,
+    max_connections: usize,
+    queue: usize,
     live: Mutex<HashMap<u64, Live>>,
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Front")
             .field("name", &self.name)
-            .field("upstream", &self.upstream)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// A relayed connection, for session takeover and revocation.
+/// A live connection, for session takeover and revocation.
 struct Live {
     rider: Option<String>,
     client_id: String,
     /// Cancelled to end the connection.
     cut: CancellationToken,
-    /// Cancelled once the connection has ended.
+    /// Cancelled once the connection has ended (and its will is published).
     done: CancellationToken,
 }
 
@@ -139,16 +138,36 @@ impl Scope {
         }
     }
 
-    /// Whether a topic or filter (raw bytes, as on the wire) is within the scope.
-    fn allows(&self, topic: &[u8]) -> bool {
+    /// Whether a topic or filter is within the scope.
+    fn allows(&self, topic: &str) -> bool {
         match self {
-            Self::Rider(prefix) => topic.starts_with(prefix.as_bytes()),
+            Self::Rider(prefix) => topic.starts_with(prefix.as_str()),
             Self::Trusted => true,
+        }
+    }
+
+    /// Checks what a packet from the device names: PUBLISH topics and SUBSCRIBE filters must
+    /// be within the scope; a second CONNECT is refused.
+    fn check(&self, packet: &Packet) -> Result<(), Refused> {
+        match packet {
+            Packet::Connect(_) => Err(Refused::Malformed(Malformed::Shape("a second CONNECT"))),
+            Packet::Publish(publish) if !self.allows(&publish.topic) => {
+                Err(Refused::OutOfScope("PUBLISH topic", publish.topic.clone()))
+            }
+            Packet::Subscribe { filters, .. } => {
+                match filters.iter().find(|(f, _)| !self.allows(f)) {
+                    Some((filter, _)) => {
+                        Err(Refused::OutOfScope("SUBSCRIBE filter", filter.clone()))
+                    }
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
         }
     }
 }
 
-/// Why a connection was refused before it reached the broker.
+/// Why a connection was refused or closed.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
     #[error("TLS handshake: {0}")]
@@ -165,27 +184,29 @@ enum Refused {
     Closed,
     #[error("reading CONNECT: {0}")]
     Io(std::io::Error),
-    #[error("bad CONNECT: {0}")]
-    Malformed(&'static str),
-    #[error("unsupported protocol {name:?} level {level} (MQTT 3.1.1, level 4, only)")]
-    Protocol { name: String, level: u8 },
-    #[error("CONNECT of {0} bytes is larger than allowed")]
-    TooLarge(usize),
-    #[error("cannot reach the broker: {0}")]
-    Upstream(String),
+    #[error("bad packet: {0}")]
+    Malformed(#[from] Malformed),
+    #[error("the first packet is not CONNECT")]
+    NotConnect,
+    #[error("an empty client id needs a clean session")]
+    EmptyClientId,
+    #[error("the broker already serves {0} connections")]
+    Full(usize),
     #[error("{0} `{1}` is outside the rider's topics")]
     OutOfScope(&'static str, String),
+    #[error("{0}")]
+    Protocol(&'static str),
 }
 
-/// Binds the device-facing TLS listener and relays its connections to rumqttd's loopback
-/// listener at `upstream`, until `shutdown`.
+/// Binds the device-facing TLS listener and serves its connections through `hub`, until
+/// `shutdown`.
 pub async fn start_tls(
     listen: SocketAddr,
-    upstream: SocketAddr,
+    hub: Hub,
     server_identity: &ServerIdentity,
     ca: &StoreCa,
     db: StoreDb,
-    max_payload_size: usize,
+    sizing: &BrokerSizing,
     shutdown: CancellationToken,
 ) -> Result<Front, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -218,58 +239,57 @@ pub async fn start_tls(
     start(
         TLS_LISTENER,
         listen,
-        upstream,
+        hub,
         Some(TlsAcceptor::from(Arc::new(server))),
         db,
-        max_payload_size,
+        sizing,
         shutdown,
     )
     .await
 }
 
-/// Binds the loopback listener without TLS (simulators, tests) and relays its connections to
-/// rumqttd's loopback listener at `upstream`, until `shutdown`.
+/// Binds the loopback listener without TLS (simulators, tests) and serves its connections
+/// through `hub`, until `shutdown`.
 pub async fn start_plain(
     listen: SocketAddr,
-    upstream: SocketAddr,
+    hub: Hub,
     db: StoreDb,
-    max_payload_size: usize,
+    sizing: &BrokerSizing,
     shutdown: CancellationToken,
 ) -> Result<Front, Error> {
-    start(
-        PLAIN_LISTENER,
-        listen,
-        upstream,
-        None,
-        db,
-        max_payload_size,
-        shutdown,
-    )
-    .await
+    start(PLAIN_LISTENER, listen, hub, None, db, sizing, shutdown).await
 }
 
 async fn start(
     name: &'static str,
     listen: SocketAddr,
-    upstream: SocketAddr,
+    hub: Hub,
     tls: Option<TlsAcceptor>,
     db: StoreDb,
-    max_payload_size: usize,
+    sizing: &BrokerSizing,
     shutdown: CancellationToken,
 ) -> Result<Front, Error> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| Error::Broker(format!("cannot listen on {listen} ({name}): {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Broker(format!("the address of {name}: {e}")))?;
     let front = Front {
         inner: Arc::new(Inner {
             name,
-            upstream,
+            local,
+            hub,
             tls,
             db,
-            max_packet: max_payload_size.saturating_add(PACKET_OVERHEAD),
+            max_packet: sizing.max_payload_size.saturating_add(PACKET_OVERHEAD),
+            max_connections: sizing.max_connections,
+            queue: sizing.connection_queue.max(1),
             live: Mutex::new(HashMap::new()),
+            shutdown: shutdown.clone(),
         }),
     };
+    tracing::debug!(listener = name, %local, "riders listener bound");
     let accepting = front.clone();
     tokio::spawn(async move {
         loop {
@@ -294,6 +314,11 @@ async fn start(
 }
 
 impl Front {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
     /// Closes the live connections of riders not in `allowed` (revoked, deactivated); returns
     /// the riders cut, once per connection. Connections without a rider (the loopback
     /// listener's) are left alone.
@@ -331,7 +356,7 @@ impl Front {
                 tracing::info!(listener = name, %peer, %refused, "connection ended before CONNECT");
             }
             Err(refused) => {
-                tracing::warn!(listener = name, %peer, %refused, "refused a rider connection");
+                tracing::warn!(listener = name, %peer, %refused, "closed a rider connection");
             }
         }
     }
@@ -388,35 +413,43 @@ impl Front {
     }
 
     /// Reads CONNECT, registers the connection (taking over a live one with the same rider and
-    /// client id), connects to the broker and relays.
+    /// client id) and serves it until it ends; then publishes its will unless it ended with
+    /// DISCONNECT.
     async fn session<C>(
         &self,
-        mut client: C,
+        client: C,
         peer: SocketAddr,
         identity: Option<Identity>,
     ) -> Result<(), Refused>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let connect = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            read_connect(&mut client, self.inner.max_packet),
-        )
-        .await
-        .map_err(|_| Refused::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let read = read_connect(&mut reader, &mut buf, self.inner.max_packet);
+        let connect = match tokio::time::timeout(CONNECT_TIMEOUT, read).await {
+            Err(_) => return Err(Refused::ConnectTimeout(CONNECT_TIMEOUT)),
+            Ok(Err(Refused::Malformed(protocol @ Malformed::Protocol { .. }))) => {
+                let refusal = mqtt::connack(ConnectCode::UnacceptableProtocol);
+                let _ = write(&mut writer, &refusal).await;
+                return Err(protocol.into());
+            }
+            Ok(connect) => connect?,
+        };
         let scope = Scope::for_identity(identity.as_ref());
         if let Some(will) = &connect.will
             && !scope.allows(&will.topic)
         {
-            return Err(Refused::OutOfScope(
-                "will topic",
-                String::from_utf8_lossy(&will.topic).into_owned(),
-            ));
+            return Err(Refused::OutOfScope("will topic", will.topic.clone()));
+        }
+        if connect.client_id.is_empty() && !connect.clean_session {
+            let _ = write(&mut writer, &mqtt::connack(ConnectCode::IdentifierRejected)).await;
+            return Err(Refused::EmptyClientId);
         }
         let number = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        let unique_id = format!("{}~{number}", connect.client_id);
         let rider = identity.as_ref().map(|i| i.rider.clone());
         let (cut, done, replaced) = self.register(number, rider.clone(), &connect.client_id);
+        // Dropped last: a connection taking this one over waits for it, and so for the will.
         let _done = done.drop_guard();
         let _registered = Deregister {
             front: self,
@@ -424,40 +457,51 @@ impl Front {
         };
         for old in replaced {
             old.cut.cancel();
-            if tokio::time::timeout(UPSTREAM_TIMEOUT, old.done.cancelled())
+            if tokio::time::timeout(TAKEOVER_TIMEOUT, old.done.cancelled())
                 .await
                 .is_err()
             {
                 tracing::warn!(client_id = %connect.client_id, "the replaced connection did not close in time");
             }
         }
-        let packet = connect.encode(&unique_id)?;
-        tracing::debug!(listener = self.inner.name, %peer, rider = ?rider, client_id = %connect.client_id, %unique_id, "relaying");
-        let upstream =
-            tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(self.inner.upstream))
-                .await
-                .map_err(|_| Refused::Upstream("connect timed out".into()))?
-                .map_err(|e| Refused::Upstream(e.to_string()))?;
-        let _ = upstream.set_nodelay(true);
-        let relayed = relay(
-            client,
-            upstream,
-            &packet,
-            &scope,
-            self.inner.max_packet,
-            &cut,
-        )
-        .await;
-        // Before `_done` is dropped: a connection taking this one over waits for the will.
-        if let Some(will) = &connect.will
-            && !matches!(relayed, Ok(Ending::Disconnected))
-        {
-            let will_id = format!("{unique_id}~will");
-            if let Err(error) = publish_will(self.inner.upstream, &will_id, will).await {
-                tracing::warn!(%error, client_id = %connect.client_id, "the last will was not published");
-            }
+        let hub = &self.inner.hub;
+        let (queue_tx, mut queue) = mpsc::channel(self.inner.queue);
+        if !hub.open(number, queue_tx, cut.clone()) {
+            let _ = write(&mut writer, &mqtt::connack(ConnectCode::ServerUnavailable)).await;
+            return Err(Refused::Full(self.inner.max_connections));
         }
-        relayed.map(|_| ())
+        let _opened = Opened { hub, number };
+        tracing::debug!(listener = self.inner.name, %peer, rider = ?rider, client_id = %connect.client_id, number, "connected");
+        let mut connection = Connection {
+            hub,
+            number,
+            scope,
+            max_packet: self.inner.max_packet,
+            next_id: 1,
+            inflight: HashSet::new(),
+            unreleased: HashSet::new(),
+        };
+        // 1.5 times the keep-alive, as MQTT 3.1.1 section 3.1.2.10 says.
+        let keep_alive = (connect.keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+        let ended = connection
+            .run(&mut reader, &mut writer, buf, &mut queue, keep_alive, &cut)
+            .await;
+        let ended = match ended {
+            // A device that hangs up, even mid-packet, is not worth a warning.
+            Err(Refused::Io(error)) => {
+                tracing::debug!(%error, number, "connection ended");
+                Ok(Ending::Dropped)
+            }
+            ended => ended,
+        };
+        if let Some(will) = connect.will
+            && !matches!(ended, Ok(Ending::Disconnected))
+        {
+            hub.publish_from_client(&will.topic, will.payload, will.qos)
+                .await;
+        }
+        ended.map(|_| ())
     }
 
     /// Records a live connection and returns its tokens and the live connections it replaces.
@@ -467,7 +511,7 @@ impl Front {
         rider: Option<String>,
         client_id: &str,
     ) -> (CancellationToken, CancellationToken, Vec<Live>) {
-        let cut = CancellationToken::new();
+        let cut = self.inner.shutdown.child_token();
         let done = CancellationToken::new();
         let mut replaced = Vec::new();
         if let Ok(mut live) = self.inner.live.lock() {
@@ -511,399 +555,251 @@ impl Drop for Deregister<'_> {
     }
 }
 
-/// How a relayed connection ended: whether its will is due.
+/// Removes a connection and its subscriptions from the hub when its task ends.
+struct Opened<'a> {
+    hub: &'a Hub,
+    number: u64,
+}
+
+impl Drop for Opened<'_> {
+    fn drop(&mut self) {
+        self.hub.close(self.number);
+    }
+}
+
+/// How a connection ended: whether its will is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     /// The device sent DISCONNECT: no will.
     Disconnected,
-    /// Anything else (the device went away, the broker closed the connection, it was cut).
+    /// Anything else (the device went away or fell silent, the edge cut it).
     Dropped,
 }
 
-/// Sends the rewritten CONNECT upstream, then relays both ways until either side closes, the
-/// device steps out of its scope or sends a bad packet, the device sends DISCONNECT, or the
-/// connection is cut. Device to broker, whole packets are checked against the scope before they
-/// are forwarded; broker to device, bytes are copied as they come. A cut connection is closed
-/// towards the broker first, waiting (bounded) until the broker has closed it too.
-async fn relay<C>(
-    client: C,
-    upstream: TcpStream,
-    connect: &[u8],
-    scope: &Scope,
+/// After CONNECT / CONNACK, what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Disconnect,
+}
+
+/// One accepted connection's MQTT state.
+struct Connection<'a> {
+    hub: &'a Hub,
+    number: u64,
+    scope: Scope,
     max_packet: usize,
-    cut: &CancellationToken,
-) -> Result<Ending, Refused>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut up_rx, mut up_tx) = upstream.into_split();
-    if let Err(error) = async {
-        up_tx.write_all(connect).await?;
-        up_tx.flush().await
-    }
-    .await
+    /// The next packet identifier to try for a QoS 1 message to the device.
+    next_id: u16,
+    /// QoS 1 messages sent and not yet acknowledged.
+    inflight: HashSet<u16>,
+    /// QoS 2 messages received (and delivered) whose PUBREL has not come yet.
+    unreleased: HashSet<u16>,
+}
+
+impl Connection<'_> {
+    /// Sends CONNACK, then reads and answers the device's packets and writes what the hub
+    /// queues for it, until DISCONNECT, the device goes away or falls silent, a bad packet, or
+    /// `cut`. Packets are acted on whole and in order; a packet's scope is checked before
+    /// anything else sees it.
+    async fn run<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        mut buf: BytesMut,
+        queue: &mut mpsc::Receiver<Message>,
+        keep_alive: Option<Duration>,
+        cut: &CancellationToken,
+    ) -> Result<Ending, Refused>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
-        tracing::warn!(%error, "the broker closed the connection at CONNECT");
-        return Ok(Ending::Dropped);
-    }
-    let (mut client_rx, mut client_tx) = tokio::io::split(client);
-    let inbound = async {
-        let mut buf = BytesMut::with_capacity(RELAY_BUFFER);
+        write(writer, &mqtt::connack(ConnectCode::Accepted)).await?;
+        let mut deadline = keep_alive.map(|k| tokio::time::Instant::now() + k);
         loop {
-            let checked = checked_packets(&mut buf, scope, max_packet)?;
-            if checked.len > 0 {
-                let packets = buf.split_to(checked.len);
-                up_tx.write_all(&packets).await.map_err(Refused::Io)?;
-                if checked.disconnect {
+            while let Some((header, len)) = mqtt::frame(&buf, self.max_packet)? {
+                if buf.len() < header + len {
+                    break;
+                }
+                let packet = mqtt::decode(buf[0], &buf[header..header + len])?;
+                buf.advance(header + len);
+                if let Some(keep_alive) = keep_alive {
+                    deadline = Some(tokio::time::Instant::now() + keep_alive);
+                }
+                if self.handle(packet, writer).await? == Flow::Disconnect {
                     return Ok(Ending::Disconnected);
                 }
             }
-            if buf.is_empty() && buf.capacity() > 4 * RELAY_BUFFER {
+            if buf.is_empty() && buf.capacity() > 4 * READ_BUFFER {
                 // A large packet went through: do not keep its buffer for the connection's life.
-                buf = BytesMut::with_capacity(RELAY_BUFFER);
-            } else if buf.capacity() - buf.len() < RELAY_BUFFER / 4 {
-                buf.reserve(RELAY_BUFFER);
+                buf = BytesMut::with_capacity(READ_BUFFER);
+            } else if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+                buf.reserve(READ_BUFFER);
             }
-            if client_rx.read_buf(&mut buf).await.map_err(Refused::Io)? == 0 {
-                return Ok(Ending::Dropped);
-            }
-        }
-    };
-    let outbound = async {
-        let mut buf = vec![0; RELAY_BUFFER];
-        loop {
-            let read = up_rx.read(&mut buf).await?;
-            if read == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            client_tx.write_all(&buf[..read]).await?;
-            client_tx.flush().await?;
-        }
-    };
-    let ended = tokio::select! {
-        ended = inbound => ended,
-        ended = outbound => {
-            if let Err(error) = ended {
-                tracing::debug!(%error, "relayed connection ended");
-            }
-            Ok(Ending::Dropped)
-        }
-        () = cut.cancelled() => {
-            drop((client_rx, client_tx));
-            let _ = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
-                let _ = up_tx.shutdown().await;
-                let mut sink = [0u8; 1024];
-                while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {}
-            })
-            .await;
-            Ok(Ending::Dropped)
-        }
-    };
-    match ended {
-        // A device that hangs up mid-packet is not worth a warning.
-        Err(Refused::Io(error)) => {
-            tracing::debug!(%error, "relayed connection ended");
-            Ok(Ending::Dropped)
-        }
-        ended => ended,
-    }
-}
-
-/// The whole packets at the start of a device's buffer that passed [`checked_packets`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Checked {
-    /// Their length in bytes.
-    len: usize,
-    /// Whether the last of them is a DISCONNECT (the device is done; no will).
-    disconnect: bool,
-}
-
-/// How many bytes at the start of `buf` are whole packets within `scope`; an error for a
-/// packet out of scope, malformed or larger than `max_packet`, even if it has not fully
-/// arrived yet. Clears the RETAIN flag of the checked PUBLISH packets (see [`unretained`]).
-fn checked_packets(buf: &mut [u8], scope: &Scope, max_packet: usize) -> Result<Checked, Refused> {
-    let mut checked = Checked {
-        len: 0,
-        disconnect: false,
-    };
-    while let Some((header, len)) = packet_length(&buf[checked.len..], max_packet)? {
-        let at = checked.len;
-        let Some(packet) = buf.get(at..at + header + len) else {
-            break;
-        };
-        check_packet(packet[0], &packet[header..], scope)?;
-        buf[at] = unretained(buf[at]);
-        checked = Checked {
-            len: at + header + len,
-            disconnect: buf[at] == 0xe0,
-        };
-    }
-    Ok(checked)
-}
-
-/// A device's PUBLISH fixed-header byte without RETAIN (other packets' unchanged).
-///
-/// Everything a device publishes is for the edge, which reads it as it arrives; a retained copy
-/// would serve nobody. rumqttd would keep one per topic in memory for the life of the process
-/// (a device inventing topics under its prefix could grow that without bound), and every copy
-/// keeps alive the 8-10 KiB read buffer its connection received it in. Apps that retain by
-/// default (OwnTracks retains its locations) need no setting changed for this.
-fn unretained(first: u8) -> u8 {
-    if first >> 4 == 3 {
-        first & !0x01
-    } else {
-        first
-    }
-}
-
-/// The fixed header's length and the remaining length of the packet at the start of `buf`,
-/// once they have arrived.
-fn packet_length(buf: &[u8], max_packet: usize) -> Result<Option<(usize, usize)>, Refused> {
-    let mut len: usize = 0;
-    for i in 0..4 {
-        let Some(&byte) = buf.get(1 + i) else {
-            return Ok(None);
-        };
-        len |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            if len > max_packet {
-                return Err(Refused::TooLarge(len));
-            }
-            return Ok(Some((2 + i, len)));
-        }
-    }
-    Err(Refused::Malformed("remaining length longer than 4 bytes"))
-}
-
-/// Checks one device-to-broker packet: no second CONNECT, and PUBLISH topics and SUBSCRIBE
-/// filters within the scope. Other packets (acknowledgements, pings, unsubscribes,
-/// DISCONNECT) pass; the broker validates the rest of their shape.
-fn check_packet(first: u8, body: &[u8], scope: &Scope) -> Result<(), Refused> {
-    match first >> 4 {
-        1 => Err(Refused::Malformed("a second CONNECT")),
-        3 => {
-            let (topic, _) = string(body).ok_or(Refused::Malformed("truncated PUBLISH topic"))?;
-            if scope.allows(topic) {
-                Ok(())
-            } else {
-                Err(Refused::OutOfScope(
-                    "PUBLISH topic",
-                    String::from_utf8_lossy(topic).into_owned(),
-                ))
-            }
-        }
-        8 => {
-            // Packet identifier, then (filter, options) pairs.
-            let mut rest = body
-                .get(2..)
-                .ok_or(Refused::Malformed("truncated SUBSCRIBE"))?;
-            if rest.is_empty() {
-                return Err(Refused::Malformed("SUBSCRIBE without a filter"));
-            }
-            while !rest.is_empty() {
-                let (filter, after) =
-                    string(rest).ok_or(Refused::Malformed("truncated SUBSCRIBE filter"))?;
-                if !scope.allows(filter) {
-                    return Err(Refused::OutOfScope(
-                        "SUBSCRIBE filter",
-                        String::from_utf8_lossy(filter).into_owned(),
-                    ));
+            let silence = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
                 }
-                rest = after
-                    .get(1..)
-                    .ok_or(Refused::Malformed("SUBSCRIBE filter without options"))?;
+            };
+            tokio::select! {
+                biased;
+                () = cut.cancelled() => return Ok(Ending::Dropped),
+                read = reader.read_buf(&mut buf) => {
+                    if read.map_err(Refused::Io)? == 0 {
+                        return Ok(Ending::Dropped);
+                    }
+                }
+                Some(message) = queue.recv(), if self.inflight.len() < MAX_INFLIGHT => {
+                    self.send(writer, &message).await?;
+                }
+                () = silence => {
+                    return Err(Refused::Protocol("no packet within 1.5 times the keep-alive"));
+                }
             }
+        }
+    }
+
+    async fn handle<W: AsyncWrite + Unpin>(
+        &mut self,
+        packet: Packet,
+        writer: &mut W,
+    ) -> Result<Flow, Refused> {
+        self.scope.check(&packet)?;
+        match packet {
+            Packet::Connect(_) => return Err(Malformed::Shape("a second CONNECT").into()),
+            Packet::Publish(publish) => match (publish.qos, publish.packet_id) {
+                (QoS::ExactlyOnce, Some(id)) => {
+                    // Delivered once, at the first copy; a resent copy before PUBREL is not.
+                    if !self.unreleased.contains(&id) {
+                        if self.unreleased.len() >= MAX_INFLIGHT {
+                            return Err(Refused::Protocol(
+                                "too many QoS 2 messages awaiting PUBREL",
+                            ));
+                        }
+                        self.unreleased.insert(id);
+                        self.forward(&publish.topic, publish.payload, publish.qos)
+                            .await?;
+                    }
+                    write(writer, &mqtt::ack(mqtt::PUBREC, id)).await?;
+                }
+                (QoS::AtLeastOnce, Some(id)) => {
+                    self.forward(&publish.topic, publish.payload, publish.qos)
+                        .await?;
+                    write(writer, &mqtt::ack(mqtt::PUBACK, id)).await?;
+                }
+                _ => {
+                    self.forward(&publish.topic, publish.payload, publish.qos)
+                        .await?;
+                }
+            },
+            Packet::PubAck(id) => {
+                self.inflight.remove(&id);
+            }
+            Packet::PubRec(_) | Packet::PubComp(_) => {
+                return Err(Refused::Protocol(
+                    "PUBREC or PUBCOMP, but the broker sends nothing at QoS 2",
+                ));
+            }
+            Packet::PubRel(id) => {
+                self.unreleased.remove(&id);
+                write(writer, &mqtt::ack(mqtt::PUBCOMP, id)).await?;
+            }
+            Packet::Subscribe { packet_id, filters } => {
+                let (granted, retained) = self.hub.subscribe(self.number, &filters);
+                write(writer, &mqtt::suback(packet_id, &granted)).await?;
+                for message in &retained {
+                    self.send(writer, message).await?;
+                }
+            }
+            Packet::Unsubscribe { packet_id, filters } => {
+                self.hub.unsubscribe(self.number, &filters);
+                write(writer, &mqtt::ack(mqtt::UNSUBACK, packet_id)).await?;
+            }
+            Packet::PingReq => write(writer, &mqtt::PINGRESP).await?,
+            Packet::Disconnect => return Ok(Flow::Disconnect),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn forward(&self, topic: &str, payload: Bytes, qos: QoS) -> Result<(), Refused> {
+        if self.hub.publish_from_client(topic, payload, qos).await {
             Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// An MQTT length-prefixed string at the start of `buf`, and what follows it.
-fn string(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = usize::from(u16::from_be_bytes(buf.get(0..2)?.try_into().ok()?));
-    Some((buf.get(2..2 + len)?, buf.get(2 + len..)?))
-}
-
-/// A CONNECT packet, split around its client id, without its will.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Connect {
-    /// The variable header: protocol name, level, flags (the will's cleared), keep alive.
-    head: Vec<u8>,
-    client_id: String,
-    /// The device's last will, which the front publishes itself (see [`publish_will`]).
-    will: Option<Will>,
-    /// The rest of the payload (user name, password), unchanged.
-    rest: Vec<u8>,
-}
-
-/// A device's last will.
-///
-/// The front keeps it instead of the broker because rumqttd keeps a will as slices of the read
-/// buffer the CONNECT arrived in: a 10 KiB buffer per connection, kept for as long as the
-/// device stays connected (5 MiB for 500 riders).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Will {
-    topic: Vec<u8>,
-    message: Vec<u8>,
-}
-
-/// The CONNECT flags that describe the will: Will Flag, Will QoS, Will Retain.
-const WILL_FLAGS: u8 = 0x04 | 0x18 | 0x20;
-
-impl Connect {
-    /// The packet with `client_id` instead of the device's, and no will.
-    fn encode(&self, client_id: &str) -> Result<Vec<u8>, Refused> {
-        let id_len =
-            u16::try_from(client_id.len()).map_err(|_| Refused::Malformed("client id too long"))?;
-        let len = self.head.len() + 2 + client_id.len() + self.rest.len();
-        let mut packet = Vec::with_capacity(len + 5);
-        packet.push(0x10);
-        push_remaining_length(&mut packet, len)?;
-        packet.extend_from_slice(&self.head);
-        packet.extend_from_slice(&id_len.to_be_bytes());
-        packet.extend_from_slice(client_id.as_bytes());
-        packet.extend_from_slice(&self.rest);
-        Ok(packet)
-    }
-}
-
-/// Appends MQTT's variable-length encoding of a packet's remaining length.
-fn push_remaining_length(packet: &mut Vec<u8>, len: usize) -> Result<(), Refused> {
-    if len > 268_435_455 {
-        return Err(Refused::TooLarge(len));
-    }
-    let mut remaining = len;
-    loop {
-        let mut byte = (remaining % 128) as u8;
-        remaining /= 128;
-        if remaining > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if remaining == 0 {
-            return Ok(());
+        } else {
+            Err(Refused::Protocol("the edge is shutting down"))
         }
     }
-}
 
-/// Publishes `will` through a connection of its own, as the broker would have when the device's
-/// connection ended without DISCONNECT. QoS 1 whatever the device asked for, so that it is in
-/// the broker's log (and before anything a replacing connection sends) when this returns; not
-/// retained, for the reasons of [`unretained`].
-async fn publish_will(upstream: SocketAddr, client_id: &str, will: &Will) -> Result<(), Refused> {
-    let upstream_error = |e: std::io::Error| Refused::Upstream(format!("publishing the will: {e}"));
-    let connect = Connect {
-        head: vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10],
-        client_id: String::new(),
-        will: None,
-        rest: Vec::new(),
+    async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        message: &Message,
+    ) -> Result<(), Refused> {
+        let packet_id = (message.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
+        if let Some(id) = packet_id {
+            self.inflight.insert(id);
+        }
+        let packet = mqtt::encode_publish(
+            &message.topic,
+            &message.payload,
+            message.qos,
+            message.retain,
+            packet_id,
+        );
+        write(writer, &packet).await
     }
-    .encode(client_id)?;
-    let topic_len =
-        u16::try_from(will.topic.len()).map_err(|_| Refused::Malformed("will topic too long"))?;
-    let mut publish = vec![0x32];
-    push_remaining_length(&mut publish, 2 + will.topic.len() + 2 + will.message.len())?;
-    publish.extend_from_slice(&topic_len.to_be_bytes());
-    publish.extend_from_slice(&will.topic);
-    publish.extend_from_slice(&1u16.to_be_bytes());
-    publish.extend_from_slice(&will.message);
-    let exchange = async {
-        let mut stream = TcpStream::connect(upstream).await.map_err(upstream_error)?;
-        // Each answer is four bytes: CONNACK (accepted, either session flag), then PUBACK 1.
-        for (packet, accepted) in [
-            (&connect[..], &[[0x20, 2, 0, 0], [0x20, 2, 1, 0]][..]),
-            (&publish[..], &[[0x40, 2, 0, 1]][..]),
-        ] {
-            stream.write_all(packet).await.map_err(upstream_error)?;
-            let mut answer = [0u8; 4];
-            stream
-                .read_exact(&mut answer)
-                .await
-                .map_err(upstream_error)?;
-            if !accepted.contains(&answer) {
-                return Err(Refused::Upstream(format!(
-                    "the broker did not accept the will: {answer:?}"
-                )));
+
+    /// A packet identifier (1..=65535) not in flight.
+    fn next_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.contains(&id) {
+                return id;
             }
         }
-        stream.write_all(&[0xe0, 0]).await.map_err(upstream_error)
-    };
-    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
-        .await
-        .map_err(|_| Refused::Upstream("publishing the will timed out".into()))?
+    }
 }
 
-/// Reads exactly one packet, which must be an MQTT 3.1.1 CONNECT of at most `max` bytes.
+async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> Result<(), Refused> {
+    writer.write_all(bytes).await.map_err(Refused::Io)?;
+    writer.flush().await.map_err(Refused::Io)
+}
+
+/// Reads until `buf` starts with a whole packet, which must be an MQTT 3.1.1 CONNECT of at
+/// most `max` bytes; what follows it stays in `buf`.
 async fn read_connect<R: AsyncRead + Unpin>(
     reader: &mut R,
+    buf: &mut BytesMut,
     max: usize,
-) -> Result<Connect, Refused> {
-    let io = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Refused::Closed
-        } else {
-            Refused::Io(e)
+) -> Result<mqtt::Connect, Refused> {
+    loop {
+        if buf.first().is_some_and(|&first| first != 0x10) {
+            return Err(Refused::NotConnect);
         }
-    };
-    let mut header = vec![reader.read_u8().await.map_err(io)?];
-    if header[0] != 0x10 {
-        return Err(Refused::Malformed("the first packet is not CONNECT"));
-    }
-    let len = loop {
-        header.push(reader.read_u8().await.map_err(io)?);
-        if let Some((_, len)) = packet_length(&header, max)? {
-            break len;
+        if let Some((header, len)) = mqtt::frame(buf, max)?
+            && buf.len() >= header + len
+        {
+            let packet = mqtt::decode(buf[0], &buf[header..header + len])?;
+            buf.advance(header + len);
+            return match packet {
+                Packet::Connect(connect) => Ok(connect),
+                _ => Err(Refused::NotConnect),
+            };
         }
-    };
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).await.map_err(io)?;
-    parse_connect(&body)
-}
-
-/// Splits a CONNECT body (after the fixed header).
-fn parse_connect(body: &[u8]) -> Result<Connect, Refused> {
-    let short = Refused::Malformed;
-    let (name, after_name) = string(body).ok_or(short("truncated protocol name"))?;
-    let level = *after_name.first().ok_or(short("no protocol level"))?;
-    if name != b"MQTT" || level != 4 {
-        return Err(Refused::Protocol {
-            name: String::from_utf8_lossy(name).into_owned(),
-            level,
-        });
-    }
-    let flags = *after_name.get(1).ok_or(short("no connect flags"))?;
-    if flags & 0x01 != 0 {
-        return Err(short("reserved connect flag set"));
-    }
-    let head_end = body.len() - after_name.len() + 4;
-    let head = body.get(..head_end).ok_or(short("no keep alive"))?;
-    let (id, rest) = string(&body[head_end..]).ok_or(short("truncated client id"))?;
-    let client_id = std::str::from_utf8(id)
-        .map_err(|_| short("client id is not UTF-8"))?
-        .to_owned();
-    let (will, rest) = if flags & 0x04 != 0 {
-        if (flags >> 3) & 0x03 == 3 {
-            return Err(short("will QoS 3"));
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
         }
-        let (topic, after_topic) = string(rest).ok_or(short("truncated will topic"))?;
-        let (message, after_will) = string(after_topic).ok_or(short("truncated will message"))?;
-        let will = Will {
-            topic: topic.to_vec(),
-            message: message.to_vec(),
-        };
-        (Some(will), after_will)
-    } else {
-        (None, rest)
-    };
-    let mut head = head.to_vec();
-    head[head_end - 3] &= !WILL_FLAGS;
-    Ok(Connect {
-        head,
-        client_id,
-        will,
-        rest: rest.to_vec(),
-    })
+        match reader.read_buf(buf).await {
+            Ok(0) => return Err(Refused::Closed),
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Refused::Closed);
+            }
+            Err(error) => return Err(Refused::Io(error)),
+        }
+    }
 }
 
 /// The rider id (Organization) and hex serial of a verified client certificate.
@@ -941,281 +837,94 @@ fn pem_key(mut pem: &[u8]) -> Result<PrivateKeyDer<'static>, rustls::Error> {
         .ok_or_else(|| rustls::Error::General("no private key in the PEM".into()))
 }
 
-/// A free port on loopback for one of rumqttd's internal listeners (rumqttd cannot report the
-/// port it bound, so it cannot be given port 0).
-pub fn free_loopback_port() -> Result<SocketAddr, Error> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| Error::Broker(format!("no free loopback port: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn connect_body(client_id: &str, rest: &[u8]) -> Vec<u8> {
-        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
-        body.extend_from_slice(&u16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
-        body.extend_from_slice(client_id.as_bytes());
-        body.extend_from_slice(rest);
-        body
+    fn publish(topic: &str) -> Packet {
+        Packet::Publish(mqtt::Publish {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"payload"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            packet_id: None,
+        })
     }
 
-    #[test]
-    fn rewrites_the_client_id_and_keeps_the_rest() {
-        let rest = [0, 3, b'a', b'/', b'b', 0, 1, b'x'];
-        let body = connect_body("phone", &rest);
-        let connect = parse_connect(&body).map_err(|e| e.to_string());
-        assert_eq!(connect.as_ref().map(|c| c.client_id.as_str()), Ok("phone"));
-        let Ok(connect) = connect else { return };
-        let packet = connect.encode("phone~7").map_err(|e| e.to_string());
-        let mut expected = vec![0x10, 0];
-        expected.extend(connect_body("phone~7", &rest));
-        expected[1] = u8::try_from(expected.len() - 2).unwrap_or(0);
-        assert_eq!(packet, Ok(expected));
-    }
-
-    #[test]
-    fn long_packets_get_a_multi_byte_length() {
-        let rest = vec![7u8; 300];
-        let Ok(connect) = parse_connect(&connect_body("", &rest)) else {
-            panic!("parse failed")
-        };
-        let Ok(packet) = connect.encode("x~1") else {
-            panic!("encode failed")
-        };
-        let len = 10 + 2 + 3 + 300;
-        assert_eq!(
-            &packet[..3],
-            &[0x10, (len % 128) as u8 | 0x80, (len / 128) as u8]
-        );
-        assert_eq!(packet.len(), 3 + len);
-    }
-
-    #[test]
-    fn bad_connects_are_errors_not_panics() {
-        for body in [
-            &b""[..],
-            &[0, 4, b'M', b'Q'][..],
-            &[0, 4, b'M', b'Q', b'T', b'T'][..],
-            &[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0][..],
-            &[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 5, b'a'][..],
-            &[0, 4, b'M', b'Q', b'T', b'T', 4, 0x03, 0, 30, 0, 0][..],
-            &[
-                0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 30, 0, 0,
-            ][..],
-            &[0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 30, 0, 0][..],
-            &[
-                0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 2, 0xff, 0xfe,
-            ][..],
-            &[0xff, 0xff, 0, 0][..],
-        ] {
-            assert!(parse_connect(body).is_err(), "{body:?}");
+    fn subscribe(filters: &[&str]) -> Packet {
+        Packet::Subscribe {
+            packet_id: 1,
+            filters: filters
+                .iter()
+                .map(|f| ((*f).to_owned(), QoS::AtLeastOnce))
+                .collect(),
         }
-    }
-
-    fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-        let mut packet = vec![first, u8::try_from(body.len()).unwrap_or(0)];
-        packet.extend_from_slice(body);
-        packet
-    }
-
-    fn publish(topic: &str) -> Vec<u8> {
-        let mut body = u16::try_from(topic.len())
-            .unwrap_or(0)
-            .to_be_bytes()
-            .to_vec();
-        body.extend_from_slice(topic.as_bytes());
-        body.extend_from_slice(b"payload");
-        packet(0x30, &body)
-    }
-
-    fn subscribe(filters: &[&str]) -> Vec<u8> {
-        let mut body = vec![0, 1];
-        for filter in filters {
-            body.extend_from_slice(&u16::try_from(filter.len()).unwrap_or(0).to_be_bytes());
-            body.extend_from_slice(filter.as_bytes());
-            body.push(1);
-        }
-        packet(0x82, &body)
-    }
-
-    fn rider(id: &str) -> Scope {
-        Scope::Rider(format!("/tenants/{id}/"))
     }
 
     #[test]
     fn a_rider_publishes_and_subscribes_under_its_prefix_only() {
-        let a = rider("riderA");
-        let mut stream = publish("/tenants/riderA/location");
-        stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
-        stream.extend(packet(0xc0, &[]));
-        assert_eq!(
-            checked_packets(&mut stream, &a, 100).ok().map(|c| c.len),
-            Some(stream.len())
-        );
-        for mut bad in [
+        let a = Scope::Rider("/tenants/riderA/".into());
+        for good in [
+            publish("/tenants/riderA/location"),
+            subscribe(&["/tenants/riderA/edge/#"]),
+            Packet::PingReq,
+            Packet::Unsubscribe {
+                packet_id: 1,
+                filters: vec!["#".into()],
+            },
+        ] {
+            assert!(a.check(&good).is_ok(), "{good:?}");
+        }
+        for bad in [
             publish("/tenants/riderB/replies"),
             publish("/tenants/riderA"),
             publish("/tenants/riderAB/replies"),
-            publish("/tenants/+/replies"),
             subscribe(&["/tenants/riderA/edge/#", "#"]),
             subscribe(&["/tenants/+/edge/#"]),
             subscribe(&["$share/g/tenants/riderA/edge/#"]),
         ] {
             assert!(
-                matches!(
-                    checked_packets(&mut bad, &a, 100),
-                    Err(Refused::OutOfScope(..))
-                ),
+                matches!(a.check(&bad), Err(Refused::OutOfScope(..))),
                 "{bad:?}"
             );
-            assert_eq!(
-                checked_packets(&mut bad, &Scope::Trusted, 100)
-                    .ok()
-                    .map(|c| c.len),
-                Some(bad.len())
-            );
+            assert!(Scope::Trusted.check(&bad).is_ok(), "{bad:?}");
         }
     }
 
-    #[test]
-    fn packets_are_checked_only_once_whole_and_bad_ones_refused() {
-        let a = rider("riderA");
-        let mut stream = publish("/tenants/riderA/location");
-        let first = stream.len();
-        stream.extend(publish("/tenants/riderB/location"));
-        // The second packet is out of scope, but has not fully arrived: the first goes on.
-        assert_eq!(
-            checked_packets(&mut stream[..first + 3], &a, 100)
-                .ok()
-                .map(|c| c.len),
-            Some(first)
-        );
-        assert!(checked_packets(&mut stream, &a, 100).is_err());
-        for mut bad in [
-            packet(0x10, &[0, 4]),
-            packet(0x30, &[0, 9, b'/']),
-            packet(0x82, &[0, 1]),
-            packet(0x82, &[0, 1, 0, 1, b'#']),
-            vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
-        ] {
-            assert!(
-                matches!(
-                    checked_packets(&mut bad, &Scope::Trusted, 100),
-                    Err(Refused::Malformed(_))
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            checked_packets(&mut [0x30, 0xff, 0x01], &a, 100),
-            Err(Refused::TooLarge(255))
-        ));
-        assert_eq!(
-            checked_packets(&mut [0x30], &a, 100).ok().map(|c| c.len),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn devices_publish_nothing_retained() {
-        let mut retained = publish("/tenants/riderA/presence");
-        retained[0] |= 0x01;
-        let second = retained.len();
-        let mut at_least_once = publish("/tenants/riderA/replies");
-        at_least_once[0] = 0x33;
-        retained.extend(at_least_once);
-        let mut stream = retained.clone();
-        stream.extend(subscribe(&["/tenants/riderA/edge/#"]));
-        let checked = checked_packets(&mut stream, &rider("riderA"), 100)
-            .ok()
-            .map(|c| c.len);
-        assert_eq!(checked, Some(stream.len()));
-        assert_eq!(stream[0], 0x30);
-        assert_eq!(stream[second], 0x32, "QoS kept, RETAIN cleared");
-        assert_eq!(stream[retained.len()], 0x82, "not a PUBLISH: unchanged");
-        assert_eq!(
-            stream[1..second],
-            retained[1..second],
-            "only the flag changes"
-        );
-    }
-
-    #[test]
-    fn the_will_is_taken_out_of_connect() {
-        let rest = [0, 3, b'a', b'/', b'b', 0, 1, b'x', 0, 2, b'u', b's'];
-        let mut body = connect_body("phone", &rest);
-        body[7] |= 0x80;
-        let without = parse_connect(&body).ok();
-        assert_eq!(without.as_ref().and_then(|c| c.will.clone()), None);
-        assert_eq!(without.map(|c| c.rest), Some(rest.to_vec()));
-
-        body[7] |= 0x04 | 0x08 | 0x20;
-        let Ok(connect) = parse_connect(&body) else {
-            panic!("a CONNECT with a will")
-        };
-        assert_eq!(
-            connect.will,
-            Some(Will {
-                topic: b"a/b".to_vec(),
-                message: b"x".to_vec(),
-            })
-        );
-        assert_eq!(connect.rest, [0, 2, b'u', b's'], "the user name stays");
-        assert_eq!(
-            connect.head[7],
-            0x80 | 0x02,
-            "will flags cleared, the rest kept"
-        );
-
-        body[7] |= 0x18;
-        assert!(matches!(parse_connect(&body), Err(Refused::Malformed(_))));
-        body[7] &= !0x18;
-        body.truncate(body.len() - rest.len() + 3);
-        assert!(parse_connect(&body).is_err(), "truncated will topic");
-        let mut body = connect_body("phone", &[0, 3, b'a', b'/', b'b', 0, 5, b'x']);
-        body[7] |= 0x04;
-        assert!(parse_connect(&body).is_err(), "truncated will message");
-    }
-
-    #[test]
-    fn a_disconnect_is_seen_only_as_the_last_packet() {
-        let trusted = &Scope::Trusted;
-        let disconnect = |stream: &mut Vec<u8>| {
-            checked_packets(stream, trusted, 100)
-                .ok()
-                .map(|c| c.disconnect)
-        };
-        let mut stream = publish("/tenants/riderA/location");
-        assert_eq!(disconnect(&mut stream), Some(false));
-        stream.extend(packet(0xe0, &[]));
-        assert_eq!(disconnect(&mut stream), Some(true));
-        stream.extend(packet(0xc0, &[]));
-        assert_eq!(disconnect(&mut stream), Some(false));
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30];
+        body.extend_from_slice(&u16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
+        body.extend_from_slice(client_id.as_bytes());
+        let mut packet = vec![0x10, u8::try_from(body.len()).unwrap_or(0)];
+        packet.extend(body);
+        packet
     }
 
     #[tokio::test]
-    async fn read_connect_refuses_other_packets_and_oversized_ones() {
-        let mut publish: &[u8] = &[0x30, 2, 0, 0];
-        assert!(matches!(
-            read_connect(&mut publish, 100).await,
-            Err(Refused::Malformed(_))
-        ));
-        let mut huge: &[u8] = &[0x10, 0xff, 0xff, 0xff, 0x7f];
-        assert!(matches!(
-            read_connect(&mut huge, 100).await,
-            Err(Refused::TooLarge(_))
-        ));
-        let mut endless: &[u8] = &[0x10, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert!(matches!(
-            read_connect(&mut endless, 100).await,
-            Err(Refused::Malformed(_))
-        ));
-        let mut cut: &[u8] = &[0x10, 20, 0, 4];
-        assert!(matches!(
-            read_connect(&mut cut, 100).await,
-            Err(Refused::Closed)
-        ));
+    async fn read_connect_leaves_what_follows_and_refuses_other_first_packets() {
+        let mut stream = connect_packet("phone");
+        stream.extend([0xc0, 0]);
+        let mut buf = BytesMut::new();
+        let connect = read_connect(&mut &stream[..], &mut buf, 100).await;
+        assert_eq!(connect.ok().map(|c| c.client_id), Some("phone".to_owned()));
+        assert_eq!(&buf[..], &[0xc0, 0], "the PINGREQ after CONNECT is kept");
+
+        for (bytes, refused) in [
+            (&[0x30, 2, 0, 0][..], "NotConnect"),
+            (&[0x10, 0xff, 0xff, 0xff, 0x7f][..], "TooLarge"),
+            (&[0x10, 0xff, 0xff, 0xff, 0xff, 0x01][..], "Shape"),
+            (&[0x10, 20, 0, 4][..], "Closed"),
+            (&[0x10, 2, 0, 4][..], "Shape"),
+        ] {
+            let mut buf = BytesMut::new();
+            let error = read_connect(&mut &bytes[..], &mut buf, 100)
+                .await
+                .err()
+                .map(|e| format!("{e:?}"));
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(refused)),
+                "{bytes:?}: {error:?}"
+            );
+        }
     }
 }

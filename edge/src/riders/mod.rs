@@ -1,10 +1,11 @@
 //! Riders over MQTT: the store's embedded broker, rider identity and isolation, offers,
 //! replies, arrival, pickup, delivery and tracking.
 //!
-//! Why this shape: rider devices speak MQTT 3.1.1 to an rumqttd broker embedded in the edge
-//! ([`broker`]), through a front ([`front`]) that terminates TLS, gives every connection a
-//! unique client id (rumqttd 0.20 poisons a listener when a client id is reused after a failed
-//! connection) and refuses revoked riders at the handshake. Isolation between riders comes from
+//! Why this shape: rider devices speak MQTT 3.1.1 to the edge's own broker: a front
+//! ([`front`]) that terminates TLS, refuses revoked riders at the handshake and runs each
+//! connection's session ([`mqtt`] on the wire), and a hub ([`hub`]) that routes messages
+//! between sessions and the service. (It replaced an embedded rumqttd, whose bugs and memory
+//! did not fit a Pi: see `front.rs`.) Isolation between riders comes from
 //! per-rider client certificates issued by a small CA on the edge ([`ca`]): the front takes the
 //! certificate's Organization as the rider id and confines the device to
 //! `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
@@ -13,7 +14,6 @@
 //! drives riders for the demo, tests and benchmarks. Topic tree and device settings:
 //! `README.md` beside this file.
 
-mod broker;
 pub mod ca;
 pub mod clock;
 mod codec;
@@ -21,6 +21,8 @@ pub mod desk;
 mod error;
 mod front;
 mod geofence;
+mod hub;
+mod mqtt;
 mod service;
 pub mod sim;
 pub mod topics;
@@ -38,88 +40,37 @@ use tokio_util::sync::CancellationToken;
 pub use ca::{CertBundle, ClientKey, StoreCa};
 pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
 pub use error::{DeskError, Error};
+pub use hub::HubStats as BrokerStats;
 
 /// How much memory and how many connections the broker may use.
 ///
-/// rumqttd keeps a commit log per subscription filter, in segments it sizes for 1024 messages
-/// up front (growing them past that). The edge subscribes once per rider-to-edge leaf with a `+`
-/// for the rider (all 500 riders' locations go through one filter), and each rider device
-/// subscribes to its own `/tenants/<id>/edge/#` (offers, acks and errors for that rider only).
-///
-/// A message in a log also keeps alive the whole read buffer its connection received it in
-/// (rumqttd slices messages out of a 10 KiB per-connection buffer instead of copying them):
-/// a log that holds a rider's reply for two minutes holds 8-10 KiB of that rider's memory for
-/// two minutes. So the logs the edge reads as they fill are sized by how much the edge may fall
-/// behind, not by how much history is worth keeping: the edge has nothing to re-read in them.
+/// What a connection costs is bounded by these: its read buffer grows only for a packet
+/// larger than the last, its queue holds at most `connection_queue` messages (a device that
+/// does not keep up loses QoS 0 messages, and its connection is closed rather than a QoS 1
+/// message lost), and the broker keeps no history besides the edge's open offers.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerSizing {
+    /// Connections on both listeners together; the next one gets CONNACK "server unavailable".
     pub max_connections: usize,
-    /// The location filters (`location`, `owntracks/#`): every rider's fixes, about 70 bytes
-    /// each; a fix skipped when the edge falls behind is harmless (latest wins).
-    pub location_log: LogSize,
-    /// The command filters (`replies`, `arrival`, `pickup`, `delivered`): the edge must read
-    /// every entry before the log drops it (rumqttd moves a reader that fell behind to the
-    /// oldest entry it still has).
-    pub command_log: LogSize,
-    /// The presence filter: a few messages per connection and disconnection.
-    pub presence_log: LogSize,
-    /// Each rider device's filter (`/tenants/<id>/edge/#`).
-    pub rider_log: LogSize,
     /// The largest MQTT payload accepted.
     pub max_payload_size: usize,
-}
-
-/// One commit log's bound: segments of `segment_bytes` (messages' topic and payload bytes; at
-/// least 1 KiB) and how many of them are kept besides the one being filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogSize {
-    pub segment_bytes: usize,
-    pub segments: usize,
+    /// Messages waiting to be written to one connection.
+    pub connection_queue: usize,
+    /// Device messages waiting for the riders service; when it is full, devices' connections
+    /// wait (TCP back-pressure) instead of their commands being dropped.
+    pub edge_queue: usize,
 }
 
 impl Default for BrokerSizing {
-    /// A Pi: 1000 devices, 16 KiB payloads. What a log costs is its entries (232 bytes each
-    /// besides the message, touched as they are appended) and the read buffers its messages
-    /// keep alive; a log fills up to its size and stays there.
-    ///
-    /// Locations, 16 KiB x 4: about 2 s of 500 riders' fixes, which the edge reads as they
-    /// arrive; 16 KiB of small messages stays within a segment's first allocation, where 64 KiB
-    /// made the segments of the busiest filter double.
-    ///
-    /// Commands, 4 KiB x 2: over a hundred replies or pickups, far more than a store sees in the
-    /// few milliseconds the edge takes to read one. At 16 KiB x 4 the replies log of a 10 offers/s
-    /// benchmark held two minutes of replies and, through them, one old 8 KiB read buffer per
-    /// rider (4 MiB for 500 riders).
-    ///
-    /// Presence, 1 KiB x 2: about 70 messages. At 16 KiB x 4 it held every rider's `online`
-    /// message, and with it that rider's first 10 KiB read buffer, for as long as the rider
-    /// stayed connected (5 MiB for 500 riders).
-    ///
-    /// Rider filters, 1 KiB x 1 (rumqttd's smallest log): every segment is a mapping of its own
-    /// (232 KiB reserved, a page or two touched), so each segment kept costs 500 riders about
-    /// 3 MiB; 4 KiB x 2 cost 12 MiB. A rider gets a message every few minutes and reads it
-    /// within milliseconds; 1 KiB still holds its last few offers and acks, and what it must
-    /// not miss (its open offers) is retained and re-published from the database anyway.
+    /// A Pi: 1000 devices, 16 KiB payloads. A rider gets a message every few minutes; 32 queued
+    /// covers a burst of acks and offers. 4096 device messages are about 8 s of 500 riders'
+    /// locations, far more than the service falls behind.
     fn default() -> Self {
         Self {
             max_connections: 1000,
-            location_log: LogSize {
-                segment_bytes: 16 * 1024,
-                segments: 4,
-            },
-            command_log: LogSize {
-                segment_bytes: 4 * 1024,
-                segments: 2,
-            },
-            presence_log: LogSize {
-                segment_bytes: 1024,
-                segments: 2,
-            },
-            rider_log: LogSize {
-                segment_bytes: 1024,
-                segments: 1,
-            },
             max_payload_size: 16 * 1024,
+            connection_queue: 32,
+            edge_queue: 4096,
         }
     }
 }
@@ -228,10 +179,29 @@ enum Command {
     RefreshRoster(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
-/// The running riders service: the broker, the edge's link to it, and the service task.
+/// Reads the broker's figures without holding the [`Riders`] handle (which the daemon must
+/// own alone to shut it down).
+#[derive(Debug, Clone)]
+pub struct BrokerGauge {
+    hub: hub::Hub,
+    online: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl BrokerGauge {
+    /// The broker's figures and how many riders are online.
+    pub fn read(&self) -> (BrokerStats, usize) {
+        let online = self.online.lock().map(|set| set.len()).unwrap_or(0);
+        (self.hub.stats(), online)
+    }
+}
+
+/// The running riders service: the broker's listeners and the service task.
 #[derive(Debug)]
 pub struct Riders {
     db: StoreDb,
+    hub: hub::Hub,
+    tls_addr: SocketAddr,
+    plain_addr: Option<SocketAddr>,
     ca: Arc<StoreCa>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<RiderEvent>,
@@ -242,7 +212,7 @@ pub struct Riders {
 
 impl Riders {
     /// Loads (or creates) the store CA, starts the broker and the service over `db`, and
-    /// returns once the listeners accept connections.
+    /// returns once the listeners are bound.
     pub async fn start<D: OrderDesk>(
         config: RidersConfig,
         db: StoreDb,
@@ -271,19 +241,17 @@ impl Riders {
                 "the listener without client certificates must be bound to loopback, not {plain}"
             )));
         }
-        let internal = front::free_loopback_port()?;
-        let link = broker::start(&config, internal)?;
-        broker::wait_listening(internal, Duration::from_secs(5)).await?;
         let shutdown = CancellationToken::new();
-        let max_payload = config.sizing.max_payload_size;
+        let sizing = config.sizing;
+        let (hub, link) = hub::Hub::new(sizing.max_connections, sizing.edge_queue);
         let mut fronts = vec![
             front::start_tls(
                 config.tls_listen,
-                internal,
+                hub.clone(),
                 &server,
                 &ca,
                 db.clone(),
-                max_payload,
+                &sizing,
                 shutdown.child_token(),
             )
             .await?,
@@ -292,14 +260,16 @@ impl Riders {
             fronts.push(
                 front::start_plain(
                     listen,
-                    internal,
+                    hub.clone(),
                     db.clone(),
-                    max_payload,
+                    &sizing,
                     shutdown.child_token(),
                 )
                 .await?,
             );
         }
+        let tls_addr = fronts[0].local_addr();
+        let plain_addr = fronts.get(1).map(front::Front::local_addr);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let online = Arc::new(Mutex::new(BTreeSet::new()));
@@ -316,6 +286,9 @@ impl Riders {
         let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
         Ok(Self {
             db,
+            hub,
+            tls_addr,
+            plain_addr,
             ca,
             commands,
             events,
@@ -374,6 +347,29 @@ impl Riders {
         let _ = self.commands.send(Command::ScanAssignments);
     }
 
+    /// Where the TLS listener is bound (the port, when `tls_listen` asked for port 0).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
+    }
+
+    /// Where the loopback listener is bound, if there is one.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// The broker's connections, retained offers and delivery losses.
+    pub fn broker_stats(&self) -> BrokerStats {
+        self.hub.stats()
+    }
+
+    /// A handle that reads [`Self::broker_stats`] and the online riders, for `/metrics`.
+    pub fn gauge(&self) -> BrokerGauge {
+        BrokerGauge {
+            hub: self.hub.clone(),
+            online: self.online.clone(),
+        }
+    }
+
     /// Riders whose devices said they are online (presence, cleared by their last will).
     pub fn online_riders(&self) -> Vec<String> {
         self.online
@@ -382,8 +378,8 @@ impl Riders {
             .unwrap_or_default()
     }
 
-    /// Stops the front's listeners and the service and writes the last positions. The broker's
-    /// threads cannot be stopped (rumqttd has no stop API) and end with the process.
+    /// Stops the front's listeners, closes every rider connection, stops the service and writes
+    /// the last positions.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(error) = self.task.await {

@@ -1,5 +1,5 @@
-//! The riders service: one task that owns the edge's link to the broker and turns rider
-//! messages into database rows and order moves, and assignments into offers.
+//! The riders service: one task that reads what rider devices send the edge and turns it into
+//! database rows and order moves, and assignments into offers.
 //!
 //! One task, so the in-memory state (roster, published offers, accepted assignments, pending
 //! positions) needs no locks and every rider message is handled in arrival order. Commands
@@ -14,18 +14,15 @@ use bytes::Bytes;
 use flashkart_proto::rider as pb;
 use flashkart_sync::StoreDb;
 use prost::Message;
-use rumqttd::Notification;
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{Packet, Publish};
 use rusqlite::OptionalExtension;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::broker::Link;
 use super::codec::{self, Fix};
 use super::desk::{Delivery, Handoff, OrderDesk};
 use super::front::Front;
 use super::geofence::Geofence;
+use super::hub::{self, EdgeLink, Hub};
 use super::topics::{self, Inbound};
 use super::{Command, Error, RiderEvent, RidersConfig, clock};
 
@@ -36,8 +33,8 @@ pub struct Service<D> {
     config: RidersConfig,
     db: StoreDb,
     desk: D,
-    tx: LinkTx,
-    rx: LinkRx,
+    hub: Hub,
+    inbox: mpsc::Receiver<hub::Message>,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
     /// The device-facing listeners, to disconnect riders that are no longer allowed.
@@ -77,16 +74,11 @@ impl<D: OrderDesk> Service<D> {
         config: RidersConfig,
         db: StoreDb,
         desk: D,
-        link: Link,
+        link: EdgeLink,
         events: broadcast::Sender<RiderEvent>,
         online: Arc<Mutex<BTreeSet<String>>>,
         fronts: Vec<Front>,
     ) -> Result<Self, Error> {
-        let Link { mut tx, rx } = link;
-        for (filter, _) in topics::EDGE_FILTERS {
-            tx.subscribe(*filter)
-                .map_err(|e| Error::Broker(format!("subscribing to {filter}: {e}")))?;
-        }
         let store_id = config.store_id.clone();
         let accepted = db
             .read(move |conn| {
@@ -106,8 +98,8 @@ impl<D: OrderDesk> Service<D> {
             config,
             db,
             desk,
-            tx,
-            rx,
+            hub: link.hub,
+            inbox: link.messages,
             events,
             online,
             fronts,
@@ -137,17 +129,9 @@ impl<D: OrderDesk> Service<D> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                notification = self.rx.next() => match notification {
-                    Ok(Some(Notification::Forward(forward))) => {
-                        let publish = forward.publish;
-                        self.inbound(&publish.topic, &publish.payload).await;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "the link to the riders' broker closed");
-                        break;
-                    }
-                },
+                Some(message) = self.inbox.recv() => {
+                    self.inbound(&message.topic, &message.payload).await;
+                }
                 Some(command) = commands.recv() => match command {
                     Command::ScanAssignments => self.scan_assignments().await,
                     Command::RefreshRoster(done) => {
@@ -187,15 +171,14 @@ impl<D: OrderDesk> Service<D> {
 
     // ---- inbound ----
 
-    async fn inbound(&mut self, topic: &[u8], payload: &[u8]) {
-        let topic = String::from_utf8_lossy(topic);
-        let Some((rider, kind)) = topics::parse(&topic) else {
-            self.dropped(&topic, "not a rider topic the edge reads");
+    async fn inbound(&mut self, topic: &str, payload: &[u8]) {
+        let Some((rider, kind)) = topics::parse(topic) else {
+            self.dropped(topic, "not a rider topic the edge reads");
             return;
         };
         let rider = rider.to_owned();
         if !self.allowed.contains(&rider) {
-            self.dropped(&topic, "the rider is not active here or was revoked");
+            self.dropped(topic, "the rider is not active here or was revoked");
             return;
         }
         let command = match codec::decode(kind, payload) {
@@ -769,13 +752,11 @@ impl<D: OrderDesk> Service<D> {
         });
     }
 
+    /// Publishes at QoS 1 (devices subscribe at QoS 1); the retained copy covers devices that
+    /// subscribe later.
     async fn publish(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
-        // Local links publish at QoS 0; subscribers receive at their subscription's QoS (the
-        // devices subscribe to offers at QoS 1), and the retained copy covers offline devices.
-        let publish = Publish::new(Bytes::from(topic), Bytes::from(payload), retain);
-        if let Err(error) = self.tx.send(Packet::Publish(publish, None)).await {
-            tracing::error!(%error, "publishing to the riders' broker");
-        }
+        self.hub
+            .publish_from_edge(&topic, Bytes::from(payload), retain);
     }
 }
 

@@ -218,9 +218,9 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
     Ok(rider.stats)
 }
 
-/// The client id is fixed (`<rider id>sim`) and reused by rumqttc's reconnections: the edge's
-/// front gives every connection a unique id before the broker sees it (see `front.rs`), on the
-/// TLS and the loopback listener alike, and takes the old session over.
+/// The client id is fixed (`<rider id>sim`) and reused by rumqttc's reconnections: a new
+/// connection with a live connection's client id takes its session over (see `front.rs`), on
+/// the TLS and the loopback listener alike.
 fn connect(config: &SimConfig) -> (AsyncClient, EventLoop) {
     let mut options = MqttOptions::new(
         format!("{}sim", config.rider_id),

@@ -2,33 +2,23 @@
 //!
 //! The riders' front confines a device holding a client certificate with `O=<rider id>` to
 //! `/tenants/<rider id>/`, so the rider id in a topic is the authenticated identity of whoever
-//! published there (loopback clients without a certificate are trusted simulators). The edge's own link subscribes to the rider-to-edge leaves with a `+` for the
-//! rider id. The tree is documented for device makers in `README.md` beside this file.
+//! published there (loopback clients without a certificate are trusted simulators). The edge
+//! reads the rider-to-edge leaves of every rider ([`EDGE_FILTERS`]). The tree is documented for device makers in `README.md` beside this file.
 
 /// The root of every rider's subtree.
 pub const ROOT: &str = "/tenants/";
 
-/// Rider-to-edge topics the edge's link subscribes to, with the kind of log each gets.
-pub const EDGE_FILTERS: &[(&str, EdgeLog)] = &[
-    ("/tenants/+/replies", EdgeLog::Command),
-    ("/tenants/+/arrival", EdgeLog::Command),
-    ("/tenants/+/pickup", EdgeLog::Command),
-    ("/tenants/+/delivered", EdgeLog::Command),
-    ("/tenants/+/location", EdgeLog::Location),
-    ("/tenants/+/presence", EdgeLog::Presence),
-    ("/tenants/+/owntracks/#", EdgeLog::Location),
+/// Rider-to-edge topics the edge reads (the riders service gets every device message that
+/// matches one); `+` is the rider id.
+pub const EDGE_FILTERS: &[&str] = &[
+    "/tenants/+/replies",
+    "/tenants/+/arrival",
+    "/tenants/+/pickup",
+    "/tenants/+/delivered",
+    "/tenants/+/location",
+    "/tenants/+/presence",
+    "/tenants/+/owntracks/#",
 ];
-
-/// Which of [`super::BrokerSizing`]'s logs an edge filter is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EdgeLog {
-    /// Many small messages, latest wins.
-    Location,
-    /// Every message counts.
-    Command,
-    /// A few messages per connection.
-    Presence,
-}
 
 /// A message a rider's device sends to the edge, by the leaf it was published on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +83,8 @@ pub fn is_rider_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// Matches every rider device's [`edge_filter`], for the broker's sizing of those filters.
-pub const RIDER_FILTERS: &str = "/tenants/+/edge/#";
-
 /// The one filter a rider's device subscribes to: everything the edge sends it (offers, acks,
-/// errors) is under `edge/`. One filter rather than one per kind because the broker keeps a
-/// commit log per filter: with 500 riders, each extra filter costs megabytes.
+/// errors) is under `edge/`, so a device needs one subscription, whatever the edge adds later.
 pub fn edge_filter(rider: &str) -> String {
     format!("{ROOT}{rider}/edge/#")
 }

@@ -29,14 +29,6 @@ pub fn tracing() {
         .try_init();
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub async fn open_db(dir: &Path) -> StoreDb {
     StoreDb::open(
         StoreConfig::new(dir.join("store.db")),
@@ -55,18 +47,28 @@ pub struct Edge {
 }
 
 pub async fn start_edge(db: &StoreDb, dir: &Path) -> Edge {
-    let tls_port = free_port();
-    let plain_port = free_port();
+    start_edge_with(db, dir, |_| {}).await
+}
+
+/// An edge on port 0 (both listeners on loopback), with `adjust` applied to its config.
+pub async fn start_edge_with(
+    db: &StoreDb,
+    dir: &Path,
+    adjust: impl FnOnce(&mut RidersConfig),
+) -> Edge {
     let mut config = RidersConfig::new(STORE, dir.join("ca"));
-    config.tls_listen = ([127, 0, 0, 1], tls_port).into();
-    config.plain_listen = Some(([127, 0, 0, 1], plain_port).into());
+    config.tls_listen = ([127, 0, 0, 1], 0).into();
+    config.plain_listen = Some(([127, 0, 0, 1], 0).into());
     config.position_interval = Duration::from_millis(200);
     config.offer_scan_interval = Duration::from_millis(200);
+    adjust(&mut config);
     let desk = LocalDesk::new(db.clone(), STORE);
     let riders = Riders::start(config, db.clone(), desk.clone())
         .await
         .unwrap();
     let events = riders.events();
+    let tls_port = riders.tls_addr().port();
+    let plain_port = riders.plain_addr().unwrap().port();
     Edge {
         riders,
         desk,
