@@ -81,11 +81,12 @@ pub struct RidersConfig {
     /// This store's id (`stores.id`): offers are published for its assignments, and its
     /// coordinates are the arrival geofence's centre.
     pub store_id: String,
-    /// The TLS listener for riders' devices (client certificate required).
+    /// The TLS listener for riders' devices (client certificate required); port 0 picks a
+    /// free one ([`Riders::tls_addr`]).
     pub tls_listen: SocketAddr,
-    /// A listener without TLS for simulators and tests; must be a loopback address.
-    /// Simulators may reconnect with a fixed client id: the front makes each connection's id
-    /// unique before the broker sees it, like on the TLS listener.
+    /// A listener without TLS for simulators and tests; must be a loopback address. A
+    /// reconnecting simulator with a fixed client id takes its old session over, as on the
+    /// TLS listener.
     pub plain_listen: Option<SocketAddr>,
     /// Where the store CA and the broker's server certificate live.
     pub ca_dir: PathBuf,

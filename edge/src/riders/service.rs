@@ -184,7 +184,7 @@ impl<D: OrderDesk> Service<D> {
         let command = match codec::decode(kind, payload) {
             Ok(command) => command,
             Err(malformed) => {
-                self.refuse(&rider, kind, "malformed", &malformed.0).await;
+                self.refuse(&rider, kind, "malformed", &malformed.0);
                 return;
             }
         };
@@ -206,7 +206,7 @@ impl<D: OrderDesk> Service<D> {
                         ),
                         None => "the store's position is not known".to_owned(),
                     };
-                    self.refuse(&rider, kind, "not_at_store", &message).await;
+                    self.refuse(&rider, kind, "not_at_store", &message);
                 }
                 self.positions.insert(rider, fix);
             }
@@ -253,7 +253,7 @@ impl<D: OrderDesk> Service<D> {
         });
     }
 
-    async fn refuse(&mut self, rider: &str, kind: Inbound, code: &str, message: &str) {
+    fn refuse(&mut self, rider: &str, kind: Inbound, code: &str, message: &str) {
         tracing::info!(
             rider,
             command = kind.name(),
@@ -266,8 +266,7 @@ impl<D: OrderDesk> Service<D> {
             code: code.to_owned(),
             message: message.to_owned(),
         };
-        self.publish(topics::errors(rider), refusal.encode_to_vec(), false)
-            .await;
+        self.publish(topics::errors(rider), refusal.encode_to_vec(), false);
         self.emit(RiderEvent::Refused {
             rider_id: rider.to_owned(),
             command: kind.name().to_owned(),
@@ -275,9 +274,8 @@ impl<D: OrderDesk> Service<D> {
         });
     }
 
-    async fn ack(&mut self, rider: &str, ack: pb::Ack) {
-        self.publish(topics::acks(rider), ack.encode_to_vec(), false)
-            .await;
+    fn ack(&mut self, rider: &str, ack: pb::Ack) {
+        self.publish(topics::acks(rider), ack.encode_to_vec(), false);
     }
 
     async fn reply(&mut self, rider: &str, assignment_id: &str, accept: bool) {
@@ -331,7 +329,7 @@ impl<D: OrderDesk> Service<D> {
         let reply = if accept { "accepted" } else { "declined" };
         match written {
             Ok(ReplyOutcome::Recorded { order_id }) => {
-                self.withdraw_offer(rider, assignment_id).await;
+                self.withdraw_offer(rider, assignment_id);
                 if accept {
                     self.accepted.insert(rider.to_owned(), order_id.clone());
                     self.arrived.remove(rider);
@@ -345,8 +343,7 @@ impl<D: OrderDesk> Service<D> {
                         order_id,
                         status: reply.into(),
                     },
-                )
-                .await;
+                );
                 self.emit(RiderEvent::Replied {
                     assignment_id: assignment_id.to_owned(),
                     rider_id: rider.to_owned(),
@@ -354,17 +351,16 @@ impl<D: OrderDesk> Service<D> {
                 });
             }
             Ok(ReplyOutcome::Expired) => {
-                self.withdraw_offer(rider, assignment_id).await;
+                self.withdraw_offer(rider, assignment_id);
                 self.emit(RiderEvent::Replied {
                     assignment_id: assignment_id.to_owned(),
                     rider_id: rider.to_owned(),
                     reply: "expired".into(),
                 });
-                self.refuse(rider, Inbound::Reply, "expired", "the offer expired")
-                    .await;
+                self.refuse(rider, Inbound::Reply, "expired", "the offer expired");
             }
             Ok(ReplyOutcome::Refused(code, message)) => {
-                self.refuse(rider, Inbound::Reply, code, &message).await;
+                self.refuse(rider, Inbound::Reply, code, &message);
             }
             Err(error) => {
                 tracing::error!(%error, rider, assignment_id, "recording a reply");
@@ -373,8 +369,7 @@ impl<D: OrderDesk> Service<D> {
                     Inbound::Reply,
                     "internal",
                     "not recorded; send again",
-                )
-                .await;
+                );
             }
         }
     }
@@ -391,8 +386,7 @@ impl<D: OrderDesk> Service<D> {
                 order_id: order_id.clone(),
                 status: "arrived".into(),
             },
-        )
-        .await;
+        );
         self.emit(RiderEvent::Arrived {
             rider_id: rider.to_owned(),
             order_id,
@@ -428,20 +422,17 @@ impl<D: OrderDesk> Service<D> {
             Ok(Some((order_id, true))) => order_id,
             Ok(Some((order_id, false))) => {
                 let message = format!("order {order_id} is not assigned to you");
-                self.refuse(rider, Inbound::Pickup, "not_assigned", &message)
-                    .await;
+                self.refuse(rider, Inbound::Pickup, "not_assigned", &message);
                 return;
             }
             Ok(None) => {
                 let message = format!("no order has label {label_id}");
-                self.refuse(rider, Inbound::Pickup, "wrong_label", &message)
-                    .await;
+                self.refuse(rider, Inbound::Pickup, "wrong_label", &message);
                 return;
             }
             Err(error) => {
                 tracing::error!(%error, rider, "looking up a scanned label");
-                self.refuse(rider, Inbound::Pickup, "internal", "scan again")
-                    .await;
+                self.refuse(rider, Inbound::Pickup, "internal", "scan again");
                 return;
             }
         };
@@ -464,16 +455,14 @@ impl<D: OrderDesk> Service<D> {
                         order_id: order_id.clone(),
                         status: "PICKED_UP".into(),
                     },
-                )
-                .await;
+                );
                 self.emit(RiderEvent::PickedUp {
                     order_id,
                     rider_id: rider.to_owned(),
                 });
             }
             Err(refused) => {
-                self.refuse(rider, Inbound::Pickup, refused.code(), &refused.to_string())
-                    .await;
+                self.refuse(rider, Inbound::Pickup, refused.code(), &refused.to_string());
             }
         }
     }
@@ -507,8 +496,7 @@ impl<D: OrderDesk> Service<D> {
                         order_id: order_id.clone(),
                         status: "DELIVERED".into(),
                     },
-                )
-                .await;
+                );
                 self.emit(RiderEvent::Delivered {
                     order_id,
                     rider_id: rider.to_owned(),
@@ -521,8 +509,7 @@ impl<D: OrderDesk> Service<D> {
                     Inbound::Delivered,
                     refused.code(),
                     &refused.to_string(),
-                )
-                .await;
+                );
             }
         }
     }
@@ -581,12 +568,12 @@ impl<D: OrderDesk> Service<D> {
         for offer in current {
             let allowed = self.allowed.contains(&offer.rider_id);
             if allowed && !self.published.contains_key(&offer.assignment_id) {
-                self.publish_offer(offer).await;
+                self.publish_offer(offer);
             }
         }
     }
 
-    async fn publish_offer(&mut self, offer: Open) {
+    fn publish_offer(&mut self, offer: Open) {
         let store = self.fence.map(|f| pb::Position {
             lat: f.lat,
             lon: f.lon,
@@ -610,7 +597,7 @@ impl<D: OrderDesk> Service<D> {
             sent_at_ms: clock::now_ms(),
         };
         let topic = topics::offer(&offer.rider_id, &offer.assignment_id);
-        self.publish(topic, message.encode_to_vec(), true).await;
+        self.publish(topic, message.encode_to_vec(), true);
         tracing::info!(rider = %offer.rider_id, assignment = %offer.assignment_id, "offer published");
         self.published
             .insert(offer.assignment_id.clone(), offer.rider_id.clone());
@@ -654,8 +641,7 @@ impl<D: OrderDesk> Service<D> {
             .filter(|o| expired.contains(&o.assignment_id))
         {
             tracing::info!(rider = %offer.rider_id, assignment = %offer.assignment_id, "offer expired");
-            self.withdraw_offer(&offer.rider_id, &offer.assignment_id)
-                .await;
+            self.withdraw_offer(&offer.rider_id, &offer.assignment_id);
             self.emit(RiderEvent::Replied {
                 assignment_id: offer.assignment_id,
                 rider_id: offer.rider_id,
@@ -665,10 +651,9 @@ impl<D: OrderDesk> Service<D> {
     }
 
     /// Clears the retained offer (an empty retained payload); devices drop it.
-    async fn withdraw_offer(&mut self, rider: &str, assignment_id: &str) {
+    fn withdraw_offer(&mut self, rider: &str, assignment_id: &str) {
         self.published.remove(assignment_id);
-        self.publish(topics::offer(rider, assignment_id), Vec::new(), true)
-            .await;
+        self.publish(topics::offer(rider, assignment_id), Vec::new(), true);
     }
 
     // ---- roster and positions ----
@@ -715,7 +700,7 @@ impl<D: OrderDesk> Service<D> {
                 assignment,
                 "withdrawing the offer of a revoked rider"
             );
-            self.withdraw_offer(&rider, &assignment).await;
+            self.withdraw_offer(&rider, &assignment);
         }
         self.accepted.retain(|rider, _| allowed.contains(rider));
         // Revoked here or deactivated by the cloud: the front refuses their new connections;
@@ -754,7 +739,7 @@ impl<D: OrderDesk> Service<D> {
 
     /// Publishes at QoS 1 (devices subscribe at QoS 1); the retained copy covers devices that
     /// subscribe later.
-    async fn publish(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
+    fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
         self.hub
             .publish_from_edge(&topic, Bytes::from(payload), retain);
     }
