@@ -5,8 +5,10 @@
 //! Prints the edge's CPU share of one core, its RSS at the end of the run with every rider
 //! still connected (anonymous and file-backed parts, and the peak, which includes the connect
 //! storm) against its RSS before any rider connected, and the offer -> rider receipt latency
-//! p50/p99 (from the assignment being written, and from the edge publishing it). Every 10 s it
-//! prints the edge's RSS so far, for long runs (`SECONDS=600`).
+//! p50/p99: from the assignment being asked for (which includes its durable commit, printed
+//! on its own: on a disk busy with writeback an fsync can take hundreds of milliseconds), from
+//! the commit, and from the edge publishing it. Every 10 s it prints the edge's RSS so far, for
+//! long runs (`SECONDS=600`).
 //!
 //! With TLS=1 the riders connect to the TLS listener with their own certificates, as phones
 //! do, instead of the loopback listener.
@@ -113,6 +115,7 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             match parts.as_slice() {
                 ["offer", assignment, rider] => {
+                    let id = (*assignment).to_owned();
                     let (assignment, rider) = ((*assignment).to_owned(), (*rider).to_owned());
                     db.write(move |conn| {
                         conn.execute(
@@ -130,6 +133,8 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
                     })
                     .await
                     .unwrap();
+                    // The parent tells the storage's share of the latency from this line.
+                    println!("committed {id} {}", clock::now_ms());
                     service.assignments_changed();
                 }
                 _ => break,
@@ -177,6 +182,10 @@ fn clock_ticks() -> u64 {
 /// Offer -> rider receipt latencies, and the offers not received yet.
 struct Latencies {
     sent: HashMap<String, Instant>,
+    /// When each offer was asked for, and when it reached its rider (unix ms, the clock the
+    /// edge child's commit lines use).
+    asked_ms: HashMap<String, i64>,
+    received_ms: HashMap<String, i64>,
     from_write: hdrhistogram::Histogram<u64>,
     from_publish: hdrhistogram::Histogram<u64>,
 }
@@ -185,6 +194,8 @@ impl Default for Latencies {
     fn default() -> Self {
         Self {
             sent: HashMap::new(),
+            asked_ms: HashMap::new(),
+            received_ms: HashMap::new(),
             from_write: hdrhistogram::Histogram::new(3).unwrap(),
             from_publish: hdrhistogram::Histogram::new(3).unwrap(),
         }
@@ -200,6 +211,8 @@ impl Latencies {
         } = event
             && let Some(at) = self.sent.remove(&offer.assignment_id)
         {
+            self.received_ms
+                .insert(offer.assignment_id.clone(), received_at_ms);
             self.from_write
                 .record(at.elapsed().as_micros() as u64)
                 .unwrap();
@@ -248,11 +261,29 @@ fn parent() {
         .unwrap();
     let pid = child.id();
     let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut ready).unwrap();
+    child.stdout = Some(stdout.into_inner());
     let allocator_tuned = ready.trim().strip_prefix("ready ").unwrap() == "true";
     let mut stdin = child.stdin.take().unwrap();
+    // `committed <assignment> <unix ms>` lines from the edge, read as they come (the pipe must
+    // never fill up and block the edge).
+    let committed = Arc::new(std::sync::Mutex::new(HashMap::<String, i64>::new()));
+    let reader = {
+        let committed = committed.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((id, ms)) = line
+                    .strip_prefix("committed ")
+                    .and_then(|rest| rest.split_once(' '))
+                    && let Ok(ms) = ms.parse()
+                {
+                    committed.lock().unwrap().insert(id.to_owned(), ms);
+                }
+            }
+        })
+    };
     // The baseline: the same edge with no rider connected.
     let idle = status_kib(pid, "VmRSS:");
 
@@ -313,6 +344,7 @@ fn parent() {
                     let id = format!("bench{next}");
                     writeln!(stdin, "offer {id} r{}", (next * 7919) % riders).unwrap();
                     stdin.flush().unwrap();
+                    latencies.asked_ms.insert(id.clone(), clock::now_ms());
                     latencies.sent.insert(id, Instant::now());
                     next += 1;
                 }
@@ -342,6 +374,8 @@ fn parent() {
     let (share, latencies, offered, [rss, anon, file, hwm]) = report;
     let Latencies {
         sent,
+        asked_ms,
+        received_ms,
         from_write,
         from_publish,
     } = latencies;
@@ -349,6 +383,20 @@ fn parent() {
     writeln!(stdin, "quit").ok();
     drop(stdin);
     let _ = child.wait();
+    reader.join().unwrap();
+    // The write's own share (the durable commit on this disk) and the edge's after it.
+    let mut commit = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut from_commit = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for (id, committed_ms) in committed.lock().unwrap().iter() {
+        if let Some(asked) = asked_ms.get(id) {
+            commit.record((committed_ms - asked).max(0) as u64).unwrap();
+        }
+        if let Some(received) = received_ms.get(id) {
+            from_commit
+                .record((received - committed_ms).max(0) as u64)
+                .unwrap();
+        }
+    }
     println!(
         "riders: {riders} simulated riders over {}, 1 location/s each, {seconds} s, {offered} offers",
         if tls { "TLS" } else { "the loopback listener" }
@@ -381,6 +429,18 @@ fn parent() {
         from_write.value_at_quantile(0.5) as f64 / 1000.0,
         from_write.value_at_quantile(0.99) as f64 / 1000.0,
         from_write.max() as f64 / 1000.0
+    );
+    println!(
+        "  of which the assignment's durable commit: p50 {} ms, p99 {} ms, max {} ms (ms clock)",
+        commit.value_at_quantile(0.5),
+        commit.value_at_quantile(0.99),
+        commit.max()
+    );
+    println!(
+        "offer -> rider, from the assignment's commit: p50 {} ms, p99 {} ms, max {} ms (ms clock)",
+        from_commit.value_at_quantile(0.5),
+        from_commit.value_at_quantile(0.99),
+        from_commit.max()
     );
     println!(
         "offer -> rider, from the edge's publish: p50 {:.1} ms, p99 {:.1} ms (ms clock)",
