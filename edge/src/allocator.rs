@@ -1,17 +1,17 @@
 //! Keeps the daemon's memory from creeping under glibc's allocator defaults.
 //!
-//! rumqttd gives every subscription filter a commit log whose segments each reserve room for
-//! 1024 entries up front (about 232 KiB), of which a rider's few messages touch a page or two,
-//! and it replaces segments as they fill: a rider's every few minutes, the location filter's
-//! a few times a second. glibc serves such blocks with their own mapping at first, but after
-//! the first one is freed it raises its mmap threshold and carves them from its heaps
-//! instead, where a freed segment's pages stay resident and the next one lands elsewhere: the
-//! edge's RSS jumped by megabytes whenever the riders' logs rolled over. A fixed threshold
-//! keeps every large block in its own mapping, returned to the kernel when freed, so what stays
-//! resident is what is in use. Two arenas instead of up to eight per core: the edge's threads are mostly idle,
-//! and every arena keeps free memory of its own.
+//! glibc serves a large block (128 KiB and up) with a mapping of its own at first, but after
+//! the first such block is freed it raises its mmap threshold and carves later ones from its
+//! heaps, where a freed block's pages stay resident and the next one lands elsewhere. A fixed
+//! threshold keeps every large block in its own mapping, returned to the kernel when freed.
+//! Two arenas instead of up to eight per core: the edge's threads are mostly idle, and every
+//! arena keeps free memory of its own.
 //!
-//! Measured by `cargo bench -p flashkart-edge --bench riders` (docs/benchmarks.md, Riders).
+//! It mattered most with rumqttd, whose commit-log segments (232 KiB each, replaced as they
+//! filled) made the edge's RSS jump by megabytes; with the edge's own broker the difference is
+//! smaller: 22.3 against 23.1 MiB after 300 s of the riders benchmark (500 TLS riders, 10
+//! offers/s), `cargo bench -p flashkart-edge --bench riders` with and without
+//! `ALLOCATOR=default` (docs/benchmarks.md, Riders).
 
 /// Large blocks get their own mapping from this size on (glibc's initial default, kept fixed).
 pub const MMAP_THRESHOLD: usize = 128 * 1024;

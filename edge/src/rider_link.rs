@@ -68,7 +68,11 @@ pub async fn start(
     let riders = Riders::start(config, db, StoreDesk::new(app))
         .await
         .map_err(|e| Error::Config(format!("starting the riders broker: {e}")))?;
-    tracing::info!(tls = %section.tls_listen, plain = ?section.plain_listen, "riders broker listening");
+    tracing::info!(
+        tls = %riders.tls_addr(),
+        plain = %riders.plain_addr().map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        "riders broker listening"
+    );
     Ok(riders)
 }
 

@@ -95,3 +95,77 @@ async fn edge_runs_with_defaults_and_stops_cleanly_on_sigterm() {
         "cr-sqlite extracted once to the user's cache directory"
     );
 }
+
+/// The store daemon with its riders' broker: the broker's listeners bind free ports, a device
+/// connected over MQTT shows on `/metrics`, and SIGTERM stops the daemon cleanly while the
+/// device is still connected (the broker has to let go of live connections on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_with_riders_reports_connections_and_stops_with_riders_connected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        "[riders]\ntls_listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\n",
+    )
+    .expect("write config");
+    let data = home.path().join("data");
+    let mut edge = Daemon::start(
+        &binary("flashkart-edge"),
+        &["run", "--config", config.to_str().expect("utf-8 path")],
+        &[
+            ("HOME", home.path()),
+            ("XDG_DATA_HOME", &data),
+            ("XDG_CACHE_HOME", &home.path().join("cache")),
+            ("FLASHKART_EDGE_LISTEN", Path::new("127.0.0.1:0")),
+        ],
+    );
+    let broker = edge.wait_for_line("riders broker listening", START);
+    let plain: std::net::SocketAddr = broker
+        .split("plain=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no plain listener address in {broker:?}"));
+    let line = edge.wait_for_line("HTTP API listening", START);
+    let http = addr_in(&line).expect("address in the listening line");
+
+    // A device: CONNECT (MQTT 3.1.1, client id "probe"), CONNACK accepted.
+    let mut device = tokio::net::TcpStream::connect(plain)
+        .await
+        .expect("connect to the riders' loopback listener");
+    let mut connect = vec![0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 5];
+    connect.extend_from_slice(b"probe");
+    device.write_all(&connect).await.expect("send CONNECT");
+    let mut connack = [0u8; 4];
+    device.read_exact(&mut connack).await.expect("read CONNACK");
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+
+    let metrics = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    for line in [
+        "flashkart_edge_rider_connections 1",
+        "flashkart_edge_rider_offers_retained 0",
+        "flashkart_edge_rider_messages_dropped_total 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    let (status, log) = edge.terminate(STOP);
+    assert!(
+        status.success(),
+        "edge exited with {status}; log:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains("riders service stopped")),
+        "the riders service stopped before the process ended; log:\n{}",
+        log.join("\n")
+    );
+    drop(device);
+}
