@@ -9,6 +9,14 @@ use flashkart_tests::{Daemon, addr_in, binary};
 const START: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(30);
 
+/// SIGTERM: the daemon must exit successfully, having logged `line` on its way out.
+fn stops_cleanly(daemon: Daemon, line: &str) {
+    let (status, log) = daemon.terminate(STOP);
+    let log = log.join("\n");
+    assert!(status.success(), "exited with {status}; log:\n{log}");
+    assert!(log.contains(line), "no `{line}` in the log:\n{log}");
+}
+
 /// Every file under `dir` whose name starts with `prefix`.
 fn find_files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -62,16 +70,7 @@ async fn edge_runs_with_defaults_and_stops_cleanly_on_sigterm() {
         .expect("healthz request");
     assert!(health.status().is_success(), "healthz: {}", health.status());
 
-    let (status, log) = edge.terminate(STOP);
-    assert!(
-        status.success(),
-        "edge exited with {status}; log:\n{}",
-        log.join("\n")
-    );
-    assert!(
-        log.iter().any(|l| l.contains("store database closed")),
-        "database closed cleanly"
-    );
+    stops_cleanly(edge, "store database closed");
 
     let databases: Vec<_> = find_files(&data, "store.db")
         .into_iter()
@@ -156,16 +155,6 @@ async fn edge_with_riders_reports_connections_and_stops_with_riders_connected() 
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 
-    let (status, log) = edge.terminate(STOP);
-    assert!(
-        status.success(),
-        "edge exited with {status}; log:\n{}",
-        log.join("\n")
-    );
-    assert!(
-        log.iter().any(|l| l.contains("riders service stopped")),
-        "the riders service stopped before the process ended; log:\n{}",
-        log.join("\n")
-    );
+    stops_cleanly(edge, "riders service stopped");
     drop(device);
 }
