@@ -250,7 +250,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a stream client for as long as the returned guard lives.
     /// Takes in the riders' broker figures (read when `/metrics` is scraped).
     pub fn riders(&self, stats: &crate::riders::BrokerStats, online: usize) {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
@@ -265,6 +264,7 @@ impl Metrics {
         }
     }
 
+    /// Counts a stream client for as long as the returned guard lives.
     pub fn stream_client(&self) -> StreamClient {
         self.stream_clients.inc();
         StreamClient(self.stream_clients.clone())

@@ -37,6 +37,16 @@ pub struct Message {
     pub retain: bool,
 }
 
+/// A device message the riders service reads: its topic is one of the rider-to-edge leaves
+/// ([`topics::parse`]), already split into the rider and the kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub topic: Arc<str>,
+    pub rider: String,
+    pub kind: topics::Inbound,
+    pub payload: Bytes,
+}
+
 /// Counts for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -52,7 +62,7 @@ pub struct HubStats {
 #[derive(Debug, Clone)]
 pub struct Hub {
     inner: Arc<Mutex<State>>,
-    edge: mpsc::Sender<Message>,
+    edge: mpsc::Sender<Inbound>,
     max_sessions: usize,
 }
 
@@ -77,12 +87,12 @@ struct Session {
     cut: CancellationToken,
 }
 
-/// The edge's end of the hub: every device message matching [`topics::EDGE_FILTERS`], and
-/// the hub to publish offers, acks and errors to.
+/// The edge's end of the hub: every device message on a topic the edge reads, and the hub to
+/// publish offers, acks and errors to.
 #[derive(Debug)]
 pub struct EdgeLink {
     pub hub: Hub,
-    pub messages: mpsc::Receiver<Message>,
+    pub messages: mpsc::Receiver<Inbound>,
 }
 
 /// The rider id a topic or filter is confined to, when its first levels are
@@ -209,19 +219,16 @@ impl Hub {
     pub async fn publish_from_client(&self, topic: &str, payload: Bytes, qos: QoS) -> bool {
         let topic: Arc<str> = Arc::from(topic);
         self.deliver(&topic, &payload, qos);
-        if topics::EDGE_FILTERS
-            .iter()
-            .any(|filter| mqtt::matches(filter, &topic))
-        {
-            let message = Message {
-                topic,
-                payload,
-                qos,
-                retain: false,
-            };
-            return self.edge.send(message).await.is_ok();
-        }
-        true
+        let Some((rider, kind)) = topics::parse(&topic) else {
+            return true;
+        };
+        let message = Inbound {
+            rider: rider.to_owned(),
+            kind,
+            topic: topic.clone(),
+            payload,
+        };
+        self.edge.send(message).await.is_ok()
     }
 
     /// Publishes one of the edge's messages (offers, acks, errors) at QoS 1. `retain` keeps it
@@ -252,14 +259,18 @@ impl Hub {
     /// Queues a live message on every connection with a matching subscription, once per
     /// connection at the highest QoS of its matching filters (capped by the message's).
     fn deliver(&self, topic: &Arc<str>, payload: &Bytes, qos: QoS) {
-        let mut state = self.state();
-        let mut targets: Vec<u64> = state.broad.iter().copied().collect();
-        if let Some(riders) = rider_of(topic).and_then(|rider| state.by_rider.get(rider)) {
-            targets.extend(riders.iter().filter(|id| !state.broad.contains(id)));
-        }
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let riders = rider_of(topic).and_then(|rider| state.by_rider.get(rider));
+        let targets = state.broad.iter().chain(
+            riders
+                .into_iter()
+                .flatten()
+                .filter(|id| !state.broad.contains(id)),
+        );
         let (mut dropped, mut overflowed) = (0, 0);
         for id in targets {
-            let Some(session) = state.sessions.get(&id) else {
+            let Some(session) = state.sessions.get(id) else {
                 continue;
             };
             let Some(granted) = session
@@ -380,8 +391,8 @@ mod tests {
             hub.publish_from_client("/tenants/a/notes", Bytes::new(), QoS::AtLeastOnce)
                 .await
         );
-        let read = link.messages.try_recv().map(|m| m.topic.to_string());
-        assert_eq!(read.as_deref(), Ok("/tenants/a/replies"));
+        let read = link.messages.try_recv().map(|m| (m.rider, m.kind));
+        assert_eq!(read, Ok(("a".to_owned(), topics::Inbound::Reply)));
         assert!(
             link.messages.try_recv().is_err(),
             "not a topic the edge reads"

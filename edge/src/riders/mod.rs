@@ -200,13 +200,12 @@ impl BrokerGauge {
 #[derive(Debug)]
 pub struct Riders {
     db: StoreDb,
-    hub: hub::Hub,
+    gauge: BrokerGauge,
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
     ca: Arc<StoreCa>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<RiderEvent>,
-    online: Arc<Mutex<BTreeSet<String>>>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -287,13 +286,12 @@ impl Riders {
         let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
         Ok(Self {
             db,
-            hub,
+            gauge: BrokerGauge { hub, online },
             tls_addr,
             plain_addr,
             ca,
             commands,
             events,
-            online,
             shutdown,
             task,
         })
@@ -360,20 +358,18 @@ impl Riders {
 
     /// The broker's connections, retained offers and delivery losses.
     pub fn broker_stats(&self) -> BrokerStats {
-        self.hub.stats()
+        self.gauge.hub.stats()
     }
 
     /// A handle that reads [`Self::broker_stats`] and the online riders, for `/metrics`.
     pub fn gauge(&self) -> BrokerGauge {
-        BrokerGauge {
-            hub: self.hub.clone(),
-            online: self.online.clone(),
-        }
+        self.gauge.clone()
     }
 
     /// Riders whose devices said they are online (presence, cleared by their last will).
     pub fn online_riders(&self) -> Vec<String> {
-        self.online
+        self.gauge
+            .online
             .lock()
             .map(|online| online.iter().cloned().collect())
             .unwrap_or_default()

@@ -34,7 +34,7 @@ pub struct Service<D> {
     db: StoreDb,
     desk: D,
     hub: Hub,
-    inbox: mpsc::Receiver<hub::Message>,
+    inbox: mpsc::Receiver<hub::Inbound>,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
     /// The device-facing listeners, to disconnect riders that are no longer allowed.
@@ -129,9 +129,7 @@ impl<D: OrderDesk> Service<D> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(message) = self.inbox.recv() => {
-                    self.inbound(&message.topic, &message.payload).await;
-                }
+                Some(message) = self.inbox.recv() => self.inbound(message).await,
                 Some(command) = commands.recv() => match command {
                     Command::ScanAssignments => self.scan_assignments().await,
                     Command::RefreshRoster(done) => {
@@ -171,17 +169,18 @@ impl<D: OrderDesk> Service<D> {
 
     // ---- inbound ----
 
-    async fn inbound(&mut self, topic: &str, payload: &[u8]) {
-        let Some((rider, kind)) = topics::parse(topic) else {
-            self.dropped(topic, "not a rider topic the edge reads");
-            return;
-        };
-        let rider = rider.to_owned();
+    async fn inbound(&mut self, message: hub::Inbound) {
+        let hub::Inbound {
+            topic,
+            rider,
+            kind,
+            payload,
+        } = message;
         if !self.allowed.contains(&rider) {
-            self.dropped(topic, "the rider is not active here or was revoked");
+            self.dropped(&topic, "the rider is not active here or was revoked");
             return;
         }
-        let command = match codec::decode(kind, payload) {
+        let command = match codec::decode(kind, &payload) {
             Ok(command) => command,
             Err(malformed) => {
                 self.refuse(&rider, kind, "malformed", &malformed.0);

@@ -3,22 +3,11 @@
 //! The riders' front confines a device holding a client certificate with `O=<rider id>` to
 //! `/tenants/<rider id>/`, so the rider id in a topic is the authenticated identity of whoever
 //! published there (loopback clients without a certificate are trusted simulators). The edge
-//! reads the rider-to-edge leaves of every rider ([`EDGE_FILTERS`]). The tree is documented for device makers in `README.md` beside this file.
+//! reads the rider-to-edge leaves of every rider ([`parse`]). The tree is documented for
+//! device makers in `README.md` beside this file.
 
 /// The root of every rider's subtree.
 pub const ROOT: &str = "/tenants/";
-
-/// Rider-to-edge topics the edge reads (the riders service gets every device message that
-/// matches one); `+` is the rider id.
-pub const EDGE_FILTERS: &[&str] = &[
-    "/tenants/+/replies",
-    "/tenants/+/arrival",
-    "/tenants/+/pickup",
-    "/tenants/+/delivered",
-    "/tenants/+/location",
-    "/tenants/+/presence",
-    "/tenants/+/owntracks/#",
-];
 
 /// A message a rider's device sends to the edge, by the leaf it was published on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
