@@ -142,12 +142,10 @@ pub async fn start_on(
         {
             tracing::error!(%error, "sync task failed");
         }
-        // The router (and its clone of the riders handle) is gone once the server stopped.
+        // Not `Arc::try_unwrap`: a connection the server is still closing may hold the
+        // router, and with it a clone of the handle.
         if let Some(riders) = riders {
-            match Arc::try_unwrap(riders) {
-                Ok(riders) => riders.shutdown().await,
-                Err(_) => tracing::warn!("riders service still referenced at shutdown"),
-            }
+            riders.shutdown().await;
         }
         if let Some(devices_task) = devices_task
             && let Err(error) = devices_task.await

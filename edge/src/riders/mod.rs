@@ -180,8 +180,8 @@ enum Command {
     RefreshRoster(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
-/// Reads the broker's figures without holding the [`Riders`] handle (which the daemon must
-/// own alone to shut it down).
+/// Reads the broker's figures without holding the [`Riders`] handle: the daemon's `App` keeps
+/// one for `/metrics`, and the riders service holds the `App` (through its order desk).
 #[derive(Debug, Clone)]
 pub struct BrokerGauge {
     hub: hub::Hub,
@@ -207,7 +207,8 @@ pub struct Riders {
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<RiderEvent>,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    /// The service task, taken by the first [`Riders::shutdown`].
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Riders {
@@ -293,7 +294,7 @@ impl Riders {
             commands,
             events,
             shutdown,
-            task,
+            task: tokio::sync::Mutex::new(Some(task)),
         })
     }
 
@@ -377,9 +378,15 @@ impl Riders {
 
     /// Stops the front's listeners, closes every rider connection, stops the service and writes
     /// the last positions.
-    pub async fn shutdown(self) {
+    ///
+    /// Takes `&self`: the daemon stops the service even while an HTTP connection that is still
+    /// closing holds a clone of the handle. Later calls return at once.
+    pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        if let Err(error) = self.task.await {
+        let task = self.task.lock().await.take();
+        if let Some(task) = task
+            && let Err(error) = task.await
+        {
             tracing::error!(%error, "the riders service task failed");
         }
     }
