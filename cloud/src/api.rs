@@ -5,16 +5,17 @@
 //! admin token. Bodies are JSON both ways, and every failure is `{"error", "message"}` with a
 //! status chosen in `error.rs`; a refused request writes nothing.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::hq::{Coupon, RosterRider, StoreProfile};
-use crate::http::{AppState, bearer, finish};
+use crate::http::{AppState, bearer, finish, require_admin};
 use crate::intake::{Customer, OrderRequest};
 use crate::registry::token_hash;
 
@@ -22,16 +23,35 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if token_hash(token) == state.admin_token_sha256 {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+/// Highest price, coupon amount or basket minimum accepted, in minor units (100 million in
+/// major units): far above any grocery, far below where sums of 50 lines of 100 pieces could
+/// come near `i64::MAX`.
+pub const MAX_MONEY_MINOR: i64 = 10_000_000_000;
+
+/// Most GTINs one product may have (its pack sizes and relabellings).
+const MAX_GTINS: usize = 32;
+
+/// Whether the bearer is HQ's admin credential.
+fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|token| token_hash(token) == state.admin_token_sha256)
 }
 
-async fn customer(state: &AppState, headers: &HeaderMap) -> Result<Customer, ApiError> {
+/// A text field of at most `max` bytes without control characters; `required` ones must not
+/// be blank.
+fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if (required && value.trim().is_empty())
+        || value.len() > max
+        || value.chars().any(char::is_control)
+    {
+        let least = if required { 1 } else { 0 };
+        return Err(ApiError::Unprocessable(format!(
+            "{field} must be {least}-{max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn customer(state: &AppState, headers: &HeaderMap) -> Result<Customer, ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
     let (id, first_name) = state
         .hq
@@ -44,11 +64,15 @@ async fn customer(state: &AppState, headers: &HeaderMap) -> Result<Customer, Api
 /// `POST /api/v1/orders`
 pub async fn place_order(
     State(state): State<AppState>,
+    authenticated: Option<Extension<Customer>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
-        let customer = customer(&state, &headers).await?;
+        let customer = match authenticated {
+            Some(Extension(customer)) => customer,
+            None => customer(&state, &headers).await?,
+        };
         let key = headers
             .get("idempotency-key")
             .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?
@@ -83,7 +107,7 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let admin = require_admin(&state, &headers).is_ok();
+        let admin = is_admin(&state, &headers);
         let customer_id = if admin {
             None
         } else {
@@ -176,14 +200,10 @@ pub async fn create_customer(
     body: Bytes,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let request: NewCustomer = parse(&body)?;
         let name = request.first_name.trim().to_owned();
-        if name.is_empty() || name.len() > 100 {
-            return Err(ApiError::Unprocessable(
-                "first_name must be 1-100 characters".into(),
-            ));
-        }
+        check_text("first_name", &name, 100, true)?;
         let (id, token) = state.hq.create_customer(name).await?;
         Ok((
             StatusCode::CREATED,
@@ -203,9 +223,10 @@ pub async fn put_store_profile(
     body: Bytes,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let mut profile: StoreProfile = parse(&body)?;
         profile.id = id.clone();
+        profile.check_new().map_err(ApiError::Unprocessable)?;
         profile.validate().map_err(ApiError::Unprocessable)?;
         if !state.registry.store_ids().await?.contains(&id) {
             return Err(ApiError::NotFound(format!(
@@ -237,7 +258,7 @@ pub async fn put_store_profile(
 /// `GET /admin/v1/stores`: every profiled store with its live figures (the last hour).
 pub async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let since = crate::clock::rfc3339(crate::clock::now() - time::Duration::hours(1));
         let figures = state.projection.store_figures(since).await?;
         let grace = std::time::Duration::from_millis(state.intake_grace_ms);
@@ -267,7 +288,7 @@ pub async fn stock(
     Path(product_id): Path<String>,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let available = state.projection.available(vec![product_id]).await?;
         let stores: serde_json::Map<String, serde_json::Value> = available
             .into_iter()
@@ -312,6 +333,79 @@ struct GtinUpdate {
     pack_qty: i64,
 }
 
+/// Why a catalog write did not happen.
+enum CatalogWrite {
+    Db(flashkart_sync::Error),
+    GtinTaken { gtin: String, owner: String },
+}
+
+impl From<flashkart_sync::Error> for CatalogWrite {
+    fn from(error: flashkart_sync::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl ProductUpdate {
+    fn validate(&self, id: &str) -> Result<(), ApiError> {
+        check_text("product id", id, 64, true)?;
+        check_text("name", &self.name, 200, true)?;
+        check_text("sku", &self.sku, 64, false)?;
+        check_text(
+            "category_id",
+            self.category_id.as_deref().unwrap_or_default(),
+            64,
+            false,
+        )?;
+        if let Some(plu) = &self.plu
+            && (plu.is_empty() || plu.len() > 16 || !plu.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ApiError::Unprocessable("plu is 1-16 digits".into()));
+        }
+        if !matches!(self.unit.as_str(), "each" | "kg") {
+            return Err(ApiError::Unprocessable("unit is `each` or `kg`".into()));
+        }
+        if !(0..=MAX_MONEY_MINOR).contains(&self.price_minor) {
+            return Err(ApiError::Unprocessable(format!(
+                "price_minor must be 0-{MAX_MONEY_MINOR}"
+            )));
+        }
+        if !(1..=10_000).contains(&self.pack_size) || !(0..=1_000_000).contains(&self.unit_weight_g)
+        {
+            return Err(ApiError::Unprocessable(
+                "pack_size must be 1-10000 and unit_weight_g 0-1000000".into(),
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ApiError::Unprocessable(
+                "currency is an ISO 4217 code".into(),
+            ));
+        }
+        if self.gtins.len() > MAX_GTINS {
+            return Err(ApiError::Unprocessable(format!(
+                "a product has at most {MAX_GTINS} GTINs"
+            )));
+        }
+        if let Some(bad) = self
+            .gtins
+            .iter()
+            .find(|g| !valid_gtin(&g.gtin) || !(1..=10_000).contains(&g.pack_qty))
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "GTIN {} is not valid (check digit, pack_qty 1-10000)",
+                bad.gtin
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.gtins.iter().find(|g| !seen.insert(g.gtin.as_str())) {
+            return Err(ApiError::Unprocessable(format!(
+                "GTIN {} is listed twice",
+                twice.gtin
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn each() -> String {
     "each".into()
 }
@@ -349,39 +443,33 @@ pub async fn put_product(
     body: Bytes,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let product: ProductUpdate = parse(&body)?;
-        if id.is_empty() || id.len() > 64 || product.name.trim().is_empty() {
-            return Err(ApiError::Unprocessable("id and name are required".into()));
-        }
-        if !matches!(product.unit.as_str(), "each" | "kg") {
-            return Err(ApiError::Unprocessable("unit is `each` or `kg`".into()));
-        }
-        if product.price_minor < 0 || product.pack_size < 1 || product.unit_weight_g < 0 {
-            return Err(ApiError::Unprocessable(
-                "price_minor and unit_weight_g must not be negative, pack_size at least 1".into(),
-            ));
-        }
-        if product.currency.len() != 3 || !product.currency.bytes().all(|b| b.is_ascii_uppercase())
-        {
-            return Err(ApiError::Unprocessable(
-                "currency is an ISO 4217 code".into(),
-            ));
-        }
-        if let Some(bad) = product
-            .gtins
-            .iter()
-            .find(|g| !valid_gtin(&g.gtin) || g.pack_qty < 1)
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "GTIN {} is not valid",
-                bad.gtin
-            )));
-        }
+        product.validate(&id)?;
         let product_id = id.clone();
-        state
+        let written = state
             .stores
-            .write_catalog(move |conn| -> Result<(), flashkart_sync::Error> {
+            .write_catalog(move |conn| -> Result<(), CatalogWrite> {
+                // Checked inside the write, so a concurrent PUT cannot slip the same GTIN in
+                // between; an error rolls the whole write back.
+                for gtin in &product.gtins {
+                    let owner: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT product_id FROM product_gtins
+                             WHERE gtin = ?1 AND product_id <> ?2",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.query_row(rusqlite::params![gtin.gtin, product_id], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(flashkart_sync::Error::from)?;
+                    if let Some(owner) = owner {
+                        return Err(CatalogWrite::GtinTaken {
+                            gtin: gtin.gtin.clone(),
+                            owner,
+                        });
+                    }
+                }
                 conn.execute(
                     "INSERT INTO products (id, sku, name, category_id, unit, pack_size,
                         unit_weight_g, plu, active)
@@ -401,25 +489,36 @@ pub async fn put_product(
                         product.plu,
                         product.active
                     ],
-                )?;
+                )
+                .map_err(flashkart_sync::Error::from)?;
                 conn.execute(
                     "INSERT INTO prices (product_id, unit_price_minor, currency) VALUES (?1, ?2, ?3)
                      ON CONFLICT (product_id) DO UPDATE SET
                         unit_price_minor = excluded.unit_price_minor, currency = excluded.currency",
                     rusqlite::params![product_id, product.price_minor, product.currency],
-                )?;
+                )
+                .map_err(flashkart_sync::Error::from)?;
                 for gtin in &product.gtins {
                     conn.execute(
                         "INSERT INTO product_gtins (gtin, product_id, pack_qty) VALUES (?1, ?2, ?3)
                          ON CONFLICT (gtin) DO UPDATE SET product_id = excluded.product_id,
                             pack_qty = excluded.pack_qty",
                         rusqlite::params![gtin.gtin, product_id, gtin.pack_qty],
-                    )?;
+                    )
+                    .map_err(flashkart_sync::Error::from)?;
                 }
                 Ok(())
             })
-            .await
-            .map_err(crate::CloudError::from)?;
+            .await;
+        match written {
+            Ok(()) => {}
+            Err(CatalogWrite::GtinTaken { gtin, owner }) => {
+                return Err(ApiError::Conflict(format!(
+                    "GTIN {gtin} belongs to product {owner}: remove it there first"
+                )));
+            }
+            Err(CatalogWrite::Db(error)) => return Err(crate::CloudError::from(error).into()),
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -434,7 +533,7 @@ pub async fn put_rider(
     body: Bytes,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let mut rider: RosterRider = parse(&body)?;
         rider.id = id;
         rider.validate().map_err(ApiError::Unprocessable)?;
@@ -473,21 +572,18 @@ pub async fn put_coupon(
     body: Bytes,
 ) -> Response {
     let result = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let mut coupon: Coupon = parse(&body)?;
         coupon.code = code;
-        if coupon.code.is_empty() || coupon.code.len() > 32 {
-            return Err(ApiError::Unprocessable(
-                "a coupon code is 1-32 characters".into(),
-            ));
-        }
+        check_text("coupon code", &coupon.code, 32, true)?;
+        let money = 0..=MAX_MONEY_MINOR;
         if !(0..=100).contains(&coupon.percent_off)
-            || coupon.amount_off_minor < 0
-            || coupon.min_basket_minor < 0
+            || !money.contains(&coupon.amount_off_minor)
+            || !money.contains(&coupon.min_basket_minor)
         {
-            return Err(ApiError::Unprocessable(
-                "percent_off is 0-100; amounts are not negative".into(),
-            ));
+            return Err(ApiError::Unprocessable(format!(
+                "percent_off is 0-100; amount_off_minor and min_basket_minor are 0-{MAX_MONEY_MINOR}"
+            )));
         }
         state.hq.put_coupon(coupon).await?;
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -28,6 +28,75 @@ pub struct CloudConfig {
     pub sync: SyncLimits,
     pub intake: IntakeConfig,
     pub dispatch: DispatchSettings,
+    pub http: HttpLimits,
+}
+
+/// What one client may cost the HTTP server: body sizes per route, how long a body and a new
+/// connection may take, and how many connections may be open.
+///
+/// Every route that reads a body authenticates from the headers first and then reads at most
+/// its limit, so a caller without a credential cannot make the cloud buffer anything, and one
+/// with a credential cannot make it buffer more than its route needs.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// `POST /api/v1/orders` (at most `intake.max_lines` lines, an address, a coupon).
+    pub max_order_body_bytes: usize,
+    /// The admin JSON bodies but a store profile: stores, tokens, products, coupons, riders,
+    /// customers.
+    pub max_admin_body_bytes: usize,
+    /// `PUT /admin/v1/stores/{id}/profile`: room for a GeoJSON service area.
+    pub max_profile_body_bytes: usize,
+    /// Sync hello and pull requests (an id and a few cursors).
+    pub max_sync_request_body_bytes: usize,
+    /// A sync push as sent (compressed or not). One chunk is the edge's `sync.max_chunk_bytes`
+    /// (1 MiB by default) plus the change that crossed it, so keep this well above that.
+    pub max_push_body_bytes: usize,
+    /// Time a client gets to send a whole body once its headers are in.
+    pub body_timeout_ms: u64,
+    /// Time a new connection gets to finish its TLS handshake and send its first request
+    /// head; one that has not is closed.
+    pub handshake_timeout_ms: u64,
+    /// Connections still in that phase, at most; a new connection beyond it is closed at once.
+    pub max_pending_connections: usize,
+    /// Open connections, at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// An HTTP/1 connection is closed when the next request head has not arrived within
+    /// this long (idle keep-alive included).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_order_body_bytes: 32 << 10,
+            max_admin_body_bytes: 16 << 10,
+            max_profile_body_bytes: 128 << 10,
+            max_sync_request_body_bytes: 64 << 10,
+            max_push_body_bytes: 8 << 20,
+            body_timeout_ms: 30_000,
+            handshake_timeout_ms: 10_000,
+            max_pending_connections: 256,
+            max_connections: 4_096,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The largest body any route takes.
+    pub fn max_body_bytes(&self) -> usize {
+        [
+            self.max_order_body_bytes,
+            self.max_admin_body_bytes,
+            self.max_profile_body_bytes,
+            self.max_sync_request_body_bytes,
+            self.max_push_body_bytes,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// The live dispatch loop.
@@ -146,6 +215,7 @@ impl Default for CloudConfig {
             sync: SyncLimits::default(),
             intake: IntakeConfig::default(),
             dispatch: DispatchSettings::default(),
+            http: HttpLimits::default(),
         }
     }
 }

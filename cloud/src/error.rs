@@ -27,6 +27,12 @@ pub enum CloudError {
     Tls(String),
     #[error("store id `{0}` is invalid: use 1-64 letters, digits, `-` or `_`")]
     BadStoreId(String),
+    #[error(
+        "store {0} is already registered: POST /admin/v1/stores/{0}/token (or register-store --rotate) issues a new token"
+    )]
+    StoreExists(String),
+    #[error("store {0} is not registered")]
+    UnknownStore(String),
     #[error("database: {0}")]
     Store(#[from] flashkart_sync::Error),
     #[error("corrupt registry: {0}")]
@@ -46,6 +52,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -87,6 +95,8 @@ impl From<CloudError> for ApiError {
     fn from(error: CloudError) -> Self {
         match error {
             CloudError::BadStoreId(_) => Self::BadRequest(error.to_string()),
+            CloudError::StoreExists(_) => Self::Conflict(error.to_string()),
+            CloudError::UnknownStore(_) => Self::NotFound(error.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -99,6 +109,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::Resume(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -143,6 +154,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::BadRequest(_) => "bad_request",
             Self::TooLarge(_) => "too_large",
+            Self::Timeout(_) => "timeout",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) | Self::Resume(_) => "conflict",
             Self::Unprocessable(_) => "unprocessable",

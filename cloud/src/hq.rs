@@ -166,6 +166,53 @@ impl StoreProfile {
         self.hours.validate()?;
         ServiceArea::from_geojson(&self.service_area)
     }
+
+    /// What a new profile must meet besides [`validate`](Self::validate): not part of it, so
+    /// a profile stored before the bound still loads.
+    pub fn check_new(&self) -> Result<(), String> {
+        if self.name.chars().any(char::is_control) {
+            return Err("name must not contain control characters".into());
+        }
+        // Routing tests every order's address against every area, so an area's size is a
+        // cost paid per order; a drawn delivery area needs hundreds of positions, not more.
+        let positions = positions(&self.service_area, 0);
+        if positions > MAX_AREA_POSITIONS {
+            return Err(format!(
+                "service_area has more than {MAX_AREA_POSITIONS} positions"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most positions (vertices, all rings and polygons together) of a service area.
+pub const MAX_AREA_POSITIONS: usize = 5_000;
+
+/// Arrays of two numbers anywhere in `value`: the positions of a GeoJSON geometry. Stops
+/// counting past the limit.
+fn positions(value: &serde_json::Value, counted: usize) -> usize {
+    match value {
+        serde_json::Value::Array(items)
+            if items.len() == 2 && items.iter().all(serde_json::Value::is_number) =>
+        {
+            counted + 1
+        }
+        serde_json::Value::Array(items) => items.iter().fold(counted, |n, item| {
+            if n > MAX_AREA_POSITIONS {
+                n
+            } else {
+                positions(item, n)
+            }
+        }),
+        serde_json::Value::Object(fields) => fields.values().fold(counted, |n, item| {
+            if n > MAX_AREA_POSITIONS {
+                n
+            } else {
+                positions(item, n)
+            }
+        }),
+        _ => counted,
+    }
 }
 
 /// A store profile with its area parsed, as routing uses it.
@@ -220,8 +267,11 @@ impl RosterRider {
         {
             return Err("a rider id is 1-64 letters, digits, `-` or `_`".into());
         }
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err("name must be 1-100 characters".into());
+        if self.name.trim().is_empty()
+            || self.name.len() > 100
+            || self.name.chars().any(char::is_control)
+        {
+            return Err("name must be 1-100 bytes without control characters".into());
         }
         if !matches!(self.vehicle.as_str(), "bicycle" | "scooter" | "car") {
             return Err("vehicle is `bicycle`, `scooter` or `car`".into());

@@ -2,13 +2,15 @@
 //! the routes of the JSON API for customers and HQ (handlers in `api.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
+use axum::{Extension, Router};
 use flashkart_proto::sync::{HelloRequest, PullRequest, PullResponse, PushRequest};
 use flashkart_sync::protocol;
 use prometheus_client::registry::Registry as PromRegistry;
@@ -16,6 +18,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::config::HttpLimits;
 use crate::error::ApiError;
 use crate::hq::Hq;
 use crate::intake::Intake;
@@ -40,36 +43,236 @@ pub struct AppState {
     pub projection: Projection,
     pub intake: Arc<Intake>,
     pub intake_grace_ms: u64,
+    pub limits: Arc<HttpLimits>,
 }
 
+/// Every route that reads a body is [`guard`]ed: its caller is authenticated from the headers
+/// and its body read up to the route's limit before the handler runs. Routes without a body
+/// never read one.
 pub fn router(state: AppState) -> Router {
+    let limits = state.limits.clone();
+    let guarded = |route: MethodRouter<AppState>, caller, limit, endpoint| {
+        guard(route, &state, caller, limit, endpoint)
+    };
+    let (sync, admin, profile) = (
+        limits.max_sync_request_body_bytes,
+        limits.max_admin_body_bytes,
+        limits.max_profile_body_bytes,
+    );
     Router::new()
-        .route(protocol::HELLO_PATH, post(hello))
-        .route(protocol::PUSH_PATH, post(push))
-        .route(protocol::PULL_PATH, post(pull))
+        .route(
+            protocol::HELLO_PATH,
+            guarded(post(hello), Caller::Store, sync, "hello"),
+        )
+        .route(
+            protocol::PUSH_PATH,
+            guarded(
+                post(push),
+                Caller::Store,
+                limits.max_push_body_bytes,
+                "push",
+            ),
+        )
+        .route(
+            protocol::PULL_PATH,
+            guarded(post(pull), Caller::Store, sync, "pull"),
+        )
         .route(
             "/admin/v1/stores",
-            post(register_store).get(api::list_stores),
+            guarded(post(register_store), Caller::Admin, admin, "register_store")
+                .get(api::list_stores),
         )
-        .route("/admin/v1/stores/{id}/profile", put(api::put_store_profile))
-        .route("/admin/v1/products/{id}", put(api::put_product))
-        .route("/admin/v1/coupons/{code}", put(api::put_coupon))
-        .route("/admin/v1/riders/{id}", put(api::put_rider))
-        .route("/admin/v1/customers", post(api::create_customer))
+        .route(
+            "/admin/v1/stores/{id}/token",
+            guarded(
+                post(rotate_store_token),
+                Caller::Admin,
+                admin,
+                "rotate_store_token",
+            ),
+        )
+        .route(
+            "/admin/v1/stores/{id}/profile",
+            guarded(
+                put(api::put_store_profile),
+                Caller::Admin,
+                profile,
+                "put_store_profile",
+            ),
+        )
+        .route(
+            "/admin/v1/products/{id}",
+            guarded(put(api::put_product), Caller::Admin, admin, "put_product"),
+        )
+        .route(
+            "/admin/v1/coupons/{code}",
+            guarded(put(api::put_coupon), Caller::Admin, admin, "put_coupon"),
+        )
+        .route(
+            "/admin/v1/riders/{id}",
+            guarded(put(api::put_rider), Caller::Admin, admin, "put_rider"),
+        )
+        .route(
+            "/admin/v1/customers",
+            guarded(
+                post(api::create_customer),
+                Caller::Admin,
+                admin,
+                "create_customer",
+            ),
+        )
         .route("/admin/v1/orders/{id}", get(api::get_order))
         .route("/admin/v1/stock/{product_id}", get(api::stock))
-        .route("/api/v1/orders", post(api::place_order))
+        .route(
+            "/api/v1/orders",
+            guarded(
+                post(api::place_order),
+                Caller::Customer,
+                limits.max_order_body_bytes,
+                "place_order",
+            ),
+        )
         .route("/api/v1/orders/{id}", get(api::get_order))
         .route("/api/v1/products", get(api::products))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(protocol::MAX_BODY_BYTES))
+        // The guard has read each body already; this only keeps an unguarded route that
+        // takes `Bytes` from buffering more than the largest guarded one.
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes()))
         .with_state(state)
 }
 
-async fn hello(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Who may call a guarded route.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    /// A store's credential (not the admin's).
+    Store,
+    /// HQ's admin credential.
+    Admin,
+    /// A customer's credential.
+    Customer,
+}
+
+/// What [`check`] needs to know about one route.
+#[derive(Debug, Clone)]
+struct Guard {
+    state: AppState,
+    caller: Caller,
+    limit: usize,
+    endpoint: &'static str,
+}
+
+fn guard(
+    route: MethodRouter<AppState>,
+    state: &AppState,
+    caller: Caller,
+    limit: usize,
+    endpoint: &'static str,
+) -> MethodRouter<AppState> {
+    route.layer(axum::middleware::from_fn_with_state(
+        Guard {
+            state: state.clone(),
+            caller,
+            limit,
+            endpoint,
+        },
+        check,
+    ))
+}
+
+/// Authenticates from the headers, then reads the body within the route's limit and time,
+/// and only then runs the handler (with the authenticated caller in the request extensions).
+/// Nothing of a body is read for a caller without a valid credential, and a declared length
+/// over the limit is refused before a byte of it is read.
+async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let state = &guard.state;
     let result = async {
-        let auth = authenticate_store(&state, &headers).await?;
+        match guard.caller {
+            Caller::Store => {
+                let auth = authenticate_store(state, &parts.headers).await?;
+                parts.extensions.insert(auth);
+            }
+            Caller::Admin => require_admin(state, &parts.headers).await?,
+            Caller::Customer => {
+                let customer = api::customer(state, &parts.headers).await?;
+                parts.extensions.insert(customer);
+            }
+        }
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > guard.limit as u64) {
+            return Err(too_large(guard.limit));
+        }
+        let timeout = Duration::from_millis(state.limits.body_timeout_ms);
+        tokio::time::timeout(timeout, read_body(body, guard.limit))
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "the body did not arrive within {} ms",
+                    state.limits.body_timeout_ms
+                ))
+            })?
+    }
+    .await;
+    match result {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(error) => finish(state, guard.endpoint, Err(error)),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(format!("this route takes bodies of at most {limit} bytes"))
+}
+
+/// The whole body, or 413 as soon as it grows past `limit` (a chunked body is cut there).
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len().saturating_add(data.len()) > limit {
+                return Err(too_large(limit));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// HQ's admin credential. A store's credential gets 403 (it is a credential, just not this
+/// one), anything else 401.
+pub(crate) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    if token_hash(token) == state.admin_token_sha256 {
+        return Ok(());
+    }
+    Err(if state.registry.authenticate(token).await?.is_some() {
+        ApiError::Forbidden("a store credential cannot use the admin API".into())
+    } else {
+        ApiError::Unauthorized
+    })
+}
+
+async fn hello(
+    State(state): State<AppState>,
+    auth: Option<Extension<StoreAuth>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let auth = match auth {
+            Some(Extension(auth)) => auth,
+            None => authenticate_store(&state, &headers).await?,
+        };
         let _live = state.intake.liveness.enter(&auth.store_id);
         let request: HelloRequest = decode(&state, &headers, &body)?;
         let site: [u8; 16] = request
@@ -160,14 +363,7 @@ async fn register_store(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let token = bearer(&headers).ok_or(ApiError::Unauthorized)?;
-        if token_hash(token) != state.admin_token_sha256 {
-            return Err(if state.registry.authenticate(token).await?.is_some() {
-                ApiError::Forbidden("a store credential cannot register stores".into())
-            } else {
-                ApiError::Unauthorized
-            });
-        }
+        require_admin(&state, &headers).await?;
         let request: RegisterStore = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("expected {{\"id\": \"...\"}}: {e}")))?;
         let token = state.registry.register(&request.id).await?;
@@ -183,6 +379,51 @@ async fn register_store(
     }
     .await;
     finish(&state, "register_store", result)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateToken {
+    /// Also unbind the edge database (it was replaced); the next one to say hello binds.
+    #[serde(default)]
+    release_edge_site: bool,
+}
+
+/// `POST /admin/v1/stores/{id}/token`: a new token for a registered store; the old one stops
+/// working at once. The edge database stays bound unless the (optional) body says
+/// `{"release_edge_site": true}`.
+async fn rotate_store_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        require_admin(&state, &headers).await?;
+        let request: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
+            RotateToken::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "expected nothing or {{\"release_edge_site\": true}}: {e}"
+                ))
+            })?
+        };
+        let token = state
+            .registry
+            .rotate(&id, request.release_edge_site)
+            .await?;
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(Registered {
+                store_id: id,
+                token,
+            }),
+        )
+            .into_response())
+    }
+    .await;
+    finish(&state, "rotate_store_token", result)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

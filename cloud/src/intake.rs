@@ -45,6 +45,15 @@ const PLACED: &[Step] = &[
 /// An order moved to another store.
 const REROUTED: &[Step] = &[(Some("ROUTED"), "ROUTED", "rerouted")];
 
+/// Highest delivery fee in minor units; far above any real fee, well inside `i64`.
+const MAX_FEE_MINOR: f64 = 1e12;
+
+fn out_of_range(what: &str) -> IntakeError {
+    IntakeError::Invalid(format!(
+        "the price of {what} is out of range: the order cannot be priced"
+    ))
+}
+
 /// Why an order was not taken. Each maps to one HTTP status in `error.rs`.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -349,8 +358,20 @@ impl Intake {
                 "delivery_slot is at most 64 characters".into(),
             ));
         }
+        if let Some(code) = &request.coupon
+            && (code.is_empty() || code.len() > 32)
+        {
+            return Err(IntakeError::Invalid(
+                "a coupon code is 1-32 characters".into(),
+            ));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for line in &request.lines {
+            if line.product_id.is_empty() || line.product_id.len() > 64 {
+                return Err(IntakeError::Invalid(
+                    "a product_id is 1-64 characters".into(),
+                ));
+            }
             if line.qty < 1 || line.qty > limits.max_qty_per_line {
                 return Err(IntakeError::Invalid(format!(
                     "qty of {} must be 1-{}",
@@ -388,19 +409,28 @@ impl Intake {
             // Sold by weight: a piece is priced at the catalog's typical weight; the store
             // weighs it and the payment is adjusted at capture.
             let unit_price_minor = if product.unit == "kg" {
-                price * product.unit_weight_g / 1000
+                i64::try_from(i128::from(price) * i128::from(product.unit_weight_g) / 1000)
+                    .map_err(|_| out_of_range(&line.product_id))?
             } else {
                 price
             };
+            if unit_price_minor < 0 {
+                return Err(out_of_range(&line.product_id));
+            }
             lines.push(PricedLine {
-                line_no: i64::try_from(index).unwrap_or(i64::MAX) + 1,
+                line_no: i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1),
                 product_id: line.product_id.clone(),
                 qty: line.qty,
                 unit_price_minor,
-                line_minor: unit_price_minor.saturating_mul(line.qty),
+                line_minor: unit_price_minor
+                    .checked_mul(line.qty)
+                    .ok_or_else(|| out_of_range(&line.product_id))?,
             });
         }
-        let items_minor: i64 = lines.iter().map(|l| l.line_minor).sum();
+        let items_minor = lines
+            .iter()
+            .try_fold(0_i64, |sum, l| sum.checked_add(l.line_minor))
+            .ok_or_else(|| out_of_range("the basket"))?;
         let discount_minor = match &request.coupon {
             None => 0,
             Some(code) => {
@@ -416,7 +446,12 @@ impl Intake {
                         coupon.min_basket_minor
                     )));
                 }
-                (items_minor * coupon.percent_off / 100 + coupon.amount_off_minor).min(items_minor)
+                // Coupons from before their amounts were bounded may hold anything.
+                let percent = i128::from(items_minor) * i128::from(coupon.percent_off) / 100;
+                let off = percent
+                    .saturating_add(i128::from(coupon.amount_off_minor))
+                    .clamp(0, i128::from(items_minor));
+                i64::try_from(off).unwrap_or(items_minor)
             }
         };
 
@@ -442,7 +477,13 @@ impl Intake {
         let choice = routing::choose(&candidates, &quantities, &estimates)?;
 
         // Delivery fee: base + distance, times a surge from the store's demand per rider.
-        let demand = f64::from(backlog.get(&choice.store_id).copied().unwrap_or(0) + 1);
+        let demand = f64::from(
+            backlog
+                .get(&choice.store_id)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(1),
+        );
         let supply = f64::from(riders.get(&choice.store_id).copied().unwrap_or(0));
         let surge_factor = if supply == 0.0 {
             self.config.surge_cap
@@ -453,7 +494,16 @@ impl Intake {
         let km = choice.distance_m / 1000.0;
         let fee = (self.config.base_fee_minor as f64 + self.config.fee_per_km_minor as f64 * km)
             * surge_factor;
-        let delivery_fee_minor = fee.round() as i64;
+        // `as` would saturate a huge or NaN fee silently; refuse it instead.
+        let fee = fee.round();
+        if !(0.0..=MAX_FEE_MINOR).contains(&fee) {
+            return Err(out_of_range("the delivery fee"));
+        }
+        let delivery_fee_minor = fee as i64;
+        let total_minor = items_minor
+            .checked_sub(discount_minor)
+            .and_then(|t| t.checked_add(delivery_fee_minor))
+            .ok_or_else(|| out_of_range("the order total"))?;
         let placed = crate::clock::now();
         let sla = stores
             .iter()
@@ -473,7 +523,7 @@ impl Intake {
             discount_minor,
             delivery_fee_minor,
             surge_factor,
-            total_minor: items_minor - discount_minor + delivery_fee_minor,
+            total_minor,
             customer_first_name: customer.first_name.clone(),
             address: address.text.clone(),
             lat: address.lat,
@@ -601,7 +651,7 @@ impl Intake {
     /// Follows the projector's short reports until shutdown.
     pub async fn run_short_handler(
         self: Arc<Self>,
-        mut shorts: mpsc::UnboundedReceiver<ShortReport>,
+        mut shorts: mpsc::Receiver<ShortReport>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -850,7 +900,9 @@ fn read_order_rows(
                 product_id: r.get(1)?,
                 qty,
                 unit_price_minor: unit,
-                line_minor: qty * unit,
+                line_minor: qty
+                    .checked_mul(unit)
+                    .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, unit))?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -57,11 +57,21 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// Registers a store (or issues it a new credential), returning the bearer token.
+    /// Registers a new store, returning the bearer token; an existing id is refused.
     pub async fn register_store(&self, store_id: &str) -> Result<String, CloudError> {
         let token = self.registry.register(store_id).await?;
         self.stores.replica(store_id).await?;
         Ok(token)
+    }
+
+    /// Issues a registered store a new token (the old one stops working); `release_site`
+    /// also unbinds its edge database, see [`Registry::rotate`].
+    pub async fn rotate_store_token(
+        &self,
+        store_id: &str,
+        release_site: bool,
+    ) -> Result<String, CloudError> {
+        self.registry.rotate(store_id, release_site).await
     }
 
     /// The replica of a store: write the cloud's rows for the store through
@@ -187,6 +197,7 @@ pub async fn start_with(
         projection: projection.clone(),
         intake: intake.clone(),
         intake_grace_ms: config.intake.offline_grace_ms,
+        limits: Arc::new(config.http.clone()),
     };
     let listener = TcpListener::bind(config.listen)
         .await
@@ -238,7 +249,14 @@ pub async fn start_with(
             )
             .run(shutdown.clone()),
         );
-        let served = serve::serve(listener, router, config.tls.as_ref(), shutdown.clone()).await;
+        let served = serve::serve(
+            listener,
+            router,
+            config.tls.as_ref(),
+            &config.http,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         for (name, task) in [
             ("catalog fan-out", fanout),
@@ -298,16 +316,37 @@ fn admin_token_file(data_dir: &Path) -> Result<String, CloudError> {
     }
 }
 
-/// Registers a store directly in the registry database of `config` (the CLI; works whether
-/// or not the cloud is running). The replica is created when the cloud next sees the store.
-pub async fn register_offline(config: &CloudConfig, store_id: &str) -> Result<String, CloudError> {
+/// What [`register_offline`] does to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Register a new store; an existing id is refused.
+    New,
+    /// Issue an existing store a new token, keeping its edge binding unless `release_site`.
+    Rotate { release_site: bool },
+}
+
+/// Registers a store, or rotates its token, directly in the registry database of `config`
+/// (the CLI; works whether or not the cloud is running). The replica is created when the
+/// cloud next sees the store.
+pub async fn register_offline(
+    config: &CloudConfig,
+    store_id: &str,
+    registration: Registration,
+) -> Result<String, CloudError> {
     let options = DbOptions {
         data_dir: config.data_dir.clone(),
         synchronous: config.synchronous,
         extension_dir: config.extension_dir.clone(),
     };
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| CloudError::Io {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let registry = Registry::open(options.config(config.data_dir.join("registry.db"))).await?;
-    let token = registry.register(store_id).await;
+    let token = match registration {
+        Registration::New => registry.register(store_id).await,
+        Registration::Rotate { release_site } => registry.rotate(store_id, release_site).await,
+    };
     registry.close().await?;
     token
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flashkart_cloud::CloudConfig;
+use flashkart_cloud::{CloudConfig, Registration};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -22,10 +22,17 @@ enum Command {
         #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Register a store (or rotate its credential) and print its bearer token.
+    /// Register a new store and print its bearer token; with --rotate, issue an existing
+    /// store a new token (the old one stops working).
     RegisterStore {
         /// Store id: letters, digits, `-` or `_`.
         id: String,
+        /// The store exists: issue it a new token. Its edge database stays bound.
+        #[arg(long)]
+        rotate: bool,
+        /// With --rotate: also unbind the edge database, so a replacement edge can say hello.
+        #[arg(long, requires = "rotate")]
+        release_edge_site: bool,
         #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -73,9 +80,21 @@ async fn main() -> anyhow::Result<()> {
             });
             running.wait().await?;
         }
-        Command::RegisterStore { id, config } => {
+        Command::RegisterStore {
+            id,
+            rotate,
+            release_edge_site,
+            config,
+        } => {
             let config = load(config.as_ref())?;
-            let token = flashkart_cloud::register_offline(&config, &id).await?;
+            let registration = if rotate {
+                Registration::Rotate {
+                    release_site: release_edge_site,
+                }
+            } else {
+                Registration::New
+            };
+            let token = flashkart_cloud::register_offline(&config, &id, registration).await?;
             println!("{token}");
         }
         Command::Sim {

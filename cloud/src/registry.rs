@@ -3,8 +3,11 @@
 //! HQ registers a store and gets a bearer token for it once; the cloud keeps only its SHA-256
 //! (tokens are 256 random bits, so a fast hash is enough) bound to the store id. The first
 //! edge database that says hello with the token is bound to the store too, so a copied token
-//! cannot feed a second, diverging database into the same replica; registering the store again
-//! issues a new token and releases that binding.
+//! cannot feed a second, diverging database into the same replica. Registering a store that
+//! exists is refused: it would silently lock the running edge out. [`Registry::rotate`] issues
+//! a new token instead (the old one stops working at once) and keeps the binding, since the
+//! same edge database goes on syncing; only a replaced edge database (new hardware, lost disk)
+//! needs the binding released.
 
 use flashkart_sync::schema::{Migration, Step};
 use flashkart_sync::{StoreConfig, StoreDb};
@@ -48,26 +51,57 @@ impl Registry {
         })
     }
 
-    /// Registers `store_id` (or re-registers it), returning its new token. Shown once.
+    /// Registers a new store, returning its token (shown once). An existing id is refused with
+    /// [`CloudError::StoreExists`] and keeps its token.
     pub async fn register(&self, store_id: &str) -> Result<String, CloudError> {
         validate_store_id(store_id)?;
-        let mut secret = [0_u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!("fks_{}", hex(&secret));
-        let hash = token_hash(&token);
+        let (token, hash) = new_token();
         let id = store_id.to_owned();
-        self.db
+        let inserted = self
+            .db
             .write(move |conn| {
                 conn.execute(
                     "INSERT INTO stores (id, token_sha256) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET token_sha256 = excluded.token_sha256,
-                                                    edge_site_id = NULL",
+                     ON CONFLICT (id) DO NOTHING",
                     rusqlite::params![id, hash],
                 )
                 .map_err(flashkart_sync::Error::from)
             })
             .await?;
+        if inserted == 0 {
+            return Err(CloudError::StoreExists(store_id.to_owned()));
+        }
         tracing::info!(store = store_id, "store registered; credential issued");
+        Ok(token)
+    }
+
+    /// Issues a registered store a new token; the old one stops working. The edge database
+    /// bound to the store stays bound unless `release_site`, which lets the next database to
+    /// say hello bind instead.
+    pub async fn rotate(&self, store_id: &str, release_site: bool) -> Result<String, CloudError> {
+        validate_store_id(store_id)?;
+        let (token, hash) = new_token();
+        let id = store_id.to_owned();
+        let updated = self
+            .db
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE stores SET token_sha256 = ?2,
+                        edge_site_id = CASE WHEN ?3 THEN NULL ELSE edge_site_id END
+                     WHERE id = ?1",
+                    rusqlite::params![id, hash, release_site],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        if updated == 0 {
+            return Err(CloudError::UnknownStore(store_id.to_owned()));
+        }
+        tracing::info!(
+            store = store_id,
+            release_site,
+            "store credential rotated; the old one no longer works"
+        );
         Ok(token)
     }
 
@@ -144,6 +178,15 @@ pub fn validate_store_id(store_id: &str) -> Result<(), CloudError> {
     } else {
         Err(CloudError::BadStoreId(store_id.to_owned()))
     }
+}
+
+/// A new store token and its hash.
+fn new_token() -> (String, String) {
+    let mut secret = [0_u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("fks_{}", hex(&secret));
+    let hash = token_hash(&token);
+    (token, hash)
 }
 
 pub(crate) fn token_hash(token: &str) -> String {

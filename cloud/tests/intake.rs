@@ -60,12 +60,13 @@ impl Hq {
                 profile.text().await
             );
         }
-        for (id, price) in [("milk", 129), ("bread", 249)] {
+        // One GTIN names one product.
+        for (id, price, gtin) in [("milk", 129, "4006381333931"), ("bread", 249, "96385074")] {
             let put = self
                 .admin(
                     reqwest::Method::PUT,
                     &format!("/admin/v1/products/{id}"),
-                    json!({"name": id, "price_minor": price, "gtins": [{"gtin": "4006381333931"}]}),
+                    json!({"name": id, "price_minor": price, "gtins": [{"gtin": gtin}]}),
                 )
                 .await;
             assert_eq!(
