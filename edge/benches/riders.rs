@@ -103,10 +103,12 @@ fn edge_child(dir: &str, port: u16, riders: usize, tls_port: u16) {
             .await
             .unwrap();
         println!("ready {allocator_tuned}");
-        let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+        // Commands typed by the driver, one at a time: a few slots are plenty, and a full
+        // queue only makes the stdin thread wait.
+        let (lines_tx, mut lines) = mpsc::channel::<String>(16);
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
+                if lines_tx.blocking_send(line).is_err() {
                     break;
                 }
             }
@@ -294,7 +296,8 @@ fn parent() {
         .unwrap();
     let report = runtime.block_on(async {
         let stop = CancellationToken::new();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        // Drained by the measuring loop; 4096 covers the connection burst of 500 riders.
+        let (events_tx, mut events) = mpsc::channel(4096);
         let no_labels: sim::Lookup = Arc::new(|_: &str| None);
         for (i, tls) in certs.into_iter().enumerate() {
             let mut config = SimConfig::new(

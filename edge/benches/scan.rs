@@ -215,12 +215,16 @@ async fn sequential(
         )
         .await;
     }
-    let (sender, mut scans) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    // One timestamp per scan, drained as the scans are timed: bounded at the batch size.
+    let (sender, mut scans) = tokio::sync::mpsc::channel::<Instant>(4096);
     let mut events = api.events(&t.picker).await;
     let reader = tokio::spawn(async move {
         loop {
             let (name, e) = events.next().await;
-            if name == "order" && e["change"] == "scan" && sender.send(Instant::now()).is_err() {
+            if name == "order"
+                && e["change"] == "scan"
+                && sender.send(Instant::now()).await.is_err()
+            {
                 return;
             }
         }

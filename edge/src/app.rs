@@ -6,6 +6,7 @@
 //! durably committed. A refused write publishes nothing and changes nothing.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use flashkart_sync::StoreDb;
@@ -19,6 +20,8 @@ use crate::config::Config;
 use crate::ctx::{Ctx, now};
 use crate::devices::Devices;
 use crate::events::{Event, Hub};
+use crate::limits;
+use crate::lockout::{LockInfo, Locked, SignInConfig, Throttle};
 use crate::metrics::Metrics;
 use crate::pack::PackConfig;
 use crate::staff::{self, NewStaff, Role, Session};
@@ -44,7 +47,57 @@ pub struct App {
     pub riders: std::sync::OnceLock<crate::riders::BrokerGauge>,
     session_hours: u32,
     /// Sessions already checked, by token hash.
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<SessionCache>,
+    /// Sign-in back-off and lockout.
+    pub throttle: Throttle,
+}
+
+/// Checked sessions, bounded. When full, an expired entry goes first, else the one cached
+/// longest ago; an evicted session is still valid in the database and is read from it again
+/// at its next request, so eviction costs a read, never a sign-in.
+#[derive(Debug)]
+struct SessionCache {
+    entries: HashMap<String, (Session, u64)>,
+    next: u64,
+    cap: usize,
+}
+
+impl SessionCache {
+    fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            next: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Session> {
+        self.entries.get(hash).map(|(s, _)| s.clone())
+    }
+
+    fn insert(&mut self, hash: String, session: Session) {
+        if !self.entries.contains_key(&hash) && self.entries.len() >= self.cap {
+            let now = now();
+            let victim = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (s, seq))| (s.expires_at > now, *seq))
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                self.entries.remove(&victim);
+            }
+        }
+        self.next += 1;
+        self.entries.insert(hash, (session, self.next));
+    }
+
+    fn remove(&mut self, hash: &str) {
+        self.entries.remove(hash);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// A successful sign-in.
@@ -70,7 +123,8 @@ impl App {
             sync: std::sync::OnceLock::new(),
             riders: std::sync::OnceLock::new(),
             session_hours: config.session_hours.max(1),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(SessionCache::new(config.sign_in.max_cached_sessions)),
+            throttle: Throttle::new(config.sign_in.clone()),
         }
     }
 
@@ -147,7 +201,7 @@ impl App {
             .sessions
             .lock()
             .ok()
-            .and_then(|sessions| sessions.get(&hash).cloned());
+            .and_then(|sessions| sessions.get(&hash));
         if let Some(session) = cached.filter(|s| s.expires_at > now()) {
             return Ok(session);
         }
@@ -164,21 +218,68 @@ impl App {
         Ok(session)
     }
 
-    /// Checks a PIN and opens a session.
-    pub async fn sign_in(&self, staff_id: String, pin: String) -> Result<SignedIn, Error> {
+    /// Sessions held in memory (bounded by `sign_in.max_cached_sessions`).
+    pub fn cached_sessions(&self) -> usize {
+        self.sessions.lock().map_or(0, |s| s.len())
+    }
+
+    /// The sign-in rules in force.
+    pub fn sign_in_config(&self) -> &SignInConfig {
+        self.throttle.config()
+    }
+
+    /// Checks a PIN and opens a session. `client` is the caller's address: failures count
+    /// against it as well as against the account, and either being locked refuses the attempt
+    /// before the PIN is checked.
+    pub async fn sign_in(
+        &self,
+        staff_id: String,
+        pin: String,
+        client: Option<IpAddr>,
+    ) -> Result<SignedIn, Error> {
+        // Bounded before anything is tracked under these names.
+        limits::id("staff_id", &staff_id)?;
+        if pin.len() > 64 {
+            return Err(Error::Invalid("`pin` is too long".into()));
+        }
+        let attempt = self.throttle.begin(&staff_id, client).map_err(|locked| {
+            self.metrics.sign_in_failure(locked.reason());
+            tracing::warn!(staff_id = ?staff_id, client = ?client, reason = locked.reason(),
+                retry_after_secs = locked.retry_after().as_secs(), "sign-in refused: locked");
+            locked_error(&staff_id, client, &locked)
+        })?;
         let id = staff_id.clone();
-        let (name, role) = self
-            .read(move |conn| staff::verify_pin(conn, &id, &pin))
+        let checked = self
+            .read(move |conn| staff::check_pin(conn, &id, &pin))
             .await?;
+        let (name, role) = match checked {
+            Ok(found) => found,
+            Err(refusal) => {
+                // Logged apart (the log is the store's own); the caller and /metrics hear the
+                // same for both, so neither tells which ids exist.
+                self.metrics.sign_in_failure("bad_credentials");
+                tracing::warn!(staff_id = ?staff_id, client = ?client, reason = refusal.as_str(),
+                    "sign-in refused");
+                drop(attempt);
+                return Err(staff::refused());
+            }
+        };
+        self.throttle.succeeded(attempt);
         let (token, hash) = staff::new_token();
         let hours = self.session_hours;
+        let per_staff = self.throttle.config().max_sessions_per_staff;
         let id = staff_id.clone();
-        let expires_at = self
+        let (expires_at, ended) = self
             .write(&staff_id, move |conn, _| {
-                staff::start_session(conn, &hash, &id, hours)
+                staff::start_session(conn, &hash, &id, hours, per_staff)
             })
             .await?;
-        tracing::info!(staff_id = %staff_id, role = role.as_str(), "signed in");
+        if let Ok(mut sessions) = self.sessions.lock() {
+            for hash in &ended {
+                sessions.remove(hash);
+            }
+        }
+        tracing::info!(staff_id = %staff_id, role = role.as_str(), client = ?client, "signed in");
         Ok(SignedIn {
             token,
             session: Session {
@@ -190,14 +291,38 @@ impl App {
         })
     }
 
+    /// A manager clears an account's failed sign-ins and lock.
+    pub fn unlock_account(&self, actor: &str, staff_id: &str) -> bool {
+        let was_locked = self.throttle.unlock_account(staff_id);
+        tracing::info!(staff_id = ?staff_id, by = actor, was_locked, "sign-in lock cleared");
+        was_locked
+    }
+
+    /// A manager clears a client address's failed sign-ins and lock.
+    pub fn unlock_client(&self, actor: &str, client: IpAddr) -> bool {
+        let was_locked = self.throttle.unlock_client(client);
+        tracing::info!(%client, by = actor, was_locked, "sign-in lock cleared");
+        was_locked
+    }
+
+    /// Sign-in locks in force.
+    pub fn locks(&self) -> Vec<LockInfo> {
+        self.throttle.locks()
+    }
+
     /// Adds or updates a member of staff.
     pub async fn add_staff(&self, actor: &str, new: NewStaff) -> Result<(), Error> {
         let pin = new.pin.clone();
-        let hash = tokio::task::spawn_blocking(move || staff::hash_pin(&pin))
+        let min_len = self.throttle.config().min_pin_len;
+        let hash = tokio::task::spawn_blocking(move || staff::hash_pin(&pin, min_len))
             .await
             .map_err(|e| Error::PinHash(e.to_string()))??;
+        let id = new.id.clone();
         self.write(actor, move |conn, _| staff::upsert(conn, &new, &hash))
-            .await
+            .await?;
+        // A new PIN is a fresh start for the account.
+        self.throttle.unlock_account(&id);
+        Ok(())
     }
 
     /// On a store with no staff, creates the `manager` account.
@@ -206,7 +331,12 @@ impl App {
             return Ok(());
         }
         let generated = pin.is_none();
-        let pin = pin.unwrap_or_else(|| format!("{:06}", rand::random::<u32>() % 1_000_000));
+        let digits = self.throttle.config().min_pin_len.max(6);
+        let pin = pin.unwrap_or_else(|| {
+            (0..digits)
+                .map(|_| char::from(b'0' + rand::random::<u8>() % 10))
+                .collect()
+        });
         self.add_staff(
             "system",
             NewStaff {
@@ -230,5 +360,57 @@ impl App {
             );
         }
         Ok(())
+    }
+}
+
+fn locked_error(staff_id: &str, client: Option<IpAddr>, locked: &Locked) -> Error {
+    let secs = locked.retry_after().as_secs_f64().ceil() as u64;
+    let message = match locked {
+        Locked::Account { .. } => format!(
+            "too many failed sign-ins for `{staff_id}`: it is locked; try again in {secs} s, \
+             or ask a manager to unlock it"
+        ),
+        Locked::Client { .. } => format!(
+            "too many failed sign-ins from this device ({}): try again in {secs} s, or ask a \
+             manager to unlock it",
+            client.map_or_else(|| "unknown address".to_owned(), |c| c.to_string())
+        ),
+    };
+    Error::Locked {
+        message,
+        retry_after_secs: secs.max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, expires_at: &str) -> Session {
+        Session {
+            staff_id: id.into(),
+            name: id.into(),
+            role: Role::Picker,
+            expires_at: expires_at.into(),
+        }
+    }
+
+    #[test]
+    fn the_session_cache_is_bounded_and_evicts_expired_then_oldest() {
+        let mut cache = SessionCache::new(2);
+        cache.insert("a".into(), session("a", "2999-01-01T00:00:00.000Z"));
+        cache.insert("b".into(), session("b", "2000-01-01T00:00:00.000Z"));
+        // Full: the expired one goes, although it is newer.
+        cache.insert("c".into(), session("c", "2999-01-01T00:00:00.000Z"));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("b").is_none() && cache.get("a").is_some());
+        // Full of live ones: the oldest goes.
+        cache.insert("d".into(), session("d", "2999-01-01T00:00:00.000Z"));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a").is_none() && cache.get("c").is_some() && cache.get("d").is_some());
+        for i in 0..1000 {
+            cache.insert(format!("k{i}"), session("x", "2999-01-01T00:00:00.000Z"));
+        }
+        assert_eq!(cache.len(), 2);
     }
 }

@@ -37,6 +37,20 @@ pub fn upsert(conn: &Connection, ctx: &Ctx, bin: &Bin) -> Result<Bin, Error> {
     if bin.id.trim().is_empty() {
         return Err(Error::Invalid("a bin needs a non-empty id".into()));
     }
+    crate::limits::id("bin id", &bin.id)?;
+    for (field, value) in [
+        ("aisle", &bin.aisle),
+        ("bay", &bin.bay),
+        ("shelf", &bin.shelf),
+    ] {
+        crate::limits::text(field, value, crate::limits::MAX_NAME)?;
+    }
+    if !(0..=1_000_000).contains(&bin.pick_seq) {
+        return Err(Error::Invalid(format!(
+            "`pick_seq` must be 0..=1000000, not {}",
+            bin.pick_seq
+        )));
+    }
     conn.prepare_cached(
         "INSERT INTO bins (id, store_id, aisle, bay, shelf, pick_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO UPDATE SET aisle = excluded.aisle, bay = excluded.bay,

@@ -36,6 +36,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Hours a sign-in lasts.
     pub session_hours: u32,
+    /// PIN length, sign-in back-off and lockout, session bounds (`[sign_in]`).
+    pub sign_in: crate::lockout::SignInConfig,
     /// Enables `/api/v1/dev/*` (catalog seeding for tests and the demo)
     /// (`FLASHKART_EDGE_DEV_ENDPOINTS`).
     pub dev_endpoints: bool,
@@ -65,6 +67,7 @@ impl Default for Config {
             manager_pin: None,
             shutdown_grace_secs: 10,
             session_hours: 12,
+            sign_in: crate::lockout::SignInConfig::default(),
             dev_endpoints: false,
             extension_dir: None,
             variable_measure: VariableMeasureLayout::default(),
@@ -91,7 +94,13 @@ impl Config {
             None => Self::default(),
         };
         config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuses settings the daemon cannot run with.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.sign_in.validate().map_err(Error::Config)
     }
 
     /// Applies `FLASHKART_EDGE_*` overrides read through `var`.
@@ -115,6 +124,11 @@ impl Config {
         }
         if let Some(v) = var("FLASHKART_EDGE_MANAGER_PIN") {
             self.manager_pin = Some(v);
+        }
+        if let Some(v) = var("FLASHKART_EDGE_MIN_PIN_LEN") {
+            self.sign_in.min_pin_len = v
+                .parse()
+                .map_err(|_| bad("FLASHKART_EDGE_MIN_PIN_LEN", &v))?;
         }
         if let Some(v) = var("FLASHKART_EDGE_GRACE_SECS") {
             self.shutdown_grace_secs = v
@@ -161,12 +175,20 @@ mod tests {
             .apply_env(|name| match name {
                 "FLASHKART_EDGE_STORE_ID" => Some("s-10".into()),
                 "FLASHKART_EDGE_SYNCHRONOUS" => Some("normal".into()),
+                "FLASHKART_EDGE_MIN_PIN_LEN" => Some("8".into()),
                 _ => None,
             })
             .expect("valid env");
         assert_eq!(config.store_id, "s-10");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.synchronous, Synchronous::Normal);
+        assert_eq!(config.sign_in.min_pin_len, 8);
+        config.sign_in.min_pin_len = 2;
+        assert!(
+            config.validate().is_err(),
+            "PINs shorter than 4 digits are refused"
+        );
+        assert_eq!(Config::default().sign_in.min_pin_len, 6);
         assert!(
             config
                 .apply_env(|n| (n == "FLASHKART_EDGE_LISTEN").then(|| "nope".into()))

@@ -33,6 +33,12 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Too many failed sign-ins: refused before the PIN is checked until the back-off passes.
+    #[error("{message}")]
+    Locked {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A store device (scale, printer) could not do what was asked.
     #[error("{0}")]
     Device(String),

@@ -23,6 +23,8 @@ pub mod ctx;
 pub mod devices;
 mod error;
 pub mod events;
+pub mod limits;
+pub mod lockout;
 pub mod metrics;
 pub mod orders;
 pub mod pack;

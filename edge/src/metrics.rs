@@ -29,6 +29,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabels {
     device: String,
     kind: String,
@@ -62,6 +67,7 @@ pub struct Metrics {
     rider_offers_retained: Gauge,
     rider_messages_dropped: Counter,
     rider_connections_overflowed: Counter,
+    sign_in_failures: Family<ReasonLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -158,8 +164,16 @@ impl Default for Metrics {
             "Connections closed because their queue was full with a QoS 1 message",
             rider_connections_overflowed.clone(),
         );
+        let sign_in_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sign_in_failures",
+            "Refused sign-ins, by reason (bad_credentials: unknown id or wrong PIN alike, so the \
+             figures do not tell which ids exist; account_locked; client_locked)",
+            sign_in_failures.clone(),
+        );
         Self {
             registry,
+            sign_in_failures,
             rider_connections,
             riders_online,
             rider_offers_retained,
@@ -238,6 +252,15 @@ impl Metrics {
                 kind: "printer".to_owned(),
             })
             .set(i64::try_from(faults).unwrap_or(i64::MAX));
+    }
+
+    /// A refused sign-in.
+    pub fn sign_in_failure(&self, reason: &str) {
+        self.sign_in_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// A finished print job.

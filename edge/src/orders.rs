@@ -229,6 +229,10 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
             "an order needs an id and at least one line".into(),
         ));
     }
+    crate::limits::id("id", &order.id)?;
+    if order.lines.len() > 200 {
+        return Err(Error::Invalid("an order has at most 200 lines".into()));
+    }
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE id = ?1)")?
         .query_row([&order.id], |row| row.get(0))?;
@@ -238,7 +242,7 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
             order.id
         )));
     }
-    let mut total = 0;
+    let mut total: i64 = 0;
     for (i, line) in order.lines.iter().enumerate() {
         if line.qty <= 0 || line.qty > 10_000 {
             return Err(Error::Invalid(format!(
@@ -251,7 +255,11 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
             .query_row([&line.product_id], |row| row.get(0))
             .optional()?
             .unwrap_or(0);
-        total += price * line.qty;
+        crate::limits::id("product_id", &line.product_id)?;
+        total = price
+            .checked_mul(line.qty)
+            .and_then(|line_total| total.checked_add(line_total))
+            .ok_or_else(|| Error::Invalid(format!("line {}: the order total overflows", i + 1)))?;
         conn.prepare_cached(
             "INSERT INTO order_lines (order_id, line_no, store_id, product_id, qty, unit_price_minor)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -367,6 +375,7 @@ pub fn request_cancel(
     order_id: &str,
     reason: &str,
 ) -> Result<Cancelled, Error> {
+    crate::limits::text("reason", reason, crate::limits::MAX_NOTE)?;
     let changed = conn
         .prepare_cached(
             "UPDATE orders SET cancel_requested_at = ?2, cancel_reason = ?3 WHERE id = ?1",

@@ -126,14 +126,25 @@ pub fn pack(
     if !(1..=20).contains(&bags) {
         return Err(Error::Invalid("bags must be 1..=20".into()));
     }
-    let expected = lines.iter().map(|l| l.picked_weight_g).sum::<i64>() + bags * config.bag_tare_g;
+    if let Some(weight) = input.bag_weight_g {
+        crate::limits::weight_g("bag_weight_g", weight)?;
+    }
+    if let Some(reason) = &input.override_reason {
+        crate::limits::text("override_reason", reason, crate::limits::MAX_NOTE)?;
+    }
+    let overflow = || Error::Invalid(format!("the expected weight of order {order_id} overflows"));
+    let expected = lines
+        .iter()
+        .try_fold(0_i64, |sum, l| sum.checked_add(l.picked_weight_g))
+        .and_then(|picked| picked.checked_add(bags.checked_mul(config.bag_tare_g)?))
+        .ok_or_else(overflow)?;
     // Rounded to whole grams: a tolerance is a scale reading, not a precise figure.
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let relative = (expected as f64 * config.tolerance_pct / 100.0).round() as i64;
     let tolerance = relative.max(config.tolerance_g);
     let mut weight_override = None;
     if let Some(weight) = input.bag_weight_g
-        && (weight - expected).abs() > tolerance
+        && weight.abs_diff(expected) > tolerance.unsigned_abs()
     {
         if !input.override_weight {
             return Err(Error::Conflict(format!(

@@ -245,6 +245,10 @@ pub fn scan(
     order_id: &str,
     scan: &Scan,
 ) -> Result<Scanned, Error> {
+    crate::limits::text("code", &scan.code, crate::limits::MAX_SCAN)?;
+    if let Some(lot) = scan.lot.as_deref().filter(|l| !l.is_empty()) {
+        crate::limits::lot(lot)?;
+    }
     let status = start_or_continue(conn, ctx, order_id, "pick")?;
     let scanned = catalog::resolve(conn, &scan.code, layout)?;
     let product = &scanned.product;
@@ -293,7 +297,7 @@ pub fn scan(
             line.line_no
         )));
     }
-    let qty = scanned.qty;
+    let qty = crate::limits::qty("package quantity", scanned.qty, 1)?;
     if qty > line.open_qty {
         return Err(Error::Conflict(format!(
             "this package holds {qty} of {} but line {} needs only {} more",
@@ -308,7 +312,17 @@ pub fn scan(
             product.label()
         )));
     }
-    let weight_g = scanned.weight_g.unwrap_or(product.unit_weight_g * qty);
+    let weight_g = match scanned.weight_g {
+        Some(weight) => weight,
+        None => product.unit_weight_g.checked_mul(qty).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{qty} × {} g of {} overflows",
+                product.unit_weight_g,
+                product.label()
+            ))
+        })?,
+    };
+    crate::limits::weight_g("weight_g", weight_g)?;
 
     // Consume the reservation first, then take the pieces, so available never dips.
     let held: i64 = stock::line_holds(conn, order_id, Some(line.line_no))?
@@ -376,7 +390,11 @@ pub fn scan(
     )?
     .execute(params![order_id, line.line_no, qty, weight_g])?;
     ctx.order_changed(order_id, status, "scan");
-    let order_open_qty = lines.iter().map(|l| l.open_qty).sum::<i64>() - qty;
+    let order_open_qty = lines
+        .iter()
+        .map(|l| l.open_qty)
+        .fold(0_i64, i64::saturating_add)
+        .saturating_sub(qty);
     Ok(Scanned {
         order_id: order_id.to_owned(),
         line_no: line.line_no,

@@ -58,6 +58,7 @@ pub async fn start_on(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, Error> {
+    config.validate()?;
     let local_addr = listener.local_addr().map_err(|source| Error::Io {
         context: "reading the bound address".into(),
         source,
@@ -71,6 +72,11 @@ pub async fn start_on(
 
     db.write(stock::rebuild_summary).await?;
     let app = Arc::new(App::new(db.clone(), &config, shutdown.clone()));
+    // The dummy hash unknown ids are verified against, made now rather than at the first
+    // unknown sign-in (which would then take twice as long as a known one).
+    tokio::task::spawn_blocking(crate::staff::warm_up)
+        .await
+        .map_err(|e| Error::PinHash(e.to_string()))?;
     app.bootstrap_manager(config.manager_pin.clone()).await?;
     if config.dev_endpoints {
         tracing::warn!("dev endpoints are on (/api/v1/dev/*): not for production");
@@ -119,9 +125,13 @@ pub async fn start_on(
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         let mut server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .into_future(),
+            // With the peer's address: sign-in failures count per client.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .into_future(),
         );
         let served = tokio::select! {
             served = &mut server => served,

@@ -20,6 +20,7 @@ use crate::Error;
 use crate::barcode::VariableMeasureLayout;
 use crate::catalog::{self, ProductRef};
 use crate::ctx::{Ctx, new_id};
+use crate::limits::{self, MAX_QTY};
 
 /// What a ledger row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,10 +117,11 @@ pub struct LotLevel {
 /// Inserts a move into the ledger, updates the summary, and refuses (rolling the write back)
 /// if the move would leave its lot below zero or the product's available stock below zero.
 pub fn record(conn: &Connection, ctx: &mut Ctx, m: &Move<'_>) -> Result<String, Error> {
-    if m.qty == 0 {
-        return Err(Error::Invalid(
-            "a stock move needs a non-zero quantity".into(),
-        ));
+    if m.qty == 0 || m.qty.checked_neg().is_none() {
+        return Err(Error::Invalid(format!(
+            "a stock move needs a non-zero quantity, not {}",
+            m.qty
+        )));
     }
     let id = new_id();
     let (order_id, line_no) = m.order.map_or((None, None), |(o, l)| (Some(o), Some(l)));
@@ -164,7 +166,7 @@ pub fn record(conn: &Connection, ctx: &mut Ctx, m: &Move<'_>) -> Result<String, 
         if on_hand < 0 {
             return Err(Error::Conflict(format!(
                 "bin {bin_id} holds only {} of {}{}",
-                on_hand - m.qty,
+                on_hand.saturating_sub(m.qty),
                 product_name(conn, m.product_id),
                 lot_suffix(m.lot)
             )));
@@ -180,9 +182,9 @@ pub fn record(conn: &Connection, ctx: &mut Ctx, m: &Move<'_>) -> Result<String, 
         if reserved < 0 {
             return Err(Error::Conflict(format!(
                 "cannot release {} of {}: only {} reserved",
-                -m.qty,
+                m.qty.saturating_neg(),
                 product_name(conn, m.product_id),
-                reserved - m.qty
+                reserved.saturating_sub(m.qty)
             )));
         }
         if let Some((order_id, line_no)) = m.order {
@@ -200,7 +202,7 @@ pub fn record(conn: &Connection, ctx: &mut Ctx, m: &Move<'_>) -> Result<String, 
             if held < 0 {
                 return Err(Error::Conflict(format!(
                     "line {line_no} of order {order_id} holds only {} of {}",
-                    held - m.qty,
+                    held.saturating_sub(m.qty),
                     product_name(conn, m.product_id)
                 )));
             }
@@ -212,8 +214,8 @@ pub fn record(conn: &Connection, ctx: &mut Ctx, m: &Move<'_>) -> Result<String, 
         if after.available < 0 {
             return Err(Error::InsufficientStock {
                 product: product_name(conn, m.product_id),
-                available: after.available + m.qty.abs(),
-                requested: m.qty.abs(),
+                available: after.available.saturating_add(m.qty.saturating_abs()),
+                requested: m.qty.saturating_abs(),
             });
         }
     }
@@ -245,7 +247,7 @@ pub fn level(conn: &Connection, product_id: &str) -> Result<Level, Error> {
         product_id: product_id.to_owned(),
         on_hand,
         reserved,
-        available: on_hand - reserved,
+        available: on_hand.saturating_sub(reserved),
     })
 }
 
@@ -265,7 +267,7 @@ pub fn levels(conn: &Connection) -> Result<Vec<Level>, Error> {
                 product_id: row.get(0)?,
                 on_hand,
                 reserved,
-                available: on_hand - reserved,
+                available: on_hand.saturating_sub(reserved),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -324,7 +326,7 @@ pub fn release_holds(
     let mut released = 0;
     for (line, product_id, held) in line_holds(conn, order_id, line_no)? {
         record(conn, ctx, &Move::hold(&product_id, -held, order_id, line))?;
-        released += held;
+        released = checked_sum(released, held)?;
     }
     Ok(released)
 }
@@ -366,9 +368,16 @@ pub fn return_picks(conn: &Connection, ctx: &mut Ctx, order_id: &str) -> Result<
                 reason: Some("order cancelled"),
             },
         )?;
-        returned += qty;
+        returned = checked_sum(returned, qty)?;
     }
     Ok(returned)
+}
+
+/// Adds ledger quantities; the ledger's own sums never come near i64, so an overflow is a
+/// corrupted database, refused rather than wrapped.
+fn checked_sum(a: i64, b: i64) -> Result<i64, Error> {
+    a.checked_add(b)
+        .ok_or_else(|| Error::Conflict(format!("stock sum {a} + {b} overflows")))
 }
 
 /// Recomputes the summary from the ledger (run at start-up).
@@ -700,23 +709,16 @@ pub struct Count {
     pub counted: i64,
 }
 
-const MAX_QTY: i64 = 1_000_000;
-
-fn valid_expiry(expiry: &str) -> Result<(), Error> {
-    let b = expiry.as_bytes();
-    let ok = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "expiry `{expiry}` must be a date YYYY-MM-DD"
-        )))
+/// Bounds a lot given (or scanned); `None` and `""` both mean no lot.
+fn valid_lot(lot: Option<&str>) -> Result<(), Error> {
+    match lot {
+        Some(lot) if !lot.is_empty() => limits::lot(lot),
+        _ => Ok(()),
     }
+}
+
+fn valid_bin(bin_id: &str) -> Result<(), Error> {
+    limits::id("bin_id", bin_id)
 }
 
 /// Receives goods into a bin.
@@ -726,16 +728,24 @@ pub fn receive(
     layout: &VariableMeasureLayout,
     r: &Receive,
 ) -> Result<MoveOutcome, Error> {
-    let (product, pack_qty, r, case_label) = receive_request(conn, layout, r)?;
-    let qty = r.qty.unwrap_or_default();
-    if qty <= 0 || qty > MAX_QTY {
-        return Err(Error::Invalid(format!(
-            "receive quantity must be 1..={MAX_QTY}, not {qty}"
-        )));
+    // The raw fields first (also when a scan follows: they are compared with it), then what
+    // the scan made of them.
+    if let Some(scan) = &r.scan {
+        limits::text("scan", scan, limits::MAX_SCAN)?;
     }
+    if let Some(qty) = r.qty {
+        limits::qty("qty", qty, 1)?;
+    }
+    valid_lot(r.lot.as_deref())?;
+    if let Some(bin) = &r.bin_id {
+        valid_bin(bin)?;
+    }
+    let (product, pack_qty, r, case_label) = receive_request(conn, layout, r)?;
+    let qty = limits::qty("qty", r.qty.unwrap_or_default(), 1)?;
+    valid_lot(r.lot.as_deref())?;
     let expiry = r.expiry.as_deref().unwrap_or("");
     if !expiry.is_empty() {
-        valid_expiry(expiry)?;
+        limits::date("expiry", expiry)?;
     }
     let bin_id = match &r.bin_id {
         Some(bin) => crate::bins::get(conn, bin)?.id,
@@ -752,7 +762,7 @@ pub fn receive(
     };
     let pieces = qty
         .checked_mul(pack_qty)
-        .filter(|p| *p <= MAX_QTY)
+        .filter(|p| (1..=MAX_QTY).contains(p))
         .ok_or_else(|| Error::Invalid(format!("{qty} × {pack_qty} pieces is too many")))?;
     let id = record(
         conn,
@@ -784,13 +794,15 @@ pub fn adjust(
     layout: &VariableMeasureLayout,
     a: &Adjust,
 ) -> Result<MoveOutcome, Error> {
+    // Bounded before anything negates it (i64::MIN has no negative).
+    limits::signed_qty("qty", a.qty)?;
+    valid_bin(&a.bin_id)?;
+    valid_lot(a.lot.as_deref())?;
+    if let Some(note) = &a.note {
+        limits::text("note", note, limits::MAX_NOTE)?;
+    }
     let (product, _) = a.product.resolve(conn, layout)?;
     crate::bins::get(conn, &a.bin_id)?;
-    if a.qty == 0 || a.qty.abs() > MAX_QTY {
-        return Err(Error::Invalid(format!(
-            "adjust quantity must be non-zero and at most {MAX_QTY} either way"
-        )));
-    }
     let kind = match (a.reason, a.qty > 0) {
         (AdjustReason::Damage, false) => MoveKind::Damage,
         (AdjustReason::Expiry, false) => MoveKind::Expiry,
@@ -836,20 +848,23 @@ pub fn count(
     layout: &VariableMeasureLayout,
     c: &Count,
 ) -> Result<MoveOutcome, Error> {
+    limits::qty("counted", c.counted, 0)?;
+    valid_bin(&c.bin_id)?;
+    valid_lot(c.lot.as_deref())?;
     let (product, _) = c.product.resolve(conn, layout)?;
     crate::bins::get(conn, &c.bin_id)?;
-    if c.counted < 0 || c.counted > MAX_QTY {
-        return Err(Error::Invalid(format!(
-            "counted quantity must be 0..={MAX_QTY}"
-        )));
-    }
     let expected: i64 = conn
         .prepare_cached(
             "SELECT coalesce(sum(on_hand), 0) FROM stock_lots
              WHERE product_id = ?1 AND bin_id = ?2 AND (?3 IS NULL OR lot = ?3)",
         )?
         .query_row(params![product.id, c.bin_id, c.lot], |row| row.get(0))?;
-    let difference = c.counted - expected;
+    let difference = c.counted.checked_sub(expected).ok_or_else(|| {
+        Error::Conflict(format!(
+            "counted {} where the ledger had {expected}: the difference overflows",
+            c.counted
+        ))
+    })?;
     let moves = if difference == 0 {
         Vec::new()
     } else {
@@ -914,7 +929,9 @@ fn post_difference(
             .unwrap_or_default();
         return Ok(vec![one(conn, ctx, lot, &expiry, qty)?]);
     }
-    let mut left = -qty;
+    let mut left = qty
+        .checked_neg()
+        .ok_or_else(|| Error::Invalid(format!("a stock change of {qty} pieces is out of range")))?;
     let mut ids = Vec::new();
     for l in lots(conn, product_id)?
         .into_iter()
@@ -929,7 +946,7 @@ fn post_difference(
     }
     Err(Error::Conflict(format!(
         "bin {bin_id} holds only {} of {}",
-        -qty - left,
+        qty.saturating_neg().saturating_sub(left),
         product_name(conn, product_id)
     )))
 }

@@ -70,6 +70,33 @@ async fn run_inbox(
     }
 }
 
+/// This store's own changes after `acked_db_version` (the last the cloud acknowledged): what
+/// sync still has to push.
+///
+/// The client's own `lag_changes` is only recounted after a push the cloud answered, so while
+/// the cloud is unreachable (or before the first session) it stays at 0 however many moves
+/// wait; the status endpoint counts here instead. Until the first session of a run,
+/// `acked_db_version` is 0 and the count includes changes an earlier run already pushed: an
+/// upper bound, never an undercount.
+pub fn unacked_changes(
+    conn: &rusqlite::Connection,
+    site: &[u8; 16],
+    acked_db_version: i64,
+) -> Result<u64, Error> {
+    // Whole transactions are acknowledged, so `db_version >` is exact. Local rows carry this
+    // site's id (or none, in older cr-sqlite); merged rows carry their origin's.
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM crsql_changes
+             WHERE db_version > ?1 AND (site_id IS ?2 OR site_id IS NULL)",
+        )?
+        .query_row(
+            rusqlite::params![acked_db_version, site.as_slice()],
+            |row| row.get(0),
+        )?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 /// Handles every order that arrived or was cancelled since the last look.
 pub async fn process(app: &App) -> Result<(), Error> {
     let store_id = app.store_id.clone();

@@ -192,7 +192,7 @@ async fn twenty_clients_never_oversell_and_lose_no_move() {
 
     // A restart rebuilds the summary from the ledger: same levels.
     let daemon = Daemon::start_in(dir).await;
-    let manager = daemon.api.sign_in("manager", "1234").await;
+    let manager = daemon.api.sign_in("manager", "123456").await;
     assert_eq!(
         daemon.api.level(&manager, MILK).await,
         (level_on_hand, reserved, available)

@@ -28,7 +28,7 @@ fn spawn_daemon(dir: &Path) -> (Child, SocketAddr) {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0"])
-        .env("FLASHKART_EDGE_MANAGER_PIN", "1234")
+        .env("FLASHKART_EDGE_MANAGER_PIN", "123456")
         .env("FLASHKART_EDGE_DEV_ENDPOINTS", "1")
         .env("FLASHKART_EDGE_EXTENSION_DIR", dir.join("ext"))
         .env("RUST_LOG", "info")
@@ -133,7 +133,7 @@ async fn kill_9_during_a_burst_of_scans_loses_no_acknowledged_scan() {
     // Restart: the daemon comes back on the same database and still knows every scan.
     let (mut child, addr) = spawn_daemon(dir.path());
     let api = Api::new(addr);
-    let picker = api.sign_in("pia", "1111").await;
+    let picker = api.sign_in("pia", "111111").await;
     let mut picked = 0;
     for o in 0..ORDERS {
         let (_, order) = api.get(&picker, &format!("/api/v1/orders/k-{o}")).await;

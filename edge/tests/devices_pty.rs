@@ -159,10 +159,10 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
     api.ok(
         &t.manager,
         "/api/v1/staff",
-        json!({"id": "pat", "name": "Pat", "role": "picker", "pin": "3333"}),
+        json!({"id": "pat", "name": "Pat", "role": "picker", "pin": "333333"}),
     )
     .await;
-    let other = api.sign_in("pat", "3333").await;
+    let other = api.sign_in("pat", "333333").await;
     let (status, body) = api
         .post(
             &other,
@@ -466,7 +466,7 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
     let dir = daemon.stop().await;
     let devices = devices_config(dev.path());
     let daemon = Daemon::start_with(dir, |c| c.devices = devices).await;
-    let manager = daemon.api.sign_in("manager", "1234").await;
+    let manager = daemon.api.sign_in("manager", "123456").await;
     let (_, report) = daemon.api.get(&manager, "/api/v1/devices").await;
     assert_eq!(report["devices"].as_array().unwrap().len(), 3);
     all_connected(&daemon.api, &manager).await;

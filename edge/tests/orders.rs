@@ -684,7 +684,7 @@ async fn stock_corrections_need_a_lead_and_errors_are_json() {
             reqwest::Method::POST,
             "/api/v1/auth/sign-in",
             None,
-            Some(json!({"staff_id": "pia", "pin": "9999"})),
+            Some(json!({"staff_id": "pia", "pin": "999999"})),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

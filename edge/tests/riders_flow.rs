@@ -36,7 +36,7 @@ async fn three_riders_offer_accept_arrive_pick_up_deliver() {
                 .unwrap(),
         );
     }
-    let (sim_tx, mut sim_rx) = mpsc::unbounded_channel();
+    let (sim_tx, mut sim_rx) = mpsc::channel(1024);
     let stop = CancellationToken::new();
     let mut sims = Vec::new();
     for (bundle, policy) in bundles.iter().zip([

@@ -101,7 +101,7 @@ async fn start_store(
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstore_id = \"{id}\"\nmanager_pin = \"2468\"\n\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstore_id = \"{id}\"\nmanager_pin = \"246800\"\n\n\
              [sync]\ncloud_url = \"{cloud}\"\ntoken = \"{store_token}\"\nlocal_poll_ms = 20\n\
              long_poll_ms = 2000\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
             dir.join(id).display()
@@ -121,7 +121,7 @@ async fn start_store(
             Method::POST,
             &format!("{base}/auth/sign-in"),
             "",
-            Some(json!({"staff_id": "manager", "pin": "2468"})),
+            Some(json!({"staff_id": "manager", "pin": "246800"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{signed_in}");

@@ -54,7 +54,7 @@ async fn edge_syncs_its_rows_to_the_cloud_replica() {
         &edge_config,
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstore_id = \"store-7\"\n\
-             manager_pin = \"2468\"\n\n[sync]\ncloud_url = \"{cloud_url}\"\ntoken = \"{token}\"\n",
+             manager_pin = \"246800\"\n\n[sync]\ncloud_url = \"{cloud_url}\"\ntoken = \"{token}\"\n",
             dir.path().join("edge").display()
         ),
     )
@@ -71,7 +71,7 @@ async fn edge_syncs_its_rows_to_the_cloud_replica() {
 
     let signed_in: Value = http
         .post(format!("{base}/auth/sign-in"))
-        .json(&json!({"staff_id": "manager", "pin": "2468"}))
+        .json(&json!({"staff_id": "manager", "pin": "246800"}))
         .send()
         .await
         .expect("sign in")

@@ -18,6 +18,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -38,14 +41,20 @@ struct Body<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(Body {
                 error: self.code,
                 message: &self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -62,6 +71,13 @@ impl From<Error> for ApiError {
             Error::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid"),
             Error::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            Error::Locked {
+                retry_after_secs, ..
+            } => {
+                let mut locked = Self::new(S::TOO_MANY_REQUESTS, "locked", message);
+                locked.retry_after = Some(*retry_after_secs);
+                return locked;
+            }
             Error::Device(_) => (S::SERVICE_UNAVAILABLE, "device_unavailable"),
             Error::Store(flashkart_sync::Error::Closed) => {
                 return Self::new(

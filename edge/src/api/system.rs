@@ -2,11 +2,13 @@
 //! dev-only catalog seed.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
@@ -21,6 +23,7 @@ use crate::app::{App, SignedIn};
 use crate::catalog::{self, CatalogSeed, SeedSummary};
 use crate::devices::{BindRequest, Binding};
 use crate::events::Event;
+use crate::lockout::LockInfo;
 use crate::staff::{NewStaff, Role, Session};
 
 type Reply<T> = Result<Json<T>, ApiError>;
@@ -62,8 +65,73 @@ pub struct SignIn {
     pin: String,
 }
 
-pub async fn sign_in(State(app): State<Arc<App>>, Json(body): Json<SignIn>) -> Reply<SignedIn> {
-    Ok(Json(app.sign_in(body.staff_id, body.pin).await?))
+/// The caller's IP address as the TCP connection has it (served with connect info). Not
+/// `X-Forwarded-For`: on the store LAN anyone could write that header to dodge their lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_canonical()),
+        ))
+    }
+}
+
+pub async fn sign_in(
+    State(app): State<Arc<App>>,
+    Peer(client): Peer,
+    Json(body): Json<SignIn>,
+) -> Reply<SignedIn> {
+    Ok(Json(app.sign_in(body.staff_id, body.pin, client).await?))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unlocked {
+    unlocked: String,
+    was_locked: bool,
+}
+
+/// A manager clears a member of staff's failed sign-ins and lock.
+pub async fn unlock_staff(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(id): Path<String>,
+) -> Reply<Unlocked> {
+    staff.require(Role::Manager)?;
+    let was_locked = app.unlock_account(&staff.staff_id, &id);
+    Ok(Json(Unlocked {
+        unlocked: id,
+        was_locked,
+    }))
+}
+
+/// A manager clears a device's (IP address's) failed sign-ins and lock.
+pub async fn unlock_client(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(ip): Path<String>,
+) -> Reply<Unlocked> {
+    staff.require(Role::Manager)?;
+    let addr: IpAddr = ip
+        .parse()
+        .map_err(|_| Error::Invalid(format!("`{}` is not an IP address", ip.escape_debug())))?;
+    let was_locked = app.unlock_client(&staff.staff_id, addr.to_canonical());
+    Ok(Json(Unlocked {
+        unlocked: addr.to_string(),
+        was_locked,
+    }))
+}
+
+/// Sign-in locks in force (accounts and devices), for a manager.
+pub async fn lockouts(State(app): State<Arc<App>>, Staff(staff): Staff) -> Reply<Vec<LockInfo>> {
+    staff.require(Role::Manager)?;
+    Ok(Json(app.locks()))
 }
 
 pub async fn me(Staff(staff): Staff) -> Json<Session> {
@@ -115,8 +183,9 @@ pub async fn unbind_device(
     Ok(Json(json!({ "scanner": id, "unbound": removed })))
 }
 
-/// Sync is not wired in yet: say so, with what is already true of this replica.
-pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Json<Value> {
+/// Sync's status, with `lag_changes` counted from the store database (see
+/// [`crate::sync_link::unacked_changes`]); without `[sync]`, what is true of this replica.
+pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Value> {
     let site_id: String = app
         .db
         .site_id()
@@ -125,20 +194,25 @@ pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Json<Val
         .collect();
     match app.sync.get() {
         Some(status) => {
-            let status = status.borrow().clone();
-            Json(json!({
+            let mut status = status.borrow().clone();
+            let site = app.db.site_id();
+            let acked = status.acked_db_version;
+            status.lag_changes = app
+                .read(move |conn| crate::sync_link::unacked_changes(conn, &site, acked))
+                .await?;
+            Ok(Json(json!({
                 "configured": true,
                 "status": status,
                 "site_id": site_id,
                 "schema_version": app.db.schema_version(),
-            }))
+            })))
         }
-        None => Json(json!({
+        None => Ok(Json(json!({
             "configured": false,
             "message": "no [sync] section in the config: orders arrive through /api/v1/intake/orders",
             "site_id": site_id,
             "schema_version": app.db.schema_version(),
-        })),
+        }))),
     }
 }
 

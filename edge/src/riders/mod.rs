@@ -172,12 +172,26 @@ pub enum RiderEvent {
     },
 }
 
-/// Commands from the [`Riders`] handle to its service task.
+/// Commands from the [`Riders`] handle to its service task that someone waits on.
 #[derive(Debug)]
 enum Command {
-    ScanAssignments,
-    /// Re-read the roster (disconnecting riders no longer allowed), then answer if asked.
-    RefreshRoster(Option<tokio::sync::oneshot::Sender<()>>),
+    /// Re-read the roster (disconnecting riders no longer allowed), then answer.
+    RefreshRoster(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Commands whose caller waits for them (a revocation) are few and come from a manager, one
+/// at a time; 16 is room for a burst, and a caller beyond it waits for the service (back-
+/// pressure) rather than being dropped.
+const COMMAND_QUEUE: usize = 16;
+
+/// Fire-and-forget requests from sync ("the roster / the assignments changed"). Each is a
+/// `Notify`, which holds at most one pending wake-up: any number of requests before the service
+/// looks coalesce into one re-read, which sees all of them, so nothing queues up and nothing is
+/// lost.
+#[derive(Debug, Default)]
+struct Nudges {
+    scan: tokio::sync::Notify,
+    roster: tokio::sync::Notify,
 }
 
 /// Reads the broker's figures without holding the [`Riders`] handle: the daemon's `App` keeps
@@ -204,7 +218,8 @@ pub struct Riders {
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
     ca: Arc<StoreCa>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    nudges: Arc<Nudges>,
     events: broadcast::Sender<RiderEvent>,
     shutdown: CancellationToken,
     /// The service task, taken by the first [`Riders::shutdown`].
@@ -271,7 +286,8 @@ impl Riders {
         }
         let tls_addr = fronts[0].local_addr();
         let plain_addr = fronts.get(1).map(front::Front::local_addr);
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let nudges = Arc::new(Nudges::default());
         let (events, _) = broadcast::channel(1024);
         let online = Arc::new(Mutex::new(BTreeSet::new()));
         let service = service::Service::new(
@@ -284,7 +300,7 @@ impl Riders {
             fronts,
         )
         .await?;
-        let task = tokio::spawn(service.run(command_rx, shutdown.clone()));
+        let task = tokio::spawn(service.run(command_rx, nudges.clone(), shutdown.clone()));
         Ok(Self {
             db,
             gauge: BrokerGauge { hub, online },
@@ -292,6 +308,7 @@ impl Riders {
             plain_addr,
             ca,
             commands,
+            nudges,
             events,
             shutdown,
             task: tokio::sync::Mutex::new(Some(task)),
@@ -327,7 +344,8 @@ impl Riders {
         let (done, refreshed) = tokio::sync::oneshot::channel();
         if self
             .commands
-            .send(Command::RefreshRoster(Some(done)))
+            .send(Command::RefreshRoster(done))
+            .await
             .is_ok()
         {
             let _ = refreshed.await;
@@ -338,13 +356,13 @@ impl Riders {
     /// The roster changed (a sync merge brought riders from the cloud): re-read it now rather
     /// than at the next refresh, so a deactivated rider is disconnected at once.
     pub fn roster_changed(&self) {
-        let _ = self.commands.send(Command::RefreshRoster(None));
+        self.nudges.roster.notify_one();
     }
 
     /// Assignments changed (a sync merge, or the test endpoint created one): publish new
     /// offers now rather than at the next scan.
     pub fn assignments_changed(&self) {
-        let _ = self.commands.send(Command::ScanAssignments);
+        self.nudges.scan.notify_one();
     }
 
     /// Where the TLS listener is bound (the port, when `tls_listen` asked for port 0).

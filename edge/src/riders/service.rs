@@ -24,7 +24,7 @@ use super::front::Front;
 use super::geofence::Geofence;
 use super::hub::{self, EdgeLink, Hub};
 use super::topics::{self, Inbound};
-use super::{Command, Error, RiderEvent, RidersConfig, clock};
+use super::{Command, Error, Nudges, RiderEvent, RidersConfig, clock};
 
 /// Unanswered assignments older than this are left alone (bounds the offer scan).
 const SCAN_WINDOW_S: i64 = 7 * 24 * 3600;
@@ -116,7 +116,8 @@ impl<D: OrderDesk> Service<D> {
 
     pub async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut commands: mpsc::Receiver<Command>,
+        nudges: Arc<Nudges>,
         shutdown: CancellationToken,
     ) {
         let mut offers = tokio::time::interval(self.config.offer_scan_interval);
@@ -131,15 +132,17 @@ impl<D: OrderDesk> Service<D> {
                 () = shutdown.cancelled() => break,
                 Some(message) = self.inbox.recv() => self.inbound(message).await,
                 Some(command) = commands.recv() => match command {
-                    Command::ScanAssignments => self.scan_assignments().await,
                     Command::RefreshRoster(done) => {
                         let refreshed = self.refresh_roster().await;
                         self.log(refreshed);
-                        if let Some(done) = done {
-                            let _ = done.send(());
-                        }
+                        let _ = done.send(());
                     }
                 },
+                () = nudges.scan.notified() => self.scan_assignments().await,
+                () = nudges.roster.notified() => {
+                    let refreshed = self.refresh_roster().await;
+                    self.log(refreshed);
+                }
                 _ = offers.tick() => self.scan_assignments().await,
                 _ = positions.tick() => self.write_positions(),
                 _ = roster.tick() => {

@@ -85,7 +85,10 @@ pub struct SimConfig {
     pub pins: Option<Lookup>,
     /// Metres from the store or the customer that count as "there".
     pub arrive_within_m: f64,
-    pub events: Option<mpsc::UnboundedSender<SimEvent>>,
+    /// What the simulator sees, for tests and benchmarks. Bounded: a simulator whose reader
+    /// falls behind waits for it (as a phone's app would stall) instead of buffering without
+    /// limit; readers drain it, and a dropped reader makes sending a no-op.
+    pub events: Option<mpsc::Sender<SimEvent>>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -252,9 +255,9 @@ impl Rider {
         &self.config.rider_id
     }
 
-    fn emit(&self, event: SimEvent) {
+    async fn emit(&self, event: SimEvent) {
         if let Some(events) = &self.config.events {
-            let _ = events.send(event);
+            let _ = events.send(event).await;
         }
     }
 
@@ -285,7 +288,8 @@ impl Rider {
                 // Subscribed to offers, acks and errors: offers reach us from now on.
                 self.emit(SimEvent::Ready {
                     rider_id: self.id().to_owned(),
-                });
+                })
+                .await;
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 self.on_publish(&publish.topic, &publish.payload).await?;
@@ -309,7 +313,7 @@ impl Rider {
         } else if topic == topics::acks(&id) {
             if let Ok(ack) = pb::Ack::decode(payload) {
                 self.on_ack(&ack).await?;
-                self.emit(SimEvent::Ack { rider_id: id, ack });
+                self.emit(SimEvent::Ack { rider_id: id, ack }).await;
             }
         } else if topic == topics::errors(&id)
             && let Ok(refusal) = pb::Refusal::decode(payload)
@@ -327,7 +331,8 @@ impl Rider {
             self.emit(SimEvent::Refusal {
                 rider_id: id,
                 refusal,
-            });
+            })
+            .await;
         }
         Ok(())
     }
@@ -367,7 +372,8 @@ impl Rider {
             rider_id: self.id().to_owned(),
             offer,
             received_at_ms,
-        });
+        })
+        .await;
         Ok(())
     }
 

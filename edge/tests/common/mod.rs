@@ -41,7 +41,7 @@ pub fn config(dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: Some(dir.join("data")),
         extension_dir: Some(dir.join("ext")),
-        manager_pin: Some("1234".into()),
+        manager_pin: Some("123456".into()),
         dev_endpoints: true,
         shutdown_grace_secs: 5,
         ..Config::default()
@@ -157,7 +157,7 @@ pub struct Tokens {
 
 /// Seeds the catalog, bins, slots and staff of the test store.
 pub async fn seed(api: &Api) -> Tokens {
-    let manager = api.sign_in("manager", "1234").await;
+    let manager = api.sign_in("manager", "123456").await;
     api.ok(
         &manager,
         "/api/v1/dev/catalog",
@@ -186,17 +186,17 @@ pub async fn seed(api: &Api) -> Tokens {
     api.ok(
         &manager,
         "/api/v1/staff",
-        json!({"id": "lea", "name": "Lea", "role": "lead", "pin": "2222"}),
+        json!({"id": "lea", "name": "Lea", "role": "lead", "pin": "222222"}),
     )
     .await;
     api.ok(
         &manager,
         "/api/v1/staff",
-        json!({"id": "pia", "name": "Pia", "role": "picker", "pin": "1111"}),
+        json!({"id": "pia", "name": "Pia", "role": "picker", "pin": "111111"}),
     )
     .await;
-    let lead = api.sign_in("lea", "2222").await;
-    let picker = api.sign_in("pia", "1111").await;
+    let lead = api.sign_in("lea", "222222").await;
+    let picker = api.sign_in("pia", "111111").await;
     for (bin, seq, product) in [
         ("C-01-1", 5, CHEESE),
         ("A-01-1", 10, MILK),

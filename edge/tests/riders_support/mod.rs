@@ -198,7 +198,7 @@ pub async fn wait_for<T>(
 }
 
 pub async fn wait_sim<T>(
-    events: &mut mpsc::UnboundedReceiver<SimEvent>,
+    events: &mut mpsc::Receiver<SimEvent>,
     mut pick: impl FnMut(&SimEvent) -> Option<T>,
 ) -> T {
     tokio::time::timeout(WAIT, async {
@@ -219,7 +219,7 @@ pub fn sim_config(
     port: u16,
     bundle: &CertBundle,
     labels: sim::Lookup,
-    events: mpsc::UnboundedSender<SimEvent>,
+    events: mpsc::Sender<SimEvent>,
 ) -> SimConfig {
     let mut config = SimConfig::new(rider, port, (STORE_LAT - 0.003, STORE_LON), labels);
     config.tls = Some(SimTls {
