@@ -383,6 +383,7 @@ fn locked_error(staff_id: &str, client: Option<IpAddr>, locked: &Locked) -> Erro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -75,6 +75,18 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a raw scan longer than [`MAX_SCAN`]. Control characters are allowed: GS1 data
+/// carries FNC1 as ASCII 29.
+pub fn scan(field: &str, value: &str) -> Result<(), Error> {
+    let len = value.len();
+    if len > MAX_SCAN {
+        return Err(Error::Invalid(format!(
+            "`{field}` is {len} bytes; a scan is at most {MAX_SCAN}"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses an empty id, one longer than [`MAX_ID`], or one with control characters.
 pub fn id(field: &str, value: &str) -> Result<(), Error> {
     if value.trim().is_empty() {
@@ -118,6 +130,7 @@ pub fn date(field: &str, value: &str) -> Result<time::Date, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -340,7 +340,7 @@ impl Throttle {
                     .map(|(k, left, n)| info("client", k.to_string(), left, n)),
             )
             .collect();
-        locks.sort_by(|a, b| b.retry_after_secs.cmp(&a.retry_after_secs));
+        locks.sort_by_key(|l| std::cmp::Reverse(l.retry_after_secs));
         locks
     }
 
@@ -352,6 +352,7 @@ impl Throttle {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

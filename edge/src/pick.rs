@@ -245,7 +245,7 @@ pub fn scan(
     order_id: &str,
     scan: &Scan,
 ) -> Result<Scanned, Error> {
-    crate::limits::text("code", &scan.code, crate::limits::MAX_SCAN)?;
+    crate::limits::scan("code", &scan.code)?;
     if let Some(lot) = scan.lot.as_deref().filter(|l| !l.is_empty()) {
         crate::limits::lot(lot)?;
     }

@@ -286,6 +286,7 @@ pub fn session(conn: &Connection, token_hash: &str) -> Result<Option<Session>, E
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

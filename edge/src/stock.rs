@@ -731,7 +731,7 @@ pub fn receive(
     // The raw fields first (also when a scan follows: they are compared with it), then what
     // the scan made of them.
     if let Some(scan) = &r.scan {
-        limits::text("scan", scan, limits::MAX_SCAN)?;
+        limits::scan("scan", scan)?;
     }
     if let Some(qty) = r.qty {
         limits::qty("qty", qty, 1)?;
