@@ -298,31 +298,44 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
             .chunk
             .ok_or_else(|| ApiError::BadRequest("push without a chunk".into()))?;
         let replica = state.stores.replica(&auth.store_id).await?;
-        let labels = StoreLabels {
-            store: auth.store_id.clone(),
-        };
-        let pushed = match replica.push(chunk, &site).await {
-            Ok(pushed) => pushed,
-            Err(error) => {
-                if matches!(error, flashkart_sync::server::ServerError::Forbidden(_)) {
-                    state.metrics.batches_refused.get_or_create(&labels).inc();
+        // Applying and handing to the read model run on their own task: a store that hangs
+        // up mid-push drops this handler, and must not cut the work between the replica's
+        // commit and the projector's wake-up (the projector's cursor covers a crash there).
+        let applying = {
+            let state = state.clone();
+            let store_id = auth.store_id.clone();
+            tokio::spawn(async move {
+                let labels = StoreLabels {
+                    store: store_id.clone(),
+                };
+                let pushed = replica.push(chunk, &site).await;
+                match &pushed {
+                    Ok(pushed) => {
+                        if let Some(applied) = &pushed.applied {
+                            state
+                                .metrics
+                                .changes_received
+                                .get_or_create(&labels)
+                                .inc_by(applied.changes.len() as u64);
+                            state
+                                .metrics
+                                .changes_applied
+                                .get_or_create(&labels)
+                                .inc_by(pushed.response.applied);
+                            state.read_model.project(&store_id, &applied.changes);
+                        }
+                    }
+                    Err(flashkart_sync::server::ServerError::Forbidden(_)) => {
+                        state.metrics.batches_refused.get_or_create(&labels).inc();
+                    }
+                    Err(_) => {}
                 }
-                return Err(error.into());
-            }
+                pushed
+            })
         };
-        if let Some(applied) = &pushed.applied {
-            state
-                .metrics
-                .changes_received
-                .get_or_create(&labels)
-                .inc_by(applied.changes.len() as u64);
-            state
-                .metrics
-                .changes_applied
-                .get_or_create(&labels)
-                .inc_by(pushed.response.applied);
-            state.read_model.project(&auth.store_id, &applied.changes);
-        }
+        let pushed = applying
+            .await
+            .map_err(|e| ApiError::Internal(format!("push task: {e}")))??;
         Ok(encode(&state, &headers, &pushed.response))
     }
     .await;

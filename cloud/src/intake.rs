@@ -651,7 +651,7 @@ impl Intake {
     /// Follows the projector's short reports until shutdown.
     pub async fn run_short_handler(
         self: Arc<Self>,
-        mut shorts: mpsc::UnboundedReceiver<ShortReport>,
+        mut shorts: mpsc::Receiver<ShortReport>,
         shutdown: CancellationToken,
     ) {
         loop {

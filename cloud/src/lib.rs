@@ -170,8 +170,12 @@ pub async fn start_with(
         stores.replica(&store_id).await?;
     }
     let hq = Hq::open(options.config(config.data_dir.join("hq.db"))).await?;
-    let (projection, projector) =
-        Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
+    let projection = Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
+    // Whatever was committed to a replica but not projected before the last stop is caught up
+    // from the read model's cursors.
+    for store_id in registry.store_ids().await? {
+        projection.mark_dirty(&store_id);
+    }
     let intake = Arc::new(Intake::new(
         config.intake.clone(),
         hq.clone(),
@@ -231,12 +235,14 @@ pub async fn start_with(
             let shutdown = shutdown.clone();
             tokio::spawn(async move { stores.run_fanout(shutdown).await })
         };
-        let (shorts_tx, shorts_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Short reports are rare (one per order a store could not fill); when the handler is
+        // behind, the projector waits for it.
+        let (shorts_tx, shorts_rx) = tokio::sync::mpsc::channel(256);
         let projecting = {
             let (projection, stores, shutdown) =
                 (projection.clone(), stores.clone(), shutdown.clone());
             tokio::spawn(async move {
-                projection.run(projector, stores, shorts_tx, shutdown).await;
+                projection.run(stores, shorts_tx, shutdown).await;
             })
         };
         let shorts = tokio::spawn(intake.run_short_handler(shorts_rx, shutdown.clone()));

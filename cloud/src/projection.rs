@@ -6,22 +6,35 @@
 //! Writes come from two places: intake records each order it routes, and the projector follows
 //! what stores push.
 //!
-//! Projection is idempotent by construction: a pushed batch only names the rows it touched; the
-//! projector re-reads those rows from the store's replica (the truth the cloud holds) and folds
-//! them in by their keys. Ledger rows (stock moves, order events) are insert-only with UUIDv7
-//! ids, so each is counted once however often it is delivered, and the stock sums stay exact.
-//! The projector runs on its own task so a push is answered without waiting for it.
+//! Projection is idempotent by construction: the projector finds the rows a store's changes
+//! touched, re-reads them from the store's replica (the truth the cloud holds) and folds them
+//! in by their keys. Ledger rows (stock moves, order events) are insert-only with UUIDv7 ids, so
+//! each is counted once however often it is delivered, and the stock sums stay exact.
+//!
+//! It follows a durable cursor, not the pushes themselves: per store and origin, the read
+//! model records (in the same transaction as the rows it folded) how far into the replica's
+//! changes it has projected. A push only marks its store dirty. So a push whose client hangs
+//! up, or a cloud that dies between the replica's commit and the projection, loses nothing:
+//! the projector catches up from the cursor when it is next woken, and for every store at
+//! start. The dirty set holds at most one entry per store, so it cannot grow with traffic.
+//!
+//! A store is believed only about what it owns. The replica's own rows (cloud-owned: the
+//! orders routed to it, its assignments, its riders) decide which order events, line
+//! progress, assignment replies and rider positions a store may report; anything else is
+//! dropped with a warning. Timestamps a store writes are clamped to a window around the
+//! cloud's clock, so a date far in the future cannot make a fact win for good.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use flashkart_proto::sync::Change;
+use flashkart_sync::packed_key::{self, KeyValue};
 use flashkart_sync::schema::{Migration, Step};
 use flashkart_sync::{StoreConfig, StoreDb};
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::CloudError;
@@ -125,7 +138,36 @@ const MIGRATIONS: &[Migration] = &[
             ),
         ],
     },
+    Migration {
+        version: 3,
+        name: "projection cursors",
+        steps: &[Step::Sql(
+            "CREATE TABLE rm_cursors (
+                store_id TEXT NOT NULL,
+                -- the origin (site id) whose changes in the store's replica are followed
+                origin BLOB NOT NULL,
+                -- the origin's changes up to this db_version are projected
+                db_version INTEGER NOT NULL,
+                PRIMARY KEY (store_id, origin)
+            ) WITHOUT ROWID",
+        )],
+    },
 ];
+
+/// How far a store's clock may run ahead of the cloud's before its timestamps are clamped.
+const STORE_CLOCK_AHEAD: time::Duration = time::Duration::minutes(2);
+
+/// How far back a store's timestamps may go: a store may catch up after days offline, but
+/// not rewrite last year.
+const STORE_CLOCK_BEHIND: time::Duration = time::Duration::days(30);
+
+/// The largest stock move a store may report, in pieces; bigger is not a real move, and would
+/// let the sums overflow.
+const MAX_MOVE_QTY: i64 = 1_000_000_000;
+
+/// Changes read from a replica per projection step (whole transactions; a bigger one is read
+/// whole).
+const STEP_CHANGES: usize = 5_000;
 
 /// Statuses after which an order no longer counts against its store's capacity.
 const CLOSED_STATUSES: &[&str] = &["PICKED_UP", "DELIVERED", "CLOSED", "CANCELLED", "REFUNDED"];
@@ -139,12 +181,8 @@ const FOLLOWED: &[&str] = &[
     "assignment_replies",
 ];
 
-/// Rows a store's push touched: table -> packed primary keys.
-#[derive(Debug)]
-struct Touched {
-    store_id: String,
-    keys: BTreeMap<&'static str, BTreeSet<Vec<u8>>>,
-}
+/// Rows of one store to re-read: table -> packed primary keys.
+type Touched = BTreeMap<&'static str, BTreeSet<Vec<u8>>>;
 
 /// Something the projector saw that intake may act on: an order whose store found lines short.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,34 +191,53 @@ pub struct ShortReport {
     pub store_id: String,
 }
 
-/// The read model database, and the queue into its projector.
+/// The read model database, and the stores waiting for its projector.
 #[derive(Debug, Clone)]
 pub struct Projection {
     db: StoreDb,
-    queue: mpsc::UnboundedSender<Touched>,
-    /// Bumped after every projected batch (tests and the dashboard wait on it).
+    dirty: Arc<Dirty>,
+    /// Bumped after every projected step (tests and the dashboard wait on it).
     projected: watch::Sender<u64>,
 }
 
-/// The projector's end of the queue, run by [`Projection::run`].
-#[derive(Debug)]
-pub struct Projector {
-    queue: mpsc::UnboundedReceiver<Touched>,
+/// Stores with changes the projector may not have seen. A set, so a busy store is one entry
+/// however often it pushes.
+#[derive(Debug, Default)]
+struct Dirty {
+    stores: std::sync::Mutex<BTreeSet<String>>,
+    wake: Notify,
+}
+
+impl Dirty {
+    fn mark(&self, store_id: &str) {
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.insert(store_id.to_owned());
+        }
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> BTreeSet<String> {
+        self.stores
+            .lock()
+            .map(|mut stores| std::mem::take(&mut *stores))
+            .unwrap_or_default()
+    }
 }
 
 impl Projection {
-    pub async fn open(mut config: StoreConfig) -> Result<(Self, Projector), CloudError> {
+    pub async fn open(mut config: StoreConfig) -> Result<Self, CloudError> {
         config.readers = 4;
         let db = StoreDb::open(config, MIGRATIONS).await?;
-        let (queue, receiver) = mpsc::unbounded_channel();
-        Ok((
-            Self {
-                db,
-                queue,
-                projected: watch::Sender::new(0),
-            },
-            Projector { queue: receiver },
-        ))
+        Ok(Self {
+            db,
+            dirty: Arc::default(),
+            projected: watch::Sender::new(0),
+        })
+    }
+
+    /// Asks the projector to catch up with `store_id`'s replica.
+    pub fn mark_dirty(&self, store_id: &str) {
+        self.dirty.mark(store_id);
     }
 
     pub fn db(&self) -> &StoreDb {
@@ -196,48 +253,94 @@ impl Projection {
         self.projected.subscribe()
     }
 
-    /// Follows the queue until shutdown, reporting orders with short lines on `shorts`.
+    /// Catches up with every dirty store until shutdown, reporting orders with short lines on
+    /// `shorts` (waiting for room there: the reports are not dropped).
     pub async fn run(
         &self,
-        mut projector: Projector,
         stores: Arc<Stores>,
-        shorts: mpsc::UnboundedSender<ShortReport>,
+        shorts: mpsc::Sender<ShortReport>,
         shutdown: CancellationToken,
     ) {
         loop {
-            let touched = tokio::select! {
-                touched = projector.queue.recv() => touched,
-                () = shutdown.cancelled() => None,
-            };
-            let Some(touched) = touched else { return };
-            match self.project_touched(&stores, touched).await {
-                Ok(reports) => {
-                    for report in reports {
-                        let _ = shorts.send(report);
+            let dirty = self.dirty.take();
+            if dirty.is_empty() {
+                tokio::select! {
+                    () = self.dirty.wake.notified() => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            for store_id in dirty {
+                loop {
+                    let step = tokio::select! {
+                        step = self.project_step(&stores, &store_id) => step,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match step {
+                        Ok((reports, more)) => {
+                            for report in reports {
+                                tokio::select! {
+                                    _ = shorts.send(report) => {}
+                                    () = shutdown.cancelled() => return,
+                                }
+                            }
+                            self.projected.send_modify(|n| *n += 1);
+                            if !more {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            // Keep the store for the next round; the cursor has not moved.
+                            tracing::error!(store = %store_id, %error, "projection failed");
+                            self.dirty.mark(&store_id);
+                            tokio::select! {
+                                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                                () = shutdown.cancelled() => return,
+                            }
+                            break;
+                        }
                     }
                 }
-                Err(error) => tracing::error!(%error, "projection failed"),
             }
-            self.projected.send_modify(|n| *n += 1);
         }
     }
 
-    async fn project_touched(
+    /// Projects the next step of `store_id`'s changes after the read model's cursors; says
+    /// whether more are waiting.
+    async fn project_step(
         &self,
         stores: &Stores,
-        touched: Touched,
-    ) -> Result<Vec<ShortReport>, CloudError> {
-        let replica = stores.replica(&touched.store_id).await?;
-        let store_id = touched.store_id.clone();
-        let rows = replica
+        store_id: &str,
+    ) -> Result<(Vec<ShortReport>, bool), CloudError> {
+        let replica = stores.replica(store_id).await?;
+        let own_site = replica.db().site_id();
+        let cursors = {
+            let store_id = store_id.to_owned();
+            self.db
+                .read(move |conn| load_cursors(conn, &store_id))
+                .await?
+        };
+        let (touched, cursors, more) = replica
             .db()
-            .read(move |conn| read_rows(conn, &touched))
+            .read(move |conn| touched_since(conn, &own_site, cursors))
             .await?;
+        let rows = {
+            let store_id = store_id.to_owned();
+            let now = crate::clock::now();
+            replica
+                .db()
+                .read(move |conn| read_rows(conn, &store_id, &touched, now))
+                .await?
+        };
+        let store_id = store_id.to_owned();
         let reports = self
             .db
-            .write(move |conn| fold(conn, &store_id, &rows))
+            .write(move |conn| {
+                let reports = fold(conn, &store_id, &rows)?;
+                save_cursors(conn, &store_id, &cursors)?;
+                Ok::<_, flashkart_sync::Error>(reports)
+            })
             .await?;
-        Ok(reports)
+        Ok((reports, more))
     }
 
     /// Records an order intake routed (status ROUTED, with the cloud's own timeline entries).
@@ -445,19 +548,99 @@ impl Projection {
 }
 
 impl ReadModel for Projection {
-    fn project(&self, store_id: &str, changes: &[Change]) {
-        let mut keys: BTreeMap<&'static str, BTreeSet<Vec<u8>>> = BTreeMap::new();
-        for change in changes {
-            if let Some(table) = FOLLOWED.iter().find(|t| **t == change.table) {
-                keys.entry(table).or_default().insert(change.pk.clone());
+    fn project(&self, store_id: &str, _changes: &[Change]) {
+        self.mark_dirty(store_id);
+    }
+}
+
+/// The read model's cursors for a store: origin -> db_version projected.
+fn load_cursors(
+    conn: &Connection,
+    store_id: &str,
+) -> Result<BTreeMap<Vec<u8>, i64>, flashkart_sync::Error> {
+    let rows = conn
+        .prepare_cached("SELECT origin, db_version FROM rm_cursors WHERE store_id = ?1")?
+        .query_map([store_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn save_cursors(
+    conn: &Connection,
+    store_id: &str,
+    cursors: &BTreeMap<Vec<u8>, i64>,
+) -> Result<(), flashkart_sync::Error> {
+    for (origin, db_version) in cursors {
+        conn.prepare_cached(
+            "INSERT INTO rm_cursors (store_id, origin, db_version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store_id, origin) DO UPDATE SET db_version = excluded.db_version
+             WHERE excluded.db_version > rm_cursors.db_version",
+        )?
+        .execute(params![store_id, origin, db_version])?;
+    }
+    Ok(())
+}
+
+/// The followed rows changed in a replica after `cursors`, by every origin but the replica's
+/// own (the cloud writes none of the followed tables), at most about [`STEP_CHANGES`] changes
+/// (whole transactions); the cursors after them, and whether the step was cut short.
+#[allow(clippy::type_complexity)]
+fn touched_since(
+    conn: &Connection,
+    own_site: &[u8; 16],
+    mut cursors: BTreeMap<Vec<u8>, i64>,
+) -> Result<(Touched, BTreeMap<Vec<u8>, i64>, bool), flashkart_sync::Error> {
+    let origins: Vec<Vec<u8>> = conn
+        .prepare_cached("SELECT site_id FROM crsql_site_id ORDER BY ordinal")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut touched = Touched::new();
+    let mut taken = 0_usize;
+    let mut more = false;
+    let mut stmt = conn.prepare_cached(
+        "SELECT \"table\", pk, db_version FROM crsql_changes
+         WHERE site_id = ?1 AND db_version > ?2 ORDER BY db_version, seq",
+    )?;
+    for origin in origins {
+        if origin.as_slice() == own_site.as_slice() {
+            continue;
+        }
+        if taken >= STEP_CHANGES {
+            more = true;
+            break;
+        }
+        let after = cursors.get(&origin).copied().unwrap_or(0);
+        let mut rows = stmt.query(params![origin, after])?;
+        let mut last = after;
+        while let Some(row) = rows.next()? {
+            let db_version: i64 = row.get(2)?;
+            if taken >= STEP_CHANGES && db_version != last {
+                more = true;
+                break;
             }
+            let table: String = row.get(0)?;
+            if let Some(followed) = FOLLOWED.iter().find(|t| **t == table) {
+                touched.entry(followed).or_default().insert(row.get(1)?);
+            }
+            taken += 1;
+            last = db_version;
         }
-        if !keys.is_empty() {
-            let _ = self.queue.send(Touched {
-                store_id: store_id.to_owned(),
-                keys,
-            });
+        if last > after {
+            cursors.insert(origin, last);
         }
+    }
+    Ok((touched, cursors, more))
+}
+
+/// A store's timestamp, clamped to the window the cloud believes; unreadable ones become now.
+fn clamp_store_time(at: &str, now: OffsetDateTime) -> String {
+    let earliest = now - STORE_CLOCK_BEHIND;
+    let latest = now + STORE_CLOCK_AHEAD;
+    match crate::clock::parse(at) {
+        Some(t) if t < earliest => crate::clock::rfc3339(earliest),
+        Some(t) if t > latest => crate::clock::rfc3339(latest),
+        Some(t) => crate::clock::rfc3339(t),
+        None => crate::clock::rfc3339(now),
     }
 }
 
@@ -581,36 +764,49 @@ struct EventRow {
     note: Option<String>,
 }
 
-fn unpack(conn: &Connection, pk: &[u8]) -> Result<Vec<SqlValue>, flashkart_sync::Error> {
-    Ok(conn
-        .prepare_cached("SELECT cell FROM crsql_unpack_columns WHERE package = ?1")?
-        .query_map([pk], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
-fn single_text(values: Vec<SqlValue>) -> Option<String> {
-    match <[SqlValue; 1]>::try_from(values) {
-        Ok([SqlValue::Text(text)]) => Some(text),
+/// A key that is one text column (all followed tables but line progress).
+fn single_text(pk: &[u8]) -> Option<String> {
+    match <[KeyValue; 1]>::try_from(packed_key::decode(pk).ok()?) {
+        Ok([KeyValue::Text(text)]) => Some(text),
         _ => None,
     }
 }
 
-fn read_rows(conn: &Connection, touched: &Touched) -> Result<Rows, flashkart_sync::Error> {
+/// Whether the replica holds `sql`'s row (cloud-owned rows: what the cloud gave this store).
+fn holds(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params, |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+const ROUTED_HERE: &str = "SELECT 1 FROM orders WHERE id = ?1 AND store_id = ?2";
+
+/// Re-reads the touched rows of `store_id`'s replica, keeping only the facts the store owns:
+/// events and line progress of orders routed to it, replies to its own assignments by the
+/// rider offered, positions of its own riders, moves within sane bounds.
+fn read_rows(
+    conn: &Connection,
+    store_id: &str,
+    touched: &Touched,
+    now: OffsetDateTime,
+) -> Result<Rows, flashkart_sync::Error> {
     let mut rows = Rows::default();
-    for (table, keys) in &touched.keys {
+    let refuse = |table: &str, key: &dyn std::fmt::Display, why: &str| {
+        tracing::warn!(store = %store_id, table, key = %key, why, "store change not projected");
+    };
+    for (table, keys) in touched {
         for pk in keys {
-            let values = unpack(conn, pk)?;
             match *table {
                 "order_events" => {
-                    let Some(id) = single_text(values) else {
-                        continue;
-                    };
+                    let Some(id) = single_text(pk) else { continue };
                     let row = conn
                         .prepare_cached(
                             "SELECT id, order_id, from_status, to_status, actor, at, note
-                             FROM order_events WHERE id = ?1",
+                             FROM order_events WHERE id = ?1 AND store_id = ?2",
                         )?
-                        .query_row([id], |r| {
+                        .query_row([&id, store_id], |r| {
                             Ok(EventRow {
                                 id: r.get(0)?,
                                 order_id: r.get(1)?,
@@ -622,58 +818,108 @@ fn read_rows(conn: &Connection, touched: &Touched) -> Result<Rows, flashkart_syn
                             })
                         })
                         .optional()?;
-                    rows.events.extend(row);
+                    let Some(mut event) = row else { continue };
+                    if !holds(conn, ROUTED_HERE, [&event.order_id, store_id])? {
+                        refuse(table, &id, "order not routed to this store");
+                        continue;
+                    }
+                    event.at = clamp_store_time(&event.at, now);
+                    rows.events.push(event);
                 }
                 "stock_moves" => {
-                    let Some(id) = single_text(values) else {
-                        continue;
-                    };
-                    let row = conn
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, String, i64, String)> = conn
                         .prepare_cached(
-                            "SELECT id, product_id, qty, kind FROM stock_moves WHERE id = ?1",
+                            "SELECT id, product_id, qty, kind FROM stock_moves
+                             WHERE id = ?1 AND store_id = ?2",
                         )?
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
                         .optional()?;
-                    rows.moves.extend(row);
+                    let Some(row) = row else { continue };
+                    if !(-MAX_MOVE_QTY..=MAX_MOVE_QTY).contains(&row.2) {
+                        refuse(table, &id, "quantity out of range");
+                        continue;
+                    }
+                    rows.moves.push(row);
                 }
                 "rider_positions" => {
-                    let Some(id) = single_text(values) else {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, f64, f64, String)> = conn
+                        .prepare_cached(
+                            "SELECT rider_id, lat, lon, at FROM rider_positions
+                             WHERE rider_id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()?;
+                    let Some((rider_id, lat, lon, at)) = row else {
                         continue;
                     };
-                    let row = conn
-                        .prepare_cached(
-                            "SELECT rider_id, lat, lon, at FROM rider_positions WHERE rider_id = ?1",
-                        )?
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                        .optional()?;
-                    rows.riders.extend(row);
+                    if !holds(
+                        conn,
+                        "SELECT 1 FROM riders WHERE id = ?1 AND home_store_id = ?2",
+                        [&rider_id, store_id],
+                    )? {
+                        refuse(table, &id, "not a rider of this store");
+                        continue;
+                    }
+                    if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                        refuse(table, &id, "position off the Earth");
+                        continue;
+                    }
+                    rows.riders
+                        .push((rider_id, lat, lon, clamp_store_time(&at, now)));
                 }
                 "assignment_replies" => {
-                    let Some(id) = single_text(values) else {
-                        continue;
-                    };
-                    let row = conn
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, String, String, String)> = conn
                         .prepare_cached(
                             "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
-                             WHERE assignment_id = ?1",
+                             WHERE assignment_id = ?1 AND store_id = ?2",
                         )?
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
                         .optional()?;
-                    rows.replies.extend(row);
+                    let Some((assignment_id, rider_id, reply, at)) = row else {
+                        continue;
+                    };
+                    if !holds(
+                        conn,
+                        "SELECT 1 FROM assignments WHERE id = ?1 AND store_id = ?2 AND rider_id = ?3",
+                        [&assignment_id, store_id, &rider_id],
+                    )? {
+                        refuse(table, &id, "not an assignment of this store to this rider");
+                        continue;
+                    }
+                    if !matches!(reply.as_str(), "accepted" | "declined" | "expired") {
+                        refuse(table, &id, "unknown reply");
+                        continue;
+                    }
+                    rows.replies
+                        .push((assignment_id, rider_id, reply, clamp_store_time(&at, now)));
                 }
                 "order_line_progress" => {
-                    let [SqlValue::Text(order_id), SqlValue::Integer(line_no)] =
-                        <[SqlValue; 2]>::try_from(values)
-                            .unwrap_or([SqlValue::Null, SqlValue::Null])
+                    let Ok([KeyValue::Text(order_id), KeyValue::Integer(line_no)]) =
+                        packed_key::decode(pk)
+                            .map(<[KeyValue; 2]>::try_from)
+                            .unwrap_or(Err(Vec::new()))
                     else {
                         continue;
                     };
+                    if !holds(conn, ROUTED_HERE, [&order_id, store_id])? {
+                        refuse(table, &order_id, "order not routed to this store");
+                        continue;
+                    }
                     let short: Option<i64> = conn
                         .prepare_cached(
                             "SELECT short_qty FROM order_line_progress
-                             WHERE order_id = ?1 AND line_no = ?2",
+                             WHERE order_id = ?1 AND line_no = ?2 AND store_id = ?3",
                         )?
-                        .query_row(params![order_id, line_no], |r| r.get(0))
+                        .query_row(params![order_id, line_no, store_id], |r| r.get(0))
                         .optional()?;
                     if let Some(short) = short {
                         rows.line_progress.push((order_id, line_no, short));

@@ -5,15 +5,16 @@
 //! [`SYNCED_TABLES`](crate::schema::store::SYNCED_TABLES)) is the cloud, a row of another
 //! store (the store column set to another id, or an existing replica row belonging to another
 //! store), or a change claiming another origin than the store's own database. The check runs
-//! inside the replica's write transaction, so the rows it looks at are the rows it guards.
+//! inside the replica's write transaction, so the rows it looks at are the rows it guards, and
+//! again on the merged rows before that transaction commits.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use flashkart_proto::sync::{Change, value::Kind};
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::Error;
+use crate::packed_key::{self, KeyValue};
 use crate::schema::Owner;
 use crate::schema::store::synced_table;
 
@@ -37,26 +38,24 @@ pub enum AuthorizeError {
 }
 
 /// Checks that every change in `changes` may come from the edge of `store_id`, whose
-/// database has site id `edge_site`.
+/// database has site id `edge_site`. Call it on a batch that
+/// [`changes::validate`](crate::changes::validate) accepted (keys are decoded here), before
+/// merging; then [`verify_merged`] after merging, in the same transaction.
 pub fn authorize(
     conn: &Connection,
     store_id: &str,
     edge_site: &[u8; 16],
     changes: &[Change],
 ) -> Result<(), AuthorizeError> {
-    // Store column value set by the batch itself, per row.
-    let mut claimed: HashMap<(&str, &[u8]), Option<&Kind>> = HashMap::new();
-    for change in changes {
-        if let Some(table) = synced_table(&change.table)
-            && table.store_column == Some(change.cid.as_str())
-        {
-            claimed.insert(
-                (change.table.as_str(), change.pk.as_slice()),
-                change.val.as_ref().and_then(|v| v.kind.as_ref()),
-            );
-        }
-    }
-    let mut checked: HashMap<(&str, &[u8]), ()> = HashMap::new();
+    // Rows whose store column the batch itself sets. Every such value is checked below, not
+    // only the last: changes to one column at different versions all reach the merge, and the
+    // merge keeps whichever has the highest clock.
+    let claimed: HashSet<(&str, &[u8])> = changes
+        .iter()
+        .filter(|c| synced_table(&c.table).is_some_and(|t| t.store_column == Some(c.cid.as_str())))
+        .map(|c| (c.table.as_str(), c.pk.as_slice()))
+        .collect();
+    let mut checked: HashSet<(&str, &[u8])> = HashSet::new();
     for (index, change) in changes.iter().enumerate() {
         let refuse = |reason: String| -> AuthorizeError {
             Violation {
@@ -81,16 +80,16 @@ pub fn authorize(
         let Some(store_column) = table.store_column else {
             return Err(refuse("shared table without a store column".into()));
         };
-        let row = (change.table.as_str(), change.pk.as_slice());
-        if checked.insert(row, ()).is_some() {
-            continue;
-        }
-        if let Some(value) = claimed.get(&row)
-            && !matches!(value, Some(Kind::Text(id)) if id == store_id)
+        if change.cid == store_column
+            && !matches!(change.val.as_ref().and_then(|v| v.kind.as_ref()), Some(Kind::Text(id)) if id == store_id)
         {
             return Err(refuse(format!(
                 "row assigned to a store other than `{store_id}`"
             )));
+        }
+        let row = (change.table.as_str(), change.pk.as_slice());
+        if !checked.insert(row) {
+            continue;
         }
         match existing_store(conn, table.name, store_column, &change.pk)? {
             Some(owner) if owner != store_id => {
@@ -99,8 +98,41 @@ pub fn authorize(
             Some(_) => {}
             // A new row must say it is this store's; only a deletion (even causal length) may
             // name a row the replica never saw (created and deleted before it synced).
-            None if claimed.contains_key(&row) || change.cl % 2 == 0 => {}
+            None if claimed.contains(&row) || change.cl % 2 == 0 => {}
             None => return Err(refuse("new row without its store".into())),
+        }
+    }
+    Ok(())
+}
+
+/// Checks, after `changes` were merged and before the transaction commits, that every row they
+/// touched that exists now belongs to `store_id`. This is the check on what was merged rather
+/// than on what was sent: whatever cr-sqlite's clocks decided, a row left assigned to another
+/// store refuses the batch.
+pub fn verify_merged(
+    conn: &Connection,
+    store_id: &str,
+    changes: &[Change],
+) -> Result<(), AuthorizeError> {
+    let mut checked: HashSet<(&str, &[u8])> = HashSet::new();
+    for (index, change) in changes.iter().enumerate() {
+        let row = (change.table.as_str(), change.pk.as_slice());
+        if !checked.insert(row) {
+            continue;
+        }
+        let Some(store_column) = synced_table(&change.table).and_then(|t| t.store_column) else {
+            continue;
+        };
+        if let Some(owner) = existing_store(conn, &change.table, store_column, &change.pk)?
+            && owner != store_id
+        {
+            return Err(Violation {
+                index,
+                table: change.table.clone(),
+                column: store_column.to_owned(),
+                reason: format!("merged row belongs to store `{owner}`"),
+            }
+            .into());
         }
     }
     Ok(())
@@ -117,10 +149,9 @@ fn existing_store(
         .prepare_cached("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?
         .query_map([table], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let values: Vec<SqlValue> = conn
-        .prepare_cached("SELECT cell FROM crsql_unpack_columns WHERE package = ?1")?
-        .query_map([pk], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let Ok(values) = packed_key::decode(pk) else {
+        return Ok(None);
+    };
     if values.len() != key_columns.len() {
         return Ok(None);
     }
@@ -137,7 +168,10 @@ fn existing_store(
     );
     let owner = conn
         .prepare_cached(&sql)?
-        .query_row(rusqlite::params_from_iter(values), |r| r.get(0))
+        .query_row(
+            rusqlite::params_from_iter(values.iter().map(KeyValue::to_sql)),
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(owner)
 }

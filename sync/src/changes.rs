@@ -8,7 +8,8 @@
 //! it is applied, and every change is validated first; then the whole batch is applied in one
 //! transaction, so it is applied entirely or not at all.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use flashkart_proto::sync::{Change, ChangeBatch, Value, value::Kind};
 use prost::Message;
@@ -16,6 +17,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
+use crate::packed_key::{self, KeyValue};
 use crate::{BatchError, Error};
 
 /// Which changes to read.
@@ -148,11 +150,41 @@ pub fn apply(conn: &Connection, batch: &ChangeBatch) -> Result<ApplyStats, Error
 /// Like [`apply`], inside a transaction the caller owns (the store writer's group commit). On
 /// error the caller must roll back; nothing is partially kept then.
 pub fn apply_in_transaction(conn: &Connection, batch: &ChangeBatch) -> Result<ApplyStats, Error> {
+    validate(conn, batch)?;
+    merge_validated(conn, batch)
+}
+
+/// Checks that a batch is whole and that every change fits this database's schema: a
+/// replicated table, a primary key packed as cr-sqlite packs it with one value of the right
+/// type per key column, a column of the table (or cr-sqlite's `-1` row marker), a value of the
+/// column's type within [`MAX_VALUE_BYTES`], and clock fields in range. Nothing reaches
+/// cr-sqlite before this holds, because the extension trusts what it is given: a malformed key
+/// makes it panic, and a panic inside it aborts the process.
+pub fn validate(conn: &Connection, batch: &ChangeBatch) -> Result<(), Error> {
     verify(batch)?;
     let tables = replicated_tables(conn)?;
+    let mut shapes: HashMap<&str, TableShape> = HashMap::new();
     for (index, change) in batch.changes.iter().enumerate() {
-        validate_change(index, change, &tables)?;
+        if !tables.contains(&change.table) {
+            return Err(BatchError::UnknownTable {
+                index,
+                table: change.table.clone(),
+            }
+            .into());
+        }
+        let shape = match shapes.entry(change.table.as_str()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(TableShape::load(conn, &change.table)?),
+        };
+        shape
+            .check(change)
+            .map_err(|reason| BatchError::InvalidChange { index, reason })?;
     }
+    Ok(())
+}
+
+/// Merges a batch that [`validate`] accepted, inside the caller's transaction.
+pub(crate) fn merge_validated(conn: &Connection, batch: &ChangeBatch) -> Result<ApplyStats, Error> {
     // cr-sqlite stores a merged change under this transaction's db_version but keeps the
     // sender's seq. Two transactions of one origin merged in one local transaction (a catch-up,
     // or a group commit of two applies) would then share (db_version, seq) positions, and a
@@ -198,38 +230,161 @@ pub fn replicated_tables(conn: &Connection) -> Result<HashSet<String>, Error> {
     Ok(tables)
 }
 
-fn validate_change(index: usize, change: &Change, tables: &HashSet<String>) -> Result<(), Error> {
-    let invalid = |reason: &str| -> Error {
-        BatchError::InvalidChange {
-            index,
-            reason: reason.to_owned(),
-        }
-        .into()
-    };
-    if !tables.contains(&change.table) {
-        return Err(BatchError::UnknownTable {
-            index,
-            table: change.table.clone(),
-        }
-        .into());
-    }
-    if change.pk.is_empty() {
-        return Err(invalid("empty primary key"));
-    }
-    if change.cid.is_empty() {
-        return Err(invalid("empty column name"));
-    }
-    if change.site_id.len() != 16 {
-        return Err(invalid("site id is not 16 bytes"));
-    }
-    if change.val.as_ref().and_then(|v| v.kind.as_ref()).is_none() {
-        return Err(invalid("value missing"));
-    }
-    if change.col_version < 1 || change.db_version < 1 || change.cl < 1 || change.seq < 0 {
-        return Err(invalid("clock fields out of range"));
-    }
-    Ok(())
+/// The largest text value a change may carry. Nothing the schema stores comes near it (notes
+/// and addresses are the longest); a peer sending more is not sending FlashKart data.
+pub const MAX_VALUE_BYTES: usize = 16 << 10;
+
+/// Clock fields above this are refused: far beyond any real history (a billion writes a day
+/// for millions of years), and low enough that cr-sqlite's arithmetic on them cannot overflow.
+pub const MAX_CLOCK: i64 = 1 << 53;
+
+/// cr-sqlite's column name for a row's create/delete marker.
+pub const ROW_MARKER: &str = "-1";
+
+/// What a change may hold for one table: its key columns and the type of every other column.
+#[derive(Debug)]
+struct TableShape {
+    keys: Vec<Affinity>,
+    columns: HashMap<String, Column>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    affinity: Affinity,
+    not_null: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Affinity {
+    Text,
+    Integer,
+    Real,
+    /// A column declared without a type: any value.
+    Any,
+}
+
+impl Affinity {
+    fn of(declared: &str) -> Self {
+        // SQLite's own affinity rules, in its order.
+        let declared = declared.to_ascii_uppercase();
+        if declared.contains("INT") {
+            Self::Integer
+        } else if declared.contains("CHAR")
+            || declared.contains("CLOB")
+            || declared.contains("TEXT")
+        {
+            Self::Text
+        } else if declared.contains("REAL")
+            || declared.contains("FLOA")
+            || declared.contains("DOUB")
+        {
+            Self::Real
+        } else {
+            Self::Any
+        }
+    }
+}
+
+impl TableShape {
+    fn load(conn: &Connection, table: &str) -> Result<Self, Error> {
+        let mut keys: Vec<(i64, Affinity)> = Vec::new();
+        let mut columns = HashMap::new();
+        let mut stmt =
+            conn.prepare_cached("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)")?;
+        let mut rows = stmt.query([table])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            let affinity = Affinity::of(&row.get::<_, String>(1)?);
+            let pk: i64 = row.get(3)?;
+            if pk > 0 {
+                keys.push((pk, affinity));
+            } else {
+                let not_null = row.get::<_, i64>(2)? != 0;
+                columns.insert(name, Column { affinity, not_null });
+            }
+        }
+        keys.sort_by_key(|(position, _)| *position);
+        Ok(Self {
+            keys: keys.into_iter().map(|(_, affinity)| affinity).collect(),
+            columns,
+        })
+    }
+
+    fn check(&self, change: &Change) -> Result<(), String> {
+        let key = packed_key::decode(&change.pk).map_err(|e| e.to_string())?;
+        if key.len() != self.keys.len() {
+            return Err(format!(
+                "primary key has {} columns, the table has {}",
+                key.len(),
+                self.keys.len()
+            ));
+        }
+        for (position, (value, affinity)) in key.iter().zip(&self.keys).enumerate() {
+            let fits = match (value, affinity) {
+                (KeyValue::Text(text), Affinity::Text | Affinity::Any) => {
+                    !text.is_empty() && text.len() <= MAX_KEY_TEXT_BYTES
+                }
+                (KeyValue::Integer(_), Affinity::Integer | Affinity::Any) => true,
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "primary key column {position} is not a {affinity:?} value of 1 to \
+                     {MAX_KEY_TEXT_BYTES} bytes"
+                ));
+            }
+        }
+        if change.site_id.len() != 16 {
+            return Err("site id is not 16 bytes".into());
+        }
+        let range = 1..=MAX_CLOCK;
+        if !range.contains(&change.col_version)
+            || !range.contains(&change.db_version)
+            || !range.contains(&change.cl)
+            || !(0..=MAX_CLOCK).contains(&change.seq)
+        {
+            return Err("clock fields out of range".into());
+        }
+        let Some(value) = change.val.as_ref().and_then(|v| v.kind.as_ref()) else {
+            return Err("value missing".into());
+        };
+        if change.cid == ROW_MARKER {
+            return if matches!(value, Kind::Null(_)) {
+                Ok(())
+            } else {
+                Err("a row marker carries no value".into())
+            };
+        }
+        let Some(column) = self.columns.get(&change.cid) else {
+            return Err(format!("no column `{}` in `{}`", change.cid, change.table));
+        };
+        let fits = match value {
+            Kind::Null(_) => !column.not_null,
+            Kind::Integer(_) => column.affinity != Affinity::Text,
+            Kind::Real(r) => {
+                r.is_finite() && matches!(column.affinity, Affinity::Real | Affinity::Any)
+            }
+            Kind::Text(text) => {
+                text.len() <= MAX_VALUE_BYTES
+                    && matches!(column.affinity, Affinity::Text | Affinity::Any)
+            }
+            Kind::Blob(blob) => blob.len() <= MAX_VALUE_BYTES && column.affinity == Affinity::Any,
+        };
+        if !fits {
+            return Err(format!(
+                "value does not fit column `{}` ({:?}{})",
+                change.cid,
+                column.affinity,
+                if column.not_null { ", not null" } else { "" }
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keys are UUIDs and short natural keys (GTINs, ids). cr-sqlite 0.16's own unpacker reads a
+/// one-byte length as signed, so text keys of 128 bytes or more would not survive it anyway.
+pub const MAX_KEY_TEXT_BYTES: usize = 127;
 
 pub(crate) fn to_proto_value(value: ValueRef<'_>) -> Value {
     let kind = match value {

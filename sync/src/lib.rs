@@ -7,7 +7,8 @@
 //! ([`schema`]), the single-writer/reader-pool access that keeps SQLite off the async runtime
 //! ([`store`]), and reading and merging changes as protobuf batches ([`changes`]). On top of
 //! that sits the edge <-> cloud sync: the wire ([`protocol`]), chunking and reassembly of
-//! transactions ([`chunks`]), durable per-origin positions ([`cursors`]), the cloud's check of
+//! transactions ([`chunks`]), durable per-origin positions ([`cursors`]), packed primary keys read without trusting them
+//! ([`packed_key`]), the cloud's check of
 //! who may write what ([`authorize`]), the replica side ([`server`]) and the edge's client
 //! ([`client`]).
 
@@ -19,6 +20,7 @@ pub mod content;
 pub mod crsqlite;
 pub mod cursors;
 mod error;
+pub mod packed_key;
 pub mod protocol;
 pub mod schema;
 pub mod server;

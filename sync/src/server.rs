@@ -14,7 +14,7 @@ use flashkart_proto::sync::{
 use rusqlite::Connection;
 use tokio::sync::{Mutex, watch};
 
-use crate::authorize::{AuthorizeError, Violation, authorize};
+use crate::authorize::{AuthorizeError, Violation, authorize, verify_merged};
 use crate::chunks::{Assembler, ChunkError, Complete, Position, read_chunk};
 use crate::schema::Owner;
 use crate::schema::store::synced_table;
@@ -182,8 +182,11 @@ impl Replica {
         let applied = self
             .db
             .write(move |conn| -> Result<u64, AuthorizeError> {
+                // Validated first: authorize decodes keys and looks rows up by them.
+                changes::validate(conn, &batch)?;
                 authorize(conn, &store_id, &origin, &batch.changes)?;
-                let stats = changes::apply_in_transaction(conn, &batch)?;
+                let stats = changes::merge_validated(conn, &batch)?;
+                verify_merged(conn, &store_id, &batch.changes)?;
                 cursors::advance(conn, &origin, last)?;
                 Ok(stats.applied)
             })
@@ -193,6 +196,10 @@ impl Replica {
             Err(AuthorizeError::Forbidden(violation)) => {
                 tracing::warn!(store = %self.store_id, %violation, "push refused; nothing applied");
                 return Err(violation.into());
+            }
+            Err(AuthorizeError::Store(Error::Batch(invalid))) => {
+                tracing::warn!(store = %self.store_id, %invalid, "push malformed; nothing applied");
+                return Err(ServerError::BadRequest(invalid.to_string()));
             }
             Err(AuthorizeError::Store(error)) => return Err(error.into()),
         };

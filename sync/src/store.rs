@@ -53,6 +53,10 @@ pub struct StoreConfig {
     pub cache_kib: u32,
     /// The most writes committed together in one transaction.
     pub max_group: usize,
+    /// The most writes waiting for the writer thread. A caller beyond it waits (asynchronously)
+    /// for room, so a burst of requests slows down instead of piling closures up in memory;
+    /// nothing is dropped. Several groups' worth, so the writer always has a full group ready.
+    pub max_queued: usize,
     /// Where the cr-sqlite library is extracted; `None` for the user's cache directory.
     pub extension_dir: Option<PathBuf>,
     /// Load cr-sqlite and make tables CRRs. Only benchmarks measuring cr-sqlite's own cost
@@ -70,6 +74,7 @@ impl StoreConfig {
             readers: 4,
             cache_kib: 512,
             max_group: 256,
+            max_queued: 1024,
             extension_dir: None,
             replicated: true,
         }
@@ -100,6 +105,9 @@ pub struct StoreDb {
 
 struct Inner {
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    /// Room in the writer's queue (`max_queued`); a permit travels with each job.
+    queue_room: Arc<Semaphore>,
+    max_queued: usize,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: ReaderPool,
     site_id: [u8; 16],
@@ -181,6 +189,8 @@ impl StoreDb {
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(sender)),
+                queue_room: Arc::new(Semaphore::new(config.max_queued.max(1))),
+                max_queued: config.max_queued.max(1),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: ReaderPool {
                     idle: Mutex::new(readers),
@@ -191,6 +201,13 @@ impl StoreDb {
                 schema_version,
             }),
         })
+    }
+
+    /// Writes waiting for the writer thread (not yet running).
+    pub fn queued_writes(&self) -> usize {
+        self.inner
+            .max_queued
+            .saturating_sub(self.inner.queue_room.available_permits())
     }
 
     /// This database's cr-sqlite site id.
@@ -215,8 +232,17 @@ impl StoreDb {
         E: From<Error> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
+        let room = self
+            .inner
+            .queue_room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Closed)?;
         let (reply, answer) = oneshot::channel::<Result<T, E>>();
         let job: WriteJob = Box::new(move |conn| {
+            // The job has left the queue once it runs.
+            drop(room);
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| write(conn)));
             let result: Result<T, E> = match outcome {
                 Ok(result) => result,
@@ -296,6 +322,7 @@ impl Inner {
             return Ok(()); // already closed
         };
         drop(sender);
+        self.queue_room.close();
         if let Some(thread) = self.writer_thread.lock().map_err(|_| Error::Closed)?.take() {
             thread
                 .join()

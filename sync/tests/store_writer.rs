@@ -94,3 +94,54 @@ async fn readers_cannot_write() {
     assert!(result.is_err(), "reader connections are query-only");
     db.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_writer_queue_makes_writers_wait_and_loses_nothing() {
+    use std::pin::pin;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(&dir);
+    config.max_queued = 1;
+    let db = StoreDb::open(config, MIGRATIONS).await.expect("open");
+    let insert = |id: &'static str| {
+        move |c: &rusqlite::Connection| -> Result<(), Error> {
+            c.execute(
+                "INSERT INTO stock_moves (id, product_id, qty, kind) VALUES (?1, 'p', 1, 'receive')",
+                [id],
+            )?;
+            Ok(())
+        }
+    };
+    // The writer is busy with a write that waits for the gate.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+    let busy = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write(move |c| {
+                let _ = started_tx.send(());
+                let _ = gate_rx.recv();
+                insert("busy")(c)
+            })
+            .await
+        })
+    };
+    started.await.expect("the busy write runs");
+    // One write fits in the queue; the next waits for room instead of piling up.
+    let mut queued = pin!(db.write(insert("queued")));
+    assert!(futures::poll!(queued.as_mut()).is_pending());
+    assert_eq!(db.queued_writes(), 1);
+    let mut waiting = pin!(db.write(insert("waiting")));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    assert_eq!(db.queued_writes(), 1, "the third write is not queued");
+    gate.send(()).expect("open the gate");
+    busy.await.expect("task").expect("busy write");
+    queued.await.expect("queued write");
+    waiting.await.expect("waiting write");
+    assert_eq!(
+        count_moves(&db).await,
+        3,
+        "every acknowledged write is there"
+    );
+    db.close().await.expect("close");
+}
