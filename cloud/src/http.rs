@@ -274,7 +274,12 @@ async fn hello(
             None => authenticate_store(&state, &headers).await?,
         };
         let _live = state.intake.liveness.enter(&auth.store_id);
-        let request: HelloRequest = decode(&state, &headers, &body)?;
+        let request: HelloRequest = decode(
+            &state,
+            &headers,
+            &body,
+            state.limits.max_sync_request_body_bytes,
+        )?;
         let site: [u8; 16] = request
             .edge_site_id
             .as_slice()
@@ -293,7 +298,8 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let result = async {
         let (auth, site) = bound_store(&state, &headers).await?;
         let _live = state.intake.liveness.enter(&auth.store_id);
-        let request: PushRequest = decode(&state, &headers, &body)?;
+        let request: PushRequest =
+            decode(&state, &headers, &body, state.limits.max_push_body_bytes)?;
         let chunk = request
             .chunk
             .ok_or_else(|| ApiError::BadRequest("push without a chunk".into()))?;
@@ -346,7 +352,12 @@ async fn pull(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let result = async {
         let (auth, site) = bound_store(&state, &headers).await?;
         let _live = state.intake.liveness.enter(&auth.store_id);
-        let request: PullRequest = decode(&state, &headers, &body)?;
+        let request: PullRequest = decode(
+            &state,
+            &headers,
+            &body,
+            state.limits.max_sync_request_body_bytes,
+        )?;
         let replica = state.stores.replica(&auth.store_id).await?;
         // A long-poll must not hold up a shutdown.
         let response = tokio::select! {
@@ -517,16 +528,19 @@ async fn bound_store(
     Ok((auth, site))
 }
 
+/// Decodes a sync body; the route's body limit holds for it decompressed too, so a small
+/// zstd bomb cannot inflate past what the route would take plain.
 fn decode<M: Message + Default>(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
+    max_bytes: usize,
 ) -> Result<M, ApiError> {
     state.metrics.bytes_in.inc_by(body.len() as u64);
     let compressed = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() == protocol::ZSTD.as_bytes());
-    Ok(protocol::decode(body, compressed)?)
+    Ok(protocol::decode_limited(body, compressed, max_bytes)?)
 }
 
 fn encode<M: Message>(state: &AppState, headers: &HeaderMap, message: &M) -> Response {

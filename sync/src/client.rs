@@ -54,7 +54,7 @@ pub struct ClientConfig {
     pub ca_cert: Option<PathBuf>,
     /// How long one pull waits for cloud changes before answering empty.
     pub long_poll_ms: u64,
-    /// Budget of one push or pull, in encoded change bytes.
+    /// Budget of one push or pull, in encoded change bytes (at most [`MAX_CHUNK_BYTES`]).
     pub max_chunk_bytes: usize,
     /// Bodies from this size on are zstd-compressed.
     pub compress_min_bytes: usize,
@@ -126,12 +126,20 @@ pub struct SyncStatus {
     pub sessions: u64,
 }
 
+/// The largest chunk a client may be configured for. A chunk can overrun its budget by the one
+/// change that crosses it, and the cloud takes pushes of up to 8 MiB by default.
+pub const MAX_CHUNK_BYTES: usize = 4 << 20;
+
 /// A client that cannot start (bad configuration). Transport failures are retried, not
 /// returned.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cloud_url `{0}` is not an http(s) URL")]
     BadUrl(String),
+    #[error(
+        "max_chunk_bytes {0} is outside 1 KiB..={MAX_CHUNK_BYTES} (the cloud refuses bigger pushes)"
+    )]
+    ChunkSize(usize),
     #[error("CA certificate {path}: {message}")]
     CaCert { path: PathBuf, message: String },
     #[error("HTTP client: {0}")]
@@ -242,6 +250,9 @@ impl Client {
         let base = config.cloud_url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(config.cloud_url.clone()));
+        }
+        if !(1 << 10..=MAX_CHUNK_BYTES).contains(&config.max_chunk_bytes) {
+            return Err(ClientError::ChunkSize(config.max_chunk_bytes));
         }
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)

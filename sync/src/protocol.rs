@@ -25,9 +25,9 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 pub enum WireError {
     #[error("body is not a valid message: {0}")]
     Decode(#[from] prost::DecodeError),
-    #[error("zstd (corrupt, or larger than {MAX_BODY_BYTES} bytes): {0}")]
+    #[error("zstd (corrupt, or larger than the request's limit): {0}")]
     Compression(#[from] std::io::Error),
-    #[error("body exceeds {MAX_BODY_BYTES} bytes")]
+    #[error("body exceeds the request's limit")]
     TooLarge,
 }
 
@@ -56,14 +56,25 @@ pub fn encode<M: Message>(message: &M, compress_min_bytes: usize) -> Result<Body
     })
 }
 
-/// Decodes a body that is zstd-compressed when `compressed`.
+/// Decodes a body that is zstd-compressed when `compressed`, of at most [`MAX_BODY_BYTES`].
 pub fn decode<M: Message + Default>(bytes: &[u8], compressed: bool) -> Result<M, WireError> {
+    decode_limited(bytes, compressed, MAX_BODY_BYTES)
+}
+
+/// Decodes a body of at most `max_bytes` once decompressed: a server that takes a few KiB
+/// for a request must not inflate a small zstd bomb to the protocol's maximum.
+pub fn decode_limited<M: Message + Default>(
+    bytes: &[u8],
+    compressed: bool,
+    max_bytes: usize,
+) -> Result<M, WireError> {
+    let max_bytes = max_bytes.min(MAX_BODY_BYTES);
     if compressed {
-        // Fails too when the content would exceed MAX_BODY_BYTES.
-        let raw = zstd::bulk::decompress(bytes, MAX_BODY_BYTES)?;
+        // Fails too when the content would exceed the limit.
+        let raw = zstd::bulk::decompress(bytes, max_bytes)?;
         Ok(M::decode(raw.as_slice())?)
     } else {
-        if bytes.len() > MAX_BODY_BYTES {
+        if bytes.len() > max_bytes {
             return Err(WireError::TooLarge);
         }
         Ok(M::decode(bytes)?)
@@ -97,6 +108,10 @@ mod tests {
         assert_eq!(decode::<PullRequest>(&small.bytes, false)?, request);
         assert_eq!(decode::<PullRequest>(&big.bytes, true)?, request);
         assert!(decode::<PullRequest>(&big.bytes[..big.bytes.len() / 2], true).is_err());
+        // A small compressed body that would inflate past the caller's limit is refused.
+        let limit = small.bytes.len() - 1;
+        assert!(decode_limited::<PullRequest>(&big.bytes, true, limit).is_err());
+        assert!(decode_limited::<PullRequest>(&small.bytes, false, limit).is_err());
         Ok(())
     }
 }
