@@ -14,13 +14,14 @@ pub mod config;
 pub mod dispatch;
 mod error;
 pub mod hq;
-mod http;
+pub mod http;
 pub mod intake;
 pub mod live_dispatch;
 pub mod metrics;
 pub mod projection;
 pub mod readmodel;
 pub mod registry;
+mod routes;
 pub mod routing;
 mod serve;
 pub mod shoppers;
@@ -39,7 +40,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::CloudConfig;
-pub use error::{ApiError, CloudError};
+pub use error::CloudError;
+pub use http::ApiError;
 
 use crate::hq::Hq;
 use crate::intake::Intake;
@@ -228,7 +230,7 @@ pub async fn start_with(
         stores: stores.clone(),
         projection: projection.clone(),
     };
-    let router = http::router(state);
+    let router = routes::router(state);
     let task = tokio::spawn(async move {
         let fanout = {
             let stores = stores.clone();

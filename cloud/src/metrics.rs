@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub endpoint: &'static str,
+    pub endpoint: String,
     pub status: u16,
 }
 

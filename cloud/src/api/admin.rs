@@ -1,0 +1,236 @@
+//! HQ's administration: store registration and tokens, store profiles, the rider roster,
+//! customers, coupons and the per-store figures. Everything here takes the admin credential.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{MAX_MONEY_MINOR, check_text};
+use crate::hq::{Coupon, RosterRider, StoreProfile};
+use crate::http::auth::Admin;
+use crate::http::error::{ApiError, Json, Path};
+use crate::http::state::AppState;
+
+#[derive(Debug, serde::Deserialize)]
+struct RegisterStore {
+    id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Registered {
+    store_id: String,
+    token: String,
+}
+
+/// `POST /admin/v1/stores`: a new store and its token (shown once).
+pub async fn register_store(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RegisterStore = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"id\": \"...\"}}: {e}")))?;
+    let token = state.registry.register(&request.id).await?;
+    state.stores.replica(&request.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            store_id: request.id,
+            token,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateToken {
+    /// Also unbind the edge database (it was replaced); the next one to say hello binds.
+    #[serde(default)]
+    release_edge_site: bool,
+}
+
+/// `POST /admin/v1/stores/{id}/token`: a new token for a registered store; the old one stops
+/// working at once. The edge database stays bound unless the (optional) body says
+/// `{"release_edge_site": true}`.
+pub async fn rotate_store_token(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected nothing or {{\"release_edge_site\": true}}: {e}"
+            ))
+        })?
+    };
+    let token = state
+        .registry
+        .rotate(&id, request.release_edge_site)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            store_id: id,
+            token,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewCustomer {
+    first_name: String,
+}
+
+/// `POST /admin/v1/customers`: a customer and its token (shown once).
+pub async fn create_customer(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(request): Json<NewCustomer>,
+) -> Result<Response, ApiError> {
+    let name = request.first_name.trim().to_owned();
+    check_text("first_name", &name, 100, true)?;
+    let (id, token) = state.hq.create_customer(name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "customer_id": id, "token": token })),
+    )
+        .into_response())
+}
+
+/// `PUT /admin/v1/stores/{id}/profile`: where a registered store is and what it serves.
+pub async fn put_store_profile(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(mut profile): Json<StoreProfile>,
+) -> Result<Response, ApiError> {
+    profile.id = id.clone();
+    profile.check_new().map_err(ApiError::Unprocessable)?;
+    profile.validate().map_err(ApiError::Unprocessable)?;
+    if !state.registry.store_ids().await?.contains(&id) {
+        return Err(ApiError::NotFound(format!(
+            "store {id} is not registered: POST /admin/v1/stores first"
+        )));
+    }
+    // The store's own row in its replica (cloud-owned) tells the edge its name and place.
+    let replica = state.stores.replica(&id).await?;
+    let row = profile.clone();
+    replica
+        .write(move |conn| {
+            conn.execute(
+                "INSERT INTO stores (id, name, lat, lon) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, lat = excluded.lat,
+                    lon = excluded.lon",
+                rusqlite::params![row.id, row.name, row.lat, row.lon],
+            )
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .map_err(crate::CloudError::from)?;
+    state.hq.put_store(profile.clone()).await?;
+    Ok(Json(profile).into_response())
+}
+
+/// `GET /admin/v1/stores`: every profiled store with its live figures (the last hour).
+pub async fn list_stores(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
+    let since = crate::clock::rfc3339(crate::clock::now() - time::Duration::hours(1));
+    let figures = state.projection.store_figures(since).await?;
+    let grace = std::time::Duration::from_millis(state.intake_grace_ms);
+    let stores: Vec<serde_json::Value> = state
+        .hq
+        .stores()
+        .iter()
+        .map(|s| {
+            let id = &s.profile.id;
+            serde_json::json!({
+                "profile": s.profile,
+                "online": state.intake.liveness.online(id, grace),
+                "figures": figures.iter().find(|f| &f.store_id == id),
+            })
+        })
+        .collect();
+    Ok(Json(stores).into_response())
+}
+
+/// `GET /admin/v1/stock/{product_id}`: available pieces per store, from the read model.
+pub async fn stock(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(product_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let available = state.projection.available(vec![product_id]).await?;
+    let stores: serde_json::Map<String, serde_json::Value> = available
+        .into_iter()
+        .map(|((store, _), pieces)| (store, pieces.into()))
+        .collect();
+    Ok(Json(stores).into_response())
+}
+
+/// `PUT /admin/v1/riders/{id}`: HQ's rider roster; the rider row goes to the home store.
+pub async fn put_rider(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(mut rider): Json<RosterRider>,
+) -> Result<Response, ApiError> {
+    rider.id = id;
+    rider.validate().map_err(ApiError::Unprocessable)?;
+    if !state
+        .registry
+        .store_ids()
+        .await?
+        .contains(&rider.home_store_id)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "home store {} is not registered",
+            rider.home_store_id
+        )));
+    }
+    let replica = state.stores.replica(&rider.home_store_id).await?;
+    let row = rider.clone();
+    replica
+        .write(move |conn| {
+            conn.execute(
+                "INSERT INTO riders (id, home_store_id, name, vehicle, active) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET home_store_id = excluded.home_store_id,
+                    name = excluded.name, vehicle = excluded.vehicle, active = excluded.active",
+                rusqlite::params![row.id, row.home_store_id, row.name, row.vehicle, row.active],
+            )
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .map_err(crate::CloudError::from)?;
+    state.hq.put_rider(rider.clone()).await?;
+    Ok(Json(rider).into_response())
+}
+
+/// `PUT /admin/v1/coupons/{code}`
+pub async fn put_coupon(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(code): Path<String>,
+    Json(mut coupon): Json<Coupon>,
+) -> Result<Response, ApiError> {
+    coupon.code = code;
+    check_text("coupon code", &coupon.code, 32, true)?;
+    let money = 0..=MAX_MONEY_MINOR;
+    if !(0..=100).contains(&coupon.percent_off)
+        || !money.contains(&coupon.amount_off_minor)
+        || !money.contains(&coupon.min_basket_minor)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "percent_off is 0-100; amount_off_minor and min_basket_minor are 0-{MAX_MONEY_MINOR}"
+        )));
+    }
+    state.hq.put_coupon(coupon).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,249 @@
+//! HQ's catalog: products, prices and GTINs, written once into `catalog.db` and fanned out to
+//! every store. Validation is strict because every store's edge trusts these rows.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rusqlite::OptionalExtension;
+use serde::Deserialize;
+
+use crate::api::{MAX_MONEY_MINOR, check_text};
+use crate::http::auth::Admin;
+use crate::http::error::{ApiError, Json, Path};
+use crate::http::state::AppState;
+
+/// Most GTINs one product may have (its pack sizes and relabellings).
+const MAX_GTINS: usize = 32;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProductUpdate {
+    name: String,
+    #[serde(default)]
+    sku: String,
+    #[serde(default)]
+    category_id: Option<String>,
+    #[serde(default = "each")]
+    unit: String,
+    #[serde(default = "one")]
+    pack_size: i64,
+    #[serde(default)]
+    unit_weight_g: i64,
+    #[serde(default)]
+    plu: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    price_minor: i64,
+    #[serde(default = "eur")]
+    currency: String,
+    #[serde(default)]
+    gtins: Vec<GtinUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GtinUpdate {
+    gtin: String,
+    #[serde(default = "one")]
+    pack_qty: i64,
+}
+
+/// Why a catalog write did not happen.
+enum CatalogWrite {
+    Db(flashkart_sync::Error),
+    GtinTaken { gtin: String, owner: String },
+}
+
+impl From<flashkart_sync::Error> for CatalogWrite {
+    fn from(error: flashkart_sync::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl ProductUpdate {
+    fn validate(&self, id: &str) -> Result<(), ApiError> {
+        check_text("product id", id, 64, true)?;
+        check_text("name", &self.name, 200, true)?;
+        check_text("sku", &self.sku, 64, false)?;
+        check_text(
+            "category_id",
+            self.category_id.as_deref().unwrap_or_default(),
+            64,
+            false,
+        )?;
+        if let Some(plu) = &self.plu
+            && (plu.is_empty() || plu.len() > 16 || !plu.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ApiError::Unprocessable("plu is 1-16 digits".into()));
+        }
+        if !matches!(self.unit.as_str(), "each" | "kg") {
+            return Err(ApiError::Unprocessable("unit is `each` or `kg`".into()));
+        }
+        if !(0..=MAX_MONEY_MINOR).contains(&self.price_minor) {
+            return Err(ApiError::Unprocessable(format!(
+                "price_minor must be 0-{MAX_MONEY_MINOR}"
+            )));
+        }
+        if !(1..=10_000).contains(&self.pack_size) || !(0..=1_000_000).contains(&self.unit_weight_g)
+        {
+            return Err(ApiError::Unprocessable(
+                "pack_size must be 1-10000 and unit_weight_g 0-1000000".into(),
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ApiError::Unprocessable(
+                "currency is an ISO 4217 code".into(),
+            ));
+        }
+        if self.gtins.len() > MAX_GTINS {
+            return Err(ApiError::Unprocessable(format!(
+                "a product has at most {MAX_GTINS} GTINs"
+            )));
+        }
+        if let Some(bad) = self
+            .gtins
+            .iter()
+            .find(|g| !valid_gtin(&g.gtin) || !(1..=10_000).contains(&g.pack_qty))
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "GTIN {} is not valid (check digit, pack_qty 1-10000)",
+                bad.gtin
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = self.gtins.iter().find(|g| !seen.insert(g.gtin.as_str())) {
+            return Err(ApiError::Unprocessable(format!(
+                "GTIN {} is listed twice",
+                twice.gtin
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn each() -> String {
+    "each".into()
+}
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn eur() -> String {
+    "EUR".into()
+}
+
+/// A GTIN-8/12/13/14 with a correct check digit.
+fn valid_gtin(gtin: &str) -> bool {
+    if ![8, 12, 13, 14].contains(&gtin.len()) || !gtin.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let digits: Vec<u32> = gtin.bytes().map(|b| u32::from(b - b'0')).collect();
+    let (body, check) = digits.split_at(digits.len() - 1);
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 0 { d * 3 } else { *d })
+        .sum();
+    (10 - sum % 10) % 10 == check[0]
+}
+
+/// `PUT /admin/v1/products/{id}`: HQ's catalog and prices; fans out to every store.
+pub async fn put_product(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(product): Json<ProductUpdate>,
+) -> Result<Response, ApiError> {
+    product.validate(&id)?;
+    let product_id = id.clone();
+    let written = state
+        .stores
+        .write_catalog(move |conn| -> Result<(), CatalogWrite> {
+            // Checked inside the write, so a concurrent PUT cannot slip the same GTIN in
+            // between; an error rolls the whole write back.
+            for gtin in &product.gtins {
+                let owner: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT product_id FROM product_gtins
+                         WHERE gtin = ?1 AND product_id <> ?2",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(rusqlite::params![gtin.gtin, product_id], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(flashkart_sync::Error::from)?;
+                if let Some(owner) = owner {
+                    return Err(CatalogWrite::GtinTaken {
+                        gtin: gtin.gtin.clone(),
+                        owner,
+                    });
+                }
+            }
+            conn.execute(
+                "INSERT INTO products (id, sku, name, category_id, unit, pack_size,
+                    unit_weight_g, plu, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, name = excluded.name,
+                    category_id = excluded.category_id, unit = excluded.unit,
+                    pack_size = excluded.pack_size, unit_weight_g = excluded.unit_weight_g,
+                    plu = excluded.plu, active = excluded.active",
+                rusqlite::params![
+                    product_id,
+                    product.sku,
+                    product.name,
+                    product.category_id,
+                    product.unit,
+                    product.pack_size,
+                    product.unit_weight_g,
+                    product.plu,
+                    product.active
+                ],
+            )
+            .map_err(flashkart_sync::Error::from)?;
+            conn.execute(
+                "INSERT INTO prices (product_id, unit_price_minor, currency) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (product_id) DO UPDATE SET
+                    unit_price_minor = excluded.unit_price_minor, currency = excluded.currency",
+                rusqlite::params![product_id, product.price_minor, product.currency],
+            )
+            .map_err(flashkart_sync::Error::from)?;
+            for gtin in &product.gtins {
+                conn.execute(
+                    "INSERT INTO product_gtins (gtin, product_id, pack_qty) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (gtin) DO UPDATE SET product_id = excluded.product_id,
+                        pack_qty = excluded.pack_qty",
+                    rusqlite::params![gtin.gtin, product_id, gtin.pack_qty],
+                )
+                .map_err(flashkart_sync::Error::from)?;
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok(()) => {}
+        Err(CatalogWrite::GtinTaken { gtin, owner }) => {
+            return Err(ApiError::Conflict(format!(
+                "GTIN {gtin} belongs to product {owner}: remove it there first"
+            )));
+        }
+        Err(CatalogWrite::Db(error)) => return Err(crate::CloudError::from(error).into()),
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_gtin;
+
+    #[test]
+    fn gtin_check_digits() {
+        assert!(valid_gtin("4006381333931"));
+        assert!(valid_gtin("96385074"));
+        assert!(!valid_gtin("4006381333932"));
+        assert!(!valid_gtin("40063813339a1"));
+        assert!(!valid_gtin("123"));
+    }
+}

@@ -1,0 +1,112 @@
+//! What customers call: placing an order, reading their own orders, and the product list.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::http::auth::Viewer;
+use crate::http::error::{ApiError, IdempotencyKey, Json, Path};
+use crate::http::state::AppState;
+use crate::intake::{Customer, OrderRequest};
+
+/// `POST /api/v1/orders`
+pub async fn place_order(
+    State(state): State<AppState>,
+    customer: Customer,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(request): Json<OrderRequest>,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let (order, replayed) = state.intake.place(&customer, &key, request).await?;
+    state
+        .metrics
+        .intake_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = (StatusCode::CREATED, Json(order)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        state.metrics.orders_placed.inc();
+    }
+    Ok(response)
+}
+
+/// `GET /api/v1/orders/{id}` (the customer's own orders) and `GET /admin/v1/orders/{id}`.
+pub async fn get_order(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let customer_id = match viewer {
+        Viewer::Admin => None,
+        Viewer::Customer(customer) => Some(customer.id),
+    };
+    let order = state
+        .projection
+        .order(&id)
+        .await?
+        .filter(|o| customer_id.is_none() || o.customer_id == customer_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
+    let eta_minutes = eta_minutes(&order);
+    Ok(Json(serde_json::json!({
+        "order": order,
+        "eta_minutes": eta_minutes,
+    }))
+    .into_response())
+}
+
+/// Minutes until the promised time (0 once due), `None` once delivered or cancelled.
+fn eta_minutes(order: &crate::projection::OrderView) -> Option<i64> {
+    if matches!(
+        order.status.as_str(),
+        "DELIVERED" | "CLOSED" | "CANCELLED" | "REFUNDED"
+    ) {
+        return None;
+    }
+    let promised = crate::clock::parse(order.promised_at.as_deref()?)?;
+    let left = promised - crate::clock::now();
+    Some(left.whole_minutes().max(0))
+}
+
+#[derive(Debug, Serialize)]
+struct ProductListing {
+    id: String,
+    name: String,
+    unit: String,
+    unit_price_minor: i64,
+    currency: String,
+}
+
+/// `GET /api/v1/products`: what customers can order.
+pub async fn products(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let listing = state
+        .stores
+        .catalog()
+        .read(
+            |conn| -> Result<Vec<ProductListing>, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT p.id, p.name, p.unit, pr.unit_price_minor, pr.currency
+                     FROM products p JOIN prices pr ON pr.product_id = p.id
+                     WHERE p.active = 1 ORDER BY p.name",
+                    )?
+                    .query_map([], |r| {
+                        Ok(ProductListing {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            unit: r.get(2)?,
+                            unit_price_minor: r.get(3)?,
+                            currency: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            },
+        )
+        .await
+        .map_err(crate::CloudError::from)?;
+    Ok(Json(listing).into_response())
+}

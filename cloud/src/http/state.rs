@@ -1,0 +1,34 @@
+//! What every handler shares. It lives apart from the router so the JSON handlers in `api/`
+//! and the HTTP plumbing in `http/` can both depend on it without depending on each other.
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry as PromRegistry;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HttpLimits;
+use crate::hq::Hq;
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::projection::Projection;
+use crate::readmodel::ReadModel;
+use crate::registry::Registry;
+use crate::stores::Stores;
+
+/// The cloud's databases, limits and metrics, cloned into every request.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub stores: Arc<Stores>,
+    pub read_model: Arc<dyn ReadModel>,
+    pub metrics: Arc<Metrics>,
+    pub prometheus: Arc<PromRegistry>,
+    pub admin_token_sha256: String,
+    pub compress_min_bytes: usize,
+    pub shutdown: CancellationToken,
+    pub hq: Hq,
+    pub projection: Projection,
+    pub intake: Arc<Intake>,
+    pub intake_grace_ms: u64,
+    pub limits: Arc<HttpLimits>,
+}
