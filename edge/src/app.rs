@@ -15,17 +15,17 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::barcode::VariableMeasureLayout;
 use crate::config::Config;
-use crate::ctx::{Ctx, now};
 use crate::devices::Devices;
 use crate::events::{Event, Hub};
 use crate::limits;
 use crate::lockout::{LockInfo, Locked, SignInConfig, Throttle};
 use crate::metrics::Metrics;
-use crate::pack::PackConfig;
-use crate::staff::{self, NewStaff, Role, Session};
-use crate::stock;
+use crate::work::barcode::VariableMeasureLayout;
+use crate::work::ctx::{Ctx, now};
+use crate::work::pack::PackConfig;
+use crate::work::staff::{self, NewStaff, Role, Session};
+use crate::work::stock;
 
 /// Shared state of the daemon.
 #[derive(Debug)]

@@ -11,10 +11,10 @@ use flashkart_sync::Synchronous;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::barcode::VariableMeasureLayout;
 use crate::devices::DevicesConfig;
-use crate::pack::PackConfig;
-use crate::rider_link::RidersSection;
+use crate::link::riders::RidersSection;
+use crate::work::barcode::VariableMeasureLayout;
+use crate::work::pack::PackConfig;
 
 /// Everything the edge daemon can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::orders::Status;
-use crate::stock::Level;
+use crate::work::orders::Status;
+use crate::work::stock::Level;
 
 /// A change, as the stream sends it (JSON, `type` tells which).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -56,7 +56,7 @@ enum SimCommand {
     Device(flashkart_edge::tools::DeviceSim),
     /// A rider's phone: connects to the store's broker, moves, accepts offers, picks up and
     /// delivers.
-    Rider(flashkart_edge::rider_link::RiderSimArgs),
+    Rider(flashkart_edge::link::riders::RiderSimArgs),
     /// A member of staff: stocks the store if empty, then picks, packs and readies every
     /// accepted order through the store's API.
     Staff(flashkart_edge::staff_sim::StaffSimArgs),
@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sim {
             sim: SimCommand::Rider(args),
         } => until_signal("rider simulator", |shutdown| async move {
-            let stats = flashkart_edge::rider_link::simulate_rider(args, shutdown).await?;
+            let stats = flashkart_edge::link::riders::simulate_rider(args, shutdown).await?;
             tracing::info!(?stats, "rider simulator stopped");
             Ok::<_, flashkart_edge::Error>(())
         }),

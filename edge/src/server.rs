@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::{Error, api, stock};
+use crate::work::stock;
+use crate::{Error, api};
 
 /// A started daemon.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ pub async fn start_on(
     let app = Arc::new(App::new(db.clone(), &config, shutdown.clone()));
     // The dummy hash unknown ids are verified against, made now rather than at the first
     // unknown sign-in (which would then take twice as long as a known one).
-    tokio::task::spawn_blocking(crate::staff::warm_up)
+    tokio::task::spawn_blocking(crate::work::staff::warm_up)
         .await
         .map_err(|e| Error::PinHash(e.to_string()))?;
     app.bootstrap_manager(config.manager_pin.clone()).await?;
@@ -88,7 +89,7 @@ pub async fn start_on(
     // The riders' MQTT broker (only with a `[riders]` section).
     let riders = match &config.riders {
         Some(section) => Some(Arc::new(
-            crate::rider_link::start(
+            crate::link::riders::start(
                 section,
                 &config.store_id,
                 &config.data_dir(),
@@ -106,7 +107,7 @@ pub async fn start_on(
     // Sync with the cloud (only with a `[sync]` section).
     let sync_task = match &config.sync {
         Some(sync) => {
-            let (status, task) = crate::sync_link::start(
+            let (status, task) = crate::link::sync::start(
                 sync,
                 db.clone(),
                 app.clone(),

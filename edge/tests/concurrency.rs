@@ -166,7 +166,7 @@ async fn twenty_clients_never_oversell_and_lose_no_move() {
             let rows: HashMap<String, String> = stmt
                 .query_map([MILK], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            let problems = flashkart_edge::stock::check_summary(conn)
+            let problems = flashkart_edge::work::stock::check_summary(conn)
                 .map_err(|e| flashkart_sync::Error::Commit(e.to_string()))?;
             Ok::<_, flashkart_sync::Error>((rows, problems))
         })

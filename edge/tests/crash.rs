@@ -171,7 +171,7 @@ async fn kill_9_during_a_burst_of_scans_loses_no_acknowledged_scan() {
                 [],
                 |r| r.get(0),
             )?;
-            let problems = flashkart_edge::stock::check_summary(conn)
+            let problems = flashkart_edge::work::stock::check_summary(conn)
                 .map_err(|e| flashkart_sync::Error::Commit(e.to_string()))?;
             Ok::<_, flashkart_sync::Error>((integrity, missing, pick_moves, problems))
         })

@@ -378,7 +378,7 @@ async fn a_whole_order_from_arrival_to_handoff() {
             let sums: Vec<(String, i64, i64)> = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
-            let problems = flashkart_edge::stock::check_summary(conn)
+            let problems = flashkart_edge::work::stock::check_summary(conn)
                 .map_err(|e| flashkart_sync::Error::Commit(e.to_string()))?;
             Ok::<_, flashkart_sync::Error>((sums, problems))
         })

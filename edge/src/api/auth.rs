@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use super::ApiError;
 use crate::Error;
 use crate::app::App;
-use crate::staff::Session;
+use crate::work::staff::Session;
 
 /// The signed-in caller.
 #[derive(Debug, Clone)]

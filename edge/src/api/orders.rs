@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::auth::Staff;
 use super::error::{ApiError, Json, Path};
 use crate::app::App;
-use crate::catalog::ProductRef;
 use crate::devices::Labels;
-use crate::orders::{self, Arrival, Cancelled, Detail, OrderIntake, Queues, Status};
-use crate::pack::{self, Handoff, Moved, Pack, Packed};
-use crate::pick::{self, Batch, LineChange, Scan, Scanned, Stop};
-use crate::staff::Role;
+use crate::work::catalog::ProductRef;
+use crate::work::orders::{self, Arrival, Cancelled, Detail, OrderIntake, Queues, Status};
+use crate::work::pack::{self, Handoff, Moved, Pack, Packed};
+use crate::work::pick::{self, Batch, LineChange, Scan, Scanned, Stop};
+use crate::work::staff::Role;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 

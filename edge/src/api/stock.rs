@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::auth::Staff;
 use super::error::{ApiError, Json, Path, Query};
 use crate::app::App;
-use crate::bins::{self, Bin};
-use crate::catalog::{self, Scanned};
-use crate::staff::Role;
-use crate::stock::{self, Adjust, Count, Level, MoveOutcome, Receive, StockReport};
+use crate::work::bins::{self, Bin};
+use crate::work::catalog::{self, Scanned};
+use crate::work::staff::Role;
+use crate::work::stock::{self, Adjust, Count, Level, MoveOutcome, Receive, StockReport};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 

@@ -20,11 +20,11 @@ use super::auth::Staff;
 use super::error::{ApiError, Json, Path};
 use crate::Error;
 use crate::app::{App, SignedIn};
-use crate::catalog::{self, CatalogSeed, SeedSummary};
 use crate::devices::{BindRequest, Binding};
 use crate::events::Event;
 use crate::lockout::LockInfo;
-use crate::staff::{NewStaff, Role, Session};
+use crate::work::catalog::{self, CatalogSeed, SeedSummary};
+use crate::work::staff::{NewStaff, Role, Session};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -184,7 +184,7 @@ pub async fn unbind_device(
 }
 
 /// Sync's status, with `lag_changes` counted from the store database (see
-/// [`crate::sync_link::unacked_changes`]); without `[sync]`, what is true of this replica.
+/// [`crate::link::sync::unacked_changes`]); without `[sync]`, what is true of this replica.
 pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Value> {
     let site_id: String = app
         .db
@@ -198,7 +198,7 @@ pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Va
             let site = app.db.site_id();
             let acked = status.acked_db_version;
             status.lag_changes = app
-                .read(move |conn| crate::sync_link::unacked_changes(conn, &site, acked))
+                .read(move |conn| crate::link::sync::unacked_changes(conn, &site, acked))
                 .await?;
             Ok(Json(json!({
                 "configured": true,

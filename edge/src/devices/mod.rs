@@ -54,12 +54,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::app::App;
-use crate::ctx::now;
 use crate::events::Event;
-use crate::orders::{self, Status};
-use crate::pick::{self, Scan};
-use crate::staff::{Role, Session};
-use crate::stock::{self, Receive};
+use crate::work::ctx::now;
+use crate::work::orders::{self, Status};
+use crate::work::pick::{self, Scan};
+use crate::work::staff::{Role, Session};
+use crate::work::stock::{self, Receive};
 
 /// The `[devices]` section of the edge configuration. No devices by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -961,7 +961,7 @@ mod tests {
     #[test]
     fn the_example_config_parses() {
         let config: crate::Config =
-            toml::from_str(include_str!("../../deploy/edge.example.toml")).expect("example");
+            toml::from_str(include_str!("../../../deploy/edge.example.toml")).expect("example");
         assert_eq!(config.devices.list.len(), 4);
         config.devices.validate().expect("names real devices");
     }
@@ -972,7 +972,7 @@ mod tests {
         let scan = scan_request(&ev).expect("gtin");
         assert_eq!(scan.code, "09506000134352");
         assert_eq!(scan.lot.as_deref(), Some("12AB"));
-        let code = crate::barcode::with_check_digit("231234500450");
+        let code = crate::work::barcode::with_check_digit("231234500450");
         let ev = flashkart_hw::decode_raw_scan(&format!("]E0{code}")).expect("ean");
         assert_eq!(scan_request(&ev).expect("code").code, code);
     }

@@ -17,9 +17,9 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::app::App;
 use crate::error::Error;
-use crate::orders::{self, Status};
-use crate::pack;
 use crate::riders::{Delivery, DeskError, Handoff, OrderDesk, Riders, RidersConfig};
+use crate::work::orders::{self, Status};
+use crate::work::pack;
 
 /// `[riders]` in edge.toml: the MQTT broker riders' phones connect to. Without this section
 /// the daemon runs no broker (a store without riders, or tests that do not need one).

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::error::Error;
-use crate::orders;
 use crate::riders::Riders;
+use crate::work::orders;
 
 /// Starts the sync client and the inbox; both end with `shutdown`.
 pub fn start(

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::ctx::Ctx;
+use crate::work::ctx::Ctx;
 
 /// A bin (aisle/bay/shelf) with its place on the pick walk. Ids are natural keys such as
 /// `A-01-2`.
@@ -85,7 +85,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Bin>, Error> {
 
 /// Slots a product to a bin (idempotent).
 pub fn slot(conn: &Connection, ctx: &Ctx, product_id: &str, bin_id: &str) -> Result<(), Error> {
-    crate::catalog::product(conn, product_id)?;
+    crate::work::catalog::product(conn, product_id)?;
     get(conn, bin_id)?;
     conn.prepare_cached(
         "INSERT INTO product_bins (product_id, bin_id, store_id) VALUES (?1, ?2, ?3)

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::barcode::{self, BarcodeError, Code, MeasureKind, VariableMeasureLayout};
+use crate::work::barcode::{self, BarcodeError, Code, MeasureKind, VariableMeasureLayout};
 
 /// A product, as the pick and pack screens need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

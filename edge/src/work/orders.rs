@@ -17,9 +17,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::catalog;
-use crate::ctx::{Ctx, new_id};
-use crate::stock::{self, Move};
+use crate::work::catalog;
+use crate::work::ctx::{Ctx, new_id};
+use crate::work::stock::{self, Move};
 
 /// The order lifecycle of ARCHITECTURE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::ctx::{Ctx, new_id};
-use crate::orders::{self, Status};
-use crate::staff::Role;
+use crate::work::ctx::{Ctx, new_id};
+use crate::work::orders::{self, Status};
+use crate::work::staff::Role;
 
 /// Tolerances for the bag weight check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

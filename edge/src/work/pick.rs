@@ -9,11 +9,11 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::barcode::VariableMeasureLayout;
-use crate::catalog::{self, ProductRef};
-use crate::ctx::Ctx;
-use crate::orders::{self, Line, Status};
-use crate::stock::{self, Move, MoveKind};
+use crate::work::barcode::VariableMeasureLayout;
+use crate::work::catalog::{self, ProductRef};
+use crate::work::ctx::Ctx;
+use crate::work::orders::{self, Line, Status};
+use crate::work::stock::{self, Move, MoveKind};
 
 /// One stop on a pick walk.
 #[derive(Debug, Clone, Serialize)]
@@ -51,7 +51,10 @@ fn stops_for(
                 Some(l.lot).filter(|s| !s.is_empty()),
                 Some(l.expiry).filter(|s| !s.is_empty()),
             ),
-            None => match crate::bins::slots_of(conn, &product_id)?.into_iter().next() {
+            None => match crate::work::bins::slots_of(conn, &product_id)?
+                .into_iter()
+                .next()
+            {
                 Some(bin) => (Some(bin.id), Some(bin.pick_seq), None, None),
                 None => (None, None, None, None),
             },

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::ctx::{hours_from_now, now};
 use crate::lockout::MAX_PIN_LEN;
+use crate::work::ctx::{hours_from_now, now};
 
 /// What a member of staff may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -17,10 +17,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::barcode::VariableMeasureLayout;
-use crate::catalog::{self, ProductRef};
-use crate::ctx::{Ctx, new_id};
 use crate::limits::{self, MAX_QTY};
+use crate::work::barcode::VariableMeasureLayout;
+use crate::work::catalog::{self, ProductRef};
+use crate::work::ctx::{Ctx, new_id};
 
 /// What a ledger row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -633,7 +633,7 @@ fn receive_request(
     }
     .resolve(conn, layout)?;
     if let Some(gtin) = &r.product.gtin {
-        let forms = crate::barcode::gtin_forms(gtin.trim());
+        let forms = crate::work::barcode::gtin_forms(gtin.trim());
         if !forms.contains(&case.gtin) {
             return Err(Error::Invalid(format!(
                 "`gtin` is {gtin} but the case label says {}: send one or the other",
@@ -748,8 +748,8 @@ pub fn receive(
         limits::date("expiry", expiry)?;
     }
     let bin_id = match &r.bin_id {
-        Some(bin) => crate::bins::get(conn, bin)?.id,
-        None => crate::bins::slots_of(conn, &product.id)?
+        Some(bin) => crate::work::bins::get(conn, bin)?.id,
+        None => crate::work::bins::slots_of(conn, &product.id)?
             .into_iter()
             .next()
             .map(|b| b.id)
@@ -802,7 +802,7 @@ pub fn adjust(
         limits::text("note", note, limits::MAX_NOTE)?;
     }
     let (product, _) = a.product.resolve(conn, layout)?;
-    crate::bins::get(conn, &a.bin_id)?;
+    crate::work::bins::get(conn, &a.bin_id)?;
     let kind = match (a.reason, a.qty > 0) {
         (AdjustReason::Damage, false) => MoveKind::Damage,
         (AdjustReason::Expiry, false) => MoveKind::Expiry,
@@ -852,7 +852,7 @@ pub fn count(
     valid_bin(&c.bin_id)?;
     valid_lot(c.lot.as_deref())?;
     let (product, _) = c.product.resolve(conn, layout)?;
-    crate::bins::get(conn, &c.bin_id)?;
+    crate::work::bins::get(conn, &c.bin_id)?;
     let expected: i64 = conn
         .prepare_cached(
             "SELECT coalesce(sum(on_hand), 0) FROM stock_lots

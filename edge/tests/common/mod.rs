@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flashkart_edge::barcode::with_check_digit;
+use flashkart_edge::work::barcode::with_check_digit;
 use flashkart_edge::{Config, Running};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
