@@ -1,0 +1,155 @@
+//! The order rows in a store's replica: written when an order is routed (which wakes the
+//! store's long-poll), read back when it is rerouted.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::projection::RoutedOrder;
+
+use super::{Customer, Intake, IntakeError, PlacedOrder, PricedLine, Step};
+
+impl Intake {
+    /// Writes the order rows into the store's replica (waking its long-poll) and the read model.
+    pub(super) async fn deliver_to_store(
+        &self,
+        customer: &Customer,
+        order: &PlacedOrder,
+        steps: &[Step],
+    ) -> Result<(), IntakeError> {
+        let replica = self.stores.replica(&order.store_id).await?;
+        let rows = order.clone();
+        replica
+            .write(move |conn| write_order_rows(conn, &rows))
+            .await?;
+        self.projection
+            .record_routed(RoutedOrder {
+                id: order.order_id.clone(),
+                store_id: order.store_id.clone(),
+                customer_id: customer.id.clone(),
+                at: order.placed_at.clone(),
+                placed_at: order.placed_at.clone(),
+                promised_at: order.promised_at.clone(),
+                total_minor: order.total_minor,
+                delivery_fee_minor: order.delivery_fee_minor,
+                lat: order.lat,
+                lon: order.lon,
+                steps: steps.to_vec(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn replica_order_position(
+        &self,
+        store_id: &str,
+        order_id: &str,
+    ) -> Result<Option<(f64, f64)>, IntakeError> {
+        let replica = self.stores.replica(store_id).await?;
+        let order_id = order_id.to_owned();
+        Ok(replica
+            .db()
+            .read(move |conn| {
+                conn.prepare_cached("SELECT lat, lon FROM orders WHERE id = ?1")?
+                    .query_row([order_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await?)
+    }
+}
+
+fn write_order_rows(
+    conn: &rusqlite::Connection,
+    order: &PlacedOrder,
+) -> Result<(), flashkart_sync::Error> {
+    conn.prepare_cached(
+        "INSERT INTO orders (id, store_id, customer_first_name, address, lat, lon, delivery_slot,
+            total_minor, placed_at, routed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO NOTHING",
+    )?
+    .execute(params![
+        order.order_id,
+        order.store_id,
+        order.customer_first_name,
+        order.address,
+        order.lat,
+        order.lon,
+        order.delivery_slot,
+        order.total_minor,
+        order.placed_at,
+        crate::clock::now_rfc3339()
+    ])?;
+    for line in &order.lines {
+        conn.prepare_cached(
+            "INSERT INTO order_lines (order_id, line_no, store_id, product_id, qty, unit_price_minor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (order_id, line_no) DO NOTHING",
+        )?
+        .execute(params![
+            order.order_id,
+            line.line_no,
+            order.store_id,
+            line.product_id,
+            line.qty,
+            line.unit_price_minor
+        ])?;
+    }
+    Ok(())
+}
+
+/// The order rows of a replica, as intake wrote them (for a reroute).
+pub(super) fn read_order_rows(
+    conn: &rusqlite::Connection,
+    order_id: &str,
+) -> Result<Option<PlacedOrder>, flashkart_sync::Error> {
+    let order = conn
+        .prepare_cached(
+            "SELECT store_id, customer_first_name, address, lat, lon, delivery_slot, total_minor,
+                placed_at FROM orders WHERE id = ?1",
+        )?
+        .query_row([order_id], |r| {
+            Ok(PlacedOrder {
+                order_id: order_id.to_owned(),
+                store_id: r.get(0)?,
+                status: "ROUTED".into(),
+                placed_at: r.get(7)?,
+                promised_at: String::new(),
+                eta_minutes: 0,
+                currency: String::new(),
+                lines: Vec::new(),
+                items_minor: 0,
+                discount_minor: 0,
+                delivery_fee_minor: 0,
+                surge_factor: 1.0,
+                total_minor: r.get(6)?,
+                customer_first_name: r.get(1)?,
+                address: r.get(2)?,
+                lat: r.get(3)?,
+                lon: r.get(4)?,
+                delivery_slot: r.get(5)?,
+            })
+        })
+        .optional()?;
+    let Some(mut order) = order else {
+        return Ok(None);
+    };
+    order.lines = conn
+        .prepare_cached(
+            "SELECT line_no, product_id, qty, unit_price_minor FROM order_lines
+             WHERE order_id = ?1 ORDER BY line_no",
+        )?
+        .query_map([order_id], |r| {
+            let (qty, unit): (i64, i64) = (r.get(2)?, r.get(3)?);
+            Ok(PricedLine {
+                line_no: r.get(0)?,
+                product_id: r.get(1)?,
+                qty,
+                unit_price_minor: unit,
+                line_minor: qty
+                    .checked_mul(unit)
+                    .ok_or(rusqlite::Error::IntegralValueOutOfRange(3, unit))?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(order))
+}
