@@ -1,0 +1,113 @@
+//! Folding re-read rows into the global tables. Ledger rows are keyed by their UUIDv7 ids, so
+//! each is counted once however often it is delivered, and the sums stay exact.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, params};
+
+use super::ShortReport;
+use super::rows::Rows;
+
+/// Statuses after which an order no longer counts against its store's capacity.
+const CLOSED_STATUSES: &[&str] = &["PICKED_UP", "DELIVERED", "CLOSED", "CANCELLED", "REFUNDED"];
+
+pub(super) fn fold(
+    conn: &Connection,
+    store_id: &str,
+    rows: &Rows,
+) -> Result<Vec<ShortReport>, flashkart_sync::Error> {
+    let mut reports = Vec::new();
+    for (id, product_id, qty, kind) in &rows.moves {
+        let fresh = conn
+            .prepare_cached("INSERT OR IGNORE INTO rm_moves (id) VALUES (?1)")?
+            .execute([id])?;
+        if fresh == 0 {
+            continue;
+        }
+        let (on_hand, reserved) = if matches!(kind.as_str(), "reserve" | "release") {
+            (0, *qty)
+        } else {
+            (*qty, 0)
+        };
+        conn.prepare_cached(
+            "INSERT INTO rm_stock (store_id, product_id, on_hand, reserved) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (store_id, product_id) DO UPDATE SET
+                on_hand = on_hand + excluded.on_hand, reserved = reserved + excluded.reserved",
+        )?
+        .execute(params![store_id, product_id, on_hand, reserved])?;
+    }
+    for event in &rows.events {
+        let fresh = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO rm_timeline
+                    (event_id, order_id, store_id, from_status, status, at, actor, source, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'edge', ?8)",
+            )?
+            .execute(params![
+                event.id,
+                event.order_id,
+                store_id,
+                event.from_status,
+                event.to_status,
+                event.at,
+                event.actor,
+                event.note
+            ])?;
+        if fresh == 0 {
+            continue;
+        }
+        let open = !CLOSED_STATUSES.contains(&event.to_status.as_str());
+        // Only the store the order is routed to moves its status (after a reroute the first
+        // store's cancellation stays in the timeline only); the latest event wins.
+        conn.prepare_cached(
+            "INSERT INTO rm_orders (id, store_id, status, status_at, placed_at, open)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                status_at = excluded.status_at, open = excluded.open
+             WHERE rm_orders.store_id = excluded.store_id
+               AND excluded.status_at >= rm_orders.status_at",
+        )?
+        .execute(params![
+            event.order_id,
+            store_id,
+            event.to_status,
+            event.at,
+            open
+        ])?;
+    }
+    let mut short_orders = BTreeSet::new();
+    for (order_id, line_no, short) in &rows.line_progress {
+        if *short > 0 {
+            conn.prepare_cached(
+                "INSERT INTO rm_short_lines (order_id, line_no, store_id, short_qty)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (order_id, line_no, store_id) DO UPDATE SET short_qty = excluded.short_qty",
+            )?
+            .execute(params![order_id, line_no, store_id, short])?;
+            short_orders.insert(order_id.clone());
+        }
+    }
+    for (rider_id, lat, lon, at) in &rows.riders {
+        conn.prepare_cached(
+            "INSERT INTO rm_riders (rider_id, store_id, lat, lon, at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (rider_id) DO UPDATE SET store_id = excluded.store_id,
+                lat = excluded.lat, lon = excluded.lon, at = excluded.at
+             WHERE excluded.at >= rm_riders.at",
+        )?
+        .execute(params![rider_id, store_id, lat, lon, at])?;
+    }
+    for (assignment_id, rider_id, reply, at) in &rows.replies {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO rm_replies (assignment_id, store_id, rider_id, reply, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![assignment_id, store_id, rider_id, reply, at])?;
+    }
+    for order_id in short_orders {
+        reports.push(ShortReport {
+            order_id,
+            store_id: store_id.to_owned(),
+        });
+    }
+    Ok(reports)
+}

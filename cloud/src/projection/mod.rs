@@ -1,0 +1,189 @@
+//! The read model: every store's applied changes projected into global tables.
+//!
+//! Routing and the dashboard must not scan a hundred store replicas per request, so the cloud
+//! keeps one database (`<data_dir>/readmodel.db`, plain SQLite) with orders and their status
+//! timelines, stock per store and product, rider positions, and the counts derived from them.
+//! Writes come from two places: intake records each order it routes, and the projector follows
+//! what stores push.
+//!
+//! Projection is idempotent by construction: the projector finds the rows a store's changes
+//! touched, re-reads them from the store's replica (the truth the cloud holds) and folds them
+//! in by their keys. Ledger rows (stock moves, order events) are insert-only with UUIDv7 ids, so
+//! each is counted once however often it is delivered, and the stock sums stay exact.
+//!
+//! It follows a durable cursor, not the pushes themselves: per store and origin, the read
+//! model records (in the same transaction as the rows it folded) how far into the replica's
+//! changes it has projected. A push only marks its store dirty. So a push whose client hangs
+//! up, or a cloud that dies between the replica's commit and the projection, loses nothing:
+//! the projector catches up from the cursor when it is next woken, and for every store at
+//! start. The dirty set holds at most one entry per store, so it cannot grow with traffic.
+//!
+//! A store is believed only about what it owns. The replica's own rows (cloud-owned: the
+//! orders routed to it, its assignments, its riders) decide which order events, line
+//! progress, assignment replies and rider positions a store may report; anything else is
+//! dropped with a warning. Timestamps a store writes are clamped to a window around the
+//! cloud's clock, so a date far in the future cannot make a fact win for good.
+//!
+//! The parts: `schema` (the read model's tables), `projector` (the loop, its cursors and what
+//! changed since them), `rows` (re-reading touched rows, with the ownership checks), `fold`
+//! (folding them into the global tables) and `queries` (what intake, routing, dispatch and the
+//! dashboard read, and what intake records).
+
+mod fold;
+mod projector;
+mod queries;
+mod rows;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use flashkart_proto::sync::Change;
+use flashkart_sync::{StoreConfig, StoreDb};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::CloudError;
+use crate::readmodel::ReadModel;
+
+use schema::MIGRATIONS;
+
+/// The tables whose rows the projector follows.
+const FOLLOWED: &[&str] = &[
+    "order_events",
+    "stock_moves",
+    "rider_positions",
+    "order_line_progress",
+    "assignment_replies",
+];
+
+/// Rows of one store to re-read: table -> packed primary keys.
+type Touched = BTreeMap<&'static str, BTreeSet<Vec<u8>>>;
+
+/// Something the projector saw that intake may act on: an order whose store found lines short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortReport {
+    pub order_id: String,
+    pub store_id: String,
+}
+
+/// The read model database, and the stores waiting for its projector.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    db: StoreDb,
+    dirty: Arc<Dirty>,
+    /// Bumped after every projected step (tests and the dashboard wait on it).
+    projected: watch::Sender<u64>,
+}
+
+/// Stores with changes the projector may not have seen. A set, so a busy store is one entry
+/// however often it pushes.
+#[derive(Debug, Default)]
+struct Dirty {
+    stores: std::sync::Mutex<BTreeSet<String>>,
+    wake: Notify,
+}
+
+impl Dirty {
+    fn mark(&self, store_id: &str) {
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.insert(store_id.to_owned());
+        }
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> BTreeSet<String> {
+        self.stores
+            .lock()
+            .map(|mut stores| std::mem::take(&mut *stores))
+            .unwrap_or_default()
+    }
+}
+
+impl Projection {
+    pub async fn open(mut config: StoreConfig) -> Result<Self, CloudError> {
+        config.readers = 4;
+        let db = StoreDb::open(config, MIGRATIONS).await?;
+        Ok(Self {
+            db,
+            dirty: Arc::default(),
+            projected: watch::Sender::new(0),
+        })
+    }
+
+    /// Asks the projector to catch up with `store_id`'s replica.
+    pub fn mark_dirty(&self, store_id: &str) {
+        self.dirty.mark(store_id);
+    }
+
+    pub fn db(&self) -> &StoreDb {
+        &self.db
+    }
+
+    pub async fn close(&self) -> Result<(), CloudError> {
+        Ok(self.db.close().await?)
+    }
+
+    /// Counts projected batches; changes after each.
+    pub fn projected(&self) -> watch::Receiver<u64> {
+        self.projected.subscribe()
+    }
+}
+
+impl ReadModel for Projection {
+    fn project(&self, store_id: &str, _changes: &[Change]) {
+        self.mark_dirty(store_id);
+    }
+}
+
+/// An order intake routed, for [`Projection::record_routed`].
+#[derive(Debug, Clone)]
+pub struct RoutedOrder {
+    pub id: String,
+    pub store_id: String,
+    pub customer_id: String,
+    pub at: String,
+    pub placed_at: String,
+    pub promised_at: String,
+    pub total_minor: i64,
+    pub delivery_fee_minor: i64,
+    pub lat: f64,
+    pub lon: f64,
+    /// The cloud's own transitions: (from, to, note).
+    pub steps: Vec<(Option<&'static str>, &'static str, &'static str)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub status: String,
+    pub from: Option<String>,
+    pub at: String,
+    pub store_id: String,
+    pub source: String,
+    pub actor: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    pub id: String,
+    pub store_id: String,
+    pub customer_id: Option<String>,
+    pub status: String,
+    pub status_at: String,
+    pub placed_at: String,
+    pub promised_at: Option<String>,
+    pub total_minor: i64,
+    pub delivery_fee_minor: i64,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreFigures {
+    pub store_id: String,
+    pub open_orders: u32,
+    pub picked_up: u32,
+    pub delivered: u32,
+    pub delivered_on_time: u32,
+    pub riders_seen: u32,
+}

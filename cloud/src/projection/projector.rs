@@ -1,0 +1,191 @@
+//! The projector: follows each dirty store's replica from the read model's durable cursors,
+//! so a push that was cut short or a crash between commit and projection loses nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::CloudError;
+use crate::stores::Stores;
+
+use super::fold::fold;
+use super::rows::read_rows;
+use super::{FOLLOWED, Projection, ShortReport, Touched};
+
+/// Changes read from a replica per projection step (whole transactions; a bigger one is read
+/// whole).
+const STEP_CHANGES: usize = 5_000;
+
+impl Projection {
+    /// Catches up with every dirty store until shutdown, reporting orders with short lines on
+    /// `shorts` (waiting for room there: the reports are not dropped).
+    pub async fn run(
+        &self,
+        stores: Arc<Stores>,
+        shorts: mpsc::Sender<ShortReport>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let dirty = self.dirty.take();
+            if dirty.is_empty() {
+                tokio::select! {
+                    () = self.dirty.wake.notified() => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+            for store_id in dirty {
+                loop {
+                    let step = tokio::select! {
+                        step = self.project_step(&stores, &store_id) => step,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match step {
+                        Ok((reports, more)) => {
+                            for report in reports {
+                                tokio::select! {
+                                    _ = shorts.send(report) => {}
+                                    () = shutdown.cancelled() => return,
+                                }
+                            }
+                            self.projected.send_modify(|n| *n += 1);
+                            if !more {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            // Keep the store for the next round; the cursor has not moved.
+                            tracing::error!(store = %store_id, %error, "projection failed");
+                            self.dirty.mark(&store_id);
+                            tokio::select! {
+                                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                                () = shutdown.cancelled() => return,
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Projects the next step of `store_id`'s changes after the read model's cursors; says
+    /// whether more are waiting.
+    async fn project_step(
+        &self,
+        stores: &Stores,
+        store_id: &str,
+    ) -> Result<(Vec<ShortReport>, bool), CloudError> {
+        let replica = stores.replica(store_id).await?;
+        let own_site = replica.db().site_id();
+        let cursors = {
+            let store_id = store_id.to_owned();
+            self.db
+                .read(move |conn| load_cursors(conn, &store_id))
+                .await?
+        };
+        let (touched, cursors, more) = replica
+            .db()
+            .read(move |conn| touched_since(conn, &own_site, cursors))
+            .await?;
+        let rows = {
+            let store_id = store_id.to_owned();
+            let now = crate::clock::now();
+            replica
+                .db()
+                .read(move |conn| read_rows(conn, &store_id, &touched, now))
+                .await?
+        };
+        let store_id = store_id.to_owned();
+        let reports = self
+            .db
+            .write(move |conn| {
+                let reports = fold(conn, &store_id, &rows)?;
+                save_cursors(conn, &store_id, &cursors)?;
+                Ok::<_, flashkart_sync::Error>(reports)
+            })
+            .await?;
+        Ok((reports, more))
+    }
+}
+
+/// The read model's cursors for a store: origin -> db_version projected.
+fn load_cursors(
+    conn: &Connection,
+    store_id: &str,
+) -> Result<BTreeMap<Vec<u8>, i64>, flashkart_sync::Error> {
+    let rows = conn
+        .prepare_cached("SELECT origin, db_version FROM rm_cursors WHERE store_id = ?1")?
+        .query_map([store_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn save_cursors(
+    conn: &Connection,
+    store_id: &str,
+    cursors: &BTreeMap<Vec<u8>, i64>,
+) -> Result<(), flashkart_sync::Error> {
+    for (origin, db_version) in cursors {
+        conn.prepare_cached(
+            "INSERT INTO rm_cursors (store_id, origin, db_version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store_id, origin) DO UPDATE SET db_version = excluded.db_version
+             WHERE excluded.db_version > rm_cursors.db_version",
+        )?
+        .execute(params![store_id, origin, db_version])?;
+    }
+    Ok(())
+}
+
+/// The followed rows changed in a replica after `cursors`, by every origin but the replica's
+/// own (the cloud writes none of the followed tables), at most about [`STEP_CHANGES`] changes
+/// (whole transactions); the cursors after them, and whether the step was cut short.
+#[allow(clippy::type_complexity)]
+fn touched_since(
+    conn: &Connection,
+    own_site: &[u8; 16],
+    mut cursors: BTreeMap<Vec<u8>, i64>,
+) -> Result<(Touched, BTreeMap<Vec<u8>, i64>, bool), flashkart_sync::Error> {
+    let origins: Vec<Vec<u8>> = conn
+        .prepare_cached("SELECT site_id FROM crsql_site_id ORDER BY ordinal")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut touched = Touched::new();
+    let mut taken = 0_usize;
+    let mut more = false;
+    let mut stmt = conn.prepare_cached(
+        "SELECT \"table\", pk, db_version FROM crsql_changes
+         WHERE site_id = ?1 AND db_version > ?2 ORDER BY db_version, seq",
+    )?;
+    for origin in origins {
+        if origin.as_slice() == own_site.as_slice() {
+            continue;
+        }
+        if taken >= STEP_CHANGES {
+            more = true;
+            break;
+        }
+        let after = cursors.get(&origin).copied().unwrap_or(0);
+        let mut rows = stmt.query(params![origin, after])?;
+        let mut last = after;
+        while let Some(row) = rows.next()? {
+            let db_version: i64 = row.get(2)?;
+            if taken >= STEP_CHANGES && db_version != last {
+                more = true;
+                break;
+            }
+            let table: String = row.get(0)?;
+            if let Some(followed) = FOLLOWED.iter().find(|t| **t == table) {
+                touched.entry(followed).or_default().insert(row.get(1)?);
+            }
+            taken += 1;
+            last = db_version;
+        }
+        if last > after {
+            cursors.insert(origin, last);
+        }
+    }
+    Ok((touched, cursors, more))
+}

@@ -1,0 +1,262 @@
+//! What the rest of the cloud reads from the read model (order views, stock for routing,
+//! backlogs and rider counts for dispatch, the dashboard's figures) and what intake records.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::CloudError;
+
+use super::{OrderView, Projection, RoutedOrder, StoreFigures, TimelineEntry};
+
+impl Projection {
+    /// Records an order intake routed (status ROUTED, with the cloud's own timeline entries).
+    pub async fn record_routed(&self, order: RoutedOrder) -> Result<(), CloudError> {
+        self.db
+            .write(move |conn| -> Result<(), flashkart_sync::Error> {
+                conn.prepare_cached(
+                    "INSERT INTO rm_orders (id, store_id, customer_id, status, status_at,
+                        placed_at, promised_at, total_minor, delivery_fee_minor, lat, lon)
+                     VALUES (?1, ?2, ?3, 'ROUTED', ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (id) DO UPDATE SET store_id = excluded.store_id,
+                        status = CASE WHEN rm_orders.open = 1 THEN 'ROUTED' ELSE rm_orders.status END,
+                        status_at = excluded.status_at, open = 1",
+                )?
+                .execute(params![
+                    order.id,
+                    order.store_id,
+                    order.customer_id,
+                    order.at,
+                    order.placed_at,
+                    order.promised_at,
+                    order.total_minor,
+                    order.delivery_fee_minor,
+                    order.lat,
+                    order.lon
+                ])?;
+                for (n, (from, to, note)) in order.steps.iter().enumerate() {
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO rm_timeline
+                            (event_id, order_id, store_id, from_status, status, at, actor, source, note)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'cloud', 'cloud', ?7)",
+                    )?
+                    .execute(params![
+                        format!("{}/{}/{n}/{to}", order.id, order.store_id),
+                        order.id,
+                        order.store_id,
+                        from,
+                        to,
+                        order.at,
+                        note
+                    ])?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a cloud entry to an order's timeline (a partial confirmation, a reroute).
+    pub async fn note(
+        &self,
+        order_id: &str,
+        store_id: &str,
+        status: &str,
+        note: String,
+    ) -> Result<(), CloudError> {
+        let (order_id, store_id, status) =
+            (order_id.to_owned(), store_id.to_owned(), status.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO rm_timeline
+                        (event_id, order_id, store_id, status, at, actor, source, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'cloud', 'cloud', ?6)",
+                    params![
+                        format!("{order_id}/{store_id}/{status}"),
+                        order_id,
+                        store_id,
+                        status,
+                        crate::clock::now_rfc3339(),
+                        note
+                    ],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Available pieces (on hand minus reserved) per store for `product_ids`.
+    pub async fn available(
+        &self,
+        product_ids: Vec<String>,
+    ) -> Result<BTreeMap<(String, String), i64>, CloudError> {
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT store_id, on_hand - reserved FROM rm_stock WHERE product_id = ?1",
+                )?;
+                let mut out = BTreeMap::new();
+                for product in product_ids {
+                    let rows = stmt.query_map([&product], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })?;
+                    for row in rows {
+                        let (store, available) = row?;
+                        out.insert((store, product.clone()), available);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    /// Open orders per store.
+    pub async fn backlog(&self) -> Result<BTreeMap<String, u32>, CloudError> {
+        Ok(self
+            .db
+            .read(|conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT store_id, count(*) FROM rm_orders WHERE open = 1 GROUP BY store_id",
+                    )?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await?)
+    }
+
+    /// Riders seen at each store since `since` (RFC 3339).
+    pub async fn riders_seen(&self, since: String) -> Result<BTreeMap<String, u32>, CloudError> {
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT store_id, count(*) FROM rm_riders WHERE at >= ?1 GROUP BY store_id",
+                    )?
+                    .query_map([since], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await?)
+    }
+
+    /// An order as the customer and HQ see it, with its timeline.
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderView>, CloudError> {
+        let order_id = order_id.to_owned();
+        Ok(self
+            .db
+            .read(move |conn| order_view(conn, &order_id))
+            .await?)
+    }
+
+    /// Per-store figures for HQ's dashboard.
+    pub async fn store_figures(&self, since: String) -> Result<Vec<StoreFigures>, CloudError> {
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT s.store_id,
+                            (SELECT count(*) FROM rm_orders o WHERE o.store_id = s.store_id AND o.open = 1),
+                            (SELECT count(*) FROM rm_timeline t
+                               WHERE t.store_id = s.store_id AND t.status = 'PICKED_UP' AND t.at >= ?1),
+                            (SELECT count(*) FROM rm_timeline t JOIN rm_orders o ON o.id = t.order_id
+                               WHERE t.store_id = s.store_id AND t.status = 'DELIVERED' AND t.at >= ?1),
+                            (SELECT count(*) FROM rm_timeline t JOIN rm_orders o ON o.id = t.order_id
+                               WHERE t.store_id = s.store_id AND t.status = 'DELIVERED' AND t.at >= ?1
+                                 AND o.promised_at IS NOT NULL AND t.at <= o.promised_at),
+                            (SELECT count(*) FROM rm_riders r WHERE r.store_id = s.store_id AND r.at >= ?1)
+                         FROM (SELECT DISTINCT store_id FROM rm_orders
+                               UNION SELECT DISTINCT store_id FROM rm_stock) s
+                         ORDER BY s.store_id",
+                    )?
+                    .query_map([since], |row| {
+                        Ok(StoreFigures {
+                            store_id: row.get(0)?,
+                            open_orders: row.get(1)?,
+                            picked_up: row.get(2)?,
+                            delivered: row.get(3)?,
+                            delivered_on_time: row.get(4)?,
+                            riders_seen: row.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await?)
+    }
+
+    /// Short lines the store reported for an order.
+    pub async fn short_lines(
+        &self,
+        order_id: &str,
+        store_id: &str,
+    ) -> Result<Vec<(i64, i64)>, CloudError> {
+        let (order_id, store_id) = (order_id.to_owned(), store_id.to_owned());
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT line_no, short_qty FROM rm_short_lines
+                         WHERE order_id = ?1 AND store_id = ?2 ORDER BY line_no",
+                    )?
+                    .query_map([order_id, store_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await?)
+    }
+}
+
+fn order_view(
+    conn: &Connection,
+    order_id: &str,
+) -> Result<Option<OrderView>, flashkart_sync::Error> {
+    let order = conn
+        .prepare_cached(
+            "SELECT id, store_id, customer_id, status, status_at, placed_at, promised_at,
+                total_minor, delivery_fee_minor FROM rm_orders WHERE id = ?1",
+        )?
+        .query_row([order_id], |row| {
+            Ok(OrderView {
+                id: row.get(0)?,
+                store_id: row.get(1)?,
+                customer_id: row.get(2)?,
+                status: row.get(3)?,
+                status_at: row.get(4)?,
+                placed_at: row.get(5)?,
+                promised_at: row.get(6)?,
+                total_minor: row.get(7)?,
+                delivery_fee_minor: row.get(8)?,
+                timeline: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut order) = order else {
+        return Ok(None);
+    };
+    order.timeline = conn
+        .prepare_cached(
+            "SELECT status, from_status, at, store_id, source, actor, note FROM rm_timeline
+             WHERE order_id = ?1 ORDER BY at, source = 'edge', rowid",
+        )?
+        .query_map([order_id], |row| {
+            Ok(TimelineEntry {
+                status: row.get(0)?,
+                from: row.get(1)?,
+                at: row.get(2)?,
+                store_id: row.get(3)?,
+                source: row.get(4)?,
+                actor: row.get(5)?,
+                note: row.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(order))
+}

@@ -1,0 +1,221 @@
+//! Re-reading the rows a store's changes touched, from its replica. A store is believed only
+//! about what it owns: the cloud-owned rows of the replica decide which facts are kept, and a
+//! store's timestamps are clamped to a window around the cloud's clock.
+
+use flashkart_sync::packed_key::{self, KeyValue};
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+
+use super::Touched;
+
+/// How far a store's clock may run ahead of the cloud's before its timestamps are clamped.
+const STORE_CLOCK_AHEAD: time::Duration = time::Duration::minutes(2);
+
+/// How far back a store's timestamps may go: a store may catch up after days offline, but
+/// not rewrite last year.
+const STORE_CLOCK_BEHIND: time::Duration = time::Duration::days(30);
+
+/// The largest stock move a store may report, in pieces; bigger is not a real move, and would
+/// let the sums overflow.
+const MAX_MOVE_QTY: i64 = 1_000_000_000;
+
+/// Rows re-read from a replica, by table.
+#[derive(Debug, Default)]
+pub(super) struct Rows {
+    pub(super) events: Vec<EventRow>,
+    pub(super) moves: Vec<(String, String, i64, String)>,
+    pub(super) riders: Vec<(String, f64, f64, String)>,
+    pub(super) line_progress: Vec<(String, i64, i64)>,
+    pub(super) replies: Vec<(String, String, String, String)>,
+}
+
+#[derive(Debug)]
+pub(super) struct EventRow {
+    pub(super) id: String,
+    pub(super) order_id: String,
+    pub(super) from_status: Option<String>,
+    pub(super) to_status: String,
+    pub(super) actor: String,
+    pub(super) at: String,
+    pub(super) note: Option<String>,
+}
+
+/// A key that is one text column (all followed tables but line progress).
+fn single_text(pk: &[u8]) -> Option<String> {
+    match <[KeyValue; 1]>::try_from(packed_key::decode(pk).ok()?) {
+        Ok([KeyValue::Text(text)]) => Some(text),
+        _ => None,
+    }
+}
+
+/// Whether the replica holds `sql`'s row (cloud-owned rows: what the cloud gave this store).
+fn holds(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params, |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+const ROUTED_HERE: &str = "SELECT 1 FROM orders WHERE id = ?1 AND store_id = ?2";
+
+/// Re-reads the touched rows of `store_id`'s replica, keeping only the facts the store owns:
+/// events and line progress of orders routed to it, replies to its own assignments by the
+/// rider offered, positions of its own riders, moves within sane bounds.
+pub(super) fn read_rows(
+    conn: &Connection,
+    store_id: &str,
+    touched: &Touched,
+    now: OffsetDateTime,
+) -> Result<Rows, flashkart_sync::Error> {
+    let mut rows = Rows::default();
+    let refuse = |table: &str, key: &dyn std::fmt::Display, why: &str| {
+        tracing::warn!(store = %store_id, table, key = %key, why, "store change not projected");
+    };
+    for (table, keys) in touched {
+        for pk in keys {
+            match *table {
+                "order_events" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row = conn
+                        .prepare_cached(
+                            "SELECT id, order_id, from_status, to_status, actor, at, note
+                             FROM order_events WHERE id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok(EventRow {
+                                id: r.get(0)?,
+                                order_id: r.get(1)?,
+                                from_status: r.get(2)?,
+                                to_status: r.get(3)?,
+                                actor: r.get(4)?,
+                                at: r.get(5)?,
+                                note: r.get(6)?,
+                            })
+                        })
+                        .optional()?;
+                    let Some(mut event) = row else { continue };
+                    if !holds(conn, ROUTED_HERE, [&event.order_id, store_id])? {
+                        refuse(table, &id, "order not routed to this store");
+                        continue;
+                    }
+                    event.at = clamp_store_time(&event.at, now);
+                    rows.events.push(event);
+                }
+                "stock_moves" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, String, i64, String)> = conn
+                        .prepare_cached(
+                            "SELECT id, product_id, qty, kind FROM stock_moves
+                             WHERE id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()?;
+                    let Some(row) = row else { continue };
+                    if !(-MAX_MOVE_QTY..=MAX_MOVE_QTY).contains(&row.2) {
+                        refuse(table, &id, "quantity out of range");
+                        continue;
+                    }
+                    rows.moves.push(row);
+                }
+                "rider_positions" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, f64, f64, String)> = conn
+                        .prepare_cached(
+                            "SELECT rider_id, lat, lon, at FROM rider_positions
+                             WHERE rider_id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()?;
+                    let Some((rider_id, lat, lon, at)) = row else {
+                        continue;
+                    };
+                    if !holds(
+                        conn,
+                        "SELECT 1 FROM riders WHERE id = ?1 AND home_store_id = ?2",
+                        [&rider_id, store_id],
+                    )? {
+                        refuse(table, &id, "not a rider of this store");
+                        continue;
+                    }
+                    if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                        refuse(table, &id, "position off the Earth");
+                        continue;
+                    }
+                    rows.riders
+                        .push((rider_id, lat, lon, clamp_store_time(&at, now)));
+                }
+                "assignment_replies" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, String, String, String)> = conn
+                        .prepare_cached(
+                            "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
+                             WHERE assignment_id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()?;
+                    let Some((assignment_id, rider_id, reply, at)) = row else {
+                        continue;
+                    };
+                    if !holds(
+                        conn,
+                        "SELECT 1 FROM assignments WHERE id = ?1 AND store_id = ?2 AND rider_id = ?3",
+                        [&assignment_id, store_id, &rider_id],
+                    )? {
+                        refuse(table, &id, "not an assignment of this store to this rider");
+                        continue;
+                    }
+                    if !matches!(reply.as_str(), "accepted" | "declined" | "expired") {
+                        refuse(table, &id, "unknown reply");
+                        continue;
+                    }
+                    rows.replies
+                        .push((assignment_id, rider_id, reply, clamp_store_time(&at, now)));
+                }
+                "order_line_progress" => {
+                    let Ok([KeyValue::Text(order_id), KeyValue::Integer(line_no)]) =
+                        packed_key::decode(pk)
+                            .map(<[KeyValue; 2]>::try_from)
+                            .unwrap_or(Err(Vec::new()))
+                    else {
+                        continue;
+                    };
+                    if !holds(conn, ROUTED_HERE, [&order_id, store_id])? {
+                        refuse(table, &order_id, "order not routed to this store");
+                        continue;
+                    }
+                    let short: Option<i64> = conn
+                        .prepare_cached(
+                            "SELECT short_qty FROM order_line_progress
+                             WHERE order_id = ?1 AND line_no = ?2 AND store_id = ?3",
+                        )?
+                        .query_row(params![order_id, line_no, store_id], |r| r.get(0))
+                        .optional()?;
+                    if let Some(short) = short {
+                        rows.line_progress.push((order_id, line_no, short));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A store's timestamp, clamped to the window the cloud believes; unreadable ones become now.
+fn clamp_store_time(at: &str, now: OffsetDateTime) -> String {
+    let earliest = now - STORE_CLOCK_BEHIND;
+    let latest = now + STORE_CLOCK_AHEAD;
+    match crate::clock::parse(at) {
+        Some(t) if t < earliest => crate::clock::rfc3339(earliest),
+        Some(t) if t > latest => crate::clock::rfc3339(latest),
+        Some(t) => crate::clock::rfc3339(t),
+        None => crate::clock::rfc3339(now),
+    }
+}

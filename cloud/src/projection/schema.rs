@@ -1,0 +1,117 @@
+//! The read model's tables. Plain SQLite, not CRRs: the read model is the cloud's own and is
+//! rebuilt from the replicas, never synced.
+
+use flashkart_sync::schema::{Migration, Step};
+
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "read model",
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rm_orders (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL,
+                customer_id TEXT,
+                status TEXT NOT NULL,
+                status_at TEXT NOT NULL,
+                placed_at TEXT NOT NULL,
+                -- when the order should be at the door (placed + SLA), RFC 3339
+                promised_at TEXT,
+                total_minor INTEGER NOT NULL DEFAULT 0,
+                delivery_fee_minor INTEGER NOT NULL DEFAULT 0,
+                lat REAL NOT NULL DEFAULT 0,
+                lon REAL NOT NULL DEFAULT 0,
+                -- 1 until picked up, delivered or cancelled: the store's backlog
+                open INTEGER NOT NULL DEFAULT 1
+            )",
+            ),
+            Step::Sql("CREATE INDEX rm_orders_open ON rm_orders (store_id) WHERE open = 1"),
+            Step::Sql(
+                "CREATE TABLE rm_timeline (
+                event_id TEXT PRIMARY KEY NOT NULL,
+                order_id TEXT NOT NULL,
+                store_id TEXT NOT NULL,
+                from_status TEXT,
+                status TEXT NOT NULL,
+                at TEXT NOT NULL,
+                actor TEXT NOT NULL DEFAULT '',
+                -- 'cloud' or 'edge'
+                source TEXT NOT NULL,
+                note TEXT
+            )",
+            ),
+            Step::Sql("CREATE INDEX rm_timeline_by_order ON rm_timeline (order_id, at)"),
+            Step::Sql("CREATE INDEX rm_timeline_by_status ON rm_timeline (status, at)"),
+            Step::Sql(
+                "CREATE TABLE rm_stock (
+                store_id TEXT NOT NULL,
+                product_id TEXT NOT NULL,
+                on_hand INTEGER NOT NULL DEFAULT 0,
+                reserved INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (store_id, product_id)
+            ) WITHOUT ROWID",
+            ),
+            Step::Sql("CREATE TABLE rm_moves (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID"),
+            Step::Sql(
+                "CREATE TABLE rm_riders (
+                rider_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL,
+                lat REAL NOT NULL,
+                lon REAL NOT NULL,
+                at TEXT NOT NULL
+            )",
+            ),
+            Step::Sql(
+                "CREATE TABLE rm_short_lines (
+                order_id TEXT NOT NULL,
+                line_no INTEGER NOT NULL,
+                store_id TEXT NOT NULL,
+                short_qty INTEGER NOT NULL,
+                PRIMARY KEY (order_id, line_no, store_id)
+            ) WITHOUT ROWID",
+            ),
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "rider offers and replies",
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rm_offers (
+                    assignment_id TEXT PRIMARY KEY NOT NULL,
+                    store_id TEXT NOT NULL,
+                    order_id TEXT NOT NULL,
+                    rider_id TEXT NOT NULL,
+                    offered_at TEXT NOT NULL,
+                    expires_at TEXT NOT NULL
+                )",
+            ),
+            Step::Sql("CREATE INDEX rm_offers_by_order ON rm_offers (order_id)"),
+            Step::Sql(
+                "CREATE TABLE rm_replies (
+                    assignment_id TEXT PRIMARY KEY NOT NULL,
+                    store_id TEXT NOT NULL,
+                    rider_id TEXT NOT NULL,
+                    -- accepted | declined | expired
+                    reply TEXT NOT NULL,
+                    at TEXT NOT NULL
+                )",
+            ),
+        ],
+    },
+    Migration {
+        version: 3,
+        name: "projection cursors",
+        steps: &[Step::Sql(
+            "CREATE TABLE rm_cursors (
+                store_id TEXT NOT NULL,
+                -- the origin (site id) whose changes in the store's replica are followed
+                origin BLOB NOT NULL,
+                -- the origin's changes up to this db_version are projected
+                db_version INTEGER NOT NULL,
+                PRIMARY KEY (store_id, origin)
+            ) WITHOUT ROWID",
+        )],
+    },
+];
