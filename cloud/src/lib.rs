@@ -16,7 +16,6 @@ mod error;
 pub mod hq;
 pub mod http;
 pub mod intake;
-pub mod live_dispatch;
 pub mod metrics;
 pub mod projection;
 pub mod readmodel;
@@ -249,7 +248,7 @@ pub async fn start_with(
         };
         let shorts = tokio::spawn(intake.run_short_handler(shorts_rx, shutdown.clone()));
         let dispatching = tokio::spawn(
-            live_dispatch::LiveDispatch::new(
+            dispatch::live::LiveDispatch::new(
                 config.dispatch.clone(),
                 hq.clone(),
                 projection.clone(),

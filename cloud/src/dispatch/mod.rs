@@ -4,12 +4,15 @@
 //! moving within [`DispatchConfig::commit_horizon`]) and tentative trips that are re-planned
 //! next tick. Orders of one store going the same way are batched (`bundle`), bundles are
 //! matched to riders by a min-cost assignment (`matching`) over the cost of predicted lateness
-//! and travel, and answers to offers go through the offer book (`offers`).
+//! and travel, and answers to offers go through the offer book (`offers`). `live` is the one
+//! part that is not pure: it feeds the core from the read model on a timer and writes its
+//! offers into the stores' replicas.
 //!
 //! All times are `f64` minutes on the caller's clock.
 
 pub mod bundle;
 pub mod greedy;
+pub mod live;
 pub mod matching;
 pub mod mdrp;
 pub mod model;

@@ -227,3 +227,23 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_errors_name_the_request_not_the_cause() {
+        let response = crate::http::observe::scoped("0190-test".to_owned(), async {
+            ApiError::Internal("no such table: secret_sql".into()).into_response()
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"], "internal");
+        assert_eq!(body["message"], "internal error, request id 0190-test");
+    }
+}

@@ -23,6 +23,11 @@ pub fn request_id() -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
+/// Runs `work` as the request `id`.
+pub async fn scoped<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
 /// Runs one matched request under its id and counts its outcome by `METHOD /route/{param}`.
 pub async fn observe(
     State(metrics): State<Arc<Metrics>>,
@@ -39,10 +44,7 @@ pub async fn observe(
             .map_or("-", MatchedPath::as_str)
     );
     let span = tracing::info_span!("request", request_id = %id, %endpoint);
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request))
-        .instrument(span)
-        .await;
+    let mut response = scoped(id.clone(), next.run(request)).instrument(span).await;
     metrics
         .requests
         .get_or_create(&RequestLabels {
