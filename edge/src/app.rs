@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::config::Config;
-use crate::devices::Devices;
+use crate::devices::{Devices, Host};
 use crate::events::{Event, Hub};
 use crate::limits;
 use crate::lockout::{LockInfo, Locked, SignInConfig, Throttle};
@@ -379,6 +379,45 @@ fn locked_error(staff_id: &str, client: Option<IpAddr>, locked: &Locked) -> Erro
     Error::Locked {
         message,
         retry_after_secs: secs.max(1),
+    }
+}
+
+/// The devices reach the store through [`Host`]; `App` is the one host.
+impl Host for App {
+    fn devices(&self) -> &Devices {
+        &self.devices
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    fn layout(&self) -> &VariableMeasureLayout {
+        &self.layout
+    }
+
+    fn read<T, F>(&self, query: F) -> impl Future<Output = Result<T, Error>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        App::read(self, query)
+    }
+
+    fn write<T, F>(&self, actor: &str, change: F) -> impl Future<Output = Result<T, Error>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Ctx) -> Result<T, Error> + Send + 'static,
+    {
+        App::write(self, actor, change)
     }
 }
 

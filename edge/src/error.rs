@@ -4,7 +4,7 @@
 //! products of a wrong scan, the stock that is actually available). A refused write changes
 //! nothing: the store database rolls back everything the write did.
 
-use crate::work::kinds::Status;
+use crate::kinds::Status;
 
 /// Anything an edge operation can refuse or fail with.
 #[derive(Debug, thiserror::Error)]

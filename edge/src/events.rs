@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::work::kinds::Status;
+use crate::kinds::Status;
 use crate::work::stock::Level;
 
 /// A change, as the stream sends it (JSON, `type` tells which).

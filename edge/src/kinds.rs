@@ -1,16 +1,14 @@
 //! What kind of thing happened: an order's status and a ledger move's kind.
 //!
-//! Why a module of its own: the write context ([`super::ctx`]), the live stream and the
+//! Why a module of its own: the write context (`work::ctx`), the live stream and the
 //! errors all name these two, and so do the order machine and the ledger that own their rules.
-//! Kept apart, the context depends on neither the orders nor the stock module, which both
-//! depend on the context.
+//! Kept apart and depending on nothing of the crate, the context and the errors depend on
+//! neither the orders nor the stock module, which both depend on them.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use crate::Error;
 
 /// The order lifecycle of ARCHITECTURE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,10 +83,15 @@ impl fmt::Display for Status {
     }
 }
 
-impl FromStr for Status {
-    type Err = Error;
+/// A status name that is none of the lifecycle's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status `{0}`")]
+pub struct UnknownStatus(pub String);
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
         use Status::*;
         [
             Pending, Confirmed, Routed, Accepted, Picking, Packed, Ready, Assigned, PickedUp,
@@ -96,7 +99,7 @@ impl FromStr for Status {
         ]
         .into_iter()
         .find(|status| status.as_str() == s)
-        .ok_or_else(|| Error::Invalid(format!("unknown order status `{s}`")))
+        .ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod devices;
 mod error;
 pub mod events;
+pub mod kinds;
 pub mod limits;
 pub mod link;
 pub mod lockout;

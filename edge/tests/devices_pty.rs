@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flashkart_edge::devices::DevicesConfig;
+use flashkart_edge::config::DevicesConfig;
 use flashkart_hw::printer::{PrinterLanguage, PrinterStatus};
 use flashkart_hw::scale::ScaleProtocol;
 use flashkart_hw::sim::printer::PrinterSim;

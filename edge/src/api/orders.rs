@@ -208,7 +208,7 @@ pub async fn ready(
             pack::ready(conn, ctx, &order_id)
         })
         .await?;
-    let labels = app.devices.print_order_labels(&app, &id, false).await;
+    let labels = app.devices.print_order_labels(&*app, &id, false).await;
     Ok(Json(ReadyReply { moved, labels }))
 }
 
@@ -247,7 +247,7 @@ pub async fn reprint_labels(
         .into());
     }
     tracing::info!(order_id = %id, staff_id = %staff.staff_id, "bag labels reprinted");
-    let labels = app.devices.print_order_labels(&app, &id, true).await;
+    let labels = app.devices.print_order_labels(&*app, &id, true).await;
     Ok(Json(ReprintReply {
         order_id: id,
         status,

@@ -170,7 +170,7 @@ pub async fn bind_device(
     Path(id): Path<String>,
     Json(request): Json<BindRequest>,
 ) -> Reply<Binding> {
-    Ok(Json(app.devices.bind(&app, &id, &staff, request).await?))
+    Ok(Json(app.devices.bind(&*app, &id, &staff, request).await?))
 }
 
 /// Unbinds a scanner (its picker, or a lead and above).

@@ -11,10 +11,14 @@ use flashkart_sync::Synchronous;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::devices::DevicesConfig;
-use crate::link::riders::RidersSection;
 use crate::work::barcode::VariableMeasureLayout;
 use crate::work::pack::PackConfig;
+
+pub mod devices;
+pub mod riders;
+
+pub use devices::DevicesConfig;
+pub use riders::RidersSection;
 
 /// Everything the edge daemon can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,55 +1,24 @@
-//! The daemon's side of the riders service: its config section, its start-up, and the order
-//! desk that moves orders for riders through the real order state machine.
+//! The daemon's side of the riders service: its start-up (from `[riders]`, [`RidersSection`])
+//! and the order desk that moves orders for riders through the real order state machine.
 //!
 //! The riders service decides who may act (the rider holding the accepted assignment, as the
 //! broker authenticated it); this desk moves the order with the same domain functions and the
 //! same writer path the tablets use, so a rider's pickup or delivery is checked by the same
 //! rules, stored with the rider as actor, and announced on the live event stream.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use flashkart_sync::StoreDb;
-use serde::{Deserialize, Serialize};
 
 use rusqlite::{OptionalExtension, params};
 
 use crate::app::App;
+use crate::config::RidersSection;
 use crate::error::Error;
 use crate::riders::{Delivery, DeskError, Handoff, OrderDesk, Riders, RidersConfig};
 use crate::work::orders::{self, Status};
 use crate::work::pack;
-
-/// `[riders]` in edge.toml: the MQTT broker riders' phones connect to. Without this section
-/// the daemon runs no broker (a store without riders, or tests that do not need one).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RidersSection {
-    /// TLS listener for rider devices; a client certificate from the store CA is required.
-    pub tls_listen: SocketAddr,
-    /// Plain listener for simulators on this machine; must be a loopback address.
-    pub plain_listen: Option<SocketAddr>,
-    /// Host names devices use to reach the store (put in the broker's certificate besides
-    /// `localhost`; rustls refuses IP addresses as server names).
-    pub server_names: Vec<String>,
-    /// Radius of the arrival geofence around the store, in metres.
-    pub geofence_m: f64,
-    /// Lifetime of rider certificates, in days.
-    pub cert_validity_days: u32,
-}
-
-impl Default for RidersSection {
-    fn default() -> Self {
-        Self {
-            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
-            plain_listen: None,
-            server_names: Vec::new(),
-            geofence_m: 75.0,
-            cert_validity_days: 365,
-        }
-    }
-}
 
 /// Starts the broker and the riders service with the CA kept under `data_dir/riders-ca`.
 pub async fn start(

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::work::kinds::MoveKind;
-use crate::work::kinds::Status;
+use crate::kinds::MoveKind;
+use crate::kinds::Status;
 
 /// A new row key: UUIDv7, time-ordered, unique across replicas.
 pub fn new_id() -> String {

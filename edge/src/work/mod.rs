@@ -9,7 +9,6 @@ pub mod barcode;
 pub mod bins;
 pub mod catalog;
 pub mod ctx;
-pub mod kinds;
 pub mod orders;
 pub mod pack;
 pub mod pick;

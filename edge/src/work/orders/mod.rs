@@ -21,7 +21,7 @@ use crate::work::ctx::{Ctx, new_id};
 mod arrival;
 mod view;
 
-pub use crate::work::kinds::Status;
+pub use crate::kinds::{Status, UnknownStatus};
 pub use arrival::{
     Arrival, Cancelled, LineArrival, LineIntake, OrderIntake, arrive, honour_cancel, intake,
     request_cancel,
@@ -30,7 +30,7 @@ pub use view::{Detail, Event, Line, QueueEntry, Queues, detail, lines, queues};
 
 fn status_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Status> {
     let text: String = row.get(index)?;
-    text.parse().map_err(|e: Error| {
+    text.parse().map_err(|e: UnknownStatus| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
             rusqlite::types::Type::Text,

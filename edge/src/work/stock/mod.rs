@@ -27,7 +27,7 @@ use crate::work::ctx::{Ctx, new_id};
 mod adjust;
 mod receive;
 
-pub use crate::work::kinds::MoveKind;
+pub use crate::kinds::MoveKind;
 pub use adjust::{Adjust, AdjustReason, Count, adjust, count};
 pub use receive::{CaseLabel, Receive, receive};
 
