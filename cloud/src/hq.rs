@@ -325,6 +325,13 @@ pub struct Hq {
     stores: Arc<RwLock<Arc<Vec<RoutableStore>>>>,
 }
 
+const PROFILE_UPSERT: &str =
+    "INSERT INTO store_profiles (id, profile, updated_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at";
+
+const RIDER_UPSERT: &str = "INSERT INTO rider_roster (id, rider, updated_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (id) DO UPDATE SET rider = excluded.rider, updated_at = excluded.updated_at";
+
 impl Hq {
     pub async fn open(mut config: StoreConfig) -> Result<Self, CloudError> {
         config.readers = 4;
@@ -376,35 +383,33 @@ impl Hq {
 
     /// Creates or replaces a store's profile (validated by the caller).
     pub async fn put_store(&self, profile: StoreProfile) -> Result<(), CloudError> {
-        let text = serde_json::to_string(&profile)
-            .map_err(|e| CloudError::Corrupt(format!("store profile: {e}")))?;
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO store_profiles (id, profile, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (id) DO UPDATE SET profile = excluded.profile,
-                        updated_at = excluded.updated_at",
-                    params![profile.id, text, crate::clock::now_rfc3339()],
-                )
-                .map_err(flashkart_sync::Error::from)
-            })
+        let id = profile.id.clone();
+        self.put_whole(PROFILE_UPSERT, id, &profile, "store profile")
             .await?;
         self.reload_stores().await
     }
 
     /// Creates or replaces a rider's roster entry (validated by the caller).
     pub async fn put_rider(&self, rider: RosterRider) -> Result<(), CloudError> {
-        let text = serde_json::to_string(&rider)
-            .map_err(|e| CloudError::Corrupt(format!("rider: {e}")))?;
+        let id = rider.id.clone();
+        self.put_whole(RIDER_UPSERT, id, &rider, "rider").await
+    }
+
+    /// Creates or replaces row `id` of a table that keeps each entry whole as JSON; `upsert`
+    /// binds the id, the JSON and the time.
+    async fn put_whole<T: Serialize>(
+        &self,
+        upsert: &'static str,
+        id: String,
+        value: &T,
+        what: &'static str,
+    ) -> Result<(), CloudError> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| CloudError::Corrupt(format!("{what}: {e}")))?;
         self.db
             .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO rider_roster (id, rider, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (id) DO UPDATE SET rider = excluded.rider,
-                        updated_at = excluded.updated_at",
-                    params![rider.id, text, crate::clock::now_rfc3339()],
-                )
-                .map_err(flashkart_sync::Error::from)
+                conn.execute(upsert, params![id, text, crate::clock::now_rfc3339()])
+                    .map_err(flashkart_sync::Error::from)
             })
             .await?;
         Ok(())

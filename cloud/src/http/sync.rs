@@ -21,12 +21,7 @@ pub async fn hello(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let _live = state.intake.liveness.enter(&auth.store_id);
-    let request: HelloRequest = decode(
-        &state,
-        &headers,
-        &body,
-        state.limits.max_sync_request_body_bytes,
-    )?;
+    let request: HelloRequest = decode(&state, &headers, &body, sync_limit(&state))?;
     let site: [u8; 16] = request
         .edge_site_id
         .as_slice()
@@ -98,12 +93,7 @@ pub async fn pull(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let _live = state.intake.liveness.enter(&auth.store_id);
-    let request: PullRequest = decode(
-        &state,
-        &headers,
-        &body,
-        state.limits.max_sync_request_body_bytes,
-    )?;
+    let request: PullRequest = decode(&state, &headers, &body, sync_limit(&state))?;
     let replica = state.stores.replica(&auth.store_id).await?;
     // A long-poll must not hold up a shutdown.
     let response = tokio::select! {
@@ -125,6 +115,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         text,
     )
         .into_response())
+}
+
+/// The body limit of hello and pull (a push has its own, larger one).
+fn sync_limit(state: &AppState) -> usize {
+    state.limits.max_sync_request_body_bytes
 }
 
 /// Decodes a sync body; the route's body limit holds for it decompressed too, so a small

@@ -3,6 +3,7 @@
 //! store's timestamps are clamped to a window around the cloud's clock.
 
 use flashkart_sync::packed_key::{self, KeyValue};
+use rusqlite::types::FromSql;
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
@@ -57,6 +58,21 @@ fn holds(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlit
         .is_some())
 }
 
+/// The store's own row `id` of a followed table, as four columns (`sql` binds the id and the
+/// store, so another store's row reads as none).
+fn own_row<A: FromSql, B: FromSql, C: FromSql, D: FromSql>(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+    store_id: &str,
+) -> rusqlite::Result<Option<(A, B, C, D)>> {
+    conn.prepare_cached(sql)?
+        .query_row([id, store_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+}
+
 const ROUTED_HERE: &str = "SELECT 1 FROM orders WHERE id = ?1 AND store_id = ?2";
 
 /// Re-reads the touched rows of `store_id`'s replica, keeping only the facts the store owns:
@@ -104,15 +120,13 @@ pub(super) fn read_rows(
                 }
                 "stock_moves" => {
                     let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, String, i64, String)> = conn
-                        .prepare_cached(
-                            "SELECT id, product_id, qty, kind FROM stock_moves
+                    let row: Option<(String, String, i64, String)> = own_row(
+                        conn,
+                        "SELECT id, product_id, qty, kind FROM stock_moves
                              WHERE id = ?1 AND store_id = ?2",
-                        )?
-                        .query_row([&id, store_id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .optional()?;
+                        &id,
+                        store_id,
+                    )?;
                     let Some(row) = row else { continue };
                     if !(-MAX_MOVE_QTY..=MAX_MOVE_QTY).contains(&row.2) {
                         refuse(table, &id, "quantity out of range");
@@ -122,15 +136,13 @@ pub(super) fn read_rows(
                 }
                 "rider_positions" => {
                     let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, f64, f64, String)> = conn
-                        .prepare_cached(
-                            "SELECT rider_id, lat, lon, at FROM rider_positions
+                    let row: Option<(String, f64, f64, String)> = own_row(
+                        conn,
+                        "SELECT rider_id, lat, lon, at FROM rider_positions
                              WHERE rider_id = ?1 AND store_id = ?2",
-                        )?
-                        .query_row([&id, store_id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .optional()?;
+                        &id,
+                        store_id,
+                    )?;
                     let Some((rider_id, lat, lon, at)) = row else {
                         continue;
                     };
@@ -151,15 +163,13 @@ pub(super) fn read_rows(
                 }
                 "assignment_replies" => {
                     let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, String, String, String)> = conn
-                        .prepare_cached(
-                            "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
+                    let row: Option<(String, String, String, String)> = own_row(
+                        conn,
+                        "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
                              WHERE assignment_id = ?1 AND store_id = ?2",
-                        )?
-                        .query_row([&id, store_id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .optional()?;
+                        &id,
+                        store_id,
+                    )?;
                     let Some((assignment_id, rider_id, reply, at)) = row else {
                         continue;
                     };
