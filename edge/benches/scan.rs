@@ -51,6 +51,16 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// One line of the results table; cases without a rate leave the column blank.
+fn row(case: &str, h: &Histogram<u64>, per_s: Option<f64>) {
+    let per_s = per_s.map_or_else(String::new, |rate| format!("{rate:.0}"));
+    println!(
+        "{case:<58} {:>9.2} {:>9.2} {per_s:>10}",
+        ms(h, 0.5),
+        ms(h, 0.99)
+    );
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -152,50 +162,38 @@ async fn run(scale: Scale) {
         "{:<58} {:>9} {:>9} {:>10}",
         "case", "p50 ms", "p99 ms", "per s"
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10.0}",
+    row(
         "bare SQLite insert, one durable commit each (baseline)",
-        ms(&baseline, 0.5),
-        ms(&baseline, 0.99),
-        baseline_rate
+        &baseline,
+        Some(baseline_rate),
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10.0}",
+    row(
         "HTTP scan -> durable commit (response), one client",
-        ms(&committed, 0.5),
-        ms(&committed, 0.99),
-        sequential_rate
+        &committed,
+        Some(sequential_rate),
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10}",
+    row(
         "HTTP scan -> durable commit -> event on the stream",
-        ms(&evented, 0.5),
-        ms(&evented, 0.99),
-        ""
+        &evented,
+        None,
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10.0}",
+    row(
         "synchronous=NORMAL: HTTP scan -> commit (response)",
-        ms(&normal_committed, 0.5),
-        ms(&normal_committed, 0.99),
-        normal_rate
+        &normal_committed,
+        Some(normal_rate),
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10}",
+    row(
         "synchronous=NORMAL: HTTP scan -> commit -> event",
-        ms(&normal_evented, 0.5),
-        ms(&normal_evented, 0.99),
-        ""
+        &normal_evented,
+        None,
     );
-    println!(
-        "{:<58} {:>9.2} {:>9.2} {:>10.0}",
-        format!(
+    row(
+        &format!(
             "HTTP scan -> durable commit, {} clients (sustained)",
             scale.clients
         ),
-        ms(&loaded, 0.5),
-        ms(&loaded, 0.99),
-        sustained_rate
+        &loaded,
+        Some(sustained_rate),
     );
 }
 

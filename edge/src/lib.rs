@@ -20,6 +20,7 @@
 pub mod allocator;
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod devices;
 mod error;

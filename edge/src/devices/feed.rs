@@ -249,6 +249,15 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
             json!({ "raw": event.raw, "order_id": binding.order_id, "staff_id": binding.staff_id }),
         );
     };
+    // Picks and case labels alike: what the scan did, with the raw scan and who scanned.
+    let applied = |message: String, mut detail: Value| {
+        app.metrics().device_scan(device, "applied");
+        if let Value::Object(map) = &mut detail {
+            map.insert("raw".into(), Value::String(event.raw.clone()));
+            map.insert("staff_id".into(), Value::String(binding.staff_id.clone()));
+        }
+        publish(app, device, "scan", true, message, detail);
+    };
     if binding.expires_at <= now() {
         refuse(format!(
             "{}'s sign-in has ended: sign in and bind scanner {device} again",
@@ -270,7 +279,6 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
             .await;
         match result {
             Ok(received) => {
-                app.metrics().device_scan(device, "applied");
                 let case = received.case_label.as_ref();
                 let message = format!(
                     "received {} × {}{}{}",
@@ -283,12 +291,10 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
                         .map(|e| format!(", expires {e}"))
                         .unwrap_or_default()
                 );
-                let mut detail = serde_json::to_value(&received).unwrap_or(Value::Null);
-                if let Value::Object(map) = &mut detail {
-                    map.insert("raw".into(), Value::String(event.raw.clone()));
-                    map.insert("staff_id".into(), Value::String(binding.staff_id.clone()));
-                }
-                publish(app, device, "scan", true, message, detail);
+                applied(
+                    message,
+                    serde_json::to_value(&received).unwrap_or(Value::Null),
+                );
             }
             Err(error) => refuse(error.to_string()),
         }
@@ -306,7 +312,6 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
         .await;
     match result {
         Ok(scanned) => {
-            app.metrics().device_scan(device, "applied");
             let message = format!(
                 "picked {} × {} (line {}); {} left on order {}",
                 scanned.qty,
@@ -315,12 +320,10 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
                 scanned.order_open_qty,
                 scanned.order_id
             );
-            let mut detail = serde_json::to_value(&scanned).unwrap_or(Value::Null);
-            if let Value::Object(map) = &mut detail {
-                map.insert("raw".into(), Value::String(event.raw.clone()));
-                map.insert("staff_id".into(), Value::String(binding.staff_id.clone()));
-            }
-            publish(app, device, "scan", true, message, detail);
+            applied(
+                message,
+                serde_json::to_value(&scanned).unwrap_or(Value::Null),
+            );
         }
         Err(error) => refuse(error.to_string()),
     }

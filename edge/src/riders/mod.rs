@@ -15,7 +15,7 @@
 //! `README.md` beside this file.
 
 pub mod ca;
-pub mod clock;
+pub use crate::clock;
 mod codec;
 pub mod desk;
 mod error;

@@ -14,29 +14,8 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Now, as the UTC RFC 3339 text (millisecond precision) every table stores; such strings sort
-/// in time order.
-pub fn now() -> String {
-    timestamp(time::OffsetDateTime::now_utc())
-}
-
-/// A moment `hours` from now, in the same format as [`now`].
-pub fn hours_from_now(hours: u32) -> String {
-    timestamp(time::OffsetDateTime::now_utc() + time::Duration::hours(i64::from(hours)))
-}
-
-fn timestamp(at: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
-}
+/// Now and later, in the text every table stores (the clock is shared with the riders service).
+pub use crate::clock::{hours_from_now, now};
 
 /// A change to an order, announced on the live stream once committed.
 #[derive(Debug, Clone, PartialEq, Eq)]

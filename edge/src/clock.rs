@@ -1,5 +1,8 @@
 //! Timestamps in the one text format every store table uses (UTC RFC 3339, milliseconds, `Z`),
 //! so that they sort in time order and compare as strings in SQL.
+//!
+//! Why a module of its own: store work ([`crate::work::ctx`]) and the riders service
+//! (`riders::clock`) both write these columns; one formatter means they cannot drift apart.
 
 use time::OffsetDateTime;
 
@@ -16,6 +19,11 @@ pub fn now_ms() -> i64 {
 /// A moment `seconds` from now (negative for the past), as stored.
 pub fn seconds_from_now(seconds: i64) -> String {
     format_time(OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+}
+
+/// A moment `hours` from now, as stored.
+pub fn hours_from_now(hours: u32) -> String {
+    seconds_from_now(i64::from(hours) * 3600)
 }
 
 /// Unix milliseconds (0 meaning "now") as stored text.
