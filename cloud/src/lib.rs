@@ -1,7 +1,8 @@
 //! The cloud aggregator at HQ: the sync server with one replica per store, the shared catalog
 //! fanned out to every store, store registration and credentials, order intake with routing
 //! (`intake`, `routing`, `area`), the read model every store's changes are projected into
-//! (`projection`), and the JSON API for customers and HQ (`api`).
+//! (`projection`), and the JSON API for customers and HQ (`api`), behind the route table
+//! (`routes`) and the HTTP plumbing it shares with the sync endpoints (`http`).
 //!
 //! [`start`] opens the databases, binds the listener (port 0 picks one; the bound address is
 //! in [`RunningCloud::addr`]) and serves until the shutdown token is cancelled; [`Cloud`] is
@@ -14,7 +15,7 @@ pub mod config;
 pub mod dispatch;
 mod error;
 pub mod hq;
-pub mod http;
+mod http;
 pub mod intake;
 pub mod metrics;
 pub mod projection;
