@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_order_from_arrival_to_handoff() {

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_overrides_the_bag_weight_check_and_it_is_recorded() {

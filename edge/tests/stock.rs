@@ -184,7 +184,6 @@ async fn stock_corrections_need_a_lead_and_errors_are_json() {
     daemon.stop().await;
 }
 
-
 /// A GS1-128 case label as a scanner sends it: AIM `]C1`, FNC1 as ASCII 29.
 fn case_label(data: &str) -> String {
     format!("]C1{}", data.replace("<GS>", "\u{1d}"))
