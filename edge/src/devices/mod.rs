@@ -10,7 +10,8 @@
 //!   are picking (one picker per scanner; binding again switches the order; a lead can take a
 //!   scanner over; `DELETE` unbinds). Bindings live in memory: after a restart pickers bind
 //!   again. A scan from a bound scanner is exactly `POST /api/v1/orders/{order}/scan` by that
-//!   member of staff ([`pick::scan`] through [`App::write`]); its result, applied or refused
+//!   member of staff ([`pick::scan`](crate::work::pick::scan) through
+//!   [`App::write`](crate::app::App::write)); its result, applied or refused
 //!   with the message, goes onto the live stream as a `device` event so the tablet shows it.
 //!   A scan from an unbound scanner is refused (evented, nothing changes). Unreadable serial
 //!   data is logged by the driver and never becomes an event. A scanner at the goods-in
