@@ -86,16 +86,18 @@ impl Projection {
                 .read(move |conn| load_cursors(conn, &store_id))
                 .await?
         };
-        let (touched, cursors, more) = replica
-            .db()
-            .read(move |conn| touched_since(conn, &own_site, cursors))
-            .await?;
-        let rows = {
+        // One read, so the rows folded are the ones the cursors were advanced over, from one
+        // snapshot and one trip to the blocking pool.
+        let (rows, cursors, more) = {
             let store_id = store_id.to_owned();
             let now = crate::clock::now();
             replica
                 .db()
-                .read(move |conn| read_rows(conn, &store_id, &touched, now))
+                .read(move |conn| {
+                    let (touched, cursors, more) = touched_since(conn, &own_site, cursors)?;
+                    let rows = read_rows(conn, &store_id, &touched, now)?;
+                    Ok::<_, flashkart_sync::Error>((rows, cursors, more))
+                })
                 .await?
         };
         let store_id = store_id.to_owned();
