@@ -13,17 +13,7 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+    flashkart_sync::timestamp::format(at)
 }
 
 /// Parses a stored timestamp; `None` for anything that is not RFC 3339.

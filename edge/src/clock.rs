@@ -40,16 +40,7 @@ fn unix_ms(at: OffsetDateTime) -> i64 {
 }
 
 fn format_time(at: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+    flashkart_sync::timestamp::format(at)
 }
 
 #[cfg(test)]

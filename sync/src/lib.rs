@@ -10,7 +10,7 @@
 //! transactions ([`chunks`]), durable per-origin positions ([`cursors`]), packed primary keys read without trusting them
 //! ([`packed_key`]), the cloud's check of
 //! who may write what ([`authorize`]), the replica side ([`server`]) and the edge's client
-//! ([`client`]).
+//! ([`client`]). [`timestamp`] is the one format of stored timestamps.
 
 pub mod authorize;
 pub mod changes;
@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod timestamp;
 
 pub use error::{BatchError, Error, SchemaError};
 pub use store::{StoreConfig, StoreDb, Synchronous};
