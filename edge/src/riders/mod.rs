@@ -5,7 +5,7 @@
 //! ([`front`]) that terminates TLS, refuses revoked riders at the handshake and runs each
 //! connection's session ([`mqtt`] on the wire), and a hub ([`hub`]) that routes messages
 //! between sessions and the service. (It replaced an embedded rumqttd, whose bugs and memory
-//! did not fit a Pi: see `front.rs`.) Isolation between riders comes from
+//! did not fit a Pi: see `front/mod.rs`.) Isolation between riders comes from
 //! per-rider client certificates issued by a small CA on the edge ([`ca`]): the front takes the
 //! certificate's Organization as the rider id and confines the device to
 //! `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
