@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Staff;
 use super::error::{ApiError, Json, Path, Query};
 use crate::app::App;
+use crate::work::barcode::VariableMeasureLayout;
 use crate::work::bins::{self, Bin};
 use crate::work::catalog::{self, Scanned};
+use crate::work::ctx::Ctx;
 use crate::work::staff::Role;
 use crate::work::stock::{self, Adjust, Count, Level, MoveOutcome, Receive, StockReport};
 
@@ -114,13 +117,7 @@ pub async fn receive(
     Staff(staff): Staff,
     Json(body): Json<Receive>,
 ) -> Reply<MoveOutcome> {
-    let layout = app.layout.clone();
-    Ok(Json(
-        app.write(&staff.staff_id, move |conn, ctx| {
-            stock::receive(conn, ctx, &layout, &body)
-        })
-        .await?,
-    ))
+    book(&app, &staff.staff_id, body, stock::receive).await
 }
 
 pub async fn adjust(
@@ -129,13 +126,7 @@ pub async fn adjust(
     Json(body): Json<Adjust>,
 ) -> Reply<MoveOutcome> {
     staff.require(Role::Lead)?;
-    let layout = app.layout.clone();
-    Ok(Json(
-        app.write(&staff.staff_id, move |conn, ctx| {
-            stock::adjust(conn, ctx, &layout, &body)
-        })
-        .await?,
-    ))
+    book(&app, &staff.staff_id, body, stock::adjust).await
 }
 
 pub async fn count(
@@ -144,11 +135,24 @@ pub async fn count(
     Json(body): Json<Count>,
 ) -> Reply<MoveOutcome> {
     staff.require(Role::Lead)?;
+    book(&app, &staff.staff_id, body, stock::count).await
+}
+
+/// A write of the stock ledger (receive, adjust, count); each reads the codes in its body with
+/// the store's variable-measure layout.
+type LedgerWrite<B> =
+    fn(&Connection, &mut Ctx, &VariableMeasureLayout, &B) -> Result<MoveOutcome, crate::Error>;
+
+/// Books `body` into the stock ledger through `write`, as `actor`.
+async fn book<B: Send + 'static>(
+    app: &App,
+    actor: &str,
+    body: B,
+    write: LedgerWrite<B>,
+) -> Reply<MoveOutcome> {
     let layout = app.layout.clone();
     Ok(Json(
-        app.write(&staff.staff_id, move |conn, ctx| {
-            stock::count(conn, ctx, &layout, &body)
-        })
-        .await?,
+        app.write(actor, move |conn, ctx| write(conn, ctx, &layout, &body))
+            .await?,
     ))
 }
