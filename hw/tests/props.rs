@@ -10,7 +10,7 @@ use flashkart_hw::scale::protocol::{
     SicsReply, encode_cas, encode_sics_weight, encode_toledo_weight, parse_cas, parse_sics,
     parse_toledo,
 };
-use flashkart_hw::scanner::{LineFramer, ScanContext, decode_scan};
+use flashkart_hw::scanner::{LineFramer, ScanContext, decode_entered, decode_scan};
 use proptest::prelude::*;
 
 fn ctx() -> ScanContext {
@@ -59,6 +59,17 @@ proptest! {
     fn scan_decoder_never_panics(s in "\\PC{0,100}", sym in prop::sample::select(vec!["]C1", "]E0", "]E4", "]d2", "]Q1", "]Q3", "]e0", "]C0", ""])) {
         let _ = decode_scan(&format!("{sym}{s}"), &ctx());
         let _ = decode_scan(&format!("{sym}https://id.gs1.org/{s}"), &ctx());
+        let _ = decode_entered(&format!("{sym}{s}"), &ctx());
+    }
+
+    #[test]
+    fn entered_digits_decode_as_scanned(body in "[0-9]{11,13}") {
+        // A code typed without AIM identifier reads as the barcode carrying it would.
+        let code = with_mod10(&body).unwrap_or_default();
+        let sym = if code.len() == 14 { "]C101" } else { "]E0" };
+        let typed = decode_entered(&code, &ctx()).map(|e| e.content);
+        let scanned = decode_scan(&format!("{sym}{code}"), &ctx()).map(|e| e.content);
+        prop_assert_eq!(typed, scanned);
     }
 
     #[test]

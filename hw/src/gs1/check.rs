@@ -31,6 +31,12 @@ pub fn has_valid_mod10(full: &str) -> bool {
     last.is_ascii_digit() && mod10_check_digit(body) == Some(last - b'0')
 }
 
+/// True for a GTIN-8, -12, -13 or -14: all digits, one of those lengths, the right check digit.
+/// The one GTIN check of the workspace: the cloud's catalog and the edge's typed codes use it.
+pub fn is_gtin(code: &str) -> bool {
+    matches!(code.len(), 8 | 12 | 13 | 14) && has_valid_mod10(code)
+}
+
 /// Appends the mod-10 check digit to `body` (used by encoders and tests).
 pub fn with_mod10(body: &str) -> Option<String> {
     mod10_check_digit(body).map(|d| format!("{body}{d}"))
@@ -92,6 +98,18 @@ mod tests {
         assert!(!has_valid_mod10("09506000134353"));
         assert!(!has_valid_mod10(""));
         assert!(!has_valid_mod10("0950600013435x"));
+    }
+
+    #[test]
+    fn gtins() {
+        assert!(is_gtin("4006381333931"));
+        assert!(is_gtin("96385074"));
+        assert!(is_gtin("09506000134352"));
+        assert!(!is_gtin("4006381333932"));
+        assert!(!is_gtin("40063813339a1"));
+        assert!(!is_gtin("123"));
+        assert!(!is_gtin("106141412345678908"), "an SSCC is no GTIN");
+        assert_eq!(with_mod10("400638133393").as_deref(), Some("4006381333931"));
     }
 
     #[test]

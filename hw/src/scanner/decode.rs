@@ -118,6 +118,12 @@ pub enum ScanError {
     /// No data after the identifier.
     #[error("scan {0} has no data")]
     Empty(String),
+    /// A code typed or sent as text that is neither a GTIN nor a scan with its AIM identifier.
+    #[error(
+        "`{0}` is not a barcode this store reads (digits only, 8, 12, 13 or 14 long, or a scan \
+         with its AIM identifier)"
+    )]
+    Unreadable(String),
     /// Control characters in a non-GS1 scan.
     #[error("scan contains control character {0:?}")]
     ControlCharacter(char),
@@ -138,7 +144,8 @@ fn gtin_of(elements: &[Element]) -> Option<String> {
         })
 }
 
-fn retail(sym: &Symbology, data: &str, ctx: &ScanContext) -> Result<ScanContent, ScanError> {
+/// An EAN-13, UPC-A or EAN-8 of one of `lengths` (digits, check digit included).
+fn retail(data: &str, lengths: &[usize], ctx: &ScanContext) -> Result<ScanContent, ScanError> {
     let err = |reason: &str| Gs1Error::RetailCode {
         code: data.into(),
         reason: reason.into(),
@@ -146,11 +153,7 @@ fn retail(sym: &Symbology, data: &str, ctx: &ScanContext) -> Result<ScanContent,
     if !data.bytes().all(|c| c.is_ascii_digit()) {
         return Err(err("not all digits").into());
     }
-    let len_ok = match sym.aim.as_str() {
-        "]E4" => data.len() == 8,
-        _ => matches!(data.len(), 12 | 13),
-    };
-    if !len_ok {
+    if !lengths.contains(&data.len()) {
         let reason = if data.len() == 8 {
             "UPC-E is not supported: enable UPC-E to UPC-A expansion on the scanner"
         } else {
@@ -196,7 +199,12 @@ pub fn decode_scan(line: &str, ctx: &ScanContext) -> Result<ScanEvent, ScanError
             elements,
         }
     } else if symbology.retail {
-        retail(&symbology, data, ctx)?
+        let lengths: &[usize] = if symbology.aim == "]E4" {
+            &[8]
+        } else {
+            &[12, 13]
+        };
+        retail(data, lengths, ctx)?
     } else {
         if let Some(c) = data.chars().find(|c| c.is_control()) {
             return Err(ScanError::ControlCharacter(c));
@@ -235,6 +243,38 @@ pub fn unescape_raw(input: &str) -> String {
 /// variable-measure layouts. Serialize the result with `serde_json`.
 pub fn decode_raw_scan(input: &str) -> Result<ScanEvent, ScanError> {
     decode_scan(&unescape_raw(input), &ScanContext::default())
+}
+
+/// Decodes a code a person typed or a client sent as text (the pick screen's code, a GTIN in
+/// a request body) into the same [`ScanEvent`] a scanner's line gives, so both take one path.
+///
+/// With an AIM identifier it is a scan like any other ([`decode_scan`]; `<GS>` or `\x1d`
+/// stand for FNC1). Without one only a GTIN is read: 8, 12 or 13 digits as the retail code
+/// they are (variable measure included), 14 as GS1 key (01); the check digit is verified.
+pub fn decode_entered(input: &str, ctx: &ScanContext) -> Result<ScanEvent, ScanError> {
+    let input = unescape_raw(input.trim());
+    if input.starts_with(']') {
+        return decode_scan(&input, ctx);
+    }
+    if !input.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(ScanError::Unreadable(escape_gs(&input)));
+    }
+    let content = match input.len() {
+        8 | 12 | 13 => retail(&input, &[8, 12, 13], ctx)?,
+        14 => {
+            let elements = parse_element_string(&format!("01{input}"), ctx.reference_year)?;
+            ScanContent::Gs1 {
+                gtin: gtin_of(&elements),
+                elements,
+            }
+        }
+        _ => return Err(ScanError::Unreadable(input)),
+    };
+    Ok(ScanEvent {
+        raw: input,
+        symbology: symbology::keyed(),
+        content,
+    })
 }
 
 #[cfg(test)]
@@ -311,6 +351,42 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn entered_codes() {
+        let ev = decode_entered(" 4006381333931 ", &ctx()).expect("ean13");
+        assert_eq!(ev.gtin(), Some("04006381333931"));
+        assert_eq!(ev.raw, "4006381333931");
+        assert_eq!(ev.symbology.aim, "");
+        let ev = decode_entered("]E04006381333931", &ctx()).expect("with aim");
+        assert_eq!(ev.gtin(), Some("04006381333931"));
+        let ev = decode_entered("96385074", &ctx()).expect("ean8");
+        assert_eq!(ev.gtin(), Some("00000096385074"));
+        let ev = decode_entered("14006381333938", &ctx()).expect("gtin14");
+        assert_eq!(ev.gtin(), Some("14006381333938"));
+        assert_eq!(
+            ev.element("01").map(|e| e.raw.as_str()),
+            Some("14006381333938")
+        );
+        let ev = decode_entered("]C101095060001343521012AB", &ctx()).expect("gs1");
+        assert_eq!(ev.element("10").map(|e| e.raw.as_str()), Some("12AB"));
+        let code = rcn::encode(&ctx().variable_measure[0], "12345", 450).expect("encode");
+        let ev = decode_entered(&code, &ctx()).expect("weighed");
+        assert!(matches!(
+            ev.content,
+            ScanContent::Retail {
+                variable_measure: Some(_),
+                ..
+            }
+        ));
+        for bad in ["4006381333932", "14006381333939"] {
+            let error = decode_entered(bad, &ctx()).expect_err(bad).to_string();
+            assert!(error.contains("check digit"), "{error}");
+        }
+        for bad in ["hello", "123", "", "]C0"] {
+            assert!(decode_entered(bad, &ctx()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod driver;
 pub mod framing;
 pub mod symbology;
 
-pub use decode::{ScanContent, ScanContext, ScanError, ScanEvent, decode_raw_scan, decode_scan};
+pub use decode::{
+    ScanContent, ScanContext, ScanError, ScanEvent, decode_entered, decode_raw_scan, decode_scan,
+};
 pub use driver::{ScannerConfig, read_scans};
 pub use framing::{FrameError, LineFramer};
 pub use symbology::Symbology;

@@ -47,6 +47,17 @@ pub enum SymbologyError {
     Unknown(String),
 }
 
+/// What a code typed by a person or sent as text by a client came in: no barcode, so no AIM
+/// identifier (`aim` is empty).
+pub fn keyed() -> Symbology {
+    Symbology {
+        aim: String::new(),
+        name: "keyed entry",
+        gs1: false,
+        retail: false,
+    }
+}
+
 /// Splits `line` into its symbology and the data after the identifier.
 pub fn split(line: &str) -> Result<(Symbology, &str), SymbologyError> {
     if !line.starts_with(']') {
