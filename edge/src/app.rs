@@ -15,13 +15,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::config::Config;
+use crate::config::{Config, VariableMeasureConfig};
 use crate::devices::{Devices, Host};
 use crate::events::{Event, Hub};
 use crate::limits;
 use crate::lockout::{LockInfo, Locked, SignInConfig, Throttle};
 use crate::metrics::Metrics;
-use crate::work::barcode::VariableMeasureLayout;
 use crate::work::ctx::{Ctx, now};
 use crate::work::pack::PackConfig;
 use crate::work::staff::{self, NewStaff, Role, Session};
@@ -34,7 +33,7 @@ pub struct App {
     pub hub: Hub,
     pub metrics: Metrics,
     pub store_id: String,
-    pub layout: VariableMeasureLayout,
+    pub layout: VariableMeasureConfig,
     pub pack: PackConfig,
     pub dev_endpoints: bool,
     /// Scanners, scales and printers (none unless configured).
@@ -400,7 +399,7 @@ impl Host for App {
         &self.store_id
     }
 
-    fn layout(&self) -> &VariableMeasureLayout {
+    fn layout(&self) -> &VariableMeasureConfig {
         &self.layout
     }
 

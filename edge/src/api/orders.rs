@@ -105,10 +105,11 @@ pub async fn scan(
     Path(id): Path<String>,
     Json(scan): Json<Scan>,
 ) -> Reply<Scanned> {
-    let layout = app.layout.clone();
+    // Decoded once, here; then the path of a serial scanner's scan.
+    let scan = scan.decode(&app.layout)?;
     let scanned = app
         .write(&staff.staff_id, move |conn, ctx| {
-            pick::scan(conn, ctx, &layout, &id, &scan)
+            pick::scan(conn, ctx, &id, &scan)
         })
         .await?;
     Ok(Json(scanned))

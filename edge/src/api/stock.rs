@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::Staff;
 use super::error::{ApiError, Json, Path, Query};
 use crate::app::App;
-use crate::work::barcode::VariableMeasureLayout;
+use crate::config::VariableMeasureConfig;
+use crate::work::barcode;
 use crate::work::bins::{self, Bin};
 use crate::work::catalog::{self, Scanned};
 use crate::work::ctx::Ctx;
@@ -30,10 +31,9 @@ pub async fn lookup(
     _staff: Staff,
     Query(query): Query<LookupQuery>,
 ) -> Reply<Scanned> {
-    let layout = app.layout.clone();
+    let event = barcode::decode_entered(&query.code, &app.layout)?;
     Ok(Json(
-        app.read(move |conn| catalog::resolve(conn, &query.code, &layout))
-            .await?,
+        app.read(move |conn| catalog::resolve(conn, &event)).await?,
     ))
 }
 
@@ -141,7 +141,7 @@ pub async fn count(
 /// A write of the stock ledger (receive, adjust, count); each reads the codes in its body with
 /// the store's variable-measure layout.
 type LedgerWrite<B> =
-    fn(&Connection, &mut Ctx, &VariableMeasureLayout, &B) -> Result<MoveOutcome, crate::Error>;
+    fn(&Connection, &mut Ctx, &VariableMeasureConfig, &B) -> Result<MoveOutcome, crate::Error>;
 
 /// Books `body` into the stock ledger through `write`, as `actor`.
 async fn book<B: Send + 'static>(

@@ -4,6 +4,7 @@
 //! runs, and lives with the other sections so `Config` depends on no running part.
 
 use flashkart_hw::device::{DeviceConfig, DeviceKind, ManagerConfig};
+use flashkart_hw::gs1::rcn::RcnLayout;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -48,9 +49,19 @@ impl Default for DevicesConfig {
 }
 
 impl DevicesConfig {
-    pub(crate) fn manager(&self) -> ManagerConfig {
+    /// The device manager's configuration. Scanners decode weighed-goods labels with the
+    /// store's `[variable_measure]` layouts unless their own `decode` section names some.
+    pub(crate) fn manager(&self, variable_measure: &[RcnLayout]) -> ManagerConfig {
+        let mut devices = self.list.clone();
+        for device in &mut devices {
+            if let DeviceKind::Scanner(scanner) = &mut device.kind
+                && scanner.decode.variable_measure.is_empty()
+            {
+                scanner.decode.variable_measure = variable_measure.to_vec();
+            }
+        }
         ManagerConfig {
-            devices: self.list.clone(),
+            devices,
             backoff_initial_ms: self.backoff_initial_ms,
             backoff_max_ms: self.backoff_max_ms,
             printer_poll_ms: self.printer_poll_ms,

@@ -11,14 +11,15 @@ use flashkart_sync::Synchronous;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::work::barcode::VariableMeasureLayout;
 use crate::work::pack::PackConfig;
 
 pub mod devices;
 pub mod riders;
+pub mod variable_measure;
 
 pub use devices::DevicesConfig;
 pub use riders::RidersSection;
+pub use variable_measure::VariableMeasureConfig;
 
 /// Everything the edge daemon can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub struct Config {
     /// (`FLASHKART_EDGE_EXTENSION_DIR`).
     pub extension_dir: Option<PathBuf>,
     /// Layout of the store's variable-measure (weighed goods) barcodes.
-    pub variable_measure: VariableMeasureLayout,
+    pub variable_measure: VariableMeasureConfig,
     /// Bag weight check.
     pub pack: PackConfig,
     /// Store hardware: scanners, scales, printers (`[devices]`; none by default).
@@ -74,7 +75,7 @@ impl Default for Config {
             sign_in: crate::lockout::SignInConfig::default(),
             dev_endpoints: false,
             extension_dir: None,
-            variable_measure: VariableMeasureLayout::default(),
+            variable_measure: VariableMeasureConfig::default(),
             pack: PackConfig::default(),
             devices: DevicesConfig::default(),
             riders: None,
@@ -104,7 +105,9 @@ impl Config {
 
     /// Refuses settings the daemon cannot run with.
     pub fn validate(&self) -> Result<(), Error> {
-        self.sign_in.validate().map_err(Error::Config)
+        self.sign_in.validate().map_err(Error::Config)?;
+        self.variable_measure.layouts().map_err(Error::Config)?;
+        Ok(())
     }
 
     /// Applies `FLASHKART_EDGE_*` overrides read through `var`.

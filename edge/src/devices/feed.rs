@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use flashkart_hw::device::SystemPorts;
 use flashkart_hw::printer::JobOutcome;
-use flashkart_hw::scanner::ScanContent;
 use flashkart_hw::{DeviceEvent, DeviceManager, Health, ScanEvent};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -20,8 +19,8 @@ use crate::Error;
 use crate::config::devices::kind_name;
 use crate::events::Event;
 use crate::work::ctx::now;
-use crate::work::pick::{self, Scan};
-use crate::work::stock::{self, Receive};
+use crate::work::pick::{self, PickScan};
+use crate::work::stock;
 
 /// Starts the device manager (if any device is configured) and the task that turns its events
 /// into store actions. The task ends when `shutdown` is cancelled; await it before closing the
@@ -35,8 +34,9 @@ pub fn start<H: Host>(
         return Ok(None);
     }
     devices.config.validate()?;
+    let variable_measure = app.layout().layouts().map_err(Error::Config)?;
     let (handle, events) = DeviceManager::run(
-        devices.config.manager(),
+        devices.config.manager(&variable_measure),
         Arc::new(SystemPorts),
         shutdown.clone(),
     )
@@ -199,28 +199,6 @@ fn outcome_name(outcome: &JobOutcome) -> &'static str {
     }
 }
 
-/// What a scan asks for: the code the catalog resolves, and the lot (GS1 AI 10) if it has one.
-fn scan_request(event: &ScanEvent) -> Result<Scan, String> {
-    let code = match &event.content {
-        ScanContent::Retail {
-            code,
-            restricted_circulation: true,
-            ..
-        } => code.clone(),
-        ScanContent::Text { text } => text.clone(),
-        _ => event
-            .gtin()
-            .ok_or_else(|| format!("scan {} carries no GTIN", event.raw))?
-            .to_owned(),
-    };
-    let lot = event.element("10").map(|e| e.raw.clone());
-    Ok(Scan {
-        code,
-        line_no: None,
-        lot,
-    })
-}
-
 async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
     let Some(binding) = app.devices().binding(device) else {
         tracing::warn!(device, raw = %event.raw, "scan from a scanner bound to nobody: ignored");
@@ -267,14 +245,11 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
     }
     let Some(order_id) = binding.order_id.clone() else {
         // A receiving scanner: the scan is a case label, received as its member of staff.
-        let receive = Receive {
-            scan: Some(event.raw.clone()),
-            ..Receive::default()
-        };
+        let label = event.clone();
         let layout = app.layout().clone();
         let result = app
             .write(&binding.staff_id, move |conn, ctx| {
-                stock::receive(conn, ctx, &layout, &receive)
+                stock::receive_scan(conn, ctx, &layout, &label)
             })
             .await;
         match result {
@@ -300,14 +275,10 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
         }
         return;
     };
-    let scan = match scan_request(event) {
-        Ok(scan) => scan,
-        Err(message) => return refuse(message),
-    };
-    let layout = app.layout().clone();
+    let scan = PickScan::from_event(event.clone());
     let result = app
         .write(&binding.staff_id, move |conn, ctx| {
-            pick::scan(conn, ctx, &layout, &order_id, &scan)
+            pick::scan(conn, ctx, &order_id, &scan)
         })
         .await;
     match result {
@@ -326,21 +297,5 @@ async fn on_scan(app: &impl Host, device: &str, event: &ScanEvent) {
             );
         }
         Err(error) => refuse(error.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scans_become_pick_requests() {
-        let ev = flashkart_hw::decode_raw_scan("]C101095060001343521012AB").expect("gs1");
-        let scan = scan_request(&ev).expect("gtin");
-        assert_eq!(scan.code, "09506000134352");
-        assert_eq!(scan.lot.as_deref(), Some("12AB"));
-        let code = crate::work::barcode::with_check_digit("231234500450");
-        let ev = flashkart_hw::decode_raw_scan(&format!("]E0{code}")).expect("ean");
-        assert_eq!(scan_request(&ev).expect("code").code, code);
     }
 }

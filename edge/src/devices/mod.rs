@@ -54,10 +54,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Error;
+use crate::config::VariableMeasureConfig;
 use crate::config::devices::kind_name;
 use crate::events::Hub;
 use crate::metrics::Metrics;
-use crate::work::barcode::VariableMeasureLayout;
 use crate::work::ctx::{Ctx, now};
 use crate::work::orders::{self, Status};
 use crate::work::staff::{Role, Session};
@@ -78,7 +78,7 @@ pub trait Host: Send + Sync + 'static {
     fn hub(&self) -> &Hub;
     fn metrics(&self) -> &Metrics;
     fn store_id(&self) -> &str;
-    fn layout(&self) -> &VariableMeasureLayout;
+    fn layout(&self) -> &VariableMeasureConfig;
 
     /// Runs `query` on a reader connection.
     fn read<T, F>(&self, query: F) -> impl Future<Output = Result<T, Error>> + Send

@@ -1,107 +1,77 @@
-//! Reading what a scanner sends: GTINs with their check digit, and variable-measure EAN-13s.
+//! What the store reads in a scan: the catalog key a decoded [`ScanEvent`] names.
 //!
-//! Weighed goods carry a restricted-circulation EAN-13 (prefix 20-29) printed by the store's
-//! scale: an item code (the product's PLU) and a weight or price. Countries and retailers lay
-//! those digits out differently, so the layout is configuration. Full GS1 parsing (AIs, Digital
-//! Link) belongs to the hardware crate; this is only what picking needs.
+//! Why a module of its own: decoding is `flashkart-hw`'s alone (AIM identifiers, GS1 data,
+//! check digits, variable-measure labels), whether a serial scanner sent the scan or a person
+//! typed the code; this is the one place that says what the store looks up for each kind of
+//! scan (a GTIN, or the PLU and weight of a weighed-goods label) and how GTINs are stored.
 
-use serde::{Deserialize, Serialize};
+use flashkart_hw::ScanEvent;
+use flashkart_hw::gs1::rcn::MeasureKind;
+use flashkart_hw::scanner::{self, ScanContent, ScanError};
 
-/// Where the item code and the value sit in a variable-measure EAN-13 (0-based digit offsets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VariableMeasureLayout {
-    /// First two-digit prefix that marks a variable-measure code (inclusive).
-    pub prefix_from: u8,
-    /// Last such prefix (inclusive).
-    pub prefix_to: u8,
-    pub item_start: usize,
-    pub item_len: usize,
-    pub value_start: usize,
-    pub value_len: usize,
-    /// What the value encodes.
-    pub value: MeasureKind,
-}
+use crate::Error;
+use crate::config::VariableMeasureConfig;
 
-impl Default for VariableMeasureLayout {
-    /// `2P IIIII VVVVV C`: prefix 20-29, a five-digit item code, five digits of grams.
-    fn default() -> Self {
-        Self {
-            prefix_from: 20,
-            prefix_to: 29,
-            item_start: 2,
-            item_len: 5,
-            value_start: 7,
-            value_len: 5,
-            value: MeasureKind::Grams,
-        }
-    }
-}
-
-/// The value in a variable-measure code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MeasureKind {
-    /// Net weight in grams.
-    Grams,
-    /// Price in minor units (the weight is then unknown to the code).
-    PriceMinor,
-}
-
-/// A scanned code, understood.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Code {
-    /// A GTIN-8/12/13/14 with a valid check digit, as scanned.
-    Gtin(String),
-    /// A store-printed variable-measure code.
-    VariableMeasure {
-        item: String,
-        value: i64,
-        kind: MeasureKind,
+/// What the catalog looks a scan up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// A GTIN as scanned (8 to 14 digits), or a store-internal code no layout reads.
+    Gtin(&'a str),
+    /// A store-printed variable-measure label.
+    Plu {
+        /// The 13 digits as scanned.
+        code: &'a str,
+        /// The item code, the product's PLU.
+        item: &'a str,
+        /// Net weight in grams; `None` when the label carries a price instead.
+        weight_g: Option<i64>,
     },
 }
 
-/// Why a code could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BarcodeError {
-    #[error("`{0}` is not a barcode this store reads (digits only, 8, 12, 13 or 14 long)")]
-    Unreadable(String),
-    #[error("`{0}` has a wrong check digit")]
-    CheckDigit(String),
+/// Decodes a code typed or sent as text (the pick screen's `code`, a request's `gtin`) with
+/// hw's decoder and the store's layouts: the same [`ScanEvent`] a serial scanner gives.
+pub fn decode_entered(code: &str, layout: &VariableMeasureConfig) -> Result<ScanEvent, Error> {
+    scanner::decode_entered(code, &layout.scan_context()).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-/// Parses a scan. A leading AIM symbology identifier (`]E0`, `]C1`...) is ignored.
-pub fn parse(raw: &str, layout: &VariableMeasureLayout) -> Result<Code, BarcodeError> {
-    let trimmed = raw.trim();
-    let digits = match trimmed.strip_prefix(']') {
-        Some(rest) if rest.len() > 2 => &rest[2..],
-        _ => trimmed,
-    };
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 13, 14].contains(&digits.len()) {
-        return Err(BarcodeError::Unreadable(trimmed.to_owned()));
-    }
-    if !check_digit_ok(digits) {
-        return Err(BarcodeError::CheckDigit(digits.to_owned()));
-    }
-    if digits.len() == 13 {
-        let prefix: u8 = digits[..2].parse().unwrap_or(0);
-        let fits = layout.item_start + layout.item_len <= 12
-            && layout.value_start + layout.value_len <= 12
-            && layout.item_len > 0
-            && layout.value_len > 0;
-        if fits && (layout.prefix_from..=layout.prefix_to).contains(&prefix) {
-            let item = digits[layout.item_start..layout.item_start + layout.item_len].to_owned();
-            let value = digits[layout.value_start..layout.value_start + layout.value_len]
-                .parse()
-                .map_err(|_| BarcodeError::Unreadable(digits.to_owned()))?;
-            return Ok(Code::VariableMeasure {
-                item,
-                value,
-                kind: layout.value,
-            });
+/// The catalog key of a scan; a scan that names no product (an order id, a URL) is refused.
+pub fn key(event: &ScanEvent) -> Result<Key<'_>, Error> {
+    match &event.content {
+        ScanContent::Retail {
+            code,
+            variable_measure: Some(measure),
+            ..
+        } => {
+            let weight_g = match measure.kind {
+                MeasureKind::Weight => Some(
+                    measure
+                        .value
+                        .to_scale(3)
+                        .and_then(|g| i64::try_from(g).ok())
+                        .ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "`{code}` weighs {} kg, not a whole number of grams",
+                                measure.value
+                            ))
+                        })?,
+                ),
+                MeasureKind::Price => None,
+            };
+            Ok(Key::Plu {
+                code,
+                item: &measure.item,
+                weight_g,
+            })
         }
+        ScanContent::Retail { code, .. } => Ok(Key::Gtin(code)),
+        ScanContent::Text { text } => Err(Error::Invalid(
+            ScanError::Unreadable(text.clone()).to_string(),
+        )),
+        ScanContent::Gs1 { .. } | ScanContent::DigitalLink { .. } => event
+            .gtin()
+            .map(Key::Gtin)
+            .ok_or_else(|| Error::Invalid(format!("scan {} carries no GTIN", event.raw))),
     }
-    Ok(Code::Gtin(digits.to_owned()))
 }
 
 /// The forms a GTIN may be stored in: as scanned, as GTIN-14, and as GTIN-13 when it has a
@@ -114,88 +84,60 @@ pub fn gtin_forms(gtin: &str) -> [String; 3] {
     [gtin.to_owned(), fourteen, thirteen]
 }
 
-/// GS1 mod-10: weights 3,1,3,... from the digit left of the check digit.
-fn check_digit_ok(digits: &str) -> bool {
-    let values: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
-    let Some((check, body)) = values.split_last() else {
-        return false;
-    };
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| if i % 2 == 0 { d * 3 } else { *d })
-        .sum();
-    (10 - sum % 10) % 10 == *check
-}
-
-/// Appends the GS1 check digit to `body` (used to print variable-measure codes in tests and the
-/// demo).
-pub fn with_check_digit(body: &str) -> String {
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b.wrapping_sub(b'0'));
-            if i % 2 == 0 { d * 3 } else { d }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
-}
-
 #[cfg(test)]
 mod tests {
+    use flashkart_hw::gs1::check::with_mod10;
+
     use super::*;
+    use crate::config::variable_measure::ValueKind;
+
+    fn entered(code: &str, layout: &VariableMeasureConfig) -> ScanEvent {
+        decode_entered(code, layout).expect(code)
+    }
 
     #[test]
     fn gtin_check_digits() {
-        let layout = VariableMeasureLayout::default();
-        assert_eq!(
-            parse("4006381333931", &layout),
-            Ok(Code::Gtin("4006381333931".into()))
-        );
-        assert_eq!(
-            parse("]E04006381333931", &layout),
-            Ok(Code::Gtin("4006381333931".into()))
-        );
-        assert!(matches!(
-            parse("4006381333932", &layout),
-            Err(BarcodeError::CheckDigit(_))
-        ));
-        assert!(matches!(
-            parse("hello", &layout),
-            Err(BarcodeError::Unreadable(_))
-        ));
-        assert_eq!(with_check_digit("400638133393"), "4006381333931");
+        let layout = VariableMeasureConfig::default();
+        let plain = entered("4006381333931", &layout);
+        assert_eq!(key(&plain).expect("gtin"), Key::Gtin("4006381333931"));
+        let aim = entered("]E04006381333931", &layout);
+        assert_eq!(key(&aim).expect("gtin"), Key::Gtin("4006381333931"));
+        let wrong = decode_entered("4006381333932", &layout).expect_err("check digit");
+        assert!(wrong.to_string().contains("check digit"), "{wrong}");
+        let unreadable = decode_entered("hello", &layout).expect_err("unreadable");
+        assert!(matches!(unreadable, Error::Invalid(_)), "{unreadable}");
+        let text = flashkart_hw::decode_raw_scan("]C0FK-000123").expect("text");
+        assert!(matches!(key(&text), Err(Error::Invalid(_))));
     }
 
     #[test]
     fn variable_measure_weight() {
-        let layout = VariableMeasureLayout::default();
-        let code = with_check_digit("231234501250");
+        let layout = VariableMeasureConfig::default();
+        let code = with_mod10("231234501250").expect("digits");
+        let weighed = entered(&code, &layout);
         assert_eq!(
-            parse(&code, &layout),
-            Ok(Code::VariableMeasure {
-                item: "12345".into(),
-                value: 1250,
-                kind: MeasureKind::Grams
-            })
+            key(&weighed).expect("plu"),
+            Key::Plu {
+                code: &code,
+                item: "12345",
+                weight_g: Some(1250)
+            }
         );
-        let price_layout = VariableMeasureLayout {
+        let price_layout = VariableMeasureConfig {
             item_len: 4,
             value_start: 6,
             value_len: 6,
-            value: MeasureKind::PriceMinor,
+            value: ValueKind::PriceMinor,
             ..layout
         };
+        let priced = entered(&code, &price_layout);
         assert_eq!(
-            parse(&code, &price_layout),
-            Ok(Code::VariableMeasure {
-                item: "1234".into(),
-                value: 501250,
-                kind: MeasureKind::PriceMinor
-            })
+            key(&priced).expect("plu"),
+            Key::Plu {
+                code: &code,
+                item: "1234",
+                weight_g: None
+            }
         );
     }
 

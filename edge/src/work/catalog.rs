@@ -5,11 +5,13 @@
 //! variable-measure code names a product by PLU and carries its weight. [`seed`] writes catalog
 //! rows exactly as the cloud's replication would, for tests and the demo until sync lands.
 
+use flashkart_hw::ScanEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::work::barcode::{self, BarcodeError, Code, MeasureKind, VariableMeasureLayout};
+use crate::config::VariableMeasureConfig;
+use crate::work::barcode::{self, Key};
 
 /// A product, as the pick and pack screens need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,18 +73,11 @@ pub fn product(conn: &Connection, id: &str) -> Result<Product, Error> {
         .ok_or_else(|| Error::not_found("product", id))
 }
 
-/// Resolves a scanned code to a product and quantity.
-pub fn resolve(
-    conn: &Connection,
-    code: &str,
-    layout: &VariableMeasureLayout,
-) -> Result<Scanned, Error> {
-    let parsed = barcode::parse(code, layout).map_err(|e| match e {
-        BarcodeError::Unreadable(_) | BarcodeError::CheckDigit(_) => Error::Invalid(e.to_string()),
-    })?;
-    match parsed {
-        Code::Gtin(gtin) => {
-            let [a, b, c] = barcode::gtin_forms(&gtin);
+/// Resolves a decoded scan to a product and quantity.
+pub fn resolve(conn: &Connection, event: &ScanEvent) -> Result<Scanned, Error> {
+    match barcode::key(event)? {
+        Key::Gtin(gtin) => {
+            let [a, b, c] = barcode::gtin_forms(gtin);
             let found: Option<(String, i64)> = conn
                 .prepare_cached(
                     "SELECT product_id, pack_qty FROM product_gtins WHERE gtin IN (?1, ?2, ?3)
@@ -90,26 +85,26 @@ pub fn resolve(
                 )?
                 .query_row(params![a, b, c], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
-            let (product_id, pack_qty) = found.ok_or_else(|| Error::not_found("GTIN", &gtin))?;
+            let (product_id, pack_qty) = found.ok_or_else(|| Error::not_found("GTIN", gtin))?;
             Ok(Scanned {
-                code: gtin,
+                code: gtin.to_owned(),
                 product: product(conn, &product_id)?,
                 qty: pack_qty.max(1),
                 weight_g: None,
             })
         }
-        Code::VariableMeasure { item, value, kind } => {
+        Key::Plu {
+            code,
+            item,
+            weight_g,
+        } => {
             let product = conn
                 .prepare_cached(&format!("SELECT {PRODUCT_COLUMNS} WHERE plu = ?1 LIMIT 1"))?
-                .query_row([&item], product_row)
+                .query_row([item], product_row)
                 .optional()?
-                .ok_or_else(|| Error::not_found("variable-measure item code (PLU)", &item))?;
-            let weight_g = match kind {
-                MeasureKind::Grams => Some(value),
-                MeasureKind::PriceMinor => None,
-            };
+                .ok_or_else(|| Error::not_found("variable-measure item code (PLU)", item))?;
             Ok(Scanned {
-                code: code.trim().to_owned(),
+                code: code.to_owned(),
                 product,
                 qty: 1,
                 weight_g,
@@ -130,12 +125,12 @@ impl ProductRef {
     pub fn resolve(
         &self,
         conn: &Connection,
-        layout: &VariableMeasureLayout,
+        layout: &VariableMeasureConfig,
     ) -> Result<(Product, i64), Error> {
         match (&self.product_id, &self.gtin) {
             (Some(id), None) => Ok((product(conn, id)?, 1)),
             (None, Some(gtin)) => {
-                let scanned = resolve(conn, gtin, layout)?;
+                let scanned = resolve(conn, &barcode::decode_entered(gtin, layout)?)?;
                 Ok((scanned.product, scanned.qty))
             }
             _ => Err(Error::Invalid(

@@ -5,11 +5,13 @@
 //! scan is refused naming both products. A pick consumes the line's reservation (a `release`
 //! move, then a `pick` move from the first-expiring lot), so available stock never dips.
 
+use flashkart_hw::ScanEvent;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::work::barcode::VariableMeasureLayout;
+use crate::config::VariableMeasureConfig;
+use crate::work::barcode;
 use crate::work::catalog::{self, ProductRef};
 use crate::work::ctx::Ctx;
 use crate::work::orders::{self, Line, Status};
@@ -173,16 +175,55 @@ pub fn batch(conn: &Connection, ctx: &mut Ctx, order_ids: &[String]) -> Result<B
     Ok(Batch { totes, stops })
 }
 
-/// A scan at the pick face.
+/// A scan at the pick face, as a tablet sends it (`POST /api/v1/orders/{id}/scan`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scan {
-    /// What the scanner read: a GTIN or a variable-measure code.
+    /// What the scanner read: a GTIN or a variable-measure code, or a whole scan with its AIM
+    /// identifier (GS1 data too).
     pub code: String,
     /// The line being picked; by default the first open line expecting the scanned product.
     pub line_no: Option<i64>,
-    /// The lot taken, if the picker did not take the suggested (first-expiring) one.
+    /// The lot taken, if the picker did not take the suggested (first-expiring) one; by
+    /// default the scan's own lot (GS1 AI 10), if it has one.
     pub lot: Option<String>,
+}
+
+impl Scan {
+    /// Decodes `code` with hw's decoder, once: from here on a tablet's scan takes the path of
+    /// a serial scanner's.
+    pub fn decode(&self, layout: &VariableMeasureConfig) -> Result<PickScan, Error> {
+        crate::limits::scan("code", &self.code)?;
+        let mut scan = PickScan::from_event(barcode::decode_entered(&self.code, layout)?);
+        scan.line_no = self.line_no;
+        if self.lot.is_some() {
+            scan.lot.clone_from(&self.lot);
+        }
+        Ok(scan)
+    }
+}
+
+/// A decoded scan at the pick face, from a serial scanner or a tablet alike.
+#[derive(Debug, Clone)]
+pub struct PickScan {
+    /// The scan, as hw decoded it.
+    pub event: ScanEvent,
+    /// The line being picked; by default the first open line expecting the scanned product.
+    pub line_no: Option<i64>,
+    /// The lot taken; by default the first-expiring one.
+    pub lot: Option<String>,
+}
+
+impl PickScan {
+    /// A scan for no particular line; its lot is GS1 AI (10) when the barcode carries one.
+    pub fn from_event(event: ScanEvent) -> Self {
+        let lot = event.element("10").map(|e| e.raw.clone());
+        Self {
+            event,
+            line_no: None,
+            lot,
+        }
+    }
 }
 
 /// One `pick` move of a scan.
@@ -244,16 +285,14 @@ fn find_line(lines: &[Line], line_no: i64) -> Result<&Line, Error> {
 pub fn scan(
     conn: &Connection,
     ctx: &mut Ctx,
-    layout: &VariableMeasureLayout,
     order_id: &str,
-    scan: &Scan,
+    scan: &PickScan,
 ) -> Result<Scanned, Error> {
-    crate::limits::scan("code", &scan.code)?;
     if let Some(lot) = scan.lot.as_deref().filter(|l| !l.is_empty()) {
         crate::limits::lot(lot)?;
     }
     let status = start_or_continue(conn, ctx, order_id, "pick")?;
-    let scanned = catalog::resolve(conn, &scan.code, layout)?;
+    let scanned = catalog::resolve(conn, &scan.event)?;
     let product = &scanned.product;
     let lines = orders::lines(conn, order_id)?;
     let line = match scan.line_no {
@@ -478,7 +517,7 @@ pub fn short(
 pub fn substitute(
     conn: &Connection,
     ctx: &mut Ctx,
-    layout: &VariableMeasureLayout,
+    layout: &VariableMeasureConfig,
     order_id: &str,
     line_no: i64,
     with: &ProductRef,
@@ -531,4 +570,38 @@ pub fn substitute(
         reserved: unpicked,
         status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_become_pick_requests() {
+        let ev = flashkart_hw::decode_raw_scan("]C101095060001343521012AB").expect("gs1");
+        let scan = PickScan::from_event(ev);
+        assert_eq!(
+            barcode::key(&scan.event).expect("gtin"),
+            barcode::Key::Gtin("09506000134352")
+        );
+        assert_eq!(scan.lot.as_deref(), Some("12AB"));
+        // A weighed label with no layout in the scanner: looked up as the code it is.
+        let code = flashkart_hw::gs1::check::with_mod10("231234500450").expect("digits");
+        let ev = flashkart_hw::decode_raw_scan(&format!("]E0{code}")).expect("ean");
+        let scan = PickScan::from_event(ev);
+        assert_eq!(
+            barcode::key(&scan.event).expect("code"),
+            barcode::Key::Gtin(&code)
+        );
+        // A tablet's lot wins over the scan's.
+        let typed = Scan {
+            code: "]C101095060001343521012AB".into(),
+            line_no: Some(2),
+            lot: Some("L9".into()),
+        };
+        let scan = typed
+            .decode(&VariableMeasureConfig::default())
+            .expect("decodes");
+        assert_eq!((scan.line_no, scan.lot.as_deref()), (Some(2), Some("L9")));
+    }
 }

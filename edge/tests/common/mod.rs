@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flashkart_edge::work::barcode::with_check_digit;
 use flashkart_edge::{Config, Running};
+use flashkart_hw::gs1::check::with_mod10;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -29,6 +29,11 @@ pub fn gtin(product: &str) -> String {
         other => panic!("no GTIN for {other}"),
     };
     with_check_digit(body)
+}
+
+/// `body` and its GS1 check digit.
+fn with_check_digit(body: &str) -> String {
+    with_mod10(body).expect("digits")
 }
 
 /// A variable-measure label for the cheese (PLU 12345) weighing `grams`.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::config::VariableMeasureConfig;
 use crate::limits;
-use crate::work::barcode::VariableMeasureLayout;
 use crate::work::catalog::ProductRef;
 use crate::work::ctx::Ctx;
 
@@ -55,7 +55,7 @@ pub struct Count {
 pub fn adjust(
     conn: &Connection,
     ctx: &mut Ctx,
-    layout: &VariableMeasureLayout,
+    layout: &VariableMeasureConfig,
     a: &Adjust,
 ) -> Result<MoveOutcome, Error> {
     // Bounded before anything negates it (i64::MIN has no negative).
@@ -109,7 +109,7 @@ pub fn adjust(
 pub fn count(
     conn: &Connection,
     ctx: &mut Ctx,
-    layout: &VariableMeasureLayout,
+    layout: &VariableMeasureConfig,
     c: &Count,
 ) -> Result<MoveOutcome, Error> {
     limits::qty("counted", c.counted, 0)?;

@@ -29,7 +29,7 @@ mod receive;
 
 pub use crate::kinds::MoveKind;
 pub use adjust::{Adjust, AdjustReason, Count, adjust, count};
-pub use receive::{CaseLabel, Receive, receive};
+pub use receive::{CaseLabel, Receive, receive, receive_scan};
 
 /// One ledger row to insert.
 #[derive(Debug, Clone, Copy)]

@@ -4,12 +4,15 @@
 //! catalog's pack quantity) and checking the fields typed beside it is most of receiving, and
 //! none of it is about keeping the ledger's sums right; the result is one [`record`]ed move.
 
+use flashkart_hw::ScanEvent;
+use flashkart_hw::gs1::Value as V;
+use flashkart_hw::scanner::ScanContent;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::config::VariableMeasureConfig;
 use crate::limits::{self, MAX_QTY};
-use crate::work::barcode::VariableMeasureLayout;
 use crate::work::catalog::{self, ProductRef};
 use crate::work::ctx::Ctx;
 
@@ -61,12 +64,19 @@ struct CaseScan {
     expiry: Option<String>,
 }
 
-fn case_scan(scan: &str) -> Result<CaseScan, Error> {
-    use flashkart_hw::gs1::Value as V;
-    use flashkart_hw::scanner::ScanContent;
-    let shown = flashkart_hw::scanner::decode::escape_gs(scan.trim());
-    let refuse = |why: String| Error::Invalid(format!("case label `{shown}`: {why}"));
-    let event = flashkart_hw::decode_raw_scan(scan.trim()).map_err(|e| refuse(e.to_string()))?;
+/// Refuses a case label, showing it as scanned (FNC1 as `<GS>`).
+fn refuse_label(shown: &str, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("case label `{shown}`: {why}"))
+}
+
+/// Decodes the `scan` of a request with hw's decoder, once, as a serial scanner's line is.
+fn decode_label(scan: &str) -> Result<ScanEvent, Error> {
+    flashkart_hw::decode_raw_scan(scan.trim())
+        .map_err(|e| refuse_label(&flashkart_hw::scanner::decode::escape_gs(scan.trim()), e))
+}
+
+fn case_scan(event: &ScanEvent) -> Result<CaseScan, Error> {
+    let refuse = |why: String| refuse_label(&event.raw, why);
     let elements = match &event.content {
         ScanContent::Gs1 { elements, .. } | ScanContent::DigitalLink { elements, .. } => elements,
         _ => {
@@ -149,10 +159,11 @@ fn agree(field: &str, given: Option<&str>, scanned: Option<&str>) -> Result<(), 
 /// the fields given besides it.
 fn receive_request(
     conn: &Connection,
-    layout: &VariableMeasureLayout,
+    layout: &VariableMeasureConfig,
     r: &Receive,
+    label: Option<&ScanEvent>,
 ) -> Result<(catalog::Product, i64, Receive, Option<CaseLabel>), Error> {
-    let Some(scan) = &r.scan else {
+    let Some(scan) = label else {
         let (product, pack_qty) = r.product.resolve(conn, layout)?;
         r.qty.ok_or_else(|| {
             Error::Invalid("a receive needs `qty` (or a case label `scan`)".into())
@@ -205,11 +216,11 @@ fn receive_request(
     Ok((product, pack_qty, request, Some(label)))
 }
 
-/// Receives goods into a bin.
+/// Receives goods into a bin, as a request says (its `scan`, if any, decoded here).
 pub fn receive(
     conn: &Connection,
     ctx: &mut Ctx,
-    layout: &VariableMeasureLayout,
+    layout: &VariableMeasureConfig,
     r: &Receive,
 ) -> Result<MoveOutcome, Error> {
     // The raw fields first (also when a scan follows: they are compared with it), then what
@@ -224,7 +235,29 @@ pub fn receive(
     if let Some(bin) = &r.bin_id {
         valid_bin(bin)?;
     }
-    let (product, pack_qty, r, case_label) = receive_request(conn, layout, r)?;
+    let label = r.scan.as_deref().map(decode_label).transpose()?;
+    book(conn, ctx, layout, r, label.as_ref())
+}
+
+/// Receives the case label a receiving scanner read: exactly a request with only its `scan`.
+pub fn receive_scan(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    layout: &VariableMeasureConfig,
+    label: &ScanEvent,
+) -> Result<MoveOutcome, Error> {
+    book(conn, ctx, layout, &Receive::default(), Some(label))
+}
+
+/// Books a receive whose raw fields are checked and whose case label (if any) is decoded.
+fn book(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    layout: &VariableMeasureConfig,
+    r: &Receive,
+    label: Option<&ScanEvent>,
+) -> Result<MoveOutcome, Error> {
+    let (product, pack_qty, r, case_label) = receive_request(conn, layout, r, label)?;
     let qty = limits::qty("qty", r.qty.unwrap_or_default(), 1)?;
     valid_lot(r.lot.as_deref())?;
     let expiry = r.expiry.as_deref().unwrap_or("");
