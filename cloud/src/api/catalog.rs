@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use flashkart_hw::gs1::check::is_gtin;
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
 
@@ -103,7 +104,7 @@ impl ProductUpdate {
         if let Some(bad) = self
             .gtins
             .iter()
-            .find(|g| !valid_gtin(&g.gtin) || !(1..=10_000).contains(&g.pack_qty))
+            .find(|g| !is_gtin(&g.gtin) || !(1..=10_000).contains(&g.pack_qty))
         {
             return Err(ApiError::Unprocessable(format!(
                 "GTIN {} is not valid (check digit, pack_qty 1-10000)",
@@ -132,22 +133,6 @@ fn yes() -> bool {
 }
 fn eur() -> String {
     "EUR".into()
-}
-
-/// A GTIN-8/12/13/14 with a correct check digit.
-fn valid_gtin(gtin: &str) -> bool {
-    if ![8, 12, 13, 14].contains(&gtin.len()) || !gtin.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let digits: Vec<u32> = gtin.bytes().map(|b| u32::from(b - b'0')).collect();
-    let (body, check) = digits.split_at(digits.len() - 1);
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| if i % 2 == 0 { d * 3 } else { *d })
-        .sum();
-    (10 - sum % 10) % 10 == check[0]
 }
 
 /// `PUT /admin/v1/products/{id}`: HQ's catalog and prices; fans out to every store.
@@ -232,18 +217,4 @@ pub async fn put_product(
         Err(CatalogWrite::Db(error)) => return Err(crate::CloudError::from(error).into()),
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_gtin;
-
-    #[test]
-    fn gtin_check_digits() {
-        assert!(valid_gtin("4006381333931"));
-        assert!(valid_gtin("96385074"));
-        assert!(!valid_gtin("4006381333932"));
-        assert!(!valid_gtin("40063813339a1"));
-        assert!(!valid_gtin("123"));
-    }
 }
