@@ -10,12 +10,17 @@
 //! transactions ([`chunks`]), durable per-origin positions ([`cursors`]), packed primary keys read without trusting them
 //! ([`packed_key`]), the cloud's check of
 //! who may write what ([`authorize`]), the replica side ([`server`]) and the edge's client
-//! ([`client`]). [`timestamp`] is the one format of stored timestamps.
+//! ([`client`]). [`change_log`] answers what changed without the values (origins, touched rows,
+//! unacknowledged local changes), so no other crate queries cr-sqlite's tables;
+//! [`cloud_writes`] is every write the cloud makes into a store database, the columns it owns.
+//! [`timestamp`] is the one format of stored timestamps.
 
 pub mod authorize;
+pub mod change_log;
 pub mod changes;
 pub mod chunks;
 pub mod client;
+pub mod cloud_writes;
 pub mod content;
 pub mod crsqlite;
 pub mod cursors;

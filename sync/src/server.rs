@@ -18,7 +18,7 @@ use crate::authorize::{AuthorizeError, Violation, authorize, verify_merged};
 use crate::chunks::{Assembler, ChunkError, Complete, Position, read_chunk};
 use crate::schema::Owner;
 use crate::schema::store::synced_table;
-use crate::{Error, StoreDb, changes, cursors};
+use crate::{Error, StoreDb, change_log, changes, cursors};
 
 /// Limits of the replica side.
 #[derive(Debug, Clone, Copy)]
@@ -326,16 +326,9 @@ fn read_for_edge(
     positions: &[([u8; 16], Position)],
     max_bytes: usize,
 ) -> Result<PullResponse, Error> {
-    let origins: Vec<Vec<u8>> = conn
-        .prepare_cached("SELECT site_id FROM crsql_site_id ORDER BY ordinal")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
     let mut response = PullResponse::default();
     let mut budget = max_bytes;
-    for origin in origins {
-        let Ok(origin) = <[u8; 16]>::try_from(origin.as_slice()) else {
-            continue;
-        };
+    for origin in change_log::origins(conn)? {
         if &origin == edge {
             continue;
         }

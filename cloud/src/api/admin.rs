@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use flashkart_sync::cloud_writes::{self, RiderRow, StoreRow};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{MAX_MONEY_MINOR, check_text};
@@ -126,13 +127,15 @@ pub async fn put_store_profile(
     let row = profile.clone();
     replica
         .write(move |conn| {
-            conn.execute(
-                "INSERT INTO stores (id, name, lat, lon) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, lat = excluded.lat,
-                    lon = excluded.lon",
-                rusqlite::params![row.id, row.name, row.lat, row.lon],
+            cloud_writes::upsert_store(
+                conn,
+                &StoreRow {
+                    id: &row.id,
+                    name: &row.name,
+                    lat: row.lat,
+                    lon: row.lon,
+                },
             )
-            .map_err(flashkart_sync::Error::from)
         })
         .await
         .map_err(crate::CloudError::from)?;
@@ -199,13 +202,16 @@ pub async fn put_rider(
     let row = rider.clone();
     replica
         .write(move |conn| {
-            conn.execute(
-                "INSERT INTO riders (id, home_store_id, name, vehicle, active) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET home_store_id = excluded.home_store_id,
-                    name = excluded.name, vehicle = excluded.vehicle, active = excluded.active",
-                rusqlite::params![row.id, row.home_store_id, row.name, row.vehicle, row.active],
+            cloud_writes::upsert_rider(
+                conn,
+                &RiderRow {
+                    id: &row.id,
+                    home_store_id: &row.home_store_id,
+                    name: &row.name,
+                    vehicle: &row.vehicle,
+                    active: row.active,
+                },
             )
-            .map_err(flashkart_sync::Error::from)
         })
         .await
         .map_err(crate::CloudError::from)?;

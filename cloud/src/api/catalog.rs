@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flashkart_hw::gs1::check::is_gtin;
+use flashkart_sync::cloud_writes::{self, GtinRow, PriceRow, ProductRow};
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
 
@@ -167,42 +168,37 @@ pub async fn put_product(
                     });
                 }
             }
-            conn.execute(
-                "INSERT INTO products (id, sku, name, category_id, unit, pack_size,
-                    unit_weight_g, plu, active)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (id) DO UPDATE SET sku = excluded.sku, name = excluded.name,
-                    category_id = excluded.category_id, unit = excluded.unit,
-                    pack_size = excluded.pack_size, unit_weight_g = excluded.unit_weight_g,
-                    plu = excluded.plu, active = excluded.active",
-                rusqlite::params![
-                    product_id,
-                    product.sku,
-                    product.name,
-                    product.category_id,
-                    product.unit,
-                    product.pack_size,
-                    product.unit_weight_g,
-                    product.plu,
-                    product.active
-                ],
-            )
-            .map_err(flashkart_sync::Error::from)?;
-            conn.execute(
-                "INSERT INTO prices (product_id, unit_price_minor, currency) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (product_id) DO UPDATE SET
-                    unit_price_minor = excluded.unit_price_minor, currency = excluded.currency",
-                rusqlite::params![product_id, product.price_minor, product.currency],
-            )
-            .map_err(flashkart_sync::Error::from)?;
+            cloud_writes::upsert_product(
+                conn,
+                &ProductRow {
+                    id: &product_id,
+                    sku: &product.sku,
+                    name: &product.name,
+                    category_id: product.category_id.as_deref(),
+                    unit: &product.unit,
+                    pack_size: product.pack_size,
+                    unit_weight_g: product.unit_weight_g,
+                    plu: product.plu.as_deref(),
+                    active: product.active,
+                },
+            )?;
+            cloud_writes::upsert_price(
+                conn,
+                &PriceRow {
+                    product_id: &product_id,
+                    unit_price_minor: product.price_minor,
+                    currency: &product.currency,
+                },
+            )?;
             for gtin in &product.gtins {
-                conn.execute(
-                    "INSERT INTO product_gtins (gtin, product_id, pack_qty) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (gtin) DO UPDATE SET product_id = excluded.product_id,
-                        pack_qty = excluded.pack_qty",
-                    rusqlite::params![gtin.gtin, product_id, gtin.pack_qty],
-                )
-                .map_err(flashkart_sync::Error::from)?;
+                cloud_writes::upsert_gtin(
+                    conn,
+                    &GtinRow {
+                        gtin: &gtin.gtin,
+                        product_id: &product_id,
+                        pack_qty: gtin.pack_qty,
+                    },
+                )?;
             }
             Ok(())
         })

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
+use flashkart_sync::cloud_writes;
+use rusqlite::OptionalExtension;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -128,14 +129,12 @@ impl Intake {
         let order_id = view.id.clone();
         let now = crate::clock::now_rfc3339();
         let moved = from
-            .write(move |conn| -> Result<Option<PlacedOrder>, flashkart_sync::Error> {
-                conn.execute(
-                    "UPDATE orders SET cancel_requested_at = ?2, cancel_reason = 'rerouted: out of stock'
-                     WHERE id = ?1 AND cancel_requested_at IS NULL",
-                    params![order_id, now],
-                )?;
-                read_order_rows(conn, &order_id)
-            })
+            .write(
+                move |conn| -> Result<Option<PlacedOrder>, flashkart_sync::Error> {
+                    cloud_writes::request_cancel(conn, &order_id, &now, "rerouted: out of stock")?;
+                    read_order_rows(conn, &order_id)
+                },
+            )
             .await?;
         let Some(mut order) = moved else {
             return Ok(false);

@@ -1,7 +1,8 @@
 //! The order rows in a store's replica: written when an order is routed (which wakes the
 //! store's long-poll), read back when it is rerouted.
 
-use rusqlite::{OptionalExtension, params};
+use flashkart_sync::cloud_writes::{self, OrderLineRow, OrderRow};
+use rusqlite::OptionalExtension;
 
 use crate::projection::RoutedOrder;
 
@@ -61,38 +62,33 @@ fn write_order_rows(
     conn: &rusqlite::Connection,
     order: &PlacedOrder,
 ) -> Result<(), flashkart_sync::Error> {
-    conn.prepare_cached(
-        "INSERT INTO orders (id, store_id, customer_first_name, address, lat, lon, delivery_slot,
-            total_minor, placed_at, routed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (id) DO NOTHING",
-    )?
-    .execute(params![
-        order.order_id,
-        order.store_id,
-        order.customer_first_name,
-        order.address,
-        order.lat,
-        order.lon,
-        order.delivery_slot,
-        order.total_minor,
-        order.placed_at,
-        crate::clock::now_rfc3339()
-    ])?;
+    cloud_writes::insert_order(
+        conn,
+        &OrderRow {
+            id: &order.order_id,
+            store_id: &order.store_id,
+            customer_first_name: &order.customer_first_name,
+            address: &order.address,
+            lat: order.lat,
+            lon: order.lon,
+            delivery_slot: order.delivery_slot.as_deref(),
+            total_minor: order.total_minor,
+            placed_at: &order.placed_at,
+            routed_at: &crate::clock::now_rfc3339(),
+        },
+    )?;
     for line in &order.lines {
-        conn.prepare_cached(
-            "INSERT INTO order_lines (order_id, line_no, store_id, product_id, qty, unit_price_minor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (order_id, line_no) DO NOTHING",
-        )?
-        .execute(params![
-            order.order_id,
-            line.line_no,
-            order.store_id,
-            line.product_id,
-            line.qty,
-            line.unit_price_minor
-        ])?;
+        cloud_writes::insert_order_line(
+            conn,
+            &OrderLineRow {
+                order_id: &order.order_id,
+                line_no: line.line_no,
+                store_id: &order.store_id,
+                product_id: &line.product_id,
+                qty: line.qty,
+                unit_price_minor: line.unit_price_minor,
+            },
+        )?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use flashkart_sync::change_log;
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -150,43 +151,28 @@ fn touched_since(
     own_site: &[u8; 16],
     mut cursors: BTreeMap<Vec<u8>, i64>,
 ) -> Result<(Touched, BTreeMap<Vec<u8>, i64>, bool), flashkart_sync::Error> {
-    let origins: Vec<Vec<u8>> = conn
-        .prepare_cached("SELECT site_id FROM crsql_site_id ORDER BY ordinal")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
     let mut touched = Touched::new();
     let mut taken = 0_usize;
     let mut more = false;
-    let mut stmt = conn.prepare_cached(
-        "SELECT \"table\", pk, db_version FROM crsql_changes
-         WHERE site_id = ?1 AND db_version > ?2 ORDER BY db_version, seq",
-    )?;
-    for origin in origins {
-        if origin.as_slice() == own_site.as_slice() {
+    for origin in change_log::origins(conn)? {
+        if &origin == own_site {
             continue;
         }
         if taken >= STEP_CHANGES {
             more = true;
             break;
         }
-        let after = cursors.get(&origin).copied().unwrap_or(0);
-        let mut rows = stmt.query(params![origin, after])?;
-        let mut last = after;
-        while let Some(row) = rows.next()? {
-            let db_version: i64 = row.get(2)?;
-            if taken >= STEP_CHANGES && db_version != last {
-                more = true;
-                break;
-            }
-            let table: String = row.get(0)?;
-            if let Some(followed) = FOLLOWED.iter().find(|t| **t == table) {
-                touched.entry(followed).or_default().insert(row.get(1)?);
-            }
-            taken += 1;
-            last = db_version;
+        let after = cursors.get(origin.as_slice()).copied().unwrap_or(0);
+        let read = change_log::row_changes(conn, &origin, after, STEP_CHANGES - taken)?;
+        more |= read.more;
+        taken += read.changes.len();
+        if let Some(last) = read.changes.last() {
+            cursors.insert(origin.to_vec(), last.db_version);
         }
-        if last > after {
-            cursors.insert(origin, last);
+        for change in read.changes {
+            if let Some(followed) = FOLLOWED.iter().find(|t| **t == change.table) {
+                touched.entry(followed).or_default().insert(change.pk);
+            }
         }
     }
     Ok((touched, cursors, more))

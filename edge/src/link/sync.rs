@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use flashkart_sync::StoreDb;
+use flashkart_sync::change_log;
 use flashkart_sync::client::{self, ClientConfig, SyncStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -83,18 +84,11 @@ pub fn unacked_changes(
     site: &[u8; 16],
     acked_db_version: i64,
 ) -> Result<u64, Error> {
-    // Whole transactions are acknowledged, so `db_version >` is exact. Local rows carry this
-    // site's id (or none, in older cr-sqlite); merged rows carry their origin's.
-    let count: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM crsql_changes
-             WHERE db_version > ?1 AND (site_id IS ?2 OR site_id IS NULL)",
-        )?
-        .query_row(
-            rusqlite::params![acked_db_version, site.as_slice()],
-            |row| row.get(0),
-        )?;
-    Ok(u64::try_from(count).unwrap_or(0))
+    Ok(change_log::local_changes_after(
+        conn,
+        site,
+        acked_db_version,
+    )?)
 }
 
 /// Handles every order that arrived or was cancelled since the last look.
