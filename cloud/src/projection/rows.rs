@@ -49,31 +49,74 @@ fn single_text(pk: &[u8]) -> Option<String> {
     }
 }
 
-/// Whether the replica holds `sql`'s row (cloud-owned rows: what the cloud gave this store).
-fn holds(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<bool> {
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row(params, |_| Ok(()))
-        .optional()?
-        .is_some())
+/// A store's own row of a followed table: its key (one text column) and four columns.
+type OwnRow<A, B, C, D> = (String, (A, B, C, D));
+
+/// Reads a store's own rows from its replica and decides which are believed, logging each one
+/// refused and why.
+struct Judge<'a> {
+    conn: &'a Connection,
+    store_id: &'a str,
 }
 
-/// The store's own row `id` of a followed table, as four columns (`sql` binds the id and the
-/// store, so another store's row reads as none).
-fn own_row<A: FromSql, B: FromSql, C: FromSql, D: FromSql>(
-    conn: &Connection,
-    sql: &str,
-    id: &str,
-    store_id: &str,
-) -> rusqlite::Result<Option<(A, B, C, D)>> {
-    conn.prepare_cached(sql)?
-        .query_row([id, store_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()
+impl Judge<'_> {
+    /// The store's own row of a followed table whose key `pk` is one text column: the key and
+    /// four columns (`sql` binds the key and the store, so another store's row reads as none).
+    fn own_row<A: FromSql, B: FromSql, C: FromSql, D: FromSql>(
+        &self,
+        pk: &[u8],
+        sql: &str,
+    ) -> rusqlite::Result<Option<OwnRow<A, B, C, D>>> {
+        let Some(id) = single_text(pk) else {
+            return Ok(None);
+        };
+        let row = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([id.as_str(), self.store_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        Ok(row.map(|row| (id, row)))
+    }
+
+    /// Whether a cloud-owned row (`sql` with `params`: what the cloud gave this store) vouches
+    /// for the store's row `key` of `table`; when none does, the row is refused.
+    fn vouched(
+        &self,
+        table: &str,
+        key: &str,
+        sql: &str,
+        params: &[&str],
+        why: &str,
+    ) -> rusqlite::Result<bool> {
+        let held = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(rusqlite::params_from_iter(params), |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(self.sane(table, key, held, why))
+    }
+
+    /// `sane`, or the row `key` of `table` is refused because `why`.
+    fn sane(&self, table: &str, key: &str, sane: bool, why: &str) -> bool {
+        if !sane {
+            let store = self.store_id;
+            tracing::warn!(%store, table, key, why, "store change not projected");
+        }
+        sane
+    }
 }
 
+/// The cloud-owned rows that vouch for a store's rows, and why a row is refused without one.
 const ROUTED_HERE: &str = "SELECT 1 FROM orders WHERE id = ?1 AND store_id = ?2";
+const NOT_ROUTED_HERE: &str = "order not routed to this store";
+const RIDER_HERE: &str = "SELECT 1 FROM riders WHERE id = ?1 AND home_store_id = ?2";
+const NOT_A_RIDER: &str = "not a rider of this store";
+const OFFERED_HERE: &str =
+    "SELECT 1 FROM assignments WHERE id = ?1 AND store_id = ?2 AND rider_id = ?3";
+const NOT_OFFERED: &str = "not an assignment of this store to this rider";
 
 /// Re-reads the touched rows of `store_id`'s replica, keeping only the facts the store owns:
 /// events and line progress of orders routed to it, replies to its own assignments by the
@@ -85,9 +128,7 @@ pub(super) fn read_rows(
     now: OffsetDateTime,
 ) -> Result<Rows, flashkart_sync::Error> {
     let mut rows = Rows::default();
-    let refuse = |table: &str, key: &dyn std::fmt::Display, why: &str| {
-        tracing::warn!(store = %store_id, table, key = %key, why, "store change not projected");
-    };
+    let judge = Judge { conn, store_id };
     for (table, keys) in touched {
         for pk in keys {
             match *table {
@@ -111,82 +152,56 @@ pub(super) fn read_rows(
                         })
                         .optional()?;
                     let Some(mut event) = row else { continue };
-                    if !holds(conn, ROUTED_HERE, [&event.order_id, store_id])? {
-                        refuse(table, &id, "order not routed to this store");
-                        continue;
+                    let order = [event.order_id.as_str(), store_id];
+                    if judge.vouched(table, &id, ROUTED_HERE, &order, NOT_ROUTED_HERE)? {
+                        event.at = clamp_store_time(&event.at, now);
+                        rows.events.push(event);
                     }
-                    event.at = clamp_store_time(&event.at, now);
-                    rows.events.push(event);
                 }
                 "stock_moves" => {
-                    let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, String, i64, String)> = own_row(
-                        conn,
-                        "SELECT id, product_id, qty, kind FROM stock_moves
-                             WHERE id = ?1 AND store_id = ?2",
-                        &id,
-                        store_id,
-                    )?;
-                    let Some(row) = row else { continue };
-                    if !(-MAX_MOVE_QTY..=MAX_MOVE_QTY).contains(&row.2) {
-                        refuse(table, &id, "quantity out of range");
+                    let sql = "SELECT id, product_id, qty, kind FROM stock_moves
+                               WHERE id = ?1 AND store_id = ?2";
+                    let Some((id, row)) = judge.own_row::<String, String, i64, String>(pk, sql)?
+                    else {
                         continue;
+                    };
+                    let sane = (-MAX_MOVE_QTY..=MAX_MOVE_QTY).contains(&row.2);
+                    if judge.sane(table, &id, sane, "quantity out of range") {
+                        rows.moves.push(row);
                     }
-                    rows.moves.push(row);
                 }
                 "rider_positions" => {
-                    let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, f64, f64, String)> = own_row(
-                        conn,
-                        "SELECT rider_id, lat, lon, at FROM rider_positions
-                             WHERE rider_id = ?1 AND store_id = ?2",
-                        &id,
-                        store_id,
-                    )?;
-                    let Some((rider_id, lat, lon, at)) = row else {
+                    let sql = "SELECT rider_id, lat, lon, at FROM rider_positions
+                               WHERE rider_id = ?1 AND store_id = ?2";
+                    let Some((id, (rider_id, lat, lon, at))) =
+                        judge.own_row::<String, f64, f64, String>(pk, sql)?
+                    else {
                         continue;
                     };
-                    if !holds(
-                        conn,
-                        "SELECT 1 FROM riders WHERE id = ?1 AND home_store_id = ?2",
-                        [&rider_id, store_id],
-                    )? {
-                        refuse(table, &id, "not a rider of this store");
-                        continue;
+                    let on_earth = (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon);
+                    if judge.vouched(table, &id, RIDER_HERE, &[&rider_id, store_id], NOT_A_RIDER)?
+                        && judge.sane(table, &id, on_earth, "position off the Earth")
+                    {
+                        rows.riders
+                            .push((rider_id, lat, lon, clamp_store_time(&at, now)));
                     }
-                    if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
-                        refuse(table, &id, "position off the Earth");
-                        continue;
-                    }
-                    rows.riders
-                        .push((rider_id, lat, lon, clamp_store_time(&at, now)));
                 }
                 "assignment_replies" => {
-                    let Some(id) = single_text(pk) else { continue };
-                    let row: Option<(String, String, String, String)> = own_row(
-                        conn,
-                        "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
-                             WHERE assignment_id = ?1 AND store_id = ?2",
-                        &id,
-                        store_id,
-                    )?;
-                    let Some((assignment_id, rider_id, reply, at)) = row else {
+                    let sql = "SELECT assignment_id, rider_id, reply, at FROM assignment_replies
+                               WHERE assignment_id = ?1 AND store_id = ?2";
+                    let Some((id, (assignment_id, rider_id, reply, at))) =
+                        judge.own_row::<String, String, String, String>(pk, sql)?
+                    else {
                         continue;
                     };
-                    if !holds(
-                        conn,
-                        "SELECT 1 FROM assignments WHERE id = ?1 AND store_id = ?2 AND rider_id = ?3",
-                        [&assignment_id, store_id, &rider_id],
-                    )? {
-                        refuse(table, &id, "not an assignment of this store to this rider");
-                        continue;
+                    let offer = [assignment_id.as_str(), store_id, &rider_id];
+                    let known = matches!(reply.as_str(), "accepted" | "declined" | "expired");
+                    if judge.vouched(table, &id, OFFERED_HERE, &offer, NOT_OFFERED)?
+                        && judge.sane(table, &id, known, "unknown reply")
+                    {
+                        let at = clamp_store_time(&at, now);
+                        rows.replies.push((assignment_id, rider_id, reply, at));
                     }
-                    if !matches!(reply.as_str(), "accepted" | "declined" | "expired") {
-                        refuse(table, &id, "unknown reply");
-                        continue;
-                    }
-                    rows.replies
-                        .push((assignment_id, rider_id, reply, clamp_store_time(&at, now)));
                 }
                 "order_line_progress" => {
                     let Ok([KeyValue::Text(order_id), KeyValue::Integer(line_no)]) =
@@ -196,8 +211,8 @@ pub(super) fn read_rows(
                     else {
                         continue;
                     };
-                    if !holds(conn, ROUTED_HERE, [&order_id, store_id])? {
-                        refuse(table, &order_id, "order not routed to this store");
+                    let order = [order_id.as_str(), store_id];
+                    if !judge.vouched(table, &order_id, ROUTED_HERE, &order, NOT_ROUTED_HERE)? {
                         continue;
                     }
                     let short: Option<i64> = conn
