@@ -42,7 +42,8 @@ pub struct ScanEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScanContent {
-    /// A GS1 element string (GS1-128, GS1 DataMatrix, GS1 QR, GS1 DataBar).
+    /// A GS1 element string (GS1-128, GS1 DataMatrix, GS1 QR, GS1 DataBar), or a
+    /// GTIN-14 alone as element (01) (ITF-14, or typed).
     Gs1 {
         /// AI (01), if present.
         gtin: Option<String>,
@@ -186,6 +187,15 @@ fn retail(data: &str, lengths: &[usize], ctx: &ScanContext) -> Result<ScanConten
     })
 }
 
+/// A GTIN-14 standing alone (typed, or in an ITF-14 on a case): GS1 key (01), checked.
+fn gtin14(data: &str, ctx: &ScanContext) -> Result<ScanContent, ScanError> {
+    let elements = parse_element_string(&format!("01{data}"), ctx.reference_year)?;
+    Ok(ScanContent::Gs1 {
+        gtin: gtin_of(&elements),
+        elements,
+    })
+}
+
 /// Decodes one scan line (AIM identifier + data, no line terminator).
 pub fn decode_scan(line: &str, ctx: &ScanContext) -> Result<ScanEvent, ScanError> {
     let (symbology, data) = symbology::split(line)?;
@@ -209,7 +219,10 @@ pub fn decode_scan(line: &str, ctx: &ScanContext) -> Result<ScanEvent, ScanError
         if let Some(c) = data.chars().find(|c| c.is_control()) {
             return Err(ScanError::ControlCharacter(c));
         }
-        if is_web_uri(data) && looks_like_digital_link(data) {
+        if symbology.aim.starts_with("]I") && data.len() == 14 && check::is_gtin(data) {
+            // ITF-14, the GS1 carrier of a case's GTIN-14.
+            gtin14(data, ctx)?
+        } else if is_web_uri(data) && looks_like_digital_link(data) {
             let elements = parse_digital_link(data, ctx.reference_year)?;
             ScanContent::DigitalLink {
                 uri: data.into(),
@@ -261,13 +274,7 @@ pub fn decode_entered(input: &str, ctx: &ScanContext) -> Result<ScanEvent, ScanE
     }
     let content = match input.len() {
         8 | 12 | 13 => retail(&input, &[8, 12, 13], ctx)?,
-        14 => {
-            let elements = parse_element_string(&format!("01{input}"), ctx.reference_year)?;
-            ScanContent::Gs1 {
-                gtin: gtin_of(&elements),
-                elements,
-            }
-        }
+        14 => gtin14(&input, ctx)?,
         _ => return Err(ScanError::Unreadable(input)),
     };
     Ok(ScanEvent {
@@ -399,6 +406,10 @@ mod tests {
         )
         .expect("dl");
         assert_eq!(ev.gtin(), Some("09506000134352"));
+        let ev = decode_scan("]I114006381333938", &ctx()).expect("itf-14");
+        assert_eq!(ev.gtin(), Some("14006381333938"));
+        let ev = decode_scan("]I012345678", &ctx()).expect("plain itf");
+        assert_eq!(ev.text(), Some("12345678"));
         let ev = decode_scan("]Q1https://flashkart.example/h/abc", &ctx()).expect("url");
         assert!(ev.text().is_some());
         assert!(decode_scan("]Q1https://id.gs1.org/01/123", &ctx()).is_err());
