@@ -1,13 +1,13 @@
-//! Every write the cloud makes into a store database: the shared catalog and its replicas of
-//! each store.
+//! The cloud's writes into a store database: the shared catalog and its replicas of each store.
 //!
 //! cr-sqlite merges column by column, last writer wins, which is only safe while each column
 //! has one writer ([`SYNCED_TABLES`](crate::schema::store::SYNCED_TABLES) names it). The cloud
 //! writes only the columns it owns, and this module is the one place that says which: intake,
 //! rerouting and the admin API call these functions instead of keeping SQL of their own, so
-//! auditing what the cloud writes into a store means reading this file. The rows borrow from
-//! the caller; each function writes one row inside the caller's transaction (the store
-//! database's single writer).
+//! auditing what the cloud writes into a store means reading this file. (Dispatch's offers are
+//! the one write still outside, in `dispatch::live`; [`insert_assignment`] is its SQL, ready to
+//! be called there.) The rows borrow from the caller; each function writes one row inside the
+//! caller's transaction (the store database's single writer).
 
 use rusqlite::{Connection, params};
 
@@ -209,8 +209,8 @@ pub fn insert_order_line(conn: &Connection, row: &OrderLineRow<'_>) -> Result<()
     Ok(())
 }
 
-/// Asks the store to cancel an order (the edge honours it from the state the order is in). The
-/// first request stands: one already made is not overwritten.
+/// Asks the store to cancel an order (its edge cancels it unless the order has left the
+/// store). The first request stands: one already made is not overwritten.
 pub fn request_cancel(
     conn: &Connection,
     order_id: &str,
@@ -222,5 +222,33 @@ pub fn request_cancel(
          WHERE id = ?1 AND cancel_requested_at IS NULL",
     )?
     .execute(params![order_id, at, reason])?;
+    Ok(())
+}
+
+/// An order offered to a rider (`assignments`); the edge relays the offer to the rider.
+#[derive(Debug, Clone, Copy)]
+pub struct AssignmentRow<'a> {
+    pub id: &'a str,
+    pub store_id: &'a str,
+    pub order_id: &'a str,
+    pub rider_id: &'a str,
+    pub offered_at: &'a str,
+    pub expires_at: &'a str,
+}
+
+/// Writes a new offer (each offer has a new id; writing one twice is an error).
+pub fn insert_assignment(conn: &Connection, row: &AssignmentRow<'_>) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        row.id,
+        row.store_id,
+        row.order_id,
+        row.rider_id,
+        row.offered_at,
+        row.expires_at
+    ])?;
     Ok(())
 }

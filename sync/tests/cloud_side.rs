@@ -4,7 +4,7 @@
 use flashkart_sync::change_log;
 use flashkart_sync::changes::{self, ChangeQuery};
 use flashkart_sync::cloud_writes::{
-    self, GtinRow, OrderLineRow, OrderRow, PriceRow, ProductRow, RiderRow, StoreRow,
+    self, AssignmentRow, GtinRow, OrderLineRow, OrderRow, PriceRow, ProductRow, RiderRow, StoreRow,
 };
 use flashkart_sync::schema::Owner;
 use flashkart_sync::schema::store::{MIGRATIONS, synced_table};
@@ -106,6 +106,17 @@ async fn the_cloud_writes_only_columns_it_owns() {
                 unit_price_minor: 119,
             },
         )?;
+        cloud_writes::insert_assignment(
+            conn,
+            &AssignmentRow {
+                id: "a1",
+                store_id: "s1",
+                order_id: "o1",
+                rider_id: "r1",
+                offered_at: "2026-12-04T07:04:00.000Z",
+                expires_at: "2026-12-04T07:04:30.000Z",
+            },
+        )?;
         // The first cancellation request stands.
         cloud_writes::request_cancel(conn, "o1", "2026-12-04T07:05:00.000Z", "rerouted")?;
         cloud_writes::request_cancel(conn, "o1", "2026-12-04T07:06:00.000Z", "again")?;
@@ -114,38 +125,38 @@ async fn the_cloud_writes_only_columns_it_owns() {
     .await
     .expect("cloud writes");
 
-    let (written, product, order): (Vec<(String, String)>, String, (String, String, String)) = db
-        .read(|conn| -> Result<_, Error> {
-            let written = conn
+    // (table, column) of every change the writes made.
+    let written = db
+        .read(|conn| -> Result<Vec<(String, String)>, Error> {
+            Ok(conn
                 .prepare("SELECT DISTINCT \"table\", cid FROM crsql_changes")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+        .expect("read changes");
+    let (product, order) = db
+        .read(|conn| -> Result<(String, [String; 3]), Error> {
             let product = conn.query_row("SELECT name FROM products WHERE id = 'p1'", [], |r| {
                 r.get(0)
             })?;
             let order = conn.query_row(
                 "SELECT address, cancel_requested_at, cancel_reason FROM orders WHERE id = 'o1'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
             )?;
-            Ok((written, product, order))
+            Ok((product, order))
         })
         .await
         .expect("read back");
     assert_eq!(product, "Whole milk");
-    assert_eq!(
-        order,
-        (
-            "first".to_owned(),
-            "2026-12-04T07:05:00.000Z".to_owned(),
-            "rerouted".to_owned()
-        )
-    );
+    assert_eq!(order, ["first", "2026-12-04T07:05:00.000Z", "rerouted"]);
     let tables: std::collections::BTreeSet<&str> =
         written.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         tables.into_iter().collect::<Vec<_>>(),
         [
+            "assignments",
             "order_lines",
             "orders",
             "prices",
