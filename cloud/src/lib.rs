@@ -24,7 +24,6 @@ pub mod registry;
 mod routes;
 pub mod routing;
 mod serve;
-pub mod shoppers;
 pub mod stores;
 
 use std::net::SocketAddr;

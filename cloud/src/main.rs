@@ -1,5 +1,4 @@
-//! `flashkart-cloud`: runs the cloud, registers a store and prints its credential, or runs a
-//! simulator (`sim shoppers`).
+//! `flashkart-cloud`: runs the cloud, or registers a store and prints its credential.
 
 use std::path::PathBuf;
 
@@ -36,17 +35,6 @@ enum Command {
         #[arg(long, env = "FLASHKART_CLOUD_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Simulators for the demo.
-    Sim {
-        #[command(subcommand)]
-        sim: SimCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum SimCommand {
-    /// Customers placing orders continuously through the intake API.
-    Shoppers(flashkart_cloud::shoppers::ShoppersArgs),
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<CloudConfig> {
@@ -96,18 +84,6 @@ async fn main() -> anyhow::Result<()> {
             };
             let token = flashkart_cloud::register_offline(&config, &id, registration).await?;
             println!("{token}");
-        }
-        Command::Sim {
-            sim: SimCommand::Shoppers(args),
-        } => {
-            let shutdown = CancellationToken::new();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                tracing::info!("stopping the shoppers");
-                stop.cancel();
-            });
-            flashkart_cloud::shoppers::run(args, shutdown).await?;
         }
     }
     Ok(())

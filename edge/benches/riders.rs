@@ -29,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flashkart_edge::riders::sim::{self, AcceptPolicy, SimConfig, SimEvent, SimTls};
 use flashkart_edge::riders::{ClientKey, LocalDesk, Riders, RidersConfig, StoreCa, clock};
+use flashkart_edge_sim::rider::{self as sim, AcceptPolicy, SimConfig, SimEvent, SimTls};
 use flashkart_sync::{StoreConfig, StoreDb};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

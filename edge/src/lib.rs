@@ -32,7 +32,6 @@ pub mod lockout;
 pub mod metrics;
 pub mod riders;
 pub mod server;
-pub mod staff_sim;
 pub mod tools;
 pub mod work;
 

@@ -30,11 +30,6 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Device protocol simulators over a pty, for the demo and tests.
-    Sim {
-        #[command(subcommand)]
-        sim: SimCommand,
-    },
     /// Decode what a scanner sends.
     Scan {
         #[command(subcommand)]
@@ -47,19 +42,6 @@ enum Command {
     },
     /// List serial ports with their USB ids (one JSON object per line).
     Devices,
-}
-
-#[derive(Debug, Subcommand)]
-enum SimCommand {
-    /// Scanner, scale and printer simulators (flashkart-hw).
-    #[command(flatten)]
-    Device(flashkart_edge::tools::DeviceSim),
-    /// A rider's phone: connects to the store's broker, moves, accepts offers, picks up and
-    /// delivers.
-    Rider(flashkart_edge::link::riders::RiderSimArgs),
-    /// A member of staff: stocks the store if empty, then picks, packs and readies every
-    /// accepted order through the store's API.
-    Staff(flashkart_edge::staff_sim::StaffSimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,25 +71,6 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(run(config))
         }
-        Command::Sim {
-            sim: SimCommand::Device(sim),
-        } => until_signal("simulator", |shutdown| async move {
-            flashkart_edge::tools::sim(sim, shutdown).await
-        }),
-        Command::Sim {
-            sim: SimCommand::Rider(args),
-        } => until_signal("rider simulator", |shutdown| async move {
-            let stats = flashkart_edge::link::riders::simulate_rider(args, shutdown).await?;
-            tracing::info!(?stats, "rider simulator stopped");
-            Ok::<_, flashkart_edge::Error>(())
-        }),
-        Command::Sim {
-            sim: SimCommand::Staff(args),
-        } => until_signal("staff simulator", |shutdown| async move {
-            flashkart_edge::staff_sim::run(args, shutdown)
-                .await
-                .map(|_| ())
-        }),
         Command::Scan { scan } => {
             if !flashkart_edge::tools::scan(scan)? {
                 std::process::exit(1);
@@ -117,27 +80,6 @@ fn main() -> anyhow::Result<()> {
         Command::Label { label } => flashkart_edge::tools::label(label),
         Command::Devices => flashkart_edge::tools::devices(),
     }
-}
-
-/// Runs a simulator on a fresh runtime until it ends or SIGINT/SIGTERM cancels it.
-fn until_signal<F, Fut, E>(what: &'static str, simulate: F) -> anyhow::Result<()>
-where
-    F: FnOnce(CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    anyhow::Error: From<E>,
-{
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Ok(name) = wait_for_signal().await {
-                tracing::info!(signal = name, "stopping the {what}");
-            }
-            stop.cancel();
-        });
-        Ok(simulate(shutdown).await?)
-    })
 }
 
 async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {

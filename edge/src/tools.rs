@@ -1,19 +1,15 @@
-//! Support commands for the people who install and debug stores, and the device simulators:
-//! `flashkart-edge scan decode`, `label zpl`, `devices` and `sim scanner|scale|printer`.
+//! Support commands for the people who install and debug stores: `flashkart-edge scan decode`,
+//! `label zpl` and `devices`. (The device simulators are `flashkart-edge-sim`'s.)
 //!
 //! They live in the library (not in `main.rs`) so the command line stays a thin dispatcher and
 //! the outputs can be tested; each one wraps a `flashkart-hw` function.
 
 use std::io::Read;
-use std::path::PathBuf;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use flashkart_hw::device::{PortEnumerator, SystemPorts};
-use flashkart_hw::printer::{BagLabel, PrinterLanguage};
-use flashkart_hw::scale::ScaleProtocol;
-use flashkart_hw::sim::scanner::ScannerSimConfig;
+use flashkart_hw::printer::BagLabel;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// `flashkart-edge scan ...`
 #[derive(Debug, Subcommand)]
@@ -40,55 +36,6 @@ pub enum LabelCommand {
         /// Store name on the label.
         #[arg(long, default_value = "FlashKart")]
         store: String,
-    },
-}
-
-/// A scale protocol on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SimScaleProtocol {
-    Toledo8217,
-    MtSics,
-    Cas,
-}
-
-/// A printer language on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SimPrinterLanguage {
-    Zpl,
-    EscPos,
-}
-
-/// `flashkart-edge sim scanner|scale|printer`: each opens a pty and points `--link` at it.
-#[derive(Debug, Subcommand)]
-pub enum DeviceSim {
-    /// A barcode scanner: sends `--scan`s (AIM identifier + data), then idles.
-    Scanner {
-        /// Symlink to create for the pty (configure the edge with this path).
-        #[arg(long)]
-        link: PathBuf,
-        /// A scan to send (repeatable), e.g. `]E09506000134352`.
-        #[arg(long = "scan")]
-        scans: Vec<String>,
-        /// Delay before each scan, in milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        interval_ms: u64,
-    },
-    /// A scale showing a stable weight.
-    Scale {
-        #[arg(long)]
-        link: PathBuf,
-        #[arg(long, value_enum, default_value = "toledo8217")]
-        protocol: SimScaleProtocol,
-        /// The weight on the platter, in grams.
-        #[arg(long, default_value_t = 0)]
-        grams: i64,
-    },
-    /// A label (ZPL) or receipt (ESC/POS) printer that logs what it receives.
-    Printer {
-        #[arg(long)]
-        link: PathBuf,
-        #[arg(long, value_enum, default_value = "zpl")]
-        language: SimPrinterLanguage,
     },
 }
 
@@ -156,47 +103,6 @@ pub fn devices() -> anyhow::Result<()> {
     }
     for port in ports {
         println!("{}", serde_json::to_string(&port)?);
-    }
-    Ok(())
-}
-
-/// Runs a simulator until `shutdown`.
-pub async fn sim(command: DeviceSim, shutdown: CancellationToken) -> anyhow::Result<()> {
-    match command {
-        DeviceSim::Scanner {
-            link,
-            scans,
-            interval_ms,
-        } => {
-            flashkart_hw::sim::scanner::run(
-                ScannerSimConfig {
-                    link,
-                    scans,
-                    interval_ms,
-                },
-                shutdown,
-            )
-            .await?;
-        }
-        DeviceSim::Scale {
-            link,
-            protocol,
-            grams,
-        } => {
-            let protocol = match protocol {
-                SimScaleProtocol::Toledo8217 => ScaleProtocol::Toledo8217,
-                SimScaleProtocol::MtSics => ScaleProtocol::MtSics,
-                SimScaleProtocol::Cas => ScaleProtocol::Cas,
-            };
-            flashkart_hw::sim::scale::run(&link, protocol, grams * 1000, shutdown).await?;
-        }
-        DeviceSim::Printer { link, language } => {
-            let language = match language {
-                SimPrinterLanguage::Zpl => PrinterLanguage::Zpl,
-                SimPrinterLanguage::EscPos => PrinterLanguage::EscPos,
-            };
-            flashkart_hw::sim::printer::run(&link, language, shutdown).await?;
-        }
     }
     Ok(())
 }

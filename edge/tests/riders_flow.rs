@@ -7,8 +7,8 @@
 
 mod riders_support;
 
-use flashkart_edge::riders::sim::{self, AcceptPolicy, SimEvent};
 use flashkart_edge::riders::{ClientKey, RiderEvent};
+use flashkart_edge_sim::rider::{self as sim, AcceptPolicy, SimEvent};
 use flashkart_proto::rider as pb;
 use prost::Message;
 use riders_support::*;

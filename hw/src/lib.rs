@@ -1,5 +1,6 @@
 //! FlashKart store hardware: barcode scanners, scales and label printers over
-//! serial, GS1 parsing, a device manager and protocol simulators.
+//! serial, GS1 parsing and a device manager. The protocol simulators live in
+//! `flashkart-hw-sim` (`hw/sim`).
 //!
 //! Drivers work over any `AsyncRead + AsyncWrite`, so tests hand them a pty or
 //! an in-memory pipe. See `hw/README.md` for how the edge wires this in.
@@ -11,6 +12,5 @@ pub use scanner::{ScanError, ScanEvent, decode_raw_scan};
 pub mod device;
 pub mod printer;
 pub mod scale;
-pub mod sim;
 
 pub use device::{DeviceEvent, DeviceHandle, DeviceManager, Health, ManagerConfig};

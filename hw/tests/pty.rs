@@ -5,10 +5,10 @@ use flashkart_hw::device::{DeviceConfig, DeviceKind, DeviceLocation, PortEnumera
 use flashkart_hw::printer::{JobOutcome, PrintJob, PrinterConfig, PrinterLanguage, PrinterStatus};
 use flashkart_hw::scale::{ScaleConfig, ScaleProtocol};
 use flashkart_hw::scanner::ScannerConfig;
-use flashkart_hw::sim::printer::PrinterSim;
-use flashkart_hw::sim::scale::ScaleSim;
-use flashkart_hw::sim::scanner::ScannerSim;
 use flashkart_hw::{DeviceEvent, DeviceManager, Health, ManagerConfig};
+use flashkart_hw_sim::printer::PrinterSim;
+use flashkart_hw_sim::scale::ScaleSim;
+use flashkart_hw_sim::scanner::ScannerSim;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::travel::Point;
+use flashkart_cloud::dispatch::travel::Point;
 
 const ORDERS: &str = "orders.txt";
 const COURIERS: &str = "couriers.txt";

@@ -9,12 +9,15 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::greedy::nearest_available;
-use super::mdrp::Instance;
-use super::model::{MAX_BUNDLE, Order, OrderId, Rider, RiderId, ServiceTimes, StoreId, Vehicle};
-use super::offers::OfferError;
-use super::travel::{PlanarMetres, TravelTime};
-use super::{DispatchConfig, Dispatcher};
+use flashkart_cloud::dispatch::greedy::nearest_available;
+use flashkart_cloud::dispatch::model::{
+    MAX_BUNDLE, Order, OrderId, Rider, RiderId, ServiceTimes, StoreId, Vehicle,
+};
+use flashkart_cloud::dispatch::offers::OfferError;
+use flashkart_cloud::dispatch::travel::{PlanarMetres, Point, TravelTime};
+use flashkart_cloud::dispatch::{DispatchConfig, Dispatcher};
+
+use crate::mdrp::{Courier, Instance, Parameters};
 
 /// A trip a policy commits: one courier, orders of one restaurant in drop-off sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +157,7 @@ fn service_times(instance: &Instance) -> ServiceTimes {
 }
 
 struct CourierState {
-    position: super::travel::Point,
+    position: Point,
     free_at: f64,
     delivered: usize,
 }
@@ -323,7 +326,7 @@ pub fn replay(
 }
 
 /// Orders a courier's hourly guarantee already pays for.
-fn guaranteed_orders(parameters: &super::mdrp::Parameters, courier: &super::mdrp::Courier) -> u32 {
+fn guaranteed_orders(parameters: &Parameters, courier: &Courier) -> u32 {
     let guarantee = parameters.pay_per_hour * (courier.off_time - courier.on_time) / 60.0;
     if parameters.pay_per_order > 0.0 {
         (guarantee / parameters.pay_per_order).floor() as u32
@@ -388,14 +391,11 @@ fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::mdrp::Sources;
+    use crate::mdrp::{MdrpError, Sources};
 
     const PARAMETERS: &str = "meters_per_minute\tpickup service minutes\tdropoff service minutes\ttarget click-to-door\tmaximum click-to-door\tpay per order\tguaranteed pay per hour\n100\t4\t4\t40\t90\t10\t15\n";
 
-    fn instance(
-        orders: &str,
-        couriers: &str,
-    ) -> Result<Instance, crate::dispatch::mdrp::MdrpError> {
+    fn instance(orders: &str, couriers: &str) -> Result<Instance, MdrpError> {
         Instance::parse(
             "tiny".to_owned(),
             Sources {

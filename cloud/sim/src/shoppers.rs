@@ -1,4 +1,4 @@
-//! `flashkart-cloud sim shoppers`: simulated customers placing orders through the intake API.
+//! `flashkart-cloud-sim shoppers`: simulated customers placing orders through the intake API.
 //!
 //! For the demo and for trying the cloud by hand. It only talks HTTP, as a real shop front
 //! would: it creates a few customers with the admin API, reads the catalog
@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::area::{ServiceArea, distance_m};
+use flashkart_cloud::area::{ServiceArea, distance_m};
 
-/// `flashkart-cloud sim shoppers ...`
+/// `flashkart-cloud-sim shoppers ...`
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShoppersArgs {
     /// The cloud's base URL.

@@ -14,10 +14,8 @@ pub mod bundle;
 pub mod greedy;
 pub mod live;
 pub mod matching;
-pub mod mdrp;
 pub mod model;
 pub mod offers;
-pub mod replay;
 pub mod travel;
 
 use std::collections::{BinaryHeap, HashMap};

@@ -1,4 +1,4 @@
-//! `flashkart-edge sim staff`: a simulated member of staff working a store through its API.
+//! `flashkart-edge-sim staff`: a simulated member of staff working a store through its API.
 //!
 //! For the demo. It signs in like a tablet would, stocks the store on start if it is empty
 //! (one bin, every product of `--stock-gtins` slotted there and received, once the catalog has
@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// `flashkart-edge sim staff ...`
+use crate::edge_api::{CallError, EdgeApi};
+
+/// `flashkart-edge-sim staff ...`
 #[derive(Debug, Clone, clap::Args)]
 pub struct StaffSimArgs {
     /// The store daemon's base URL.
@@ -92,87 +94,6 @@ pub struct Stocked {
     pub gtin: String,
 }
 
-/// An HTTP failure with the edge's `{error, message}`.
-#[derive(Debug, thiserror::Error)]
-enum CallError {
-    #[error("{status}: {message}")]
-    Api { status: StatusCode, message: String },
-    #[error(transparent)]
-    Transport(#[from] reqwest::Error),
-}
-
-impl CallError {
-    fn status(&self) -> Option<StatusCode> {
-        match self {
-            Self::Api { status, .. } => Some(*status),
-            Self::Transport(_) => None,
-        }
-    }
-}
-
-struct Edge {
-    http: reqwest::Client,
-    base: String,
-    staff_id: String,
-    pin: String,
-    token: String,
-}
-
-impl Edge {
-    async fn call(
-        &mut self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CallError> {
-        let mut signed_in_again = false;
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}/api/v1{path}", self.base))
-                .bearer_auth(&self.token);
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let response = request.send().await?;
-            let status = response.status();
-            let value: Value = response.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                return Ok(value);
-            }
-            // A session that expired: sign in again once and repeat the call.
-            if status == StatusCode::UNAUTHORIZED && !signed_in_again && path != "/auth/sign-in" {
-                signed_in_again = true;
-                Box::pin(self.sign_in()).await?;
-                continue;
-            }
-            let message = value["message"]
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_owned);
-            return Err(CallError::Api { status, message });
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Result<Value, CallError> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, body: Value) -> Result<Value, CallError> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&mut self, path: &str, body: Value) -> Result<Value, CallError> {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn sign_in(&mut self) -> Result<Value, CallError> {
-        let body = json!({"staff_id": self.staff_id, "pin": self.pin});
-        let signed_in = self.post("/auth/sign-in", body).await?;
-        self.token = signed_in["token"].as_str().unwrap_or_default().to_owned();
-        Ok(signed_in)
-    }
-}
-
 /// Sleeps; true if the shutdown token fired first.
 async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
@@ -195,15 +116,7 @@ pub fn scale_reading(expected_g: i64, rng: &mut impl Rng) -> i64 {
 /// Signs in and works the store until `shutdown`.
 pub async fn run(args: StaffSimArgs, shutdown: CancellationToken) -> anyhow::Result<StaffStats> {
     let mut stats = StaffStats::default();
-    let mut edge = Edge {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()?,
-        base: args.edge.trim_end_matches('/').to_owned(),
-        staff_id: args.staff_id.clone(),
-        pin: args.pin.clone(),
-        token: String::new(),
-    };
+    let mut edge = EdgeApi::new(&args.edge, &args.staff_id, &args.pin)?;
 
     // Sign in (the daemon may still be starting).
     let role = loop {
@@ -218,7 +131,7 @@ pub async fn run(args: StaffSimArgs, shutdown: CancellationToken) -> anyhow::Res
             return Ok(stats);
         }
     };
-    tracing::info!(edge = %edge.base, staff_id = %args.staff_id, %role, "signed in");
+    tracing::info!(edge = %edge.base(), staff_id = %args.staff_id, %role, "signed in");
     let may_override = matches!(role.as_str(), "lead" | "manager");
 
     // The catalog comes from the cloud by sync: wait until every GTIN resolves.
@@ -304,7 +217,7 @@ pub async fn run(args: StaffSimArgs, shutdown: CancellationToken) -> anyhow::Res
 
 /// Resolves every GTIN to its product, waiting for the catalog to sync; `None` if stopped.
 async fn catalog(
-    edge: &mut Edge,
+    edge: &mut EdgeApi,
     args: &StaffSimArgs,
     shutdown: &CancellationToken,
 ) -> Option<Vec<Stocked>> {
@@ -340,7 +253,7 @@ async fn catalog(
 
 /// Makes sure the bin exists, every product is slotted, and tops up whatever runs low.
 async fn stock_up(
-    edge: &mut Edge,
+    edge: &mut EdgeApi,
     args: &StaffSimArgs,
     stocked: &[Stocked],
     stats: &mut StaffStats,
@@ -400,7 +313,7 @@ async fn stock_up(
 /// Picks, packs and readies one order; `Ok(Some(overridden))` once READY, `Ok(None)` if
 /// stopped midway.
 async fn work(
-    edge: &mut Edge,
+    edge: &mut EdgeApi,
     args: &StaffSimArgs,
     by_product: &HashMap<String, Stocked>,
     order_id: &str,

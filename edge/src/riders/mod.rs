@@ -10,8 +10,8 @@
 //! certificate's Organization as the rider id and confines the device to
 //! `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
 //! the service ([`service`]) publishes offers from `assignments`, records replies, positions,
-//! handoffs and deliveries, and asks an [`OrderDesk`] to move orders. A simulator ([`sim`])
-//! drives riders for the demo, tests and benchmarks. Topic tree and device settings:
+//! handoffs and deliveries, and asks an [`OrderDesk`] to move orders. Riders are simulated
+//! for the demo, tests and benchmarks by `flashkart-edge-sim`. Topic tree and device settings:
 //! `README.md` beside this file.
 
 pub mod ca;
@@ -24,7 +24,6 @@ mod geofence;
 mod hub;
 mod mqtt;
 mod service;
-pub mod sim;
 pub mod topics;
 
 use std::collections::BTreeSet;

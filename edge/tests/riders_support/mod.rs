@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashkart_edge::riders::sim::{self, SimConfig, SimEvent, SimTls};
 use flashkart_edge::riders::{CertBundle, LocalDesk, RiderEvent, Riders, RidersConfig, clock};
+use flashkart_edge_sim::rider::{self as sim, SimConfig, SimEvent, SimTls};
 use flashkart_sync::{StoreConfig, StoreDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc};

@@ -2,9 +2,9 @@
 //! printers, including a Zebra's silence while media is out or the head is
 //! open, and keeps every label and receipt it received.
 
-use super::pty::PtyPort;
-use crate::printer::PrinterLanguage;
-use crate::printer::status::{PrinterStatus, encode_escpos, encode_zpl_hs};
+use crate::pty::PtyPort;
+use flashkart_hw::printer::PrinterLanguage;
+use flashkart_hw::printer::status::{PrinterStatus, encode_escpos, encode_zpl_hs};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -2,9 +2,9 @@
 //! CAS frames, from a weight the test or demo sets. `silent` makes it stop
 //! answering, like an unplugged USB adapter that still enumerates.
 
-use super::pty::PtyPort;
-use crate::scale::ScaleProtocol;
-use crate::scale::protocol::{
+use crate::pty::PtyPort;
+use flashkart_hw::scale::ScaleProtocol;
+use flashkart_hw::scale::protocol::{
     encode_cas, encode_sics_weight, encode_toledo_status, encode_toledo_weight,
 };
 use std::io;

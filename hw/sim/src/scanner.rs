@@ -1,7 +1,7 @@
 //! Scanner simulator: writes scans (AIM identifier + data + CRLF) into a pty,
 //! and can close and reopen its pty to simulate an unplug.
 
-use super::pty::PtyPort;
+use crate::pty::PtyPort;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,7 @@ impl ScannerSim {
 
     /// Sends one scan: `line` is the AIM identifier and data; CRLF is added.
     pub async fn scan(&self, line: &str) -> io::Result<()> {
-        let line = crate::scanner::decode::unescape_raw(line);
+        let line = flashkart_hw::scanner::decode::unescape_raw(line);
         self.raw(format!("{line}\r\n").as_bytes()).await
     }
 

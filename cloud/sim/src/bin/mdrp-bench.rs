@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use flashkart_cloud::dispatch::DispatchConfig;
-use flashkart_cloud::dispatch::mdrp::Instance;
-use flashkart_cloud::dispatch::replay::{DispatcherPolicy, GreedyPolicy, Metrics, replay};
+use flashkart_cloud_sim::mdrp::Instance;
+use flashkart_cloud_sim::replay::{DispatcherPolicy, GreedyPolicy, Metrics, replay};
 use serde::Serialize;
 
 #[derive(Debug, Parser)]

@@ -3,8 +3,8 @@
 //! It wanders along a path at a set speed, reports its position every tick, answers offers by
 //! a policy, rides to the store, reports arrival, scans the bag label, rides to the customer
 //! and reports delivery, reacting to the edge's acknowledgements like a real app would. The
-//! demo (`flashkart-edge sim rider`), the acceptance tests and the benchmark all use it, over
-//! the loopback listener or over TLS with a rider certificate.
+//! demo (`flashkart-edge-sim rider`, see [`args`]), the edge's acceptance tests and its riders
+//! benchmark all use it, over the loopback listener or over TLS with a rider certificate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +19,10 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::clock;
-use super::topics;
+use flashkart_edge::clock;
+use flashkart_edge::riders::topics;
+
+pub mod args;
 
 /// Finds what the rider reads at the store: the label on an order's bag, or the customer's
 /// PIN at the door.
@@ -222,8 +224,8 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
 }
 
 /// The client id is fixed (`<rider id>sim`) and reused by rumqttc's reconnections: a new
-/// connection with a live connection's client id takes its session over (see `front.rs`), on
-/// the TLS and the loopback listener alike.
+/// connection with a live connection's client id takes its session over (the edge's riders
+/// front does so), on the TLS and the loopback listener alike.
 fn connect(config: &SimConfig) -> (AsyncClient, EventLoop) {
     let mut options = MqttOptions::new(
         format!("{}sim", config.rider_id),
