@@ -17,6 +17,7 @@ mod error;
 pub mod hq;
 mod http;
 pub mod intake;
+pub mod lifecycle;
 pub mod metrics;
 pub mod projection;
 pub mod readmodel;

@@ -26,6 +26,7 @@ pub mod devices;
 mod error;
 pub mod events;
 pub mod kinds;
+pub mod lifecycle;
 pub mod limits;
 pub mod link;
 pub mod lockout;

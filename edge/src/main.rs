@@ -1,13 +1,11 @@
 //! `flashkart-edge`: the store daemon's command line.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "flashkart-edge", version, about = "FlashKart store daemon")]
@@ -46,13 +44,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let allocator_tuned = flashkart_edge::allocator::tune();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    flashkart_edge::lifecycle::init_logging();
     tracing::debug!(allocator_tuned, "allocator settings");
     let cli = Cli::parse();
     match cli.command {
@@ -88,27 +80,17 @@ async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {
     let running = flashkart_edge::start(config, shutdown.clone())
         .await
         .context("starting the daemon")?;
-    let signal = wait_for_signal();
+    let signal = flashkart_edge::lifecycle::shutdown_signal();
     tokio::pin!(signal);
     let wait = running.wait();
     tokio::pin!(wait);
     tokio::select! {
         result = &mut wait => return result.context("the daemon stopped"),
         signal = &mut signal => {
-            let name = signal?;
+            let name = signal.context("installing signal handlers")?;
             tracing::info!(signal = name, "shutdown requested");
         }
     }
     shutdown.cancel();
     wait.await.context("shutting down")
-}
-
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
 }

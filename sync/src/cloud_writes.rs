@@ -4,9 +4,8 @@
 //! has one writer ([`SYNCED_TABLES`](crate::schema::store::SYNCED_TABLES) names it). The cloud
 //! writes only the columns it owns, and this module is the one place that says which: intake,
 //! rerouting and the admin API call these functions instead of keeping SQL of their own, so
-//! auditing what the cloud writes into a store means reading this file. (Dispatch's offers are
-//! the one write still outside, in `dispatch::live`; [`insert_assignment`] is its SQL, ready to
-//! be called there.) The rows borrow from the caller; each function writes one row inside the
+//! auditing what the cloud writes into a store means reading this file; dispatch's offers come
+//! through here too. The rows borrow from the caller; each function writes one row inside the
 //! caller's transaction (the store database's single writer).
 
 use rusqlite::{Connection, params};

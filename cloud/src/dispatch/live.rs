@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flashkart_sync::cloud_writes;
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
@@ -306,11 +307,17 @@ impl LiveDispatch {
             replica
                 .write(move |conn| -> Result<(), flashkart_sync::Error> {
                     for (id, order) in &rows {
-                        conn.prepare_cached(
-                            "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![id, store, order, rider_id, offered_at, expires_at])?;
+                        cloud_writes::insert_assignment(
+                            conn,
+                            &cloud_writes::AssignmentRow {
+                                id,
+                                store_id: &store,
+                                order_id: order,
+                                rider_id: &rider_id,
+                                offered_at: &offered_at,
+                                expires_at: &expires_at,
+                            },
+                        )?;
                     }
                     Ok(())
                 })

@@ -1,11 +1,8 @@
 //! `flashkart-edge-sim`: the store simulators on the command line, for the demo.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,13 +29,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    flashkart_edge::lifecycle::init_logging();
     match Cli::parse().command {
         Command::Device(sim) => until_signal("simulator", |shutdown| {
             flashkart_edge_sim::devices::run(sim, shutdown)
@@ -69,22 +60,12 @@ where
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            match wait_for_signal().await {
+            match flashkart_edge::lifecycle::shutdown_signal().await {
                 Ok(name) => tracing::info!(signal = name, "stopping the {what}"),
                 Err(error) => tracing::warn!(%error, "no signal handlers"),
             }
             stop.cancel();
         });
         Ok(simulate(shutdown).await?)
-    })
-}
-
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
     })
 }
