@@ -23,23 +23,27 @@ struct Scale {
     baseline: usize,
 }
 
+impl Scale {
+    /// The full run, or CI's smoke run (`FLASHKART_BENCH_QUICK`) with about a tenth of the work.
+    /// The baseline repeats as many plain writes as the sequential scans it is compared with.
+    fn from_env() -> Self {
+        let quick = std::env::var_os("FLASHKART_BENCH_QUICK").is_some();
+        let (sequential, clients, per_client) = if quick {
+            (200, 16, 50)
+        } else {
+            (2_000, 32, 400)
+        };
+        Scale {
+            sequential,
+            clients,
+            per_client,
+            baseline: sequential,
+        }
+    }
+}
+
 fn main() {
-    let quick = std::env::var_os("FLASHKART_BENCH_QUICK").is_some();
-    let scale = if quick {
-        Scale {
-            sequential: 200,
-            clients: 16,
-            per_client: 50,
-            baseline: 200,
-        }
-    } else {
-        Scale {
-            sequential: 2_000,
-            clients: 32,
-            per_client: 400,
-            baseline: 2_000,
-        }
-    };
+    let scale = Scale::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
