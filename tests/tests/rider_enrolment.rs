@@ -2,7 +2,7 @@
 //! code from its roster, the code's hash reaches the rider's home store by sync, and the phone
 //! trades the code for a certificate over the store's HTTP API. A code works once; an expired
 //! code and a code replaced by a newer one are refused; HQ refuses codes for unknown and
-//! deactivated riders.
+//! deactivated riders; wrong codes are throttled like PINs.
 
 use std::time::{Duration, Instant};
 
@@ -233,4 +233,40 @@ async fn a_rider_enrols_with_a_code_from_hq_once_before_it_expires() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Guessing is throttled like a PIN: once a live code is at the store, five wrong codes lock
+    // the rider out, and then even the right code is refused until the lock passes. Wrong codes
+    // sent while no code could work (the live one not synced yet) are not guesses and lock
+    // nothing, so the phone that polls here is refused with 403 until the code arrives.
+    let live = issue(&http, &cloud, "grace", None).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut wrong = 0;
+    loop {
+        let (status, answer) = enrol(&http, &edge, "grace", "AAAAA-AAAAA").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer["error"], "locked", "{answer}");
+            break;
+        }
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        wrong += 1;
+        assert!(
+            Instant::now() < deadline,
+            "{wrong} wrong codes never locked the rider out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(wrong >= 5, "locked after {wrong} wrong codes");
+    let locked = http
+        .post(format!("{edge}/riders/grace/enrol"))
+        .json(&json!({ "code": live }))
+        .send()
+        .await
+        .expect("enrol");
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
 }
