@@ -35,6 +35,8 @@ pub enum Command {
         order_id: String,
         fix: Option<Fix>,
         customer_pin: Option<String>,
+        /// A contactless order's proof instead of a PIN.
+        photo_ref: Option<String>,
     },
     Location(Fix),
     Presence {
@@ -79,6 +81,7 @@ pub fn decode(kind: Inbound, payload: &[u8]) -> Result<Command, Malformed> {
                 order_id: required("order_id", delivered.order_id)?,
                 fix: delivered.position.as_ref().map(fix).transpose()?,
                 customer_pin: delivered.customer_pin.filter(|pin| !pin.is_empty()),
+                photo_ref: delivered.photo_ref.filter(|photo| !photo.trim().is_empty()),
             })
         }
         Inbound::Location => Ok(Command::Location(fix(
@@ -161,6 +164,40 @@ fn required(field: &str, value: String) -> Result<String, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_carries_the_pin_or_the_contactless_photo() {
+        let contactless = pb::Delivered {
+            order_id: "o1".into(),
+            photo_ref: Some("photos/o1.jpg".into()),
+            customer_pin: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(Inbound::Delivered, &contactless.encode_to_vec()),
+            Ok(Command::Delivered {
+                order_id: "o1".into(),
+                fix: None,
+                customer_pin: None,
+                photo_ref: Some("photos/o1.jpg".into()),
+            })
+        );
+        let blank = pb::Delivered {
+            order_id: "o1".into(),
+            photo_ref: Some("  ".into()),
+            customer_pin: Some("1234".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(Inbound::Delivered, &blank.encode_to_vec()),
+            Ok(Command::Delivered {
+                order_id: "o1".into(),
+                fix: None,
+                customer_pin: Some("1234".into()),
+                photo_ref: None,
+            })
+        );
+    }
 
     #[test]
     fn owntracks_locations_are_read_and_other_types_ignored() {

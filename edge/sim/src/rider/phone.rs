@@ -155,6 +155,7 @@ pub async fn identity(
     if let Some(path) = &stored {
         save(path, &identity)?;
     }
+    tracing::info!(rider = %qr.rider_id, store = %qr.store_id, "enrolled: certificate received");
     Ok(identity)
 }
 
@@ -192,7 +193,6 @@ async fn enrol(edge: &str, qr: &EnrolmentQr) -> Result<Identity, PhoneError> {
                         message: format!("the answer has no `{name}`"),
                     })
             };
-            tracing::info!(rider = %qr.rider_id, store = %qr.store_id, "enrolled: certificate received");
             return Ok(Identity {
                 store_id: qr.store_id.clone(),
                 rider_id: qr.rider_id.clone(),

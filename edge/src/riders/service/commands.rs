@@ -209,6 +209,7 @@ impl<D: OrderDesk> Service<D> {
         order_id: String,
         fix: Option<Fix>,
         customer_pin: Option<String>,
+        photo_ref: Option<String>,
     ) {
         if let Some(fix) = fix {
             self.positions.insert(rider.to_owned(), fix);
@@ -220,7 +221,7 @@ impl<D: OrderDesk> Service<D> {
             lat: fix.map(|f| f.lat),
             lon: fix.map(|f| f.lon),
             customer_pin,
-            photo_ref: None,
+            photo_ref,
         };
         match self.desk.delivered(delivery).await {
             Ok(pin_ok) => {

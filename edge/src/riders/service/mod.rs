@@ -232,7 +232,11 @@ impl<D: OrderDesk> Service<D> {
                 order_id,
                 fix,
                 customer_pin,
-            } => self.delivered(&rider, order_id, fix, customer_pin).await,
+                photo_ref,
+            } => {
+                self.delivered(&rider, order_id, fix, customer_pin, photo_ref)
+                    .await;
+            }
             codec::Command::Presence { online } => {
                 if let Ok(mut set) = self.online.lock() {
                     if online {
