@@ -382,6 +382,12 @@ async fn refused_before_connack(options: MqttOptions) -> String {
         loop {
             match eventloop.poll().await {
                 Err(error) => return error.to_string(),
+                // rumqttd refuses a rider it no longer allows with CONNACK "not authorized".
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code != ConnectReturnCode::Success =>
+                {
+                    return format!("{:?}", ack.code);
+                }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     panic!("{client_id} should have been refused, got {ack:?}")
                 }

@@ -29,10 +29,10 @@ use super::clock;
 use super::topics::is_rider_id;
 use crate::riders::Error;
 
-const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
-const SERVER_CERT: &str = "server.pem";
-const SERVER_KEY: &str = "server.key";
+pub(crate) const SERVER_CERT: &str = "server.pem";
+pub(crate) const SERVER_KEY: &str = "server.key";
 
 /// The store CA, loaded from (or created in) its directory.
 pub struct StoreCa {
