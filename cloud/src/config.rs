@@ -28,6 +28,7 @@ pub struct CloudConfig {
     pub sync: SyncLimits,
     pub intake: IntakeConfig,
     pub dispatch: DispatchSettings,
+    pub riders: RidersSettings,
     pub http: HttpLimits,
 }
 
@@ -96,6 +97,22 @@ impl HttpLimits {
         .into_iter()
         .max()
         .unwrap_or(0)
+    }
+}
+
+/// The rider roster.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RidersSettings {
+    /// Hours an enrolment code from `POST /admin/v1/riders/{id}/enrolment-code` stays valid.
+    pub enrolment_code_ttl_hours: u32,
+}
+
+impl Default for RidersSettings {
+    fn default() -> Self {
+        Self {
+            enrolment_code_ttl_hours: 72,
+        }
     }
 }
 
@@ -215,6 +232,7 @@ impl Default for CloudConfig {
             sync: SyncLimits::default(),
             intake: IntakeConfig::default(),
             dispatch: DispatchSettings::default(),
+            riders: RidersSettings::default(),
             http: HttpLimits::default(),
         }
     }

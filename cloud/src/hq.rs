@@ -21,45 +21,46 @@ use crate::CloudError;
 use crate::area::ServiceArea;
 use crate::registry::{hex, token_hash};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "store profiles, customers, coupons, idempotency",
-    steps: &[
-        Step::Sql(
-            "CREATE TABLE store_profiles (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "store profiles, customers, coupons, idempotency",
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE store_profiles (
                 id TEXT PRIMARY KEY NOT NULL,
                 -- the whole profile as HQ sent it (JSON), validated before it is stored
                 profile TEXT NOT NULL,
                 updated_at TEXT NOT NULL
             )",
-        ),
-        Step::Sql(
-            "CREATE TABLE customers (
+            ),
+            Step::Sql(
+                "CREATE TABLE customers (
                 id TEXT PRIMARY KEY NOT NULL,
                 first_name TEXT NOT NULL,
                 token_sha256 TEXT NOT NULL UNIQUE,
                 created_at TEXT NOT NULL
             )",
-        ),
-        Step::Sql(
-            "CREATE TABLE coupons (
+            ),
+            Step::Sql(
+                "CREATE TABLE coupons (
                 code TEXT PRIMARY KEY NOT NULL,
                 percent_off INTEGER NOT NULL DEFAULT 0,
                 amount_off_minor INTEGER NOT NULL DEFAULT 0,
                 min_basket_minor INTEGER NOT NULL DEFAULT 0,
                 active INTEGER NOT NULL DEFAULT 1
             )",
-        ),
-        Step::Sql(
-            "CREATE TABLE rider_roster (
+            ),
+            Step::Sql(
+                "CREATE TABLE rider_roster (
                 id TEXT PRIMARY KEY NOT NULL,
                 -- the roster entry as HQ sent it (JSON)
                 rider TEXT NOT NULL,
                 updated_at TEXT NOT NULL
             )",
-        ),
-        Step::Sql(
-            "CREATE TABLE idempotency (
+            ),
+            Step::Sql(
+                "CREATE TABLE idempotency (
                 customer_id TEXT NOT NULL,
                 key TEXT NOT NULL,
                 request_sha256 TEXT NOT NULL,
@@ -70,9 +71,23 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 created_at TEXT NOT NULL,
                 PRIMARY KEY (customer_id, key)
             )",
-        ),
-    ],
-}];
+            ),
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "delivery PINs",
+        steps: &[Step::Sql(
+            // The customer's delivery PIN, in the clear: the customer reads it in their order
+            // view and support in the admin's. Stores get only a salted hash of it.
+            "CREATE TABLE delivery_pins (
+                order_id TEXT PRIMARY KEY NOT NULL,
+                pin TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )",
+        )],
+    },
+];
 
 /// Opening hours in the store's local time as minutes after midnight, with the UTC offset the
 /// store keeps (no DST rules here: HQ updates the offset when clocks change).
@@ -431,6 +446,36 @@ impl Hq {
                 serde_json::from_str(text).map_err(|e| CloudError::Corrupt(format!("rider: {e}")))
             })
             .collect()
+    }
+
+    /// Keeps an order's delivery PIN (the first one kept for an order stands).
+    pub async fn keep_delivery_pin(&self, order_id: &str, pin: &str) -> Result<(), CloudError> {
+        let (order_id, pin) = (order_id.to_owned(), pin.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO delivery_pins (order_id, pin, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (order_id) DO NOTHING",
+                    params![order_id, pin, crate::clock::now_rfc3339()],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// An order's delivery PIN, if it has one.
+    pub async fn delivery_pin(&self, order_id: &str) -> Result<Option<String>, CloudError> {
+        let order_id = order_id.to_owned();
+        Ok(self
+            .db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT pin FROM delivery_pins WHERE order_id = ?1")?
+                    .query_row([order_id], |row| row.get(0))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await?)
     }
 
     /// Creates a customer and returns its bearer token (shown once).

@@ -203,6 +203,9 @@ pub async fn start_with(
         projection: projection.clone(),
         intake: intake.clone(),
         intake_grace_ms: config.intake.offline_grace_ms,
+        enrolment_code_ttl: time::Duration::hours(i64::from(
+            config.riders.enrolment_code_ttl_hours,
+        )),
         limits: Arc::new(config.http.clone()),
     };
     let listener = TcpListener::bind(config.listen)

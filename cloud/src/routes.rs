@@ -62,6 +62,14 @@ pub fn router(state: AppState) -> Router {
             guarded(put(admin::put_rider), Caller::Admin, admin_limit),
         )
         .route(
+            "/admin/v1/riders/{id}/enrolment-code",
+            guarded(
+                post(admin::issue_enrolment_code),
+                Caller::Admin,
+                admin_limit,
+            ),
+        )
+        .route(
             "/admin/v1/customers",
             guarded(post(admin::create_customer), Caller::Admin, admin_limit),
         )

@@ -123,7 +123,8 @@ pub struct RiderRow<'a> {
     pub active: bool,
 }
 
-/// Writes a rider, replacing the roster columns (the enrolment code hash is left as it is).
+/// Writes a rider, replacing the roster columns (the enrolment code and its expiry are left as
+/// they are).
 pub fn upsert_rider(conn: &Connection, row: &RiderRow<'_>) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO riders (id, home_store_id, name, vehicle, active) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -140,6 +141,23 @@ pub fn upsert_rider(conn: &Connection, row: &RiderRow<'_>) -> Result<(), Error> 
     Ok(())
 }
 
+/// Gives a rider a new one-time enrolment code (its SHA-256, hex) valid until `expires_at`
+/// (RFC 3339 UTC), replacing the one it had. Returns whether the rider is in this replica.
+pub fn set_enrolment_code(
+    conn: &Connection,
+    rider_id: &str,
+    code_sha256: &str,
+    expires_at: &str,
+) -> Result<bool, Error> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE riders SET enrolment_code_sha256 = ?2, enrolment_code_expires_at = ?3
+             WHERE id = ?1",
+        )?
+        .execute(params![rider_id, code_sha256, expires_at])?;
+    Ok(changed > 0)
+}
+
 /// An order routed to a store (`orders`), as intake hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct OrderRow<'a> {
@@ -153,6 +171,10 @@ pub struct OrderRow<'a> {
     pub total_minor: i64,
     pub placed_at: &'a str,
     pub routed_at: &'a str,
+    /// SHA-256 (hex) of `order_id || ':' || pin`; `None` for an order without a PIN.
+    pub delivery_pin_sha256: Option<&'a str>,
+    /// Delivered with a photo instead of a PIN.
+    pub contactless: bool,
 }
 
 /// Writes a routed order; an order already there is left as it is (a repeated delivery
@@ -160,8 +182,8 @@ pub struct OrderRow<'a> {
 pub fn insert_order(conn: &Connection, row: &OrderRow<'_>) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO orders (id, store_id, customer_first_name, address, lat, lon, delivery_slot,
-            total_minor, placed_at, routed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            total_minor, placed_at, routed_at, delivery_pin_sha256, contactless)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
@@ -174,7 +196,9 @@ pub fn insert_order(conn: &Connection, row: &OrderRow<'_>) -> Result<(), Error> 
         row.delivery_slot,
         row.total_minor,
         row.placed_at,
-        row.routed_at
+        row.routed_at,
+        row.delivery_pin_sha256,
+        row.contactless
     ])?;
     Ok(())
 }

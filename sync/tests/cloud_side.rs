@@ -30,6 +30,8 @@ fn order(address: &'static str) -> OrderRow<'static> {
         total_minor: 1_250,
         placed_at: "2026-12-04T07:00:00.000Z",
         routed_at: "2026-12-04T07:00:01.000Z",
+        delivery_pin_sha256: Some("00ff"),
+        contactless: false,
     }
 }
 
@@ -92,6 +94,18 @@ async fn the_cloud_writes_only_columns_it_owns() {
                 active: true,
             },
         )?;
+        assert!(cloud_writes::set_enrolment_code(
+            conn,
+            "r1",
+            "ab12",
+            "2026-12-07T07:00:00.000Z"
+        )?);
+        assert!(!cloud_writes::set_enrolment_code(
+            conn,
+            "nobody",
+            "ab12",
+            "2026-12-07T07:00:00.000Z"
+        )?);
         cloud_writes::insert_order(conn, &order("first"))?;
         // A repeated delivery changes nothing.
         cloud_writes::insert_order(conn, &order("second"))?;

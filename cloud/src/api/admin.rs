@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flashkart_sync::cloud_writes::{self, RiderRow, StoreRow};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::api::{MAX_MONEY_MINOR, check_text};
 use crate::hq::{Coupon, RosterRider, StoreProfile};
@@ -217,6 +219,120 @@ pub async fn put_rider(
         .map_err(crate::CloudError::from)?;
     state.hq.put_rider(rider.clone()).await?;
     Ok(Json(rider).into_response())
+}
+
+/// Letters and digits of an enrolment code (RFC 4648 base32: no 0, 1, 8 or 9 to mistake).
+const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// Characters of an enrolment code (50 random bits), typed in two groups of five.
+const CODE_CHARS: usize = 10;
+
+/// Longest validity a request may ask for.
+const MAX_CODE_VALIDITY_S: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueCode {
+    /// Seconds the code stays valid; the configured `[riders] enrolment_code_ttl_hours` when
+    /// absent.
+    #[serde(default)]
+    valid_for_s: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct EnrolmentCode {
+    rider_id: String,
+    home_store_id: String,
+    /// Shown once: the cloud keeps only its SHA-256.
+    code: String,
+    /// What the QR code shown to the rider encodes.
+    qr_payload: String,
+    expires_at: String,
+}
+
+/// `POST /admin/v1/riders/{id}/enrolment-code`: a new one-time enrolment code for a rider's
+/// phone, replacing any earlier one. The code's SHA-256 and expiry go to the rider's home
+/// store (its edge checks them at enrolment); the code itself is in this answer only.
+pub async fn issue_enrolment_code(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: IssueCode = if body.iter().all(u8::is_ascii_whitespace) {
+        IssueCode::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("expected nothing or {{\"valid_for_s\": n}}: {e}"))
+        })?
+    };
+    let validity = match request.valid_for_s {
+        None => state.enrolment_code_ttl,
+        Some(s) if (1..=MAX_CODE_VALIDITY_S).contains(&s) => time::Duration::seconds(s),
+        Some(_) => {
+            return Err(ApiError::Unprocessable(format!(
+                "valid_for_s is 1-{MAX_CODE_VALIDITY_S}"
+            )));
+        }
+    };
+    let rider = state
+        .hq
+        .riders()
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("no rider {id} on the roster")))?;
+    if !rider.active {
+        return Err(ApiError::Conflict(format!(
+            "rider {id} is deactivated: reactivate them before enrolling a phone"
+        )));
+    }
+    let code = new_enrolment_code();
+    let code_sha256 = crate::registry::hex(&sha2::Sha256::digest(code.as_bytes()));
+    let expires_at = crate::clock::rfc3339(crate::clock::now() + validity);
+    let replica = state.stores.replica(&rider.home_store_id).await?;
+    let (rider_id, expiry) = (rider.id.clone(), expires_at.clone());
+    let found = replica
+        .write(move |conn| cloud_writes::set_enrolment_code(conn, &rider_id, &code_sha256, &expiry))
+        .await
+        .map_err(crate::CloudError::from)?;
+    if !found {
+        return Err(ApiError::Conflict(format!(
+            "rider {id} is not in home store {}'s replica: PUT the rider again",
+            rider.home_store_id
+        )));
+    }
+    tracing::info!(rider = %id, store = %rider.home_store_id, %expires_at, "enrolment code issued");
+    let qr_payload = format!(
+        "flashkart-enrol:v1?store={}&rider={}&code={code}",
+        rider.home_store_id, rider.id
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrolmentCode {
+            rider_id: rider.id,
+            home_store_id: rider.home_store_id,
+            code,
+            qr_payload,
+            expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// `XXXXX-XXXXX` from the operating system's CSPRNG (through the thread's ChaCha generator,
+/// seeded from it).
+fn new_enrolment_code() -> String {
+    let mut bytes = [0u8; CODE_CHARS];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut code = String::with_capacity(CODE_CHARS + 1);
+    for (i, b) in bytes.iter().enumerate() {
+        if i == CODE_CHARS / 2 {
+            code.push('-');
+        }
+        code.push(char::from(CODE_ALPHABET[usize::from(b & 31)]));
+    }
+    code
 }
 
 /// `PUT /admin/v1/coupons/{code}`

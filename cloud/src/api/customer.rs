@@ -40,9 +40,9 @@ pub async fn get_order(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let customer_id = match viewer {
+    let customer_id = match &viewer {
         Viewer::Admin => None,
-        Viewer::Customer(customer) => Some(customer.id),
+        Viewer::Customer(customer) => Some(customer.id.clone()),
     };
     let order = state
         .projection
@@ -51,11 +51,40 @@ pub async fn get_order(
         .filter(|o| customer_id.is_none() || o.customer_id == customer_id)
         .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
     let eta_minutes = eta_minutes(&order);
-    Ok(Json(serde_json::json!({
+    // The customer tells the rider the PIN at the door; support reads it to help.
+    let delivery_pin = state.hq.delivery_pin(&id).await?;
+    let mut view = serde_json::json!({
         "order": order,
         "eta_minutes": eta_minutes,
-    }))
-    .into_response())
+        "delivery_pin": delivery_pin,
+    });
+    if matches!(viewer, Viewer::Admin) {
+        let failures = pin_failures(&state, &order.store_id, &id).await?;
+        view["pin_failures"] = failures.into();
+        view["flagged_for_support"] = (failures >= PIN_STRIKES).into();
+    }
+    Ok(Json(view).into_response())
+}
+
+/// Wrong PINs after which the store locks an order for support (the edge's rule too).
+const PIN_STRIKES: u32 = 3;
+
+/// Wrong delivery PINs the order's store recorded (its `delivery_attempts`, synced).
+async fn pin_failures(state: &AppState, store_id: &str, order_id: &str) -> Result<u32, ApiError> {
+    let replica = state.stores.replica(store_id).await?;
+    let (store_id, order_id) = (store_id.to_owned(), order_id.to_owned());
+    Ok(replica
+        .db()
+        .read(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM delivery_attempts
+                 WHERE order_id = ?1 AND store_id = ?2 AND outcome = 'wrong_pin'",
+            )?
+            .query_row([order_id, store_id], |r| r.get(0))
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .map_err(crate::CloudError::from)?)
 }
 
 /// Minutes until the promised time (0 once due), `None` once delivered or cancelled.

@@ -30,5 +30,7 @@ pub struct AppState {
     pub projection: Projection,
     pub intake: Arc<Intake>,
     pub intake_grace_ms: u64,
+    /// How long an enrolment code stays valid unless the request says less.
+    pub enrolment_code_ttl: time::Duration,
     pub limits: Arc<HttpLimits>,
 }

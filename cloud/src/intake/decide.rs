@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rand::Rng;
 use rusqlite::OptionalExtension;
 
 use crate::area::distance_m;
@@ -18,6 +19,11 @@ fn out_of_range(what: &str) -> IntakeError {
     IntakeError::Invalid(format!(
         "the price of {what} is out of range: the order cannot be priced"
     ))
+}
+
+/// Four digits from the thread's CSPRNG (ChaCha, seeded from the operating system).
+fn new_delivery_pin() -> String {
+    format!("{:04}", rand::rng().random_range(0..10_000_u32))
 }
 
 struct Product {
@@ -230,6 +236,8 @@ impl Intake {
             lat: address.lat,
             lon: address.lon,
             delivery_slot: request.delivery_slot,
+            contactless: request.contactless,
+            delivery_pin: (!request.contactless).then(new_delivery_pin),
         })
     }
 

@@ -80,6 +80,9 @@ pub struct OrderRequest {
     pub coupon: Option<String>,
     #[serde(default)]
     pub delivery_slot: Option<String>,
+    /// Delivered with a photo at the door instead of the customer's PIN.
+    #[serde(default)]
+    pub contactless: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +121,12 @@ pub struct PlacedOrder {
     pub lat: f64,
     pub lon: f64,
     pub delivery_slot: Option<String>,
+    #[serde(default)]
+    pub contactless: bool,
+    /// The 4 digits the customer tells the rider at the door (none for a contactless order).
+    /// The cloud keeps it; the store gets only `sha256(order_id ':' pin)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_pin: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -148,6 +148,7 @@ impl Intake {
             )
             .await?;
         order.store_id = choice.store_id.clone();
+        order.delivery_pin = self.hq.delivery_pin(&view.id).await?;
         order.promised_at = view.promised_at.clone().unwrap_or_default();
         let customer = Customer {
             id: customer_id,

@@ -3,6 +3,7 @@
 
 use flashkart_sync::cloud_writes::{self, OrderLineRow, OrderRow};
 use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
 
 use crate::projection::RoutedOrder;
 
@@ -16,6 +17,9 @@ impl Intake {
         order: &PlacedOrder,
         steps: &[Step],
     ) -> Result<(), IntakeError> {
+        if let Some(pin) = &order.delivery_pin {
+            self.hq.keep_delivery_pin(&order.order_id, pin).await?;
+        }
         let replica = self.stores.replica(&order.store_id).await?;
         let rows = order.clone();
         replica
@@ -62,6 +66,10 @@ fn write_order_rows(
     conn: &rusqlite::Connection,
     order: &PlacedOrder,
 ) -> Result<(), flashkart_sync::Error> {
+    let pin_sha256 = order
+        .delivery_pin
+        .as_deref()
+        .map(|pin| delivery_pin_sha256(&order.order_id, pin));
     cloud_writes::insert_order(
         conn,
         &OrderRow {
@@ -75,6 +83,8 @@ fn write_order_rows(
             total_minor: order.total_minor,
             placed_at: &order.placed_at,
             routed_at: &crate::clock::now_rfc3339(),
+            delivery_pin_sha256: pin_sha256.as_deref(),
+            contactless: order.contactless,
         },
     )?;
     for line in &order.lines {
@@ -93,7 +103,14 @@ fn write_order_rows(
     Ok(())
 }
 
-/// The order rows of a replica, as intake wrote them (for a reroute).
+/// What a store gets of a delivery PIN: SHA-256 (hex) over `order_id || ':' || pin`, so equal
+/// PINs of different orders hash differently.
+fn delivery_pin_sha256(order_id: &str, pin: &str) -> String {
+    crate::registry::hex(&Sha256::digest(format!("{order_id}:{pin}").as_bytes()))
+}
+
+/// The order rows of a replica, as intake wrote them (for a reroute; the PIN, which the
+/// replica does not have, is the caller's to add).
 pub(super) fn read_order_rows(
     conn: &rusqlite::Connection,
     order_id: &str,
@@ -101,7 +118,7 @@ pub(super) fn read_order_rows(
     let order = conn
         .prepare_cached(
             "SELECT store_id, customer_first_name, address, lat, lon, delivery_slot, total_minor,
-                placed_at FROM orders WHERE id = ?1",
+                placed_at, contactless FROM orders WHERE id = ?1",
         )?
         .query_row([order_id], |r| {
             Ok(PlacedOrder {
@@ -123,6 +140,8 @@ pub(super) fn read_order_rows(
                 lat: r.get(3)?,
                 lon: r.get(4)?,
                 delivery_slot: r.get(5)?,
+                contactless: r.get(8)?,
+                delivery_pin: None,
             })
         })
         .optional()?;

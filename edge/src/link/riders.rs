@@ -16,6 +16,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::app::App;
 use crate::config::RidersSection;
 use crate::error::Error;
+use crate::riders::desk::check_door;
 use crate::riders::{Delivery, DeskError, Handoff, OrderDesk, Riders, RidersConfig};
 use crate::work::orders::{self, Status};
 use crate::work::pack;
@@ -106,6 +107,22 @@ impl OrderDesk for StoreDesk {
                         rider_id: delivery.rider_id.clone(),
                     }));
                 }
+                // Only a picked-up order is judged at the door (no attempt is recorded for an
+                // order that could not move anyway).
+                let status: String = conn
+                    .prepare_cached("SELECT status FROM order_progress WHERE order_id = ?1")?
+                    .query_row([&delivery.order_id], |row| row.get(0))?;
+                if status != Status::PickedUp.as_str() {
+                    return Ok(Err(DeskError::BadTransition {
+                        order_id: delivery.order_id.clone(),
+                        from: status,
+                        to: Status::Delivered.as_str().to_owned(),
+                    }));
+                }
+                let pin_ok = match check_door(conn, &ctx.store_id, &delivery)? {
+                    Ok(pin_ok) => pin_ok,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 orders::transition(
                     conn,
                     ctx,
@@ -114,11 +131,10 @@ impl OrderDesk for StoreDesk {
                     "deliver",
                     None,
                 )?;
-                // Orders carry no customer PIN yet, so a PIN the rider sends cannot be judged:
-                // recorded as unchecked (NULL) rather than guessed.
                 conn.prepare_cached(
-                    "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon, customer_pin_ok)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                    "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon,
+                        customer_pin_ok, photo_ref)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     delivery.order_id,
@@ -126,9 +142,11 @@ impl OrderDesk for StoreDesk {
                     delivery.rider_id,
                     delivery.at,
                     delivery.lat,
-                    delivery.lon
+                    delivery.lon,
+                    pin_ok,
+                    delivery.photo_ref.as_deref().map(str::trim)
                 ])?;
-                Ok(Ok(None))
+                Ok(Ok(pin_ok))
             })
             .await
             .map_err(|error| desk_error(&order_id, Status::Delivered, error))?

@@ -209,14 +209,15 @@ pub async fn enrol(
     let record = bundle.clone();
     let bundle = db
         .write(move |conn| {
-            let roster: Option<(bool, Option<String>)> = conn
+            let roster: Option<(bool, Option<String>, Option<String>)> = conn
                 .query_row(
-                    "SELECT active, enrolment_code_sha256 FROM riders WHERE id = ?1",
+                    "SELECT active, enrolment_code_sha256, enrolment_code_expires_at
+                     FROM riders WHERE id = ?1",
                     [&record.rider_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
-            let Some((true, expected)) = roster else {
+            let Some((true, expected, expires_at)) = roster else {
                 return Err(Error::UnknownRider(record.rider_id.clone()));
             };
             let revoked: bool = conn.query_row(
@@ -236,6 +237,14 @@ pub async fn enrol(
                 return Err(Error::BadEnrolmentCode);
             }
             let now = clock::now();
+            // Timestamps share one format, so they compare as text; a code without an expiry
+            // was put on the roster before HQ issued expiring codes.
+            if let Some(expires_at) = expires_at
+                && expires_at <= now
+            {
+                tracing::warn!(rider = %record.rider_id, %expires_at, "enrolment refused: the code expired");
+                return Err(Error::BadEnrolmentCode);
+            }
             conn.execute(
                 "INSERT INTO rider_enrolment_codes_used (code_sha256, rider_id, used_at)
                  VALUES (?1, ?2, ?3)",

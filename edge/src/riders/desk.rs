@@ -6,14 +6,19 @@
 //! [`LocalDesk`] is a small, real implementation over the store database for the simulator
 //! demo, tests and benchmarks until then.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use flashkart_sync::StoreDb;
 use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 
-use super::DeskError;
+use super::{DeskError, clock};
+
+/// Wrong PINs after which an order is locked for support (the cloud flags it at the same count).
+pub const PIN_STRIKES: u32 = 3;
+
+/// Longest photo reference a contactless delivery may carry.
+pub const MAX_PHOTO_REF_LEN: usize = 512;
 
 /// A rider scanned the bag label of an order at the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +38,96 @@ pub struct Delivery {
     pub at: String,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
-    /// The PIN the customer read out, if any; the desk knows the order's PIN and judges it.
+    /// The PIN the customer read out, if any; the desk knows the order's PIN hash and judges it.
     pub customer_pin: Option<String>,
+    /// Where the photo of a contactless delivery is (an upload id or URL the phone made).
+    pub photo_ref: Option<String>,
+}
+
+/// Judges a delivery at the door, inside the caller's write transaction, before the order
+/// moves. The order's `delivery_pin_sha256` and `contactless` columns (cloud-owned, synced)
+/// decide:
+/// - contactless: a photo reference (1-[`MAX_PHOTO_REF_LEN`] characters, no control
+///   characters) is needed instead of a PIN; `Ok(Ok(None))`;
+/// - a PIN hash: the PIN must be exactly four ASCII digits whose `sha256(order_id ':' pin)`
+///   matches (compared in constant time); `Ok(Ok(Some(true)))`. A wrong one is recorded in
+///   `delivery_attempts` and refused as [`DeskError::WrongPin`]; the [`PIN_STRIKES`]th locks
+///   the order ([`DeskError::PinLocked`], now and at every later attempt) until support acts;
+/// - neither (an order from before PINs, or not from the cloud): `Ok(Ok(None))`.
+///
+/// A refusal is `Ok(Err(..))` so the caller commits the recorded attempt instead of rolling
+/// it back; `Err` is a database failure.
+pub fn check_door(
+    conn: &Connection,
+    store_id: &str,
+    delivery: &Delivery,
+) -> rusqlite::Result<Result<Option<bool>, DeskError>> {
+    let order: Option<(Option<String>, bool)> = conn
+        .prepare_cached("SELECT delivery_pin_sha256, contactless FROM orders WHERE id = ?1")?
+        .query_row([&delivery.order_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (expected, contactless) = order.unwrap_or((None, false));
+    if contactless {
+        let photo = delivery.photo_ref.as_deref().map(str::trim).unwrap_or("");
+        if photo.is_empty()
+            || photo.chars().count() > MAX_PHOTO_REF_LEN
+            || photo.chars().any(char::is_control)
+        {
+            return Ok(Err(DeskError::PhotoRequired(delivery.order_id.clone())));
+        }
+        return Ok(Ok(None));
+    }
+    let Some(expected) = expected else {
+        return Ok(Ok(None));
+    };
+    let wrong: u32 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM delivery_attempts WHERE order_id = ?1 AND outcome = 'wrong_pin'",
+        )?
+        .query_row([&delivery.order_id], |r| r.get(0))?;
+    if wrong >= PIN_STRIKES {
+        return Ok(Err(DeskError::PinLocked(delivery.order_id.clone())));
+    }
+    let pin = delivery.customer_pin.as_deref().unwrap_or("");
+    let well_formed = pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit());
+    // Hashed whatever it is, so a malformed PIN costs the same as a wrong one.
+    let given = hex(&Sha256::digest(
+        format!("{}:{pin}", delivery.order_id).as_bytes(),
+    ));
+    if well_formed && same(given.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
+        return Ok(Ok(Some(true)));
+    }
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts (id, store_id, order_id, rider_id, at, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'wrong_pin')",
+    )?
+    .execute((
+        uuid::Uuid::now_v7().to_string(),
+        store_id,
+        &delivery.order_id,
+        &delivery.rider_id,
+        clock::now(),
+    ))?;
+    let wrong = wrong + 1;
+    if wrong >= PIN_STRIKES {
+        tracing::warn!(order = %delivery.order_id, rider = %delivery.rider_id, "delivery PIN wrong {wrong} times: order locked for support");
+        return Ok(Err(DeskError::PinLocked(delivery.order_id.clone())));
+    }
+    tracing::info!(order = %delivery.order_id, rider = %delivery.rider_id, wrong, "delivery PIN wrong");
+    Ok(Err(DeskError::WrongPin {
+        order_id: delivery.order_id.clone(),
+        left: PIN_STRIKES - wrong,
+    }))
+}
+
+/// Equal bytes, in time that depends on the length only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Moves orders on riders' behalf: READY (or ASSIGNED) to PICKED_UP at the handoff, PICKED_UP
@@ -43,8 +136,8 @@ pub trait OrderDesk: Send + Sync + 'static {
     /// Records the handoff: refuses a wrong label or an order that is not ready.
     fn handoff(&self, handoff: Handoff) -> impl Future<Output = Result<(), DeskError>> + Send;
 
-    /// Records the delivery; returns whether the customer PIN matched (`None` when the order
-    /// has no PIN).
+    /// Records the delivery after [`check_door`]; returns `Some(true)` when the customer PIN
+    /// matched (`None` when the order has no PIN or is contactless).
     fn delivered(
         &self,
         delivery: Delivery,
@@ -57,7 +150,6 @@ pub trait OrderDesk: Send + Sync + 'static {
 pub struct LocalDesk {
     db: StoreDb,
     store_id: String,
-    pins: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl LocalDesk {
@@ -65,19 +157,7 @@ impl LocalDesk {
         Self {
             db,
             store_id: store_id.into(),
-            pins: Arc::default(),
         }
-    }
-
-    /// Gives `order_id` a customer PIN that delivery must present.
-    pub fn set_customer_pin(&self, order_id: &str, pin: &str) {
-        if let Ok(mut pins) = self.pins.lock() {
-            pins.insert(order_id.to_owned(), pin.to_owned());
-        }
-    }
-
-    fn expected_pin(&self, order_id: &str) -> Option<String> {
-        self.pins.lock().ok()?.get(order_id).cloned()
     }
 }
 
@@ -134,11 +214,8 @@ impl OrderDesk for LocalDesk {
 
     async fn delivered(&self, delivery: Delivery) -> Result<Option<bool>, DeskError> {
         let store_id = self.store_id.clone();
-        let pin_ok = self
-            .expected_pin(&delivery.order_id)
-            .map(|expected| delivery.customer_pin.as_deref() == Some(expected.as_str()));
         self.db
-            .write(move |conn| {
+            .write(move |conn| -> Result<Result<Option<bool>, DeskError>, DeskError> {
                 let (status, _) = progress(conn, &delivery.order_id)?;
                 let carrier: Option<String> = conn
                     .query_row(
@@ -153,10 +230,22 @@ impl OrderDesk for LocalDesk {
                         rider_id: delivery.rider_id,
                     });
                 }
+                if status != "PICKED_UP" {
+                    return Err(DeskError::BadTransition {
+                        order_id: delivery.order_id,
+                        from: status,
+                        to: "DELIVERED".into(),
+                    });
+                }
+                let pin_ok = match check_door(conn, &store_id, &delivery)? {
+                    Ok(pin_ok) => pin_ok,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 move_order(conn, &delivery.order_id, &status, &["PICKED_UP"], "DELIVERED", &delivery.rider_id, &delivery.at, &store_id)?;
                 conn.execute(
-                    "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon, customer_pin_ok)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon, customer_pin_ok,
+                        photo_ref)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     (
                         &delivery.order_id,
                         &store_id,
@@ -165,11 +254,12 @@ impl OrderDesk for LocalDesk {
                         delivery.lat,
                         delivery.lon,
                         pin_ok,
+                        delivery.photo_ref.as_deref().map(str::trim),
                     ),
                 )?;
-                Ok(pin_ok)
+                Ok(Ok(pin_ok))
             })
-            .await
+            .await?
     }
 }
 
@@ -219,4 +309,199 @@ fn move_order(
         ),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use flashkart_sync::schema::store::MIGRATIONS;
+    use flashkart_sync::{StoreConfig, StoreDb};
+
+    use super::*;
+
+    const STORE: &str = "s1";
+    const RIDER: &str = "r1";
+
+    /// A store database with `order_id` picked up by [`RIDER`]: its `orders` row (hash and
+    /// contactless as given; none at all for a legacy order) and the store's progress.
+    async fn picked_up(
+        dir: &tempfile::TempDir,
+        orders: &[(&'static str, Option<&'static str>, bool)],
+    ) -> LocalDesk {
+        let mut config = StoreConfig::new(dir.path().join("store.db"));
+        config.extension_dir = Some(dir.path().join("ext"));
+        let db = StoreDb::open(config, MIGRATIONS).await.expect("open");
+        let orders = orders.to_vec();
+        db.write(move |conn| -> Result<(), flashkart_sync::Error> {
+            for (id, pin, contactless) in orders {
+                if pin.is_some() || contactless {
+                    let hash = pin.map(|pin| hex(&Sha256::digest(format!("{id}:{pin}"))));
+                    conn.execute(
+                        "INSERT INTO orders (id, store_id, delivery_pin_sha256, contactless)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        (id, STORE, hash, contactless),
+                    )?;
+                }
+                conn.execute(
+                    "INSERT INTO order_progress (order_id, store_id, status) VALUES (?1, ?2, 'PICKED_UP')",
+                    (id, STORE),
+                )?;
+                conn.execute(
+                    "INSERT INTO handoffs (order_id, store_id, rider_id, label_id, at)
+                     VALUES (?1, ?2, ?3, 'L', '2026-12-04T08:00:00.000Z')",
+                    (id, STORE, RIDER),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("set up");
+        LocalDesk::new(db, STORE)
+    }
+
+    fn delivery(order_id: &str, pin: Option<&str>, photo: Option<&str>) -> Delivery {
+        Delivery {
+            order_id: order_id.into(),
+            rider_id: RIDER.into(),
+            at: "2026-12-04T08:30:00.000Z".into(),
+            lat: None,
+            lon: None,
+            customer_pin: pin.map(str::to_owned),
+            photo_ref: photo.map(str::to_owned),
+        }
+    }
+
+    async fn status_and_attempts(desk: &LocalDesk, order_id: &'static str) -> (String, i64) {
+        desk.db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT status, (SELECT count(*) FROM delivery_attempts
+                        WHERE order_id = ?1 AND outcome = 'wrong_pin' AND rider_id = 'r1')
+                     FROM order_progress WHERE order_id = ?1",
+                    [order_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .expect("read")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_right_pin_delivers_and_a_legacy_order_needs_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let desk = picked_up(
+            &dir,
+            &[("o1", Some("0427"), false), ("legacy", None, false)],
+        )
+        .await;
+        assert_eq!(
+            desk.delivered(delivery("o1", Some("0427"), None)).await,
+            Ok(Some(true))
+        );
+        assert_eq!(
+            status_and_attempts(&desk, "o1").await,
+            ("DELIVERED".into(), 0)
+        );
+        assert_eq!(
+            desk.delivered(delivery("legacy", None, None)).await,
+            Ok(None)
+        );
+        assert_eq!(status_and_attempts(&desk, "legacy").await.0, "DELIVERED");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_pins_are_recorded_and_the_third_locks_the_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let desk = picked_up(&dir, &[("o1", Some("0427"), false)]).await;
+        assert_eq!(
+            desk.delivered(delivery("o1", Some("1234"), None)).await,
+            Err(DeskError::WrongPin {
+                order_id: "o1".into(),
+                left: 2
+            })
+        );
+        assert_eq!(
+            status_and_attempts(&desk, "o1").await,
+            ("PICKED_UP".into(), 1)
+        );
+        // Hostile input is refused as wrong and counts: not four ASCII digits.
+        for pin in [Some("０４２７"), None] {
+            let refused = desk.delivered(delivery("o1", pin, None)).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(DeskError::WrongPin { .. } | DeskError::PinLocked(_))
+                ),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            status_and_attempts(&desk, "o1").await,
+            ("PICKED_UP".into(), 3)
+        );
+        // Locked: even the right PIN is refused, and nothing more is recorded.
+        assert_eq!(
+            desk.delivered(delivery("o1", Some("0427"), None)).await,
+            Err(DeskError::PinLocked("o1".into()))
+        );
+        assert_eq!(
+            status_and_attempts(&desk, "o1").await,
+            ("PICKED_UP".into(), 3)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_third_wrong_pin_is_refused_as_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let desk = picked_up(&dir, &[("o1", Some("0427"), false)]).await;
+        for left in [2, 1] {
+            assert_eq!(
+                desk.delivered(delivery("o1", Some("9999"), None)).await,
+                Err(DeskError::WrongPin {
+                    order_id: "o1".into(),
+                    left
+                })
+            );
+        }
+        assert_eq!(
+            desk.delivered(delivery("o1", Some("04270"), None)).await,
+            Err(DeskError::PinLocked("o1".into()))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_contactless_order_needs_a_photo_instead_of_a_pin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let desk = picked_up(&dir, &[("o1", None, true)]).await;
+        let long = "p".repeat(MAX_PHOTO_REF_LEN + 1);
+        for photo in [None, Some("  "), Some(long.as_str()), Some("a\nb")] {
+            assert_eq!(
+                desk.delivered(delivery("o1", Some("0427"), photo)).await,
+                Err(DeskError::PhotoRequired("o1".into())),
+                "{photo:?}"
+            );
+        }
+        assert_eq!(
+            status_and_attempts(&desk, "o1").await,
+            ("PICKED_UP".into(), 0)
+        );
+        assert_eq!(
+            desk.delivered(delivery("o1", None, Some("photos/o1.jpg")))
+                .await,
+            Ok(None)
+        );
+        let photo = desk
+            .db
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT photo_ref FROM deliveries WHERE order_id = 'o1'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .expect("read");
+        assert_eq!(photo, "photos/o1.jpg");
+    }
 }

@@ -49,6 +49,12 @@ pub enum DeskError {
     },
     #[error("order {order_id} was not handed to rider {rider_id}")]
     NotPickedUp { order_id: String, rider_id: String },
+    #[error("the customer's PIN for order {order_id} is wrong ({left} tries left)")]
+    WrongPin { order_id: String, left: u32 },
+    #[error("order {0} is locked after wrong PINs: call support")]
+    PinLocked(String),
+    #[error("order {0} is contactless: the delivery needs a photo reference")]
+    PhotoRequired(String),
     #[error("the order desk failed: {0}")]
     Internal(String),
 }
@@ -62,6 +68,9 @@ impl DeskError {
             Self::WrongLabel { .. } => "wrong_label",
             Self::BadTransition { .. } => "bad_transition",
             Self::NotPickedUp { .. } => "not_picked_up",
+            Self::WrongPin { .. } => "wrong_pin",
+            Self::PinLocked(_) => "pin_locked",
+            Self::PhotoRequired(_) => "photo_required",
             Self::Internal(_) => "internal",
         }
     }

@@ -32,6 +32,7 @@ pub const SYNCED_TABLES: &[SyncedTable] = &[
     edge("handoffs"),
     edge("deliveries"),
     edge("rider_positions"),
+    edge("delivery_attempts"),
 ];
 
 const fn cloud_shared(name: &'static str) -> SyncedTable {
@@ -397,6 +398,48 @@ pub const MIGRATIONS: &[Migration] = &[
                 reason TEXT NOT NULL DEFAULT ''
             )",
             ),
+        ],
+    },
+    Migration {
+        version: 4,
+        name: "enrolment code expiry; delivery PIN hash, contactless, delivery attempts, photo",
+        steps: &[
+            // cloud-owned (riders): when the enrolment code HQ issued stops working
+            Step::AlterCrr {
+                table: "riders",
+                sql: "ALTER TABLE riders ADD COLUMN enrolment_code_expires_at TEXT",
+            },
+            // cloud-owned (orders): SHA-256 hex of `order_id || ':' || pin`; the PIN itself
+            // stays with the cloud
+            Step::AlterCrr {
+                table: "orders",
+                sql: "ALTER TABLE orders ADD COLUMN delivery_pin_sha256 TEXT",
+            },
+            // cloud-owned (orders): 1 when the customer asked for a photo instead of a PIN
+            Step::AlterCrr {
+                table: "orders",
+                sql: "ALTER TABLE orders ADD COLUMN contactless INTEGER NOT NULL DEFAULT 0",
+            },
+            // edge-owned: every delivery PIN the store judged wrong (or a refused attempt on a
+            // locked order); three wrong ones lock the order for support
+            Step::CreateCrr {
+                table: "delivery_attempts",
+                sql: "CREATE TABLE delivery_attempts (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                order_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT '',
+                -- wrong_pin | locked
+                outcome TEXT NOT NULL DEFAULT ''
+            )",
+            },
+            Step::Sql("CREATE INDEX delivery_attempts_by_order ON delivery_attempts (order_id)"),
+            // edge-owned (deliveries): the photo a contactless delivery was proven with
+            Step::AlterCrr {
+                table: "deliveries",
+                sql: "ALTER TABLE deliveries ADD COLUMN photo_ref TEXT",
+            },
         ],
     },
 ];

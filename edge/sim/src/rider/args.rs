@@ -5,8 +5,16 @@
 //! simulator has no bag to scan: it reads the order's label id (`label_id` of
 //! `GET /api/v1/orders/{id}`) through the store's HTTP API with a staff session, as the member
 //! of staff at the shelf would read it out. It never opens the store's database.
+//!
+//! At the door a real rider hears the delivery PIN from the customer; the edge never has it
+//! (only a hash). The simulator plays the customer through HQ's support view: with `--cloud`
+//! and `--admin-token-file` it reads `delivery_pin` of `GET /admin/v1/orders/{id}`, outside the
+//! rider's own channel. Without them it can only deliver contactless orders (with a photo
+//! reference), and says so at start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +48,13 @@ pub struct RiderArgs {
     /// That member's PIN.
     #[arg(long, env = "FLASHKART_STAFF_PIN")]
     pub pin: String,
+    /// HQ's cloud base URL, whose support view of an order tells the customer's delivery PIN
+    /// (as the customer does at the door). Needs `--admin-token-file`.
+    #[arg(long, requires = "admin_token_file")]
+    pub cloud: Option<String>,
+    /// A file holding HQ's admin token, for `--cloud`.
+    #[arg(long, env = "FLASHKART_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 fn parse_point(text: &str) -> Result<(f64, f64), String> {
@@ -60,6 +75,25 @@ fn parse_point(text: &str) -> Result<(f64, f64), String> {
 pub async fn run(args: RiderArgs, shutdown: CancellationToken) -> Result<SimStats, RiderError> {
     let edge = EdgeApi::new(&args.edge, &args.staff_id, &args.pin)?;
     let mut config = SimConfig::new(args.rider, args.port, args.start, shelf_labels(edge));
+    config.pins = match (&args.cloud, &args.admin_token_file) {
+        (Some(cloud), Some(path)) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|source| RiderError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim()
+                .to_owned();
+            Some(customer_pins(cloud, token)?)
+        }
+        _ => {
+            tracing::warn!(
+                "no --cloud and --admin-token-file: the rider cannot hear customers' PINs and \
+                 delivers contactless orders only (PIN orders are refused at the door)"
+            );
+            None
+        }
+    };
     config.speed_mps = args.speed;
     config.accept = match args.accept_every {
         0 => AcceptPolicy::Never,
@@ -76,6 +110,42 @@ pub enum RiderError {
     Http(#[from] reqwest::Error),
     #[error("rider simulator: {0}")]
     Sim(#[from] SimError),
+    #[error("admin token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The delivery PIN the customer of an order tells the rider, read from HQ's support view of
+/// the order; `None` for a contactless order or while the cloud cannot be reached.
+///
+/// Parks its worker thread for the round trip, like [`shelf_labels`].
+fn customer_pins(cloud: &str, admin_token: String) -> Result<Lookup, RiderError> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let base = cloud.trim_end_matches('/').to_owned();
+    let runtime = tokio::runtime::Handle::current();
+    Ok(Arc::new(move |order_id: &str| {
+        let url = format!("{base}/admin/v1/orders/{order_id}");
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                let answer = http.get(&url).bearer_auth(&admin_token).send().await;
+                let view = match answer.and_then(reqwest::Response::error_for_status) {
+                    Ok(response) => response.json::<serde_json::Value>().await,
+                    Err(error) => Err(error),
+                };
+                match view {
+                    Ok(view) => view["delivery_pin"].as_str().map(str::to_owned),
+                    Err(error) => {
+                        tracing::warn!(%order_id, %error, "asking HQ for the customer's PIN");
+                        None
+                    }
+                }
+            })
+        })
+    }))
 }
 
 /// The label on an order's bag, read through the store's API; `None` until the order is

@@ -83,7 +83,8 @@ pub struct SimConfig {
     pub accept: AcceptPolicy,
     /// order id -> the label on its bag.
     pub labels: Lookup,
-    /// order id -> the PIN the customer reads out, if any.
+    /// order id -> the PIN the customer reads out at the door, if any; without one the rider
+    /// sends a photo reference (a contactless delivery).
     pub pins: Option<Lookup>,
     /// Metres from the store or the customer that count as "there".
     pub arrive_within_m: f64,
@@ -445,10 +446,16 @@ impl Rider {
             Phase::ToDrop { order_id, drop } => {
                 if self.advance(drop, step_m) {
                     let customer_pin = self.config.pins.as_ref().and_then(|pins| pins(&order_id));
+                    // No PIN to hear (a contactless order, or no way to ask): a photo of the
+                    // parcel at the door instead.
+                    let photo_ref = customer_pin
+                        .is_none()
+                        .then(|| format!("sim-photo/{order_id}.jpg"));
                     let delivered = pb::Delivered {
                         order_id,
                         position: Some(self.fix()),
                         customer_pin,
+                        photo_ref,
                     };
                     self.send("delivered", delivered.encode_to_vec(), QoS::AtLeastOnce)
                         .await?;

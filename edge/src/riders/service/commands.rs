@@ -238,6 +238,7 @@ impl<D: OrderDesk> Service<D> {
             lat: fix.map(|f| f.lat),
             lon: fix.map(|f| f.lon),
             customer_pin,
+            photo_ref: None,
         };
         match self.desk.delivered(delivery).await {
             Ok(pin_ok) => {
