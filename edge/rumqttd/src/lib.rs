@@ -23,7 +23,7 @@ pub use link::local;
 pub use link::meters;
 pub use router::{Alert, Forward, IncomingMeter, Meter, Notification, OutgoingMeter, Router};
 use segments::Storage;
-pub use server::{Broker, BoundListener, LinkType, Server, TenantLink};
+pub use server::{BoundListener, Broker, BrokerStop, LinkType, Server, TenantLink};
 
 pub use self::router::shared_subs::Strategy;
 

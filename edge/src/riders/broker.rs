@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -87,6 +87,9 @@ pub struct Broker {
     pub plain_addr: Option<SocketAddr>,
     tenants: TenantLink,
     allowed: Arc<RwLock<HashSet<String>>>,
+    stop: rumqttd::BrokerStop,
+    /// The thread running `rumqttd::Broker::start`, taken by the first [`Broker::stop`].
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// The edge's end of the broker: publish with `publisher`, read device messages from `inbox`.
@@ -116,14 +119,13 @@ impl Broker {
         }
         let bound = broker.bound_listeners();
         let tenants = broker.tenants();
-        // rumqttd has no stop API: `start` blocks joining its listener threads forever. The
-        // daemon never joins this thread; stopping the riders service stops the edge's use of
-        // it, and the process exit ends it.
-        std::thread::Builder::new()
+        // `start` returns once the patch's stop (`BrokerStop`) has ended the listeners.
+        let stop = broker.stopper();
+        let thread = std::thread::Builder::new()
             .name("riders-broker".into())
             .spawn(move || {
                 if let Err(error) = broker.start() {
-                    tracing::error!(%error, "the riders' MQTT broker stopped");
+                    tracing::error!(%error, "the riders' MQTT broker failed");
                 }
             })
             .map_err(|e| Error::Broker(format!("cannot spawn the broker thread: {e}")))?;
@@ -152,6 +154,8 @@ impl Broker {
                 plain_addr,
                 tenants,
                 allowed,
+                stop,
+                thread: Arc::new(Mutex::new(Some(thread))),
             },
             EdgeLink {
                 publisher: Publisher(publisher),
@@ -168,6 +172,20 @@ impl Broker {
         for rider in revoked {
             if !self.tenants.disconnect(rider) {
                 tracing::error!(rider, "the riders' broker is gone: cannot disconnect");
+            }
+        }
+    }
+
+    /// Stops the listeners (their ports are free when this returns), closes every device
+    /// connection and stops the router. Later calls return at once.
+    pub async fn stop(&self) {
+        self.stop.stop();
+        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(())) => tracing::info!("the riders' MQTT broker stopped"),
+                Ok(Err(_)) => tracing::error!("the riders' MQTT broker thread panicked"),
+                Err(error) => tracing::error!(%error, "waiting for the riders' MQTT broker"),
             }
         }
     }
@@ -211,6 +229,11 @@ async fn read_link(mut rx: LinkRx, inbound: mpsc::Sender<Inbound>) {
                 }
             }
             Ok(_) => {}
+            // After the service stopped (its inbox is closed) this is the broker's stop.
+            Err(error) if inbound.is_closed() => {
+                tracing::debug!(%error, "the edge's link to the riders' broker closed");
+                return;
+            }
             Err(error) => {
                 tracing::error!(%error, "the edge's link to the riders' broker closed");
                 return;
@@ -267,6 +290,16 @@ fn broker_config(
                 log.segment_bytes, log.segments
             )));
         }
+    }
+    // A deactivated rider's live connection is closed at the next roster refresh at the
+    // latest (the cloud's sync also nudges one): that bound is the refresh period.
+    if config.roster_refresh.is_zero() || config.roster_refresh > super::MAX_ROSTER_REFRESH {
+        return Err(Error::Config(format!(
+            "the roster refresh must be above zero and at most {:?} (a deactivated rider is \
+             disconnected within it), not {:?}",
+            super::MAX_ROSTER_REFRESH,
+            config.roster_refresh
+        )));
     }
     if let Some(plain) = config.plain_listen
         && !plain.ip().is_loopback()
@@ -408,5 +441,15 @@ mod tests {
         let mut outside = config();
         outside.plain_listen = Some(SocketAddr::from(([0, 0, 0, 0], 1)));
         assert!(broker_config(&outside, &allowed).is_err());
+        assert!(config().roster_refresh <= crate::riders::MAX_ROSTER_REFRESH);
+        for refresh in [Duration::ZERO, Duration::from_secs(31)] {
+            let mut slow = config();
+            slow.roster_refresh = refresh;
+            let error = broker_config(&slow, &allowed).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains("roster refresh")),
+                "{error:?}"
+            );
+        }
     }
 }

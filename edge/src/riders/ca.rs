@@ -1,8 +1,8 @@
 //! The store's small certificate authority: the one identity riders' devices and the edge
 //! trust, with no cloud round trip at enrolment.
 //!
-//! The riders' front ([`super::front`]) trusts client certificates issued by this CA and takes
-//! the rider id from the subject's Organization, so each rider gets a certificate with
+//! The riders' broker (rumqttd, `super::broker`) trusts client certificates issued by this CA
+//! and takes the rider id (its tenant) from the subject's Organization, so each rider gets a certificate with
 //! `O=<rider id>` from this CA, confining its device to `/tenants/<rider id>/`.
 //! Certificates are X.509 v3 with `CA:FALSE` and `extendedKeyUsage=clientAuth` (rustls refuses
 //! anything else with an unhelpful handshake error). The CA key stays in `ca_dir` (mode 0600);
@@ -267,8 +267,9 @@ pub async fn enrol(
 /// and withdraws its offers ([`crate::riders::Riders::revoke`] also tells it at once).
 ///
 /// The TLS handshake itself takes no CRL: a revoked certificate completes it, and the broker's
-/// front then refuses the connection before any MQTT packet is read (and closes the rider's
-/// live connections); anything that still reaches the service from the rider is dropped.
+/// tenant check then refuses the connection at CONNECT (CONNACK "not authorized"; the service
+/// also closes the rider's live connections); anything that still reaches the service from the
+/// rider is dropped.
 pub async fn revoke(db: &StoreDb, rider_id: &str, reason: &str) -> Result<(), Error> {
     let rider = rider_id.to_owned();
     let reason = reason.to_owned();

@@ -107,6 +107,10 @@ impl Default for BrokerSizing {
     }
 }
 
+/// The longest roster refresh period allowed: a rider deactivated by the cloud (or revoked
+/// here) is disconnected within it even when no sync nudge arrives.
+pub const MAX_ROSTER_REFRESH: Duration = Duration::from_secs(30);
+
 /// Configuration of the riders service.
 #[derive(Debug, Clone)]
 pub struct RidersConfig {
@@ -133,7 +137,8 @@ pub struct RidersConfig {
     /// How often `assignments` is scanned for new and expired offers (besides
     /// [`Riders::assignments_changed`]).
     pub offer_scan_interval: Duration,
-    /// How often the roster (active riders, revocations) is re-read.
+    /// How often the roster (active riders, revocations) is re-read; a rider no longer
+    /// allowed is disconnected at the latest then. At most [`MAX_ROSTER_REFRESH`].
     pub roster_refresh: Duration,
     pub sizing: BrokerSizing,
 }
@@ -395,8 +400,8 @@ impl Riders {
             .unwrap_or_default()
     }
 
-    /// Stops the service and writes the last positions. rumqttd has no stop API: its threads
-    /// end with the process (see `broker.rs`).
+    /// Stops the service, writes the last positions, then stops the broker: once this returns
+    /// its listeners' ports are free and every device connection is closed.
     ///
     /// Takes `&self`: the daemon stops the service even while an HTTP connection that is still
     /// closing holds a clone of the handle. Later calls return at once.
@@ -408,5 +413,6 @@ impl Riders {
         {
             tracing::error!(%error, "the riders service task failed");
         }
+        self.gauge.broker.stop().await;
     }
 }

@@ -67,6 +67,8 @@ pub enum Event {
     PublishWill((String, Option<String>)),
     /// FLASHKART: disconnect every connection of this tenant (see `TenantLink`)
     DisconnectTenant(String),
+    /// FLASHKART: stop the router thread (sent by `BrokerStop` once the listeners stopped)
+    Shutdown,
 }
 
 /// Notification from router to connection

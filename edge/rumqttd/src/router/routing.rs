@@ -104,6 +104,8 @@ pub struct Router {
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
     /// FLASHKART: the number of live connections, updated after every event
     connection_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// FLASHKART: set by `Event::Shutdown`; the router thread returns.
+    stopping: bool,
 }
 
 impl Router {
@@ -146,6 +148,7 @@ impl Router {
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
             connection_count: Default::default(),
+            stopping: false,
         }
     }
 
@@ -176,7 +179,11 @@ impl Router {
         router
             .spawn(move || {
                 let e = self.run(0);
-                error!(reason=?e, "Router done!");
+                // FLASHKART: a stop (`Event::Shutdown`) is not an error.
+                match e {
+                    Ok(()) => info!("Router done"),
+                    Err(e) => error!(reason=?e, "Router done!"),
+                }
             })
             .unwrap();
         link
@@ -190,6 +197,11 @@ impl Router {
         match count {
             0 => loop {
                 self.run_inner()?;
+                // FLASHKART: see `Event::Shutdown`.
+                if self.stopping {
+                    info!("router stopped");
+                    return Ok(());
+                }
             },
             n => {
                 for _ in 0..n {
@@ -271,6 +283,7 @@ impl Router {
                 _tenant_id,
             ),
             Event::DisconnectTenant(tenant_id) => self.handle_disconnect_tenant(&tenant_id),
+            Event::Shutdown => self.stopping = true,
         }
         self.connection_count
             .store(self.connections.len(), std::sync::atomic::Ordering::Relaxed);

@@ -71,6 +71,41 @@ pub struct Broker {
     bound: (Sender<BoundListener>, flume::Receiver<BoundListener>),
     /// FLASHKART: the router's live connections.
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// FLASHKART: stops the listeners and the router (see [`BrokerStop`]).
+    stop: BrokerStop,
+}
+
+/// FLASHKART: stops a started broker: every listener stops accepting, its thread's runtime
+/// ends and with it every connection task (their sockets close), [`Broker::start`] returns
+/// once the listener threads are joined, and the router thread returns. Upstream 0.20 has no
+/// way to stop a broker short of ending the process.
+#[derive(Debug, Clone)]
+pub struct BrokerStop {
+    /// The only sender: dropping it wakes every listener (their receivers disconnect).
+    listeners: Arc<Mutex<Option<Sender<()>>>>,
+    stopped: flume::Receiver<()>,
+}
+
+impl BrokerStop {
+    fn new() -> Self {
+        let (tx, rx) = flume::bounded(1);
+        Self {
+            listeners: Arc::new(Mutex::new(Some(tx))),
+            stopped: rx,
+        }
+    }
+
+    /// Asks the listeners (and, once they are gone, the router) to stop; returns at once.
+    /// [`Broker::start`] returns when they have.
+    pub fn stop(&self) {
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.take();
+        }
+    }
+
+    fn requested(&self) -> bool {
+        self.listeners.lock().map_or(true, |l| l.is_none())
+    }
 }
 
 /// FLASHKART: a listener's name and the address it bound (port 0 resolved), or why it could
@@ -129,6 +164,7 @@ impl Broker {
                     router_tx,
                     bound,
                     connections,
+                    stop: BrokerStop::new(),
                 }
             }
             None => {
@@ -139,6 +175,7 @@ impl Broker {
                     router_tx,
                     bound,
                     connections,
+                    stop: BrokerStop::new(),
                 }
             }
         }
@@ -199,6 +236,11 @@ impl Broker {
     /// [`Broker::start`] once each has bound (or failed to).
     pub fn bound_listeners(&self) -> flume::Receiver<BoundListener> {
         self.bound.1.clone()
+    }
+
+    /// FLASHKART: a handle that stops this broker once started (see [`BrokerStop`]).
+    pub fn stopper(&self) -> BrokerStop {
+        self.stop.clone()
     }
 
     /// FLASHKART: a handle to disconnect a tenant's connections.
@@ -268,7 +310,8 @@ impl Broker {
             for (_, config) in v4_config.clone() {
                 let server_thread = thread::Builder::new().name(config.name.clone());
                 let mut server = Server::new(config, self.router_tx.clone(), V4)
-                    .report_bound(self.bound.0.clone());
+                    .report_bound(self.bound.0.clone())
+                    .stop_on(self.stop.stopped.clone());
                 let handle = server_thread.spawn(move || {
                     let mut runtime = tokio::runtime::Builder::new_current_thread();
                     let runtime = runtime.enable_all().build().unwrap();
@@ -287,7 +330,8 @@ impl Broker {
             for (_, config) in v5_config.clone() {
                 let server_thread = thread::Builder::new().name(config.name.clone());
                 let mut server = Server::new(config, self.router_tx.clone(), V5)
-                    .report_bound(self.bound.0.clone());
+                    .report_bound(self.bound.0.clone())
+                    .stop_on(self.stop.stopped.clone());
                 let handle = server_thread.spawn(move || {
                     let mut runtime = tokio::runtime::Builder::new_current_thread();
                     let runtime = runtime.enable_all().build().unwrap();
@@ -313,7 +357,8 @@ impl Broker {
                 let server_thread = thread::Builder::new().name(config.name.clone());
                 //TODO: Add support for V5 procotol with websockets. Registered in config or on ServerSettings
                 let mut server = Server::new(config, self.router_tx.clone(), V4)
-                    .report_bound(self.bound.0.clone());
+                    .report_bound(self.bound.0.clone())
+                    .stop_on(self.stop.stopped.clone());
                 let handle = server_thread.spawn(move || {
                     let mut runtime = tokio::runtime::Builder::new_current_thread();
                     let runtime = runtime.enable_all().build().unwrap();
@@ -392,6 +437,11 @@ impl Broker {
             let _ = handle.join();
         });
 
+        // FLASHKART: the listeners stopped because a stop was asked for: stop the router too.
+        if self.stop.requested() {
+            let _ = self.router_tx.send((0, Event::Shutdown));
+        }
+
         Ok(())
     }
 }
@@ -416,6 +466,8 @@ pub struct Server<P> {
     awaiting_will_handler: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
     /// FLASHKART: where to report the bound address.
     bound: Option<Sender<BoundListener>>,
+    /// FLASHKART: disconnects (its sender is dropped) when the listener must stop.
+    stop: Option<flume::Receiver<()>>,
 }
 
 impl<P: Protocol + Clone + Send + 'static> Server<P> {
@@ -430,12 +482,20 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             protocol,
             awaiting_will_handler: Arc::new(Mutex::new(HashMap::default())),
             bound: None,
+            stop: None,
         }
     }
 
     /// FLASHKART: report the address this server binds (or the bind error) on `bound`.
     pub fn report_bound(mut self, bound: Sender<BoundListener>) -> Self {
         self.bound = Some(bound);
+        self
+    }
+
+    /// FLASHKART: stop accepting, and end this server's connections, once `stop`
+    /// disconnects (see [`BrokerStop`]).
+    pub fn stop_on(mut self, stop: flume::Receiver<()>) -> Self {
+        self.stop = Some(stop);
         self
     }
 
@@ -486,7 +546,18 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
         );
         loop {
             // Await new network connection.
-            let (stream, addr) = match listener.accept().await {
+            // FLASHKART: or stop, when asked to.
+            let accepted = match &self.stop {
+                Some(stop) => tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stop.recv_async() => {
+                        info!(name = self.config.name, "listener stopped");
+                        return Ok(());
+                    }
+                },
+                None => listener.accept().await,
+            };
+            let (stream, addr) = match accepted {
                 Ok((s, r)) => (s, r),
                 Err(e) => {
                     error!(error=?e, "Unable to accept socket.");
