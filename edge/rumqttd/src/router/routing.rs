@@ -1141,6 +1141,15 @@ impl Router {
         #[cfg(feature = "validate-tenant-prefix")]
         let tenant_prefix = tenant_id.map(|id| format!("/tenants/{id}/"));
 
+        // FLASHKART: a will request of a connection that is gone can arrive after another
+        // connection with the same client id registered (a phone reconnecting at once, a
+        // takeover). `last_wills` is keyed by client id, so it now holds the live connection's
+        // will: publishing it would announce a live client as gone and lose its real will.
+        if self.connection_map.contains_key(&client_id) {
+            debug!(client_id, "a will for a client id that is connected again: not published");
+            return;
+        }
+
         let Some((will, will_props)) = self.last_wills.remove(&client_id) else {
             return;
         };

@@ -717,9 +717,18 @@ async fn remote<P: Protocol>(
 
     // FLASHKART: a tenant the application no longer allows is refused here, before the
     // router sees the connection (no session taken over, no will registered).
-    if let (Some(check), Some(tenant)) = (&tenant_check, &tenant_id) {
-        if !check(tenant) {
-            warn!(tenant, "tenant refused by the tenant check");
+    // FLASHKART: likewise a will outside the tenant's prefix. Upstream accepts it and drops it
+    // when it fires (`BadTenant`), so a device would learn nothing and its will would be lost.
+    let will_outside = match (&tenant_id, &connect_packet) {
+        (Some(tenant), Packet::Connect(_, _, Some(will), _, _)) => {
+            !will.topic.starts_with(format!("/tenants/{tenant}/").as_bytes())
+        }
+        _ => false,
+    };
+    if let Some(tenant) = &tenant_id {
+        let allowed = tenant_check.as_ref().map_or(true, |check| check(tenant));
+        if !allowed || will_outside {
+            warn!(tenant, allowed, will_outside, "tenant refused at CONNECT");
             let refused = Packet::ConnAck(
                 ConnAck {
                     session_present: false,
