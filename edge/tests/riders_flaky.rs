@@ -604,7 +604,10 @@ fn raise_fd_limit(want: u64) -> u64 {
 /// connections are closed by the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_a_thousand_idle_sockets_do_not_stop_other_riders() {
-    assert!(raise_fd_limit(4096) >= 2300, "the open-file limit is too low");
+    assert!(
+        raise_fd_limit(4096) >= 2300,
+        "the open-file limit is too low"
+    );
     let (_dir, db, edge, a, b) = two_riders().await;
     let (b_client, mut b_loop) = round_trip(
         options("phoneB", edge.tls_port, Some(&b)),
@@ -614,16 +617,26 @@ async fn garbage_and_a_thousand_idle_sockets_do_not_stop_other_riders() {
 
     let mut idle = Vec::new();
     for _ in 0..1000 {
-        idle.push(TcpStream::connect(("127.0.0.1", edge.tls_port)).await.unwrap());
+        idle.push(
+            TcpStream::connect(("127.0.0.1", edge.tls_port))
+                .await
+                .unwrap(),
+        );
     }
     // Garbage: not TLS on the TLS listener, not MQTT inside TLS, not MQTT on the loopback
     // listener. Each is closed by the broker.
     let garbage: &[u8] = b"\x16\x03\x01\x00\x05hello\xff\xff\xff\xff\xff garbage";
-    let mut raw = TcpStream::connect(("127.0.0.1", edge.tls_port)).await.unwrap();
+    let mut raw = TcpStream::connect(("127.0.0.1", edge.tls_port))
+        .await
+        .unwrap();
     raw.write_all(garbage).await.unwrap();
-    let mut plain = TcpStream::connect(("127.0.0.1", edge.plain_port)).await.unwrap();
+    let mut plain = TcpStream::connect(("127.0.0.1", edge.plain_port))
+        .await
+        .unwrap();
     plain.write_all(&[0xff; 64]).await.unwrap();
-    let tcp = TcpStream::connect(("localhost", edge.tls_port)).await.unwrap();
+    let tcp = TcpStream::connect(("localhost", edge.tls_port))
+        .await
+        .unwrap();
     let server = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = tls_connector(&a).connect(server, tcp).await.unwrap();
     tls.write_all(&[0xff; 64]).await.unwrap();
@@ -633,7 +646,10 @@ async fn garbage_and_a_thousand_idle_sockets_do_not_stop_other_riders() {
         ("not MQTT on loopback", closed_by_peer(&mut plain).await),
         ("not MQTT in TLS", closed_by_peer(&mut tls).await),
     ] {
-        assert!(closed, "the broker kept a connection sending garbage ({name})");
+        assert!(
+            closed,
+            "the broker kept a connection sending garbage ({name})"
+        );
     }
 
     // B's live connection is served, and a new connection too, with the idle sockets open.
@@ -686,7 +702,9 @@ struct Relay {
 
 impl Relay {
     async fn start(to: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let cut = Arc::new(std::sync::Mutex::new(
@@ -761,7 +779,10 @@ async fn reconnect(eventloop: &mut EventLoop) -> bool {
 }
 
 /// Awaits `wait` while polling the phone's event loop (rumqttc sends only while polled).
-async fn while_polling<T>(eventloop: &mut EventLoop, wait: impl std::future::Future<Output = T>) -> T {
+async fn while_polling<T>(
+    eventloop: &mut EventLoop,
+    wait: impl std::future::Future<Output = T>,
+) -> T {
     tokio::pin!(wait);
     loop {
         tokio::select! {
@@ -811,7 +832,9 @@ async fn a_persistent_session_gets_what_it_missed_and_an_accept_counts_once() {
         .unwrap();
     let offered = |wanted: &'static str| {
         move |e: &Event| match e {
-            Event::Incoming(Packet::Publish(p)) if p.topic.ends_with(&format!("/offers/{wanted}")) => {
+            Event::Incoming(Packet::Publish(p))
+                if p.topic.ends_with(&format!("/offers/{wanted}")) =>
+            {
                 Some(pb::Offer::decode(p.payload.clone()).unwrap())
             }
             _ => None,
@@ -842,7 +865,12 @@ async fn a_persistent_session_gets_what_it_missed_and_an_accept_counts_once() {
     }
     .encode_to_vec();
     client
-        .publish("/tenants/riderA/replies", QoS::AtLeastOnce, false, accept.clone())
+        .publish(
+            "/tenants/riderA/replies",
+            QoS::AtLeastOnce,
+            false,
+            accept.clone(),
+        )
         .await
         .unwrap();
     // The phone's client sends only while polled.
@@ -866,20 +894,68 @@ async fn a_persistent_session_gets_what_it_missed_and_an_accept_counts_once() {
     };
     // Reconnected, the phone resends the unacknowledged accept; the edge acknowledges it.
     assert!(reconnect(&mut eventloop).await);
-    assert_eq!(until(&mut eventloop, "the ack of the accept", acked).await, "accepted");
+    assert_eq!(
+        until(&mut eventloop, "the ack of the accept", acked).await,
+        "accepted"
+    );
     // The app asks once more (it never saw the first ack): acknowledged, not recorded again.
     client
         .publish("/tenants/riderA/replies", QoS::AtLeastOnce, false, accept)
         .await
         .unwrap();
-    assert_eq!(until(&mut eventloop, "the ack of the repeat", acked).await, "accepted");
-    assert_eq!(replies_for(&db, "a2").await, vec![vec!["accepted".to_owned()]]);
+    assert_eq!(
+        until(&mut eventloop, "the ack of the repeat", acked).await,
+        "accepted"
+    );
+    assert_eq!(
+        replies_for(&db, "a2").await,
+        vec![vec!["accepted".to_owned()]]
+    );
     while let Ok(event) = edge.events.try_recv() {
         assert!(
             !matches!(&event, RiderEvent::Replied { assignment_id, .. } if assignment_id == "a2"),
             "the accept was recorded twice: {event:?}"
         );
     }
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// `BrokerSizing::max_connections` bounds the device connections (both listeners): one more is
+/// closed without CONNACK, and once a device leaves the next one gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    let edge = start_edge_with(&db, dir.path(), |config| {
+        config.sizing.max_connections = 2;
+    })
+    .await;
+    let first = round_trip(options("sim1", edge.plain_port, None), "test/1").await;
+    let _second = round_trip(options("sim2", edge.plain_port, None), "test/2").await;
+    assert_eq!(edge.riders.broker_stats().sessions, 2);
+    let refused = refused_before_connack(options("sim3", edge.plain_port, None)).await;
+    tracing::info!(%refused, "the third connection");
+    // One leaves (DISCONNECT, then its connection closes): the next gets in.
+    let (client, mut eventloop) = first;
+    client.disconnect().await.unwrap();
+    assert!(closes(&mut eventloop).await);
+    let _third = tokio::time::timeout(WAIT, async {
+        loop {
+            let (client, mut eventloop) =
+                AsyncClient::new(options("sim3", edge.plain_port, None), 4);
+            // The router may not have processed the departure yet: try again until admitted.
+            if let Ok(Event::Incoming(Packet::ConnAck(ack))) = eventloop.poll().await {
+                assert_eq!(ack.code, ConnectReturnCode::Success);
+                return (client, eventloop);
+            }
+        }
+    })
+    .await
+    .expect("no connection admitted after one left");
 
     edge.riders.shutdown().await;
     db.close().await.unwrap();

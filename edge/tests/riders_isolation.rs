@@ -103,7 +103,12 @@ async fn riders_are_confined_to_their_own_topics() {
             &creds_a,
             "a-will",
             "/tenants/riderA/edge/offers/#",
-            &["--will-topic", "/tenants/riderB/presence", "--will-payload", "x"],
+            &[
+                "--will-topic",
+                "/tenants/riderB/presence",
+                "--will-payload",
+                "x"
+            ],
         )
         .await
         .is_none(),

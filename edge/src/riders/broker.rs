@@ -391,6 +391,7 @@ fn log_sizes(sizing: &BrokerSizing) -> HashMap<String, SegmentConfig> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -407,13 +408,40 @@ mod tests {
             bytes("/tenants/+/location"),
             sizing.location_log.segment_bytes
         );
-        assert_eq!(bytes("/tenants/+/replies"), sizing.command_log.segment_bytes);
+        assert_eq!(
+            bytes("/tenants/+/replies"),
+            sizing.command_log.segment_bytes
+        );
         assert_eq!(
             bytes("/tenants/+/presence"),
             sizing.presence_log.segment_bytes
         );
         assert_eq!(bytes(RIDER_FILTERS), sizing.rider_log.segment_bytes);
         assert_eq!(sizes.len(), EDGE_FILTERS.len() + 1);
+    }
+
+    #[test]
+    fn the_sizing_is_the_brokers_configuration() {
+        let mut riders = config();
+        riders.plain_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let sizing = riders.sizing;
+        let broker = broker_config(&riders, &Arc::default()).unwrap();
+        // The edge's own link is one more connection.
+        assert_eq!(broker.router.max_connections, sizing.max_connections + 1);
+        let custom = broker.router.custom_segment.as_ref().map(HashMap::len);
+        assert_eq!(custom, Some(EDGE_FILTERS.len() + 1));
+        let servers = broker.v4.unwrap();
+        assert_eq!(servers.len(), 2);
+        for server in servers.values() {
+            let connections = &server.connections;
+            assert_eq!(connections.max_payload_size, sizing.max_payload_size);
+            assert_eq!(connections.max_inflight_count, sizing.max_inflight);
+            // Only the TLS listener has tenants to check.
+            assert_eq!(
+                connections.tenant_check.is_some(),
+                server.name == TLS_LISTENER
+            );
+        }
     }
 
     #[test]
@@ -447,7 +475,9 @@ mod tests {
             slow.roster_refresh = refresh;
             let error = broker_config(&slow, &allowed).err().map(|e| e.to_string());
             assert!(
-                error.as_deref().is_some_and(|e| e.contains("roster refresh")),
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("roster refresh")),
                 "{error:?}"
             );
         }

@@ -32,10 +32,10 @@ use flashkart_sync::StoreDb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use broker::BrokerStats;
 pub use ca::{CertBundle, ClientKey, StoreCa};
 pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
 pub use error::{DeskError, Error};
-pub use broker::BrokerStats;
 
 /// How much memory and how many connections the broker may use.
 ///

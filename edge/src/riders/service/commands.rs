@@ -93,7 +93,12 @@ impl<D: OrderDesk> Service<D> {
                 });
             }
             Ok(ReplyOutcome::Repeated { order_id }) => {
-                tracing::info!(rider, assignment_id, reply, "the same answer again: acknowledged");
+                tracing::info!(
+                    rider,
+                    assignment_id,
+                    reply,
+                    "the same answer again: acknowledged"
+                );
                 self.ack(
                     rider,
                     pb::Ack {

@@ -68,9 +68,13 @@ struct Open {
 }
 
 enum ReplyOutcome {
-    Recorded { order_id: String },
+    Recorded {
+        order_id: String,
+    },
     /// The rider sent the answer already recorded (a QoS 1 resend after a drop).
-    Repeated { order_id: String },
+    Repeated {
+        order_id: String,
+    },
     Refused(&'static str, String),
     Expired,
 }
@@ -350,7 +354,10 @@ impl<D: OrderDesk> Service<D> {
             .filter(|rider| !allowed.contains(rider))
             .collect();
         for rider in self.allowed.iter().filter(|r| !allowed.contains(*r)) {
-            tracing::info!(rider, "disconnecting a rider that is revoked or no longer active");
+            tracing::info!(
+                rider,
+                "disconnecting a rider that is revoked or no longer active"
+            );
         }
         self.broker.set_allowed(allowed.clone(), &refused);
         self.allowed = allowed;
