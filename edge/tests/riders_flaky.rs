@@ -960,3 +960,76 @@ async fn connections_beyond_the_limit_are_refused() {
     edge.riders.shutdown().await;
     db.close().await.unwrap();
 }
+
+/// The will-handler regression (upstream #1062) made deterministic: a CONNECT that the router
+/// turns away (the broker is full) fails after the listener registered its will handler and
+/// before CONNACK, exactly like a phone hanging up in that window. Unpatched, the next CONNECT
+/// with that client id panics on the stale handler with the listener's mutex held, and every
+/// later connection on the listener panics on the poisoned mutex.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_failing_before_connack_leaves_the_listener_working() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "riderA", "code-a").await;
+    seed_rider(&db, "riderB", "code-b").await;
+    let edge = start_edge_with(&db, dir.path(), |config| {
+        config.sizing.max_connections = 1;
+    })
+    .await;
+    let a = edge
+        .riders
+        .enrol("riderA", "code-a", ClientKey::Generate)
+        .await
+        .unwrap();
+    let b = edge
+        .riders
+        .enrol("riderB", "code-b", ClientKey::Generate)
+        .await
+        .unwrap();
+    let (b_client, mut b_loop) = round_trip(
+        options("phoneB", edge.tls_port, Some(&b)),
+        "/tenants/riderB/echo",
+    )
+    .await;
+    // Full: A's CONNECT fails before CONNACK.
+    let refused = refused_before_connack(options("phoneA", edge.tls_port, Some(&a))).await;
+    tracing::info!(%refused, "A's connection while the broker is full");
+    // B leaves; A connects with the same client id, then B again: both are served.
+    b_client.disconnect().await.unwrap();
+    assert!(closes(&mut b_loop).await);
+    let a_connected = tokio::time::timeout(WAIT, async {
+        loop {
+            let (client, mut eventloop) =
+                AsyncClient::new(options("phoneA", edge.tls_port, Some(&a)), 4);
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    assert_eq!(ack.code, ConnectReturnCode::Success);
+                    return (client, eventloop);
+                }
+                // The router may not have processed B's departure yet: the broker is still
+                // full, or (unpatched) the listener is poisoned and this never succeeds.
+                other => tracing::info!(?other, "A's connection"),
+            }
+        }
+    })
+    .await;
+    let (a_client, a_loop) = a_connected.expect("A could not connect again");
+    drop((a_client, a_loop));
+    let _b = tokio::time::timeout(WAIT, async {
+        loop {
+            let (client, mut eventloop) =
+                AsyncClient::new(options("phoneB", edge.tls_port, Some(&b)), 4);
+            if let Ok(Event::Incoming(Packet::ConnAck(ack))) = eventloop.poll().await {
+                assert_eq!(ack.code, ConnectReturnCode::Success);
+                return (client, eventloop);
+            }
+        }
+    })
+    .await
+    .expect("B could not connect after A");
+
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
