@@ -43,6 +43,9 @@ impl Storage for PublishData {
     }
 }
 
+/// FLASHKART: the most topics `DataLog::publish_filters` caches before it starts over.
+const MAX_CACHED_TOPICS: usize = 4096;
+
 /// Stores 'device' data and 'actions' data in native commitlog
 /// organized by subscription filter. Device data is replicated
 /// while actions data is not
@@ -136,6 +139,12 @@ impl DataLog {
                     .collect();
 
                 if !v.is_empty() {
+                    // FLASHKART: this is a cache (a miss recomputes it from `filter_indexes`);
+                    // upstream keeps every topic ever published in it, so unique topics (the
+                    // edge publishes one per offer) grow it for the life of the process.
+                    if self.publish_filters.len() >= MAX_CACHED_TOPICS {
+                        self.publish_filters.clear();
+                    }
                     self.publish_filters.insert(topic.to_owned(), v.clone());
                 }
 
