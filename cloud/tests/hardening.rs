@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::api::*;
 use common::*;
-use flashkart_cloud::config::TlsConfig;
 use flashkart_sync::protocol;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -292,28 +291,6 @@ async fn unbounded_input_is_refused() {
     running.wait().await.unwrap();
 }
 
-/// A CA and a `localhost` certificate signed by it.
-fn tls_files(dir: &std::path::Path) -> TlsConfig {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    TlsConfig {
-        cert: cert_path,
-        key: key_path,
-    }
-}
-
 /// Reads until the server closes the connection (EOF or reset).
 async fn closed_by_server(stream: &mut TcpStream) {
     let mut buffer = [0_u8; 1024];
@@ -329,7 +306,7 @@ async fn closed_by_server(stream: &mut TcpStream) {
 async fn a_silent_tls_connection_is_closed_after_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = cloud_config(dir.path());
-    config.tls = Some(tls_files(dir.path()));
+    config.tls = Some(common::pki::private_pki(dir.path()).1);
     config.http.handshake_timeout_ms = 300;
     let shutdown = CancellationToken::new();
     let running = flashkart_cloud::start(config, shutdown.clone())

@@ -9,40 +9,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::pki::private_pki;
 use common::*;
-use flashkart_cloud::config::TlsConfig;
 use flashkart_sync::client;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_util::sync::CancellationToken;
-
-/// A CA and a `localhost` server certificate signed by it: (ca.pem, cert.pem, key.pem).
-fn private_pki(dir: &std::path::Path) -> (std::path::PathBuf, TlsConfig) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let (ca_path, cert_path, key_path) = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (
-        ca_path,
-        TlsConfig {
-            cert: cert_path,
-            key: key_path,
-        },
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_sync_over_https_with_a_private_ca() {

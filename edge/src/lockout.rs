@@ -305,6 +305,17 @@ impl Throttle {
         }
     }
 
+    /// The attempt turned out not to be a guess (nothing it could have matched): its presumed
+    /// failure is taken back from the account and the client, and nothing else changes.
+    pub fn not_counted(&self, attempt: Attempt) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (accounts, clients) = &mut *guard;
+        accounts.undo(&attempt.account);
+        if let Some(client) = attempt.client {
+            clients.undo(&client);
+        }
+    }
+
     /// Clears an account's failures and lock (a manager's unlock). Returns whether it was locked.
     pub fn unlock_account(&self, account: &str) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());

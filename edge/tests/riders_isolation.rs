@@ -34,7 +34,7 @@ async fn riders_are_confined_to_their_own_topics() {
     seed_ready_order(&db, "o1", "FK-L1").await;
     let mut edge = start_edge(&db, dir.path()).await;
 
-    // Enrolment: a wrong code is refused, the right one works once.
+    // Enrolment: a wrong code is refused, the right one works once (and then no code is pending).
     assert!(matches!(
         edge.riders
             .enrol("riderA", "nope", ClientKey::Generate)
@@ -50,7 +50,7 @@ async fn riders_are_confined_to_their_own_topics() {
         edge.riders
             .enrol("riderA", "code-a", ClientKey::Generate)
             .await,
-        Err(Error::BadEnrolmentCode)
+        Err(Error::NoPendingCode)
     ));
     let b = edge
         .riders
@@ -361,7 +361,7 @@ async fn wrong_credentials_are_refused() {
         edge.riders
             .enrol("riderA", "code-a", ClientKey::Generate)
             .await,
-        Err(Error::Revoked(_) | Error::BadEnrolmentCode)
+        Err(Error::Revoked(_))
     ));
 
     edge.riders.shutdown().await;

@@ -13,7 +13,7 @@ use sha2::Digest;
 use crate::api::{MAX_MONEY_MINOR, check_text};
 use crate::hq::{Coupon, RosterRider, StoreProfile};
 use crate::http::auth::Admin;
-use crate::http::error::{ApiError, Json, Path};
+use crate::http::error::{ApiError, Json, OptionalJson, Path};
 use crate::http::state::AppState;
 
 #[derive(Debug, serde::Deserialize)]
@@ -47,9 +47,10 @@ pub async fn register_store(
         .into_response())
 }
 
+/// The options of a token rotation (the body may be left out).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RotateToken {
+pub struct RotateToken {
     /// Also unbind the edge database (it was replaced); the next one to say hello binds.
     #[serde(default)]
     release_edge_site: bool,
@@ -62,17 +63,8 @@ pub async fn rotate_store_token(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<RotateToken>,
 ) -> Result<Response, ApiError> {
-    let request: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateToken::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "expected nothing or {{\"release_edge_site\": true}}: {e}"
-            ))
-        })?
-    };
     let token = state
         .registry
         .rotate(&id, request.release_edge_site)
@@ -230,9 +222,10 @@ const CODE_CHARS: usize = 10;
 /// Longest validity a request may ask for.
 const MAX_CODE_VALIDITY_S: i64 = 30 * 24 * 3600;
 
+/// The options of an enrolment code (the body may be left out).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IssueCode {
+pub struct IssueCode {
     /// Seconds the code stays valid; the configured `[riders] enrolment_code_ttl_hours` when
     /// absent.
     #[serde(default)]
@@ -257,15 +250,8 @@ pub async fn issue_enrolment_code(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<IssueCode>,
 ) -> Result<Response, ApiError> {
-    let request: IssueCode = if body.iter().all(u8::is_ascii_whitespace) {
-        IssueCode::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!("expected nothing or {{\"valid_for_s\": n}}: {e}"))
-        })?
-    };
     let validity = match request.valid_for_s {
         None => state.enrolment_code_ttl,
         Some(s) if (1..=MAX_CODE_VALIDITY_S).contains(&s) => time::Duration::seconds(s),

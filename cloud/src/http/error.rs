@@ -204,6 +204,29 @@ where
     }
 }
 
+/// A JSON body that may be left out: an empty (or all-whitespace) body is `T::default()`, for
+/// the admin actions whose options all have defaults (`curl -X POST` with no `-d` works).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = axum::body::Bytes::from_request(request, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+    }
+}
+
 /// The `Idempotency-Key` header an order must carry, so a retried request is answered once.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub String);

@@ -67,7 +67,7 @@ pub fn router(app: Arc<App>, riders: Option<Arc<crate::riders::Riders>>) -> Rout
         .route("/events", get(system::events))
         .route("/dev/catalog", post(system::seed_catalog));
     if let Some(riders) = riders {
-        api = api.merge(riders::routes(riders));
+        api = api.merge(riders::routes(riders, app.sign_in_config().clone()));
     }
     Router::new()
         .nest("/api/v1", api)

@@ -228,21 +228,29 @@ pub async fn enrol(
             if revoked {
                 return Err(Error::Revoked(record.rider_id.clone()));
             }
+            // Only the roster's current code can work. Without one that is unspent and
+            // unexpired there is nothing to guess, which the throttle needs to know.
+            let Some(expected) = expected.map(|e| e.to_ascii_lowercase()) else {
+                return Err(Error::NoPendingCode);
+            };
             let spent: bool = conn.query_row(
                 "SELECT count(*) > 0 FROM rider_enrolment_codes_used WHERE code_sha256 = ?1",
-                [&code_sha256],
+                [&expected],
                 |row| row.get(0),
             )?;
-            if spent || expected.map(|e| e.to_ascii_lowercase()) != Some(code_sha256.clone()) {
-                return Err(Error::BadEnrolmentCode);
-            }
             let now = clock::now();
             // Timestamps share one format, so they compare as text; a code without an expiry
             // was put on the roster before HQ issued expiring codes.
-            if let Some(expires_at) = expires_at
-                && expires_at <= now
-            {
-                tracing::warn!(rider = %record.rider_id, %expires_at, "enrolment refused: the code expired");
+            let expired = expires_at.as_ref().filter(|at| at.as_str() <= now.as_str());
+            if spent || expired.is_some() {
+                if let Some(expires_at) = expired
+                    && expected == code_sha256
+                {
+                    tracing::warn!(rider = %record.rider_id, %expires_at, "enrolment refused: the code expired");
+                }
+                return Err(Error::NoPendingCode);
+            }
+            if expected != code_sha256 {
                 return Err(Error::BadEnrolmentCode);
             }
             conn.execute(

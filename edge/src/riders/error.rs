@@ -26,6 +26,12 @@ pub enum Error {
     InvalidRiderId(String),
     #[error("the enrolment code is wrong or was already used")]
     BadEnrolmentCode,
+    /// The rider has no code that could work (none synced yet, the last one used or expired):
+    /// refused like a wrong code, but no guess was made against a secret, so the enrolment
+    /// throttle does not count it (a phone that scans its QR code before the code has synced
+    /// is not locked out).
+    #[error("the enrolment code is wrong or was already used")]
+    NoPendingCode,
     #[error("rider `{0}` was revoked at this store")]
     Revoked(String),
     #[error("the certificate signing request is not usable: {0}")]
