@@ -1,5 +1,7 @@
-//! `flashkart-edge-sim rider`: one simulated rider on a store's loopback broker listener, for
-//! the demo.
+//! `flashkart-edge-sim rider`: one simulated rider's phone, for the demo.
+//!
+//! Like a real phone it enrols with the QR code HQ issued for the rider (see [`super::phone`])
+//! and connects to the store's broker over TLS with the certificate it got.
 //!
 //! At the store a real rider scans the label on the bag the staff put on the pickup shelf. The
 //! simulator has no bag to scan: it reads the order's label id (`label_id` of
@@ -18,18 +20,25 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::phone::{self, EnrolmentQr, PhoneError};
 use super::{AcceptPolicy, Lookup, SimConfig, SimError, SimStats};
 use crate::edge_api::EdgeApi;
 
 /// `flashkart-edge-sim rider ...`
 #[derive(Debug, Clone, clap::Args)]
 pub struct RiderArgs {
-    /// The rider's id (on the store's roster; alphanumeric).
+    /// The enrolment QR code's payload from HQ's roster
+    /// (`flashkart-enrol:v1?store=..&rider=..&code=..`); not needed when `--phone-dir` already
+    /// holds the rider's certificate.
+    #[arg(long, env = "FLASHKART_ENROLMENT", value_parser = parse_qr)]
+    pub enrolment: Option<EnrolmentQr>,
+    /// Where the phone keeps its certificate and key between runs.
     #[arg(long)]
-    pub rider: String,
-    /// The broker's loopback (plain) listener port, `[riders] plain_listen`.
-    #[arg(long, default_value_t = 1884)]
-    pub port: u16,
+    pub phone_dir: Option<PathBuf>,
+    /// The store broker's TLS listener, `[riders] tls_listen`, as `host:port`; the host must be
+    /// a name on the broker's certificate (`localhost`, or one of `[riders] server_names`).
+    #[arg(long, default_value = "localhost:8883", value_parser = parse_broker)]
+    pub broker: (String, u16),
     /// Where the rider starts, as `lat,lon`.
     #[arg(long, value_parser = parse_point, default_value = "52.5200,13.4050")]
     pub start: (f64, f64),
@@ -57,6 +66,23 @@ pub struct RiderArgs {
     pub admin_token_file: Option<PathBuf>,
 }
 
+fn parse_qr(text: &str) -> Result<EnrolmentQr, String> {
+    EnrolmentQr::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_broker(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not `host:port`"))?;
+    let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "`{host}` must be a host name on the broker's certificate (TLS names, not addresses)"
+        ));
+    }
+    Ok((host.to_owned(), port))
+}
+
 fn parse_point(text: &str) -> Result<(f64, f64), String> {
     let (lat, lon) = text
         .split_once(',')
@@ -73,8 +99,22 @@ fn parse_point(text: &str) -> Result<(f64, f64), String> {
 ///
 /// Needs a multi-threaded runtime: see [`shelf_labels`].
 pub async fn run(args: RiderArgs, shutdown: CancellationToken) -> Result<SimStats, RiderError> {
+    let identity = phone::identity(
+        &args.edge,
+        args.enrolment.as_ref(),
+        args.phone_dir.as_deref(),
+    )
+    .await?;
     let edge = EdgeApi::new(&args.edge, &args.staff_id, &args.pin)?;
-    let mut config = SimConfig::new(args.rider, args.port, args.start, shelf_labels(edge));
+    let (host, port) = args.broker;
+    let mut config = SimConfig::new(
+        identity.rider_id.clone(),
+        port,
+        args.start,
+        shelf_labels(edge),
+    );
+    config.host = host;
+    config.tls = Some(identity.tls());
     config.pins = match (&args.cloud, &args.admin_token_file) {
         (Some(cloud), Some(path)) => {
             let token = std::fs::read_to_string(path)
@@ -110,6 +150,8 @@ pub enum RiderError {
     Http(#[from] reqwest::Error),
     #[error("rider simulator: {0}")]
     Sim(#[from] SimError),
+    #[error("the phone: {0}")]
+    Phone(#[from] PhoneError),
     #[error("admin token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -182,5 +224,15 @@ mod tests {
         assert_eq!(parse_point("52.52, 13.405"), Ok((52.52, 13.405)));
         assert!(parse_point("52.52").is_err());
         assert!(parse_point("91,0").is_err());
+    }
+
+    #[test]
+    fn the_broker_is_a_host_name_and_a_port() {
+        assert_eq!(
+            parse_broker("localhost:8883"),
+            Ok(("localhost".into(), 8883))
+        );
+        assert!(parse_broker("127.0.0.1:8883").is_err());
+        assert!(parse_broker("localhost").is_err());
     }
 }

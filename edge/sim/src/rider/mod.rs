@@ -23,6 +23,7 @@ use flashkart_edge::clock;
 use flashkart_edge::riders::topics;
 
 pub mod args;
+pub mod phone;
 
 /// Finds what the rider reads at the store: the label on an order's bag, or the customer's
 /// PIN at the door.
