@@ -1,25 +1,30 @@
-//! Riders benchmark: 500 simulated riders each sending one location a second to one edge for
-//! 20 s, while offers are created at 10/s (a busy store makes a few hundred an hour: this is a
-//! stress rate). The edge (broker, riders service, store database) runs in a child process so
-//! its CPU share and RSS are its own; the simulators run here.
-//! Prints the edge's CPU share of one core, its RSS at the end of the run with every rider
-//! still connected (anonymous and file-backed parts, and the peak, which includes the connect
-//! storm) against its RSS before any rider connected, and the offer -> rider receipt latency
-//! p50/p99: from the assignment being asked for (which includes its durable commit, printed
-//! on its own: on a disk busy with writeback an fsync can take hundreds of milliseconds), from
-//! the commit, and from the edge publishing it. Every 10 s it prints the edge's RSS so far, for
-//! long runs (`SECONDS=600`).
+//! Riders benchmark: 500 simulated riders each sending one location a second to one edge, over
+//! TLS with their own certificates as phones do, while offers are created at 10/s (a busy store
+//! makes a few hundred an hour: this is a stress rate). The edge (the rumqttd broker, the riders
+//! service, the store database) runs in a child process so its CPU share and RSS are its own;
+//! the simulators run here.
 //!
-//! With TLS=1 the riders connect to the TLS listener with their own certificates, as phones
-//! do, instead of the loopback listener.
+//! Prints the edge's CPU share of one core, its RSS at 1, 10 and 30 minutes (those the run
+//! reaches) and at the end with every rider still connected (anonymous and file-backed parts,
+//! and the peak, which includes the connect storm) against its RSS before any rider connected,
+//! and the offer -> rider receipt latency p50/p99: from the assignment being asked for (which
+//! includes its durable commit, printed on its own: on a disk busy with writeback an fsync can
+//! take hundreds of milliseconds), from the commit, and from the edge publishing it. Every 10 s
+//! it prints the edge's RSS so far.
+//!
+//! How long: `--duration 30m` (after `--`), or DURATION=30m (`s`, `m` or `h`; plain seconds
+//! too, as SECONDS=n); 20 s by default. The 30-minute run of the acceptance:
+//! `cargo bench -p flashkart-edge --bench riders -- --duration 30m`.
+//!
+//! TLS=0 connects the riders to the loopback listener instead.
 //!
 //! The riders decline every offer (a QoS 1 reply each), so the edge records a reply and
 //! withdraws the offer 10 times a second. Offers expire after 60 s (OFFER_TTL_S), as the cloud's
 //! dispatcher sets them; that only matters for an offer whose reply is lost.
 //!
-//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, SECONDS=n, OFFERS_PER_S=n and
-//! OFFER_TTL_S=n to change the load; ALLOCATOR=default to run the edge on glibc's allocator
-//! defaults instead of [`flashkart_edge::allocator`]'s settings).
+//! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, OFFERS_PER_S=n and OFFER_TTL_S=n
+//! to change the load; ALLOCATOR=default to run the edge on glibc's allocator defaults instead
+//! of [`flashkart_edge::allocator`]'s settings).
 
 #![allow(clippy::unwrap_used)]
 
@@ -46,6 +51,39 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `90`, `90s`, `30m`, `1h`: seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, 's') => (&text[..i], 1),
+        (i, 'm') => (&text[..i], 60),
+        (i, 'h') => (&text[..i], 3600),
+        _ => (text, 1),
+    };
+    number.parse::<u64>().ok().map(|n| n * unit)
+}
+
+/// The run's length: `--duration X`, else DURATION, else SECONDS, else 20 s.
+fn duration_s(args: &[String]) -> u64 {
+    let flag = args
+        .iter()
+        .position(|a| a == "--duration")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--duration=").map(str::to_owned))
+        });
+    let text = flag
+        .or_else(|| std::env::var("DURATION").ok())
+        .or_else(|| std::env::var("SECONDS").ok());
+    match text {
+        Some(text) => parse_duration(&text)
+            .unwrap_or_else(|| panic!("a duration like 90s, 30m or 1h, not {text:?}")),
+        None => 20,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--edge-child") {
@@ -56,7 +94,7 @@ fn main() {
             args[i + 4].parse().unwrap(),
         );
     } else {
-        parent();
+        parent(duration_s(&args));
     }
 }
 
@@ -225,11 +263,10 @@ impl Latencies {
     }
 }
 
-fn parent() {
+fn parent(seconds: u64) {
     let riders = env("RIDERS", 500);
-    let seconds = env("SECONDS", 20);
     let offers_per_s = env("OFFERS_PER_S", 10).max(1);
-    let tls = env("TLS", 0) == 1;
+    let tls = env("TLS", 1) == 1;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let tls_port = free_port();
@@ -329,13 +366,29 @@ fn parent() {
         let mut latencies = Latencies::default();
         let mut offers = tokio::time::interval(Duration::from_secs_f64(1.0 / offers_per_s as f64));
         let mut next = 0usize;
-        let end = started + Duration::from_secs(seconds as u64);
+        let end = started + Duration::from_secs(seconds);
+        // RSS at 1, 10 and 30 minutes, those the run reaches.
+        let mut checkpoints: Vec<u64> = [60, 600, 1800]
+            .into_iter()
+            .filter(|&at| at <= seconds)
+            .collect();
+        checkpoints.reverse();
+        let mut rss_at = Vec::new();
         let mut progress = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(10),
             Duration::from_secs(10),
         );
         while Instant::now() < end {
+            // The next checkpoint, or past the end when none is left.
+            let at = checkpoints.last().copied().unwrap_or(seconds + 60);
+            let checkpoint = tokio::time::sleep_until(
+                tokio::time::Instant::from_std(started) + Duration::from_secs(at),
+            );
             tokio::select! {
+                () = checkpoint => {
+                    let at = checkpoints.pop().unwrap_or_default();
+                    rss_at.push((at, status_kib(pid, "VmRSS:")));
+                }
                 _ = progress.tick() => {
                     eprintln!(
                         "{:>4} s: {next} offers, edge RSS {:.1} MiB",
@@ -372,9 +425,9 @@ fn parent() {
         // Memory while every rider is still connected.
         let memory = ["VmRSS:", "RssAnon:", "RssFile:", "VmHWM:"].map(|f| status_kib(pid, f));
         stop.cancel();
-        (cpu / elapsed, latencies, next, memory)
+        (cpu / elapsed, latencies, next, memory, rss_at)
     });
-    let (share, latencies, offered, [rss, anon, file, hwm]) = report;
+    let (share, latencies, offered, [rss, anon, file, hwm], rss_at) = report;
     let Latencies {
         sent,
         asked_ms,
@@ -414,6 +467,9 @@ fn parent() {
     );
     println!("edge CPU: {:.1}% of one core", share * 100.0);
     let mib = |kib: u64| kib as f64 / 1024.0;
+    for (at, kib) in &rss_at {
+        println!("edge RSS at {} min: {:.1} MiB", at / 60, mib(*kib));
+    }
     println!(
         "edge RSS: {:.1} MiB = {:.1} MB (anonymous {:.1} MiB, file-backed {:.1} MiB; peak {:.1} MiB)",
         mib(rss),

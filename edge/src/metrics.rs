@@ -64,9 +64,6 @@ pub struct Metrics {
     print_jobs: Family<DeviceResultLabels, Counter>,
     rider_connections: Gauge,
     riders_online: Gauge,
-    rider_offers_retained: Gauge,
-    rider_messages_dropped: Counter,
-    rider_connections_overflowed: Counter,
     sign_in_failures: Family<ReasonLabels, Counter>,
 }
 
@@ -136,33 +133,15 @@ impl Default for Metrics {
         );
         let rider_connections = Gauge::default();
         let riders_online = Gauge::default();
-        let rider_offers_retained = Gauge::default();
-        let rider_messages_dropped = Counter::default();
-        let rider_connections_overflowed = Counter::default();
         registry.register(
             "rider_connections",
-            "Open MQTT connections of rider devices and loopback clients",
+            "Open MQTT connections to the riders' broker (rumqttd) of rider devices and loopback clients",
             rider_connections.clone(),
         );
         registry.register(
             "riders_online",
             "Riders whose device last said it is online",
             riders_online.clone(),
-        );
-        registry.register(
-            "rider_offers_retained",
-            "Open offers the broker keeps for riders who subscribe later",
-            rider_offers_retained.clone(),
-        );
-        registry.register(
-            "rider_messages_dropped",
-            "QoS 0 messages not delivered because a connection's queue was full",
-            rider_messages_dropped.clone(),
-        );
-        registry.register(
-            "rider_connections_overflowed",
-            "Connections closed because their queue was full with a QoS 1 message",
-            rider_connections_overflowed.clone(),
         );
         let sign_in_failures = Family::<ReasonLabels, Counter>::default();
         registry.register(
@@ -176,9 +155,6 @@ impl Default for Metrics {
             sign_in_failures,
             rider_connections,
             riders_online,
-            rider_offers_retained,
-            rider_messages_dropped,
-            rider_connections_overflowed,
             device_up,
             device_scans,
             printer_faults,
@@ -278,13 +254,6 @@ impl Metrics {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         self.rider_connections.set(gauge(stats.sessions));
         self.riders_online.set(gauge(online));
-        self.rider_offers_retained.set(gauge(stats.retained));
-        for (counter, total) in [
-            (&self.rider_messages_dropped, stats.dropped),
-            (&self.rider_connections_overflowed, stats.overflowed),
-        ] {
-            counter.inc_by(total.saturating_sub(counter.get()));
-        }
     }
 
     /// Counts a stream client for as long as the returned guard lives.

@@ -243,8 +243,15 @@ async fn open_offers_are_published_again_after_a_restart() {
     .await;
     edge.riders.shutdown().await;
 
-    // A new broker (its retained messages are in memory only) on new ports, same database.
-    let mut edge = start_edge(&db, dir.path()).await;
+    // A new broker (its retained messages are in memory only) on the same ports, as a
+    // restarted daemon binds 8883 again (the stopped broker let go of them), same database.
+    let (tls_port, plain_port) = (edge.tls_port, edge.plain_port);
+    let mut edge = start_edge_with(&db, dir.path(), |config| {
+        config.tls_listen = ([127, 0, 0, 1], tls_port).into();
+        config.plain_listen = Some(([127, 0, 0, 1], plain_port).into());
+    })
+    .await;
+    assert_eq!((edge.tls_port, edge.plain_port), (tls_port, plain_port));
     wait_for(&mut edge.events, |e| {
         matches!(e, RiderEvent::Offered { assignment_id, .. } if assignment_id == "a1")
             .then_some(())

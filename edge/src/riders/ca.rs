@@ -1,8 +1,8 @@
 //! The store's small certificate authority: the one identity riders' devices and the edge
 //! trust, with no cloud round trip at enrolment.
 //!
-//! The riders' front ([`super::front`]) trusts client certificates issued by this CA and takes
-//! the rider id from the subject's Organization, so each rider gets a certificate with
+//! The riders' broker (rumqttd, `super::broker`) trusts client certificates issued by this CA
+//! and takes the rider id (its tenant) from the subject's Organization, so each rider gets a certificate with
 //! `O=<rider id>` from this CA, confining its device to `/tenants/<rider id>/`.
 //! Certificates are X.509 v3 with `CA:FALSE` and `extendedKeyUsage=clientAuth` (rustls refuses
 //! anything else with an unhelpful handshake error). The CA key stays in `ca_dir` (mode 0600);
@@ -29,10 +29,10 @@ use super::clock;
 use super::topics::is_rider_id;
 use crate::riders::Error;
 
-const CA_CERT: &str = "ca.pem";
+pub(crate) const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
-const SERVER_CERT: &str = "server.pem";
-const SERVER_KEY: &str = "server.key";
+pub(crate) const SERVER_CERT: &str = "server.pem";
+pub(crate) const SERVER_KEY: &str = "server.key";
 
 /// The store CA, loaded from (or created in) its directory.
 pub struct StoreCa {
@@ -275,8 +275,9 @@ pub async fn enrol(
 /// and withdraws its offers ([`crate::riders::Riders::revoke`] also tells it at once).
 ///
 /// The TLS handshake itself takes no CRL: a revoked certificate completes it, and the broker's
-/// front then refuses the connection before any MQTT packet is read (and closes the rider's
-/// live connections); anything that still reaches the service from the rider is dropped.
+/// tenant check then refuses the connection at CONNECT (CONNACK "not authorized"; the service
+/// also closes the rider's live connections); anything that still reaches the service from the
+/// rider is dropped.
 pub async fn revoke(db: &StoreDb, rider_id: &str, reason: &str) -> Result<(), Error> {
     let rider = rider_id.to_owned();
     let reason = reason.to_owned();

@@ -1,78 +1,115 @@
 //! Riders over MQTT: the store's embedded broker, rider identity and isolation, offers,
 //! replies, arrival, pickup, delivery and tracking.
 //!
-//! Why this shape: rider devices speak MQTT 3.1.1 to the edge's own broker: a front
-//! ([`front`]) that terminates TLS, refuses revoked riders at the handshake and runs each
-//! connection's session ([`mqtt`] on the wire), and a hub ([`hub`]) that routes messages
-//! between sessions and the service. (It replaced an embedded rumqttd, whose bugs and memory
-//! did not fit a Pi: see `front/mod.rs`.) Isolation between riders comes from
-//! per-rider client certificates issued by a small CA on the edge ([`ca`]): the front takes the
-//! certificate's Organization as the rider id and confines the device to
+//! Why this shape: rider devices speak MQTT to rumqttd embedded in the edge ([`broker`]; a
+//! patched copy of 0.20.0 in `edge/rumqttd/`, see its `FLASHKART.md`), and the service is a
+//! client of it through rumqttd's in-process link. Isolation between riders comes from
+//! per-rider client certificates issued by a small CA on the edge ([`ca`]): rumqttd takes the
+//! certificate's Organization as the tenant (the rider id) and confines the device to
 //! `/tenants/<rider id>/` ([`topics`]). The store database is the source of truth:
 //! the service ([`service`]) publishes offers from `assignments`, records replies, positions,
 //! handoffs and deliveries, and asks an [`OrderDesk`] to move orders. Riders are simulated
 //! for the demo, tests and benchmarks by `flashkart-edge-sim`. Topic tree and device settings:
 //! `README.md` beside this file.
 
+mod broker;
 pub mod ca;
 pub use crate::clock;
 mod codec;
 pub mod desk;
 mod error;
-mod front;
 mod geofence;
-mod hub;
-mod mqtt;
 mod service;
 pub mod topics;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use flashkart_sync::StoreDb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub use broker::BrokerStats;
 pub use ca::{CertBundle, ClientKey, StoreCa};
 pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
 pub use error::{DeskError, Error};
-pub use hub::HubStats as BrokerStats;
 
 /// How much memory and how many connections the broker may use.
 ///
-/// What a connection costs is bounded by these: its read buffer grows only for a packet
-/// larger than the last, its queue holds at most `connection_queue` messages (a device that
-/// does not keep up loses QoS 0 messages, and its connection is closed rather than a QoS 1
-/// message lost), and the broker keeps no history besides the edge's open offers.
+/// rumqttd keeps a commit log per subscription filter. The edge subscribes once per
+/// rider-to-edge leaf with a `+` for the rider (all riders' locations go through one filter),
+/// and each rider device subscribes to its own `/tenants/<id>/edge/#` (offers, acks and errors
+/// for that rider only; with a persistent session this log is what a phone gets back after a
+/// drop). A message in a log also keeps alive the read buffer its connection received it in,
+/// so the logs the edge reads as they fill are sized by how far the edge may fall behind, not
+/// by how much history is worth keeping.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerSizing {
-    /// Connections on both listeners together; the next one gets CONNACK "server unavailable".
+    /// Device connections on both listeners together.
     pub max_connections: usize,
     /// The largest MQTT payload accepted.
     pub max_payload_size: usize,
-    /// Messages waiting to be written to one connection.
-    pub connection_queue: usize,
-    /// Device messages waiting for the riders service; when it is full, devices' connections
-    /// wait (TCP back-pressure) instead of their commands being dropped.
+    /// QoS 1 messages in flight to one device.
+    pub max_inflight: usize,
+    /// Device messages waiting for the riders service; when it is full the edge's link stops
+    /// reading and the router keeps them in its logs.
     pub edge_queue: usize,
+    /// The location filters (`location`, `owntracks/#`): latest wins, a skipped fix is harmless.
+    pub location_log: LogSize,
+    /// The command filters (`replies`, `arrival`, `pickup`, `delivered`).
+    pub command_log: LogSize,
+    /// The presence filter.
+    pub presence_log: LogSize,
+    /// Each rider device's filter (`/tenants/<id>/edge/#`).
+    pub rider_log: LogSize,
+}
+
+/// One commit log's bound: segments of `segment_bytes` (at least 1 KiB) and how many of them
+/// are kept besides the one being filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSize {
+    pub segment_bytes: usize,
+    pub segments: usize,
 }
 
 impl Default for BrokerSizing {
-    /// A Pi: 1000 devices, 16 KiB payloads. A rider gets a message every few minutes; 32 queued
-    /// covers a burst of acks and offers. 4096 device messages are about 8 s of 500 riders'
-    /// locations, far more than the service falls behind.
+    /// A Pi: 1000 devices, 16 KiB payloads, 16 messages in flight per device. Locations 16 KiB
+    /// x 4 (about 2 s of 500 riders' fixes, read as they arrive); commands 4 KiB x 2 (over a
+    /// hundred replies); presence 1 KiB x 2; each rider's own log 2 KiB x 2, which holds the
+    /// offers and acks a phone misses during a drop (a few hundred bytes each), while its open
+    /// offers are also retained and re-published from the database.
     fn default() -> Self {
         Self {
             max_connections: 1000,
             max_payload_size: 16 * 1024,
-            connection_queue: 32,
+            max_inflight: 16,
             edge_queue: 4096,
+            location_log: LogSize {
+                segment_bytes: 16 * 1024,
+                segments: 4,
+            },
+            command_log: LogSize {
+                segment_bytes: 4 * 1024,
+                segments: 2,
+            },
+            presence_log: LogSize {
+                segment_bytes: 1024,
+                segments: 2,
+            },
+            rider_log: LogSize {
+                segment_bytes: 2 * 1024,
+                segments: 2,
+            },
         }
     }
 }
+
+/// The longest roster refresh period allowed: a rider deactivated by the cloud (or revoked
+/// here) is disconnected within it even when no sync nudge arrives.
+pub const MAX_ROSTER_REFRESH: Duration = Duration::from_secs(30);
 
 /// Configuration of the riders service.
 #[derive(Debug, Clone)]
@@ -100,7 +137,8 @@ pub struct RidersConfig {
     /// How often `assignments` is scanned for new and expired offers (besides
     /// [`Riders::assignments_changed`]).
     pub offer_scan_interval: Duration,
-    /// How often the roster (active riders, revocations) is re-read.
+    /// How often the roster (active riders, revocations) is re-read; a rider no longer
+    /// allowed is disconnected at the latest then. At most [`MAX_ROSTER_REFRESH`].
     pub roster_refresh: Duration,
     pub sizing: BrokerSizing,
 }
@@ -197,7 +235,7 @@ struct Nudges {
 /// one for `/metrics`, and the riders service holds the `App` (through its order desk).
 #[derive(Debug, Clone)]
 pub struct BrokerGauge {
-    hub: hub::Hub,
+    broker: broker::Broker,
     online: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -205,7 +243,7 @@ impl BrokerGauge {
     /// The broker's figures and how many riders are online.
     pub fn read(&self) -> (BrokerStats, usize) {
         let online = self.online.lock().map(|set| set.len()).unwrap_or(0);
-        (self.hub.stats(), online)
+        (self.broker.stats(), online)
     }
 }
 
@@ -247,44 +285,13 @@ impl Riders {
             .await
             .map_err(|e| Error::Broker(format!("CA set-up panicked: {e}")))??
         };
-        let (ca, server) = ca;
+        let (ca, _server) = ca;
         let ca = Arc::new(ca);
-        if let Some(plain) = config.plain_listen
-            && !plain.ip().is_loopback()
-        {
-            return Err(Error::Config(format!(
-                "the listener without client certificates must be bound to loopback, not {plain}"
-            )));
-        }
+        let allowed = Arc::new(RwLock::new(HashSet::new()));
+        let (broker, link) = broker::Broker::start(&config, allowed).await?;
+        let tls_addr = broker.tls_addr;
+        let plain_addr = broker.plain_addr;
         let shutdown = CancellationToken::new();
-        let sizing = config.sizing;
-        let (hub, link) = hub::Hub::new(sizing.max_connections, sizing.edge_queue);
-        let mut fronts = vec![
-            front::start_tls(
-                config.tls_listen,
-                hub.clone(),
-                &server,
-                &ca,
-                db.clone(),
-                &sizing,
-                shutdown.child_token(),
-            )
-            .await?,
-        ];
-        if let Some(listen) = config.plain_listen {
-            fronts.push(
-                front::start_plain(
-                    listen,
-                    hub.clone(),
-                    db.clone(),
-                    &sizing,
-                    shutdown.child_token(),
-                )
-                .await?,
-            );
-        }
-        let tls_addr = fronts[0].local_addr();
-        let plain_addr = fronts.get(1).map(front::Front::local_addr);
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let nudges = Arc::new(Nudges::default());
         let (events, _) = broadcast::channel(1024);
@@ -294,15 +301,15 @@ impl Riders {
             db.clone(),
             desk,
             link,
+            broker.clone(),
             events.clone(),
             online.clone(),
-            fronts,
         )
         .await?;
         let task = tokio::spawn(service.run(command_rx, nudges.clone(), shutdown.clone()));
         Ok(Self {
             db,
-            gauge: BrokerGauge { hub, online },
+            gauge: BrokerGauge { broker, online },
             tls_addr,
             plain_addr,
             ca,
@@ -374,9 +381,9 @@ impl Riders {
         self.plain_addr
     }
 
-    /// The broker's connections, retained offers and delivery losses.
+    /// The broker's connections.
     pub fn broker_stats(&self) -> BrokerStats {
-        self.gauge.hub.stats()
+        self.gauge.broker.stats()
     }
 
     /// A handle that reads [`Self::broker_stats`] and the online riders, for `/metrics`.
@@ -393,8 +400,8 @@ impl Riders {
             .unwrap_or_default()
     }
 
-    /// Stops the front's listeners, closes every rider connection, stops the service and writes
-    /// the last positions.
+    /// Stops the service, writes the last positions, then stops the broker: once this returns
+    /// its listeners' ports are free and every device connection is closed.
     ///
     /// Takes `&self`: the daemon stops the service even while an HTTP connection that is still
     /// closing holds a clone of the handle. Later calls return at once.
@@ -406,5 +413,6 @@ impl Riders {
         {
             tracing::error!(%error, "the riders service task failed");
         }
+        self.gauge.broker.stop().await;
     }
 }

@@ -1,6 +1,7 @@
 //! The topic tree under `/tenants/<rider id>/`, in one place.
 //!
-//! The riders' front confines a device holding a client certificate with `O=<rider id>` to
+//! The riders' broker (rumqttd's `validate-tenant-prefix`) confines a device holding a client
+//! certificate with `O=<rider id>` to
 //! `/tenants/<rider id>/`, so the rider id in a topic is the authenticated identity of whoever
 //! published there (loopback clients without a certificate are trusted simulators). The edge
 //! reads the rider-to-edge leaves of every rider ([`parse`]). The tree is documented for

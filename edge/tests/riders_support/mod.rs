@@ -298,7 +298,19 @@ pub struct Sub {
 /// Starts mosquitto_sub and waits until it is subscribed (its SUBACK), or until it exits
 /// (refused): then `None`.
 pub async fn subscribe(port: u16, creds: &Creds, client: &str, filter: &str) -> Option<Sub> {
+    subscribe_with(port, creds, client, filter, &[]).await
+}
+
+/// [`subscribe`] with more mosquitto_sub arguments (a will, say).
+pub async fn subscribe_with(
+    port: u16,
+    creds: &Creds,
+    client: &str,
+    filter: &str,
+    extra: &[&str],
+) -> Option<Sub> {
     let mut args = tls_args(port, creds);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     args.extend([
         "-d".into(),
         "-i".into(),

@@ -226,8 +226,8 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
 }
 
 /// The client id is fixed (`<rider id>sim`) and reused by rumqttc's reconnections: a new
-/// connection with a live connection's client id takes its session over (the edge's riders
-/// front does so), on the TLS and the loopback listener alike.
+/// connection with a live connection's client id takes its session over (the edge's broker,
+/// rumqttd, does so), on the TLS and the loopback listener alike.
 fn connect(config: &SimConfig) -> (AsyncClient, EventLoop) {
     let mut options = MqttOptions::new(
         format!("{}sim", config.rider_id),

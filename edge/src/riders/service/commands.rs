@@ -40,6 +40,12 @@ impl<D: OrderDesk> Service<D> {
                         format!("assignment {assignment} is not offered to you"),
                     ));
                 }
+                // The same answer again (a phone resending its QoS 1 accept after a drop):
+                // recorded once, acknowledged again.
+                let asked = if accept { "accepted" } else { "declined" };
+                if previous.as_deref() == Some(asked) {
+                    return Ok(ReplyOutcome::Repeated { order_id });
+                }
                 if let Some(previous) = previous {
                     return Ok(ReplyOutcome::Refused(
                         "already_answered",
@@ -85,6 +91,23 @@ impl<D: OrderDesk> Service<D> {
                     rider_id: rider.to_owned(),
                     reply: reply.into(),
                 });
+            }
+            Ok(ReplyOutcome::Repeated { order_id }) => {
+                tracing::info!(
+                    rider,
+                    assignment_id,
+                    reply,
+                    "the same answer again: acknowledged"
+                );
+                self.ack(
+                    rider,
+                    pb::Ack {
+                        command: "replies".into(),
+                        assignment_id: assignment_id.to_owned(),
+                        order_id,
+                        status: reply.into(),
+                    },
+                );
             }
             Ok(ReplyOutcome::Expired) => {
                 self.withdraw_offer(rider, assignment_id);

@@ -13,7 +13,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use flashkart_proto::rider as pb;
 use flashkart_sync::StoreDb;
 use prost::Message;
@@ -21,11 +20,10 @@ use rusqlite::OptionalExtension;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::riders::broker::{self, Broker, EdgeLink, Publisher};
 use crate::riders::codec::{self, Fix};
 use crate::riders::desk::OrderDesk;
-use crate::riders::front::Front;
 use crate::riders::geofence::Geofence;
-use crate::riders::hub::{self, EdgeLink, Hub};
 use crate::riders::topics::{self, Inbound};
 use crate::riders::{Command, Error, Nudges, RiderEvent, RidersConfig, clock};
 
@@ -39,12 +37,12 @@ pub struct Service<D> {
     config: RidersConfig,
     db: StoreDb,
     desk: D,
-    hub: Hub,
-    inbox: mpsc::Receiver<hub::Inbound>,
+    publisher: Publisher,
+    inbox: mpsc::Receiver<broker::Inbound>,
     events: broadcast::Sender<RiderEvent>,
     online: Arc<Mutex<BTreeSet<String>>>,
-    /// The device-facing listeners, to disconnect riders that are no longer allowed.
-    fronts: Vec<Front>,
+    /// The broker, told who may connect and whom to disconnect.
+    broker: Broker,
     /// Active riders not revoked here.
     allowed: HashSet<String>,
     fence: Option<Geofence>,
@@ -70,7 +68,13 @@ struct Open {
 }
 
 enum ReplyOutcome {
-    Recorded { order_id: String },
+    Recorded {
+        order_id: String,
+    },
+    /// The rider sent the answer already recorded (a QoS 1 resend after a drop).
+    Repeated {
+        order_id: String,
+    },
     Refused(&'static str, String),
     Expired,
 }
@@ -81,9 +85,9 @@ impl<D: OrderDesk> Service<D> {
         db: StoreDb,
         desk: D,
         link: EdgeLink,
+        broker: Broker,
         events: broadcast::Sender<RiderEvent>,
         online: Arc<Mutex<BTreeSet<String>>>,
-        fronts: Vec<Front>,
     ) -> Result<Self, Error> {
         let store_id = config.store_id.clone();
         let accepted = db
@@ -104,11 +108,11 @@ impl<D: OrderDesk> Service<D> {
             config,
             db,
             desk,
-            hub: link.hub,
-            inbox: link.messages,
+            publisher: link.publisher,
+            inbox: link.inbox,
             events,
             online,
-            fronts,
+            broker,
             allowed: HashSet::new(),
             fence: None,
             published: HashMap::new(),
@@ -178,8 +182,8 @@ impl<D: OrderDesk> Service<D> {
 
     // ---- inbound ----
 
-    async fn inbound(&mut self, message: hub::Inbound) {
-        let hub::Inbound {
+    async fn inbound(&mut self, message: broker::Inbound) {
+        let broker::Inbound {
             topic,
             rider,
             kind,
@@ -294,7 +298,7 @@ impl<D: OrderDesk> Service<D> {
 
     async fn refresh_roster(&mut self) -> Result<(), Error> {
         let store_id = self.config.store_id.clone();
-        let (allowed, centre) = self
+        let (allowed, refused, centre) = self
             .db
             .read(move |conn| {
                 let mut statement = conn.prepare_cached(
@@ -304,6 +308,13 @@ impl<D: OrderDesk> Service<D> {
                 let allowed = statement
                     .query_map([], |row| row.get(0))?
                     .collect::<Result<HashSet<String>, _>>()?;
+                let mut statement = conn.prepare_cached(
+                    "SELECT id FROM riders WHERE active = 0
+                     UNION SELECT rider_id FROM rider_revocations",
+                )?;
+                let refused = statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<HashSet<String>, _>>()?;
                 let centre: Option<(f64, f64)> = conn
                     .query_row(
                         "SELECT lat, lon FROM stores WHERE id = ?1",
@@ -311,7 +322,7 @@ impl<D: OrderDesk> Service<D> {
                         |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .optional()?;
-                Ok::<_, Error>((allowed, centre))
+                Ok::<_, Error>((allowed, refused, centre))
             })
             .await?;
         if centre.is_none() {
@@ -337,16 +348,22 @@ impl<D: OrderDesk> Service<D> {
             self.withdraw_offer(&rider, &assignment);
         }
         self.accepted.retain(|rider, _| allowed.contains(rider));
-        // Revoked here or deactivated by the cloud: the front refuses their new connections;
-        // live ones end now rather than at the device's next reconnection.
-        for front in &self.fronts {
-            for rider in front.disconnect_all_but(&allowed) {
-                tracing::info!(
-                    rider,
-                    "disconnected a rider that is revoked or no longer active"
-                );
-            }
+        // Revoked here or deactivated by the cloud: the broker refuses their new connections
+        // (its tenant check reads `allowed`), and live ones are closed now rather than at the
+        // device's next reconnection. Every refresh asks again for every refused rider, so a
+        // connection that raced past the check before the set changed is closed at the next
+        // refresh at the latest.
+        let refused: HashSet<String> = refused
+            .into_iter()
+            .filter(|rider| !allowed.contains(rider))
+            .collect();
+        for rider in self.allowed.iter().filter(|r| !allowed.contains(*r)) {
+            tracing::info!(
+                rider,
+                "disconnecting a rider that is revoked or no longer active"
+            );
         }
+        self.broker.set_allowed(allowed.clone(), &refused);
         self.allowed = allowed;
         Ok(())
     }
@@ -374,8 +391,7 @@ impl<D: OrderDesk> Service<D> {
     /// Publishes at QoS 1 (devices subscribe at QoS 1); the retained copy covers devices that
     /// subscribe later.
     fn publish(&self, topic: String, payload: Vec<u8>, retain: bool) {
-        self.hub
-            .publish_from_edge(&topic, Bytes::from(payload), retain);
+        self.publisher.publish(topic, payload, retain);
     }
 }
 
