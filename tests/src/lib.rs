@@ -201,3 +201,34 @@ pub fn url_in(line: &str) -> Option<String> {
         .unwrap_or(rest.len());
     Some(rest[..end].trim_end_matches('/').to_owned())
 }
+
+/// One HTTP call with a bearer token (empty: none) and an optional JSON body, as a test makes
+/// it: the status and the answer as JSON (a body that is not JSON comes back as a string).
+pub async fn call_api(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = http.request(method, url);
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: reading the body: {e}"));
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

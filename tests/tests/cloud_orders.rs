@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use flashkart_tests::{Daemon, addr_in, binary, url_in};
+use flashkart_tests::{Daemon, addr_in, binary, call_api, url_in};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,17 +33,7 @@ impl Api {
         token: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        call_api(&self.http, method, url, token, body).await
     }
 
     async fn ok(&self, method: Method, url: &str, token: &str, body: Value) -> Value {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use flashkart_tests::{Daemon, addr_in, binary, url_in};
+use flashkart_tests::{Daemon, addr_in, binary, call_api, url_in};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -20,17 +20,7 @@ async fn call(
     url: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = http.request(method, url).bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    call_api(http, method, url, ADMIN, body).await
 }
 
 /// HQ's `POST /admin/v1/riders/{rider}/enrolment-code`, checked to be well formed.

@@ -6,7 +6,7 @@
 //! demo (`flashkart-edge-sim rider`, see [`args`]), the edge's acceptance tests and its riders
 //! benchmark all use it, over the loopback listener or over TLS with a rider certificate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,10 +182,16 @@ struct Rider {
     bag_wait_left: u32,
     stats: SimStats,
     offers_seen: u32,
-    /// Subscriptions acknowledged since the last connection.
+    /// The offers answered lately, oldest first: a persistent session delivers an offer again
+    /// when the phone's acknowledgement of it was lost in a drop, and the app answers an offer
+    /// once, like a person would.
+    answered: VecDeque<String>,
     /// Drop points of accepted offers, by order.
     drops: HashMap<String, Point>,
 }
+
+/// How many answered offers a phone remembers.
+const ANSWERED_KEPT: usize = 64;
 
 /// Runs one simulated rider until `shutdown`; connection errors are retried (like a phone).
 pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimStats, SimError> {
@@ -201,6 +207,7 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
         bag_wait_left: 0,
         stats: SimStats::default(),
         offers_seen: 0,
+        answered: VecDeque::new(),
         drops: HashMap::new(),
         client,
         config,
@@ -235,6 +242,10 @@ fn connect(config: &SimConfig) -> (AsyncClient, EventLoop) {
         config.port,
     );
     options.set_keep_alive(Duration::from_secs(30));
+    // A persistent session, as the riders' README asks of phones: what the broker sends while
+    // the phone is away (an offer, an acknowledgement) waits for it, and rumqttc sends again
+    // what the broker had not acknowledged (an accept sent into a dropped connection).
+    options.set_clean_session(false);
     options.set_last_will(LastWill::new(
         topics::leaf(&config.rider_id, "presence"),
         pb::Presence { online: false }.encode_to_vec(),
@@ -343,6 +354,15 @@ impl Rider {
 
     async fn on_offer(&mut self, offer: pb::Offer) -> Result<(), SimError> {
         let received_at_ms = clock::now_ms();
+        if self.answered.contains(&offer.assignment_id) {
+            tracing::debug!(rider = %self.id(), assignment = %offer.assignment_id,
+                "an offer already answered, delivered again after a drop");
+            return Ok(());
+        }
+        if self.answered.len() == ANSWERED_KEPT {
+            self.answered.pop_front();
+        }
+        self.answered.push_back(offer.assignment_id.clone());
         self.stats.offers += 1;
         self.offers_seen += 1;
         let accept = self.phase == Phase::Idle
