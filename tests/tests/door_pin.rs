@@ -10,6 +10,7 @@ use flashkart_edge::riders::{Delivery, DeskError, LocalDesk, OrderDesk};
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::schema::store::MIGRATIONS;
 use flashkart_sync::{StoreConfig, StoreDb};
+use flashkart_tests::call_api;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -25,16 +26,8 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let url = format!("{}{path}", self.base);
+        let (status, body) = call_api(&self.http, method, &url, token, body).await;
         assert!(status.is_success(), "{path}: {status} {body}");
         body
     }
