@@ -24,7 +24,8 @@
 //!
 //! `cargo bench -p flashkart-edge --bench riders` (RIDERS=n, OFFERS_PER_S=n and OFFER_TTL_S=n
 //! to change the load; ALLOCATOR=default to run the edge on glibc's allocator defaults instead
-//! of [`flashkart_edge::allocator`]'s settings).
+//! of [`flashkart_edge::allocator`]'s settings; EDGE_LD_PRELOAD=lib to preload a heap profiler
+//! into the edge's process only).
 
 #![allow(clippy::unwrap_used)]
 
@@ -286,7 +287,13 @@ fn parent(seconds: u64) {
     } else {
         vec![None; riders]
     };
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    // A heap profiler for the edge alone (heaptrack's preload library, say), not for the
+    // simulated riders in this process.
+    if let Ok(preload) = std::env::var("EDGE_LD_PRELOAD") {
+        child.env("LD_PRELOAD", preload);
+    }
+    let mut child = child
         .args([
             "--edge-child",
             dir.path().to_str().unwrap(),

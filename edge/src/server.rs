@@ -22,6 +22,8 @@ use crate::{Error, api};
 pub struct Running {
     /// The address the HTTP API is bound to (the real port when configured with port 0).
     pub local_addr: SocketAddr,
+    /// The riders' enrolment listener (HTTPS), when the daemon runs the riders' broker.
+    pub enrol_addr: Option<SocketAddr>,
     pub db_path: PathBuf,
     task: JoinHandle<Result<(), Error>>,
 }
@@ -120,7 +122,33 @@ pub async fn start_on(
         None => None,
     };
 
-    let router = api::router(app.clone(), riders.clone());
+    // The riders' enrolment listener (HTTPS with the store CA's certificate), with the broker.
+    let enrolment = match (&config.riders, &riders) {
+        (Some(section), Some(riders)) => {
+            let listener = TcpListener::bind(section.enrol_listen)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("binding the enrolment listener {}", section.enrol_listen),
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| Error::Io {
+                context: "reading the enrolment listener's address".into(),
+                source,
+            })?;
+            let task = api::https::serve(
+                listener,
+                riders.server_identity(),
+                api::enrolment_router(app.clone(), riders.clone()),
+                shutdown.clone(),
+            )?;
+            tracing::info!(%addr, "riders enrolment listening (HTTPS)");
+            Some((addr, task))
+        }
+        _ => None,
+    };
+    let enrol_addr = enrolment.as_ref().map(|(addr, _)| *addr);
+
+    let router = api::router(app.clone());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     tracing::info!(addr = %local_addr, "HTTP API listening");
     let task = tokio::spawn(async move {
@@ -148,6 +176,11 @@ pub async fn start_on(
                 }
             }
         };
+        if let Some((_, task)) = enrolment
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "enrolment listener failed");
+        }
         if let Some(sync_task) = sync_task
             && let Err(error) = sync_task.await
         {
@@ -176,6 +209,7 @@ pub async fn start_on(
     });
     Ok(Running {
         local_addr,
+        enrol_addr,
         db_path,
         task,
     })

@@ -232,3 +232,35 @@ pub async fn call_api(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
+
+/// HQ's `POST /admin/v1/riders/{rider}/enrolment-code` as soon as HQ can issue one: it answers
+/// 409 until the rider's home store has synced its riders' CA fingerprint (which the QR code
+/// pins). The answer (code, QR payload, expiry); panics after `within`.
+pub async fn enrolment_code_when_ready(
+    http: &reqwest::Client,
+    cloud: &str,
+    admin_token: &str,
+    rider: &str,
+    within: std::time::Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, answer) = call_api(
+            http,
+            reqwest::Method::POST,
+            &format!("{cloud}/admin/v1/riders/{rider}/enrolment-code"),
+            admin_token,
+            None,
+        )
+        .await;
+        if status == reqwest::StatusCode::CREATED {
+            return answer;
+        }
+        assert_eq!(status, reqwest::StatusCode::CONFLICT, "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HQ issued no enrolment code for {rider} within {within:?}: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

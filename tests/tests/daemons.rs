@@ -106,7 +106,7 @@ async fn edge_with_riders_reports_connections_and_stops_with_riders_connected() 
     let config = home.path().join("edge.toml");
     std::fs::write(
         &config,
-        "[riders]\ntls_listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\n",
+        "[riders]\ntls_listen = \"127.0.0.1:0\"\nenrol_listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\n",
     )
     .expect("write config");
     let data = home.path().join("data");

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flashkart_tests::{Daemon, addr_in, binary, call_api as call, url_in};
+use flashkart_tests::{
+    Daemon, addr_in, binary, call_api as call, enrolment_code_when_ready, url_in,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,6 +54,8 @@ struct Town {
     cloud: String,
     edge: String,
     broker: SocketAddr,
+    /// The store's enrolment listener, `https://localhost:<port>`.
+    enrol_url: String,
     qr: String,
     customer: String,
 }
@@ -120,18 +124,6 @@ impl Town {
             json!({"home_store_id": STORE, "name": "Ria", "vehicle": "scooter"}),
         )
         .await;
-        let issued = ok(
-            &http,
-            Method::POST,
-            &format!("{cloud}/admin/v1/riders/ria/enrolment-code"),
-            ADMIN,
-            json!({}),
-        )
-        .await;
-        let qr = issued["qr_payload"]
-            .as_str()
-            .expect("qr payload")
-            .to_owned();
         let customer = ok(
             &http,
             Method::POST,
@@ -153,7 +145,7 @@ impl Town {
                  manager_pin = \"{PIN}\"\n\n[sync]\ncloud_url = \"{cloud}\"\n\
                  token = \"{store_token}\"\nlocal_poll_ms = 20\nlong_poll_ms = 2000\n\
                  backoff_initial_ms = 20\nbackoff_max_ms = 200\n\n\
-                 [riders]\ntls_listen = \"127.0.0.1:0\"\n",
+                 [riders]\ntls_listen = \"127.0.0.1:0\"\nenrol_listen = \"127.0.0.1:0\"\n",
                 dir.join("edge").display()
             ),
         )
@@ -172,6 +164,15 @@ impl Town {
             "http://{}",
             addr_in(&edge_daemon.wait_for_line("HTTP API listening", START)).expect("edge address")
         );
+        let enrol_port = addr_in(&edge_daemon.wait_for_line("riders enrolment listening", START))
+            .expect("enrolment listener")
+            .port();
+        // HQ issues the code once the store has synced the CA fingerprint it pins.
+        let issued = enrolment_code_when_ready(&http, &cloud, ADMIN, "ria", START).await;
+        let qr = issued["qr_payload"]
+            .as_str()
+            .expect("qr payload")
+            .to_owned();
         let staff = Daemon::start(
             &binary("flashkart-edge-sim"),
             &[
@@ -197,6 +198,7 @@ impl Town {
             cloud,
             edge,
             broker,
+            enrol_url: format!("https://localhost:{enrol_port}"),
             qr,
             customer,
         }
@@ -222,6 +224,8 @@ impl Town {
                 &phone_arg,
                 "--broker",
                 &broker_arg,
+                "--enrol-url",
+                &self.enrol_url,
                 "--start",
                 &start,
                 "--speed",

@@ -7,6 +7,7 @@
 
 mod auth;
 mod error;
+pub mod https;
 mod orders;
 mod riders;
 mod stock;
@@ -24,9 +25,10 @@ use axum::routing::{get, post, put};
 use crate::app::App;
 pub use error::ApiError;
 
-/// The daemon's router; rider enrolment is served when the riders broker runs.
-pub fn router(app: Arc<App>, riders: Option<Arc<crate::riders::Riders>>) -> Router {
-    let mut api = Router::new()
+/// The daemon's router on its plain listener. Rider enrolment is not on it (see
+/// [`enrolment_router`]); its path answers where to go instead.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
         .route("/auth/sign-in", post(system::sign_in))
         .route("/auth/me", get(system::me))
         .route("/auth/lockouts", get(system::lockouts))
@@ -65,14 +67,25 @@ pub fn router(app: Arc<App>, riders: Option<Arc<crate::riders::Riders>>) -> Rout
         )
         .route("/sync/status", get(system::sync_status))
         .route("/events", get(system::events))
-        .route("/dev/catalog", post(system::seed_catalog));
-    if let Some(riders) = riders {
-        api = api.merge(riders::routes(riders, app.sign_in_config().clone()));
-    }
+        .route("/dev/catalog", post(system::seed_catalog))
+        .route("/riders/{id}/enrol", post(riders::https_only));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), track))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .with_state(app)
+}
+
+/// The router of the riders' enrolment listener ([`https`]): enrolment, the store CA a
+/// phone pins, and `/healthz`; nothing that takes a staff session.
+pub fn enrolment_router(app: Arc<App>, riders: Arc<crate::riders::Riders>) -> Router {
+    let api = riders::routes(riders, app.sign_in_config().clone());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(system::healthz))
         .route_layer(middleware::from_fn_with_state(app.clone(), track))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)

@@ -1,14 +1,17 @@
-//! Rider device enrolment over HTTP: a rider's phone trades its one-time code (from the
-//! cloud's roster) for a client certificate from the store CA, which is what the riders' broker
-//! then authenticates it with. The code is the credential here, so no staff sign-in is involved;
-//! wrong codes are throttled like wrong PINs.
+//! Rider device enrolment, served on the enrolment listener only ([`super::https`]): a rider's
+//! phone trades its one-time code (from the cloud's roster) for a client certificate from the
+//! store CA, which is what the riders' broker then authenticates it with. The code is the
+//! credential here, so no staff sign-in is involved; wrong codes are throttled like wrong PINs.
+//! Before that, the phone fetches the CA certificate and checks it against the fingerprint in
+//! its QR code, so it verifies the listener before it sends the code.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::error::{ApiError, Json, Path};
@@ -36,14 +39,35 @@ struct Enrolments {
     throttle: Throttle,
 }
 
-/// `POST /riders/{id}/enrol`, with its own state (the riders service and its throttle).
+/// `POST /riders/{id}/enrol` and `GET /riders/ca`, with their own state (the riders service
+/// and the enrolment throttle).
 pub fn routes<S>(riders: Arc<Riders>, sign_in: SignInConfig) -> Router<S> {
     Router::new()
         .route("/riders/{id}/enrol", post(enrol))
+        .route("/riders/ca", get(ca_certificate))
         .with_state(Arc::new(Enrolments {
             riders,
             throttle: Throttle::new(sign_in),
         }))
+}
+
+/// `POST /riders/{id}/enrol` on the plain listener: the code must not cross the LAN in clear.
+pub async fn https_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "https_required",
+        "rider enrolment is served over HTTPS only, on the store's enrolment listener \
+         ([riders] enrol_listen)",
+    )
+}
+
+/// `GET /riders/ca`: the store CA certificate (PEM). Public, like any CA certificate; a phone
+/// trusts it only if its SHA-256 matches the fingerprint in the QR code HQ gave the rider.
+async fn ca_certificate(State(enrolments): State<Arc<Enrolments>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        enrolments.riders.ca_pem().to_owned(),
+    )
 }
 
 async fn enrol(

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct RidersSection {
     /// TLS listener for rider devices; a client certificate from the store CA is required.
     pub tls_listen: SocketAddr,
+    /// HTTPS listener where riders' phones enrol, with the store CA's server certificate (the
+    /// one the broker presents); the phone pins the CA by the fingerprint in HQ's QR code.
+    pub enrol_listen: SocketAddr,
     /// Plain listener for simulators on this machine; must be a loopback address.
     pub plain_listen: Option<SocketAddr>,
     /// Host names devices use to reach the store (put in the broker's certificate besides
@@ -29,6 +32,7 @@ impl Default for RidersSection {
     fn default() -> Self {
         Self {
             tls_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            enrol_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             plain_listen: None,
             server_names: Vec::new(),
             geofence_m: 75.0,

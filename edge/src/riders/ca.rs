@@ -50,12 +50,20 @@ impl std::fmt::Debug for StoreCa {
     }
 }
 
-/// The riders' TLS listener's certificate and key (PEM), also written to `ca_dir` where an
+/// The store's TLS listeners' certificate and key (PEM), also written to `ca_dir` where an
 /// operator can inspect them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerIdentity {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the rider's key pair is provided at enrolment.
@@ -122,6 +130,16 @@ impl StoreCa {
     /// The CA certificate in PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// SHA-256 (hex) of the CA certificate's DER: what an enrolment QR code pins, so a phone
+    /// can tell the store's HTTPS listener from an impostor before it holds the CA.
+    pub fn ca_sha256(&self) -> Result<String, Error> {
+        let der = rustls_pemfile::certs(&mut self.ca_pem.as_bytes())
+            .next()
+            .ok_or_else(|| Error::Broker("the store CA file holds no certificate".into()))?
+            .map_err(|source| io(&self.dir.join(CA_CERT), source))?;
+        Ok(hex(&Sha256::digest(&der)))
     }
 
     /// Issues the riders' TLS listener's certificate for `localhost` and `names`, and writes it
@@ -268,6 +286,37 @@ pub async fn enrol(
         .await?;
     tracing::info!(rider = %bundle.rider_id, serial = %bundle.serial, "rider enrolled");
     Ok(bundle)
+}
+
+/// What `store_certificates` calls the riders' CA.
+pub const RIDERS_CA_ROW: &str = "riders-ca";
+
+/// Records the riders' CA fingerprint in `store_certificates` (synced to the cloud, where HQ
+/// pins it in enrolment QR codes). Writes only when it changed, so a restart adds no change
+/// to sync.
+pub async fn record_fingerprint(db: &StoreDb, store_id: &str, sha256: &str) -> Result<(), Error> {
+    let (store_id, sha256) = (store_id.to_owned(), sha256.to_owned());
+    db.write(move |conn| {
+        let known: Option<String> = conn
+            .query_row(
+                "SELECT sha256 FROM store_certificates WHERE id = ?1 AND store_id = ?2",
+                (RIDERS_CA_ROW, &store_id),
+                |row| row.get(0),
+            )
+            .optional()?;
+        if known.as_deref() != Some(sha256.as_str()) {
+            conn.execute(
+                "INSERT INTO store_certificates (id, store_id, sha256, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET store_id = excluded.store_id,
+                     sha256 = excluded.sha256, updated_at = excluded.updated_at",
+                (RIDERS_CA_ROW, &store_id, &sha256, clock::now()),
+            )?;
+            tracing::info!(store_id, %sha256, "riders' CA fingerprint recorded for HQ");
+        }
+        Ok::<_, Error>(())
+    })
+    .await
 }
 
 /// Revokes a rider at this store: every certificate issued to it is marked revoked and the

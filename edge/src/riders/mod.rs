@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use broker::BrokerStats;
-pub use ca::{CertBundle, ClientKey, StoreCa};
+pub use ca::{CertBundle, ClientKey, ServerIdentity, StoreCa};
 pub use desk::{Delivery, Handoff, LocalDesk, OrderDesk};
 pub use error::{DeskError, Error};
 
@@ -255,6 +255,7 @@ pub struct Riders {
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
     ca: Arc<StoreCa>,
+    server: ServerIdentity,
     commands: mpsc::Sender<Command>,
     nudges: Arc<Nudges>,
     events: broadcast::Sender<RiderEvent>,
@@ -285,7 +286,9 @@ impl Riders {
             .await
             .map_err(|e| Error::Broker(format!("CA set-up panicked: {e}")))??
         };
-        let (ca, _server) = ca;
+        let (ca, server) = ca;
+        let ca_sha256 = ca.ca_sha256()?;
+        ca::record_fingerprint(&db, &config.store_id, &ca_sha256).await?;
         let ca = Arc::new(ca);
         let allowed = Arc::new(RwLock::new(HashSet::new()));
         let (broker, link) = broker::Broker::start(&config, allowed).await?;
@@ -313,6 +316,7 @@ impl Riders {
             tls_addr,
             plain_addr,
             ca,
+            server,
             commands,
             nudges,
             events,
@@ -329,6 +333,12 @@ impl Riders {
     /// The store CA certificate (PEM) devices verify the broker with.
     pub fn ca_pem(&self) -> &str {
         self.ca.ca_pem()
+    }
+
+    /// The certificate and key of the store's TLS listeners (the broker's and the enrolment
+    /// listener's), issued by the store CA for `localhost` and the configured server names.
+    pub fn server_identity(&self) -> &ServerIdentity {
+        &self.server
     }
 
     /// Enrols a rider's device with its one-time code (see [`ca::enrol`]).

@@ -33,6 +33,7 @@ pub const SYNCED_TABLES: &[SyncedTable] = &[
     edge("deliveries"),
     edge("rider_positions"),
     edge("delivery_attempts"),
+    edge("store_certificates"),
 ];
 
 const fn cloud_shared(name: &'static str) -> SyncedTable {
@@ -439,6 +440,25 @@ pub const MIGRATIONS: &[Migration] = &[
             Step::AlterCrr {
                 table: "deliveries",
                 sql: "ALTER TABLE deliveries ADD COLUMN photo_ref TEXT",
+            },
+        ],
+    },
+    Migration {
+        version: 5,
+        name: "store certificates: the riders' CA fingerprint HQ pins in enrolment QR codes",
+        steps: &[
+            // edge-owned: the certificates the store's own CA made, as their SHA-256 (of the
+            // DER); `id` says what it is for (`riders-ca`). HQ puts the riders' CA fingerprint
+            // in each enrolment QR code, so the phone can trust the store's HTTPS listener
+            // before it has a certificate of its own.
+            Step::CreateCrr {
+                table: "store_certificates",
+                sql: "CREATE TABLE store_certificates (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                sha256 TEXT NOT NULL DEFAULT '',
+                updated_at TEXT NOT NULL DEFAULT ''
+            )",
             },
         ],
     },

@@ -28,8 +28,8 @@ use crate::edge_api::EdgeApi;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RiderArgs {
     /// The enrolment QR code's payload from HQ's roster
-    /// (`flashkart-enrol:v1?store=..&rider=..&code=..`); not needed when `--phone-dir` already
-    /// holds the rider's certificate.
+    /// (`flashkart-enrol:v1?store=..&rider=..&code=..&ca=..`); not needed when `--phone-dir`
+    /// already holds the rider's certificate.
     #[arg(long, env = "FLASHKART_ENROLMENT", value_parser = parse_qr)]
     pub enrolment: Option<EnrolmentQr>,
     /// Where the phone keeps its certificate and key between runs.
@@ -39,6 +39,10 @@ pub struct RiderArgs {
     /// a name on the broker's certificate (`localhost`, or one of `[riders] server_names`).
     #[arg(long, default_value = "localhost:8883", value_parser = parse_broker)]
     pub broker: (String, u16),
+    /// The store's enrolment listener, `[riders] enrol_listen`, as `https://host:port`; the
+    /// host must be a name on the store's certificate, as for `--broker`.
+    #[arg(long, default_value = "https://localhost:8443", value_parser = parse_enrol_url)]
+    pub enrol_url: String,
     /// Where the rider starts, as `lat,lon`.
     #[arg(long, value_parser = parse_point, default_value = "52.5200,13.4050")]
     pub start: (f64, f64),
@@ -83,6 +87,14 @@ fn parse_broker(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
+fn parse_enrol_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("`{text}` is not an https:// URL (enrolment is HTTPS only)"))?;
+    parse_broker(rest.trim_end_matches('/'))?;
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
 fn parse_point(text: &str) -> Result<(f64, f64), String> {
     let (lat, lon) = text
         .split_once(',')
@@ -100,7 +112,7 @@ fn parse_point(text: &str) -> Result<(f64, f64), String> {
 /// Needs a multi-threaded runtime: see [`shelf_labels`].
 pub async fn run(args: RiderArgs, shutdown: CancellationToken) -> Result<SimStats, RiderError> {
     let identity = phone::identity(
-        &args.edge,
+        &args.enrol_url,
         args.enrolment.as_ref(),
         args.phone_dir.as_deref(),
     )
@@ -234,5 +246,16 @@ mod tests {
         );
         assert!(parse_broker("127.0.0.1:8883").is_err());
         assert!(parse_broker("localhost").is_err());
+    }
+
+    #[test]
+    fn the_enrolment_listener_is_https_by_host_name() {
+        assert_eq!(
+            parse_enrol_url("https://localhost:8443/"),
+            Ok("https://localhost:8443".into())
+        );
+        assert!(parse_enrol_url("http://localhost:8443").is_err());
+        assert!(parse_enrol_url("https://127.0.0.1:8443").is_err());
+        assert!(parse_enrol_url("https://localhost").is_err());
     }
 }

@@ -2,7 +2,10 @@
 //! trades the code for a client certificate at the store, and keeps that identity.
 //!
 //! As a real phone does, it makes its own key and sends the store only a certificate signing
-//! request, so the private key never leaves the device. A code issued by HQ reaches the store
+//! request, so the private key never leaves the device. It talks to the store's enrolment
+//! listener over HTTPS only, and trusts it by the QR code: it fetches the store CA, checks its
+//! SHA-256 against the code's `ca` fingerprint, and then verifies the listener against that CA
+//! before the code leaves the phone. A code issued by HQ reaches the store
 //! by sync, so a phone that scans it at once may be told "wrong code" for a moment: it tries
 //! again for a while (the store does not count those attempts against it, see the edge's
 //! enrolment endpoint), and waits out a `Retry-After` if it is throttled.
@@ -17,6 +20,7 @@ use rcgen::{CertificateParams, KeyPair};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::SimTls;
 
@@ -25,12 +29,14 @@ const QR_PREFIX: &str = "flashkart-enrol:v1?";
 /// How long a phone keeps trying while the code travels from HQ to the store.
 const SYNC_PATIENCE: Duration = Duration::from_secs(120);
 
-/// An enrolment QR code's payload: `flashkart-enrol:v1?store=S&rider=R&code=C`.
+/// An enrolment QR code's payload: `flashkart-enrol:v1?store=S&rider=R&code=C&ca=F`, where F
+/// is the SHA-256 (hex) of the store CA certificate's DER.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrolmentQr {
     pub store_id: String,
     pub rider_id: String,
     pub code: String,
+    pub ca_sha256: String,
 }
 
 impl EnrolmentQr {
@@ -41,7 +47,7 @@ impl EnrolmentQr {
             .trim()
             .strip_prefix(QR_PREFIX)
             .ok_or_else(|| bad("not a FlashKart enrolment code (v1)"))?;
-        let (mut store, mut rider, mut code) = (None, None, None);
+        let (mut store, mut rider, mut code, mut ca) = (None, None, None, None);
         for pair in query.split('&') {
             let (key, value) = pair
                 .split_once('=')
@@ -60,16 +66,26 @@ impl EnrolmentQr {
                 "store" => &mut store,
                 "rider" => &mut rider,
                 "code" => &mut code,
+                "ca" => &mut ca,
                 _ => return Err(bad(&format!("unknown field `{key}`"))),
             };
             if slot.replace(value.to_owned()).is_some() {
                 return Err(bad(&format!("field `{key}` twice")));
             }
         }
+        let ca_sha256: String = ca.ok_or_else(|| bad("no CA fingerprint"))?;
+        if ca_sha256.len() != 64
+            || !ca_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(bad("the CA fingerprint is not 64 lowercase hex digits"));
+        }
         Ok(Self {
             store_id: store.ok_or_else(|| bad("no store"))?,
             rider_id: rider.ok_or_else(|| bad("no rider"))?,
             code: code.ok_or_else(|| bad("no code"))?,
+            ca_sha256,
         })
     }
 }
@@ -104,6 +120,13 @@ pub enum PhoneError {
     Key(#[from] rcgen::Error),
     #[error("the store: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(
+        "the enrolment listener's CA is not the one in the QR code (its SHA-256 is {served}): \
+         not the store, or the code is for another store"
+    )]
+    WrongCa { served: String },
+    #[error("the enrolment listener sent no CA certificate: {0}")]
+    NoCa(String),
     #[error("the store refused the enrolment ({status}): {message}")]
     Refused { status: StatusCode, message: String },
     #[error("the store still refused the code after {0:?} (was it issued for this store?)")]
@@ -125,9 +148,10 @@ pub enum PhoneError {
 }
 
 /// The phone's identity: the one kept in `dir` if there is one (and it is the QR code's
-/// rider), else a new one enrolled at `edge` (the store's base URL) with `qr`, kept in `dir`.
+/// rider), else a new one enrolled at `enrol_url` (the store's enrolment listener,
+/// `https://host:port`) with `qr`, kept in `dir`.
 pub async fn identity(
-    edge: &str,
+    enrol_url: &str,
     qr: Option<&EnrolmentQr>,
     dir: Option<&Path>,
 ) -> Result<Identity, PhoneError> {
@@ -151,7 +175,7 @@ pub async fn identity(
         }
     }
     let qr = qr.ok_or(PhoneError::NotEnrolled)?;
-    let identity = enrol(edge, qr).await?;
+    let identity = enrol(enrol_url, qr).await?;
     if let Some(path) = &stored {
         save(path, &identity)?;
     }
@@ -159,20 +183,22 @@ pub async fn identity(
     Ok(identity)
 }
 
-/// Makes a key, sends its signing request with the code, and waits out the code's sync.
-async fn enrol(edge: &str, qr: &EnrolmentQr) -> Result<Identity, PhoneError> {
+/// Makes a key, sends its signing request with the code to the pinned store, and waits out
+/// the code's sync.
+async fn enrol(enrol_url: &str, qr: &EnrolmentQr) -> Result<Identity, PhoneError> {
+    let base = enrol_url.trim_end_matches('/');
+    let ca_pem = pinned_ca(base, &qr.ca_sha256).await?;
     let key = KeyPair::generate()?;
     let csr_pem = CertificateParams::default()
         .serialize_request(&key)?
         .pem()?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
+        .https_only(true)
         .build()?;
-    let url = format!(
-        "{}/api/v1/riders/{}/enrol",
-        edge.trim_end_matches('/'),
-        qr.rider_id
-    );
+    let url = format!("{base}/api/v1/riders/{}/enrol", qr.rider_id);
     let started = Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {
@@ -198,7 +224,8 @@ async fn enrol(edge: &str, qr: &EnrolmentQr) -> Result<Identity, PhoneError> {
                 rider_id: qr.rider_id.clone(),
                 cert_pem: field("cert_pem")?,
                 key_pem: key.serialize_pem(),
-                ca_pem: field("ca_pem")?,
+                // The CA this phone pinned, not whatever the answer names.
+                ca_pem,
             });
         }
         let retry_after = response
@@ -226,6 +253,36 @@ async fn enrol(edge: &str, qr: &EnrolmentQr) -> Result<Identity, PhoneError> {
             "the store refused the code for now (not synced yet?); trying again");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The store CA from the enrolment listener, trusted only because its SHA-256 is the QR code's.
+/// This first request cannot verify the listener (the phone has no CA yet), so it sends nothing
+/// secret; the CA it fetches is checked by hash before anything is sent under it.
+async fn pinned_ca(base: &str, ca_sha256: &str) -> Result<String, PhoneError> {
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .danger_accept_invalid_certs(true)
+        .https_only(true)
+        .build()?;
+    let pem = probe
+        .get(format!("{base}/api/v1/riders/ca"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .ok_or_else(|| PhoneError::NoCa("no certificate in the answer".into()))?
+        .map_err(|e| PhoneError::NoCa(e.to_string()))?;
+    let served: String = Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if served != ca_sha256 {
+        return Err(PhoneError::WrongCa { served });
+    }
+    Ok(pem)
 }
 
 fn load(path: &Path) -> Result<Identity, PhoneError> {
@@ -269,26 +326,37 @@ fn save(path: &Path, identity: &Identity) -> Result<(), PhoneError> {
 mod tests {
     use super::*;
 
+    const CA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     #[test]
     fn a_qr_payload_names_store_rider_and_code_once_each() {
         assert_eq!(
-            EnrolmentQr::parse("flashkart-enrol:v1?store=store-1&rider=rider1a&code=ABCDE-FGH23")
-                .ok(),
+            EnrolmentQr::parse(&format!(
+                "flashkart-enrol:v1?store=store-1&rider=rider1a&code=ABCDE-FGH23&ca={CA}"
+            ))
+            .ok(),
             Some(EnrolmentQr {
                 store_id: "store-1".into(),
                 rider_id: "rider1a".into(),
                 code: "ABCDE-FGH23".into(),
+                ca_sha256: CA.into(),
             })
         );
         for bad in [
-            "flashkart-enrol:v2?store=s&rider=r&code=c",
-            "flashkart-enrol:v1?store=s&rider=r",
-            "flashkart-enrol:v1?store=s&rider=r&code=c&code=d",
-            "flashkart-enrol:v1?store=s&rider=r&code=c&x=1",
-            "flashkart-enrol:v1?store=s&rider=r/../x&code=c",
-            "flashkart-enrol:v1?store=s&rider=&code=c",
+            format!("flashkart-enrol:v2?store=s&rider=r&code=c&ca={CA}"),
+            format!("flashkart-enrol:v1?store=s&rider=r&ca={CA}"),
+            "flashkart-enrol:v1?store=s&rider=r&code=c".to_owned(),
+            format!("flashkart-enrol:v1?store=s&rider=r&code=c&code=d&ca={CA}"),
+            format!("flashkart-enrol:v1?store=s&rider=r&code=c&x=1&ca={CA}"),
+            format!("flashkart-enrol:v1?store=s&rider=r/../x&code=c&ca={CA}"),
+            format!("flashkart-enrol:v1?store=s&rider=&code=c&ca={CA}"),
+            format!("flashkart-enrol:v1?store=s&rider=r&code=c&ca={}", &CA[1..]),
+            format!(
+                "flashkart-enrol:v1?store=s&rider=r&code=c&ca={}",
+                CA.to_uppercase()
+            ),
         ] {
-            assert!(EnrolmentQr::parse(bad).is_err(), "{bad}");
+            assert!(EnrolmentQr::parse(&bad).is_err(), "{bad}");
         }
     }
 }
