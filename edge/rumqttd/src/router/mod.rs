@@ -352,14 +352,23 @@ pub struct IncomingMeter {
     total_publishes: MeterData,
 }
 
+/// FLASHKART: the most topics one connection's `IncomingMeter` keeps figures for.
+const MAX_METERED_TOPICS: usize = 256;
+
 impl IncomingMeter {
     pub fn register_publish(&mut self, publish: &Publish) -> Result<(), std::str::Utf8Error> {
-        let meter = {
-            let topic = std::str::from_utf8(&publish.topic)?.to_string();
-            self.publishes.entry(topic).or_default()
-        };
-        meter.count += 1;
-        meter.size += publish.len();
+        let topic = std::str::from_utf8(&publish.topic)?;
+        // FLASHKART: upstream adds every topic a connection ever published to and never
+        // forgets one; the edge's own link publishes on a topic per offer, so the map grew
+        // with every offer for the life of the process. Past the bound a new topic is counted
+        // in the totals only.
+        if !self.publishes.contains_key(topic) && self.publishes.len() < MAX_METERED_TOPICS {
+            self.publishes.insert(topic.to_owned(), MeterData::default());
+        }
+        if let Some(meter) = self.publishes.get_mut(topic) {
+            meter.count += 1;
+            meter.size += publish.len();
+        }
 
         self.total_publishes.count += 1;
         self.total_publishes.size += publish.len();

@@ -29,14 +29,19 @@ where
 {
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // FLASHKART: grown as entries arrive, not reserved for 1024 (see `new`).
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // FLASHKART: upstream reserves 1024 entries (about 138 KiB) for every segment, a
+            // mapping of its own that the kernel backs page by page as entries arrive. With a
+            // log per rider (a few entries per segment) that is a fresh mapping per rotation
+            // and at least a page each; a growing Vec costs what the entries need.
+            data: Vec::new(),
             absolute_offset: 0,
             total_size: 0,
         }
