@@ -577,12 +577,14 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         info!(name=?name, ?addr, count, tenant=?tenant_id, "accept");
                         Some((network, tenant_id))
                     }
+                    // FLASHKART: a failed or stalled handshake is the client's (no or a foreign
+                    // certificate, garbage, a scanner): warn, not error.
                     Ok(Err(e)) => {
-                        error!(error=?e, "Tls accept error");
+                        warn!(error=?e, ?addr, "Tls accept error");
                         None
                     }
                     Err(_) => {
-                        error!(?addr, "Tls accept timeout");
+                        warn!(?addr, "Tls accept timeout");
                         None
                     }
                 }
@@ -774,8 +776,10 @@ async fn remote<P: Protocol>(
     .await
     {
         Ok(l) => l,
+        // FLASHKART: a client that fails its CONNECT (garbage, a refused tenant, a reset)
+        // is the client's doing: warn, not error (see FLASHKART.md, item 12).
         Err(e) => {
-            error!(error=?e, "Remote link error");
+            warn!(error=?e, "Remote link error");
             return;
         }
     };
@@ -789,15 +793,29 @@ async fn remote<P: Protocol>(
         Ok(_) => error!("connection-stop"),
         // No need to send a disconnect message when disconnection
         // originated internally in the router.
+        // FLASHKART: the router closes a link on a session takeover, a tenant disconnect or a
+        // refused packet, and logs why itself.
         Err(remote::Error::Link(e)) => {
-            error!(error=?e, "router-drop");
+            info!(error=?e, "router-drop");
             send_disconnect = false;
         }
         // Connection was closed by peer
+        // FLASHKART: phones drop connections all the time (no TLS close_notify, resets, a
+        // keep-alive that ran out): routine, so info, as upstream already did for an abort.
         Err(remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err))
-            if err.kind() == io::ErrorKind::ConnectionAborted =>
+            if matches!(
+                err.kind(),
+                io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::TimedOut
+            ) =>
         {
             info!(error=?err, "disconnected");
+        }
+        Err(remote::Error::Network(network::Error::KeepAlive(e))) => {
+            info!(error=?e, "disconnected: keep-alive ran out");
         }
         // Any other error
         Err(e) => {
