@@ -1277,7 +1277,16 @@ fn append_to_commitlog(
         }
     }
 
-    if publish.payload.is_empty() {
+    // FLASHKART: a device (a connection with a tenant) neither keeps nor clears retained
+    // messages: it could otherwise leave one on every topic under its prefix (memory without
+    // bound), or clear the edge's retained offers to it. Its messages still reach the
+    // subscribers that are there.
+    #[cfg(feature = "validate-tenant-prefix")]
+    let device = connection.tenant_prefix.is_some();
+    #[cfg(not(feature = "validate-tenant-prefix"))]
+    let device = false;
+    if device {
+    } else if publish.payload.is_empty() {
         datalog.remove_from_retained_publishes(topic.to_owned());
     } else if publish.retain {
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
@@ -1337,6 +1346,13 @@ fn append_will_message(
 
     let topic = std::str::from_utf8(&publish.topic)?;
 
+    // FLASHKART: a device's will is not kept as a retained message either (see
+    // `append_to_commitlog`).
+    #[cfg(feature = "validate-tenant-prefix")]
+    let device = tenant_prefix.is_some();
+    #[cfg(not(feature = "validate-tenant-prefix"))]
+    let device = false;
+
     // Ensure that only clients associated with a tenant can publish to tenant's topic
     #[cfg(feature = "validate-tenant-prefix")]
     if let Some(tenant_prefix) = tenant_prefix {
@@ -1348,7 +1364,8 @@ fn append_will_message(
         }
     }
 
-    if publish.payload.is_empty() {
+    if device {
+    } else if publish.payload.is_empty() {
         datalog.remove_from_retained_publishes(topic.to_owned());
     } else if publish.retain {
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
