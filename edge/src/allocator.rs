@@ -19,7 +19,11 @@ pub const MMAP_THRESHOLD: usize = 128 * 1024;
 /// Malloc arenas for the whole process.
 pub const ARENAS: usize = 2;
 
-/// Applies the settings above. Call it first thing in `main`, before any thread starts (glibc
+/// How often free memory inside the arenas is handed back to the kernel.
+pub const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Applies the settings above and starts a thread that trims the arenas every
+/// [`TRIM_INTERVAL`]. Call it first thing in `main`, before any other thread starts (glibc
 /// reads arena settings when a thread first allocates). Returns whether glibc accepted them;
 /// elsewhere (musl, other systems) it does nothing and returns false.
 pub fn tune() -> bool {
@@ -27,11 +31,33 @@ pub fn tune() -> bool {
     {
         let threshold = mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
         let arenas = mallopt(libc::M_ARENA_MAX, ARENAS);
-        threshold && arenas
+        let trimming = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(TRIM_INTERVAL);
+                    trim();
+                }
+            })
+            .is_ok();
+        threshold && arenas && trimming
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
+    }
+}
+
+/// Gives free pages inside the arenas back to the kernel. glibc returns memory on its own only
+/// from the top of a heap; pages freed in the middle (TLS records and messages freed out of
+/// order) stay resident. A heap profile of the riders benchmark at 10 offers/s showed the
+/// edge's live heap growing 3.3 MB from 5 to 20 minutes while its RSS grew 13 MB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn trim() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointers of ours.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
