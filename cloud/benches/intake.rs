@@ -174,7 +174,8 @@ async fn main() {
                 .json(&json!({
                     "address": {"text": "Bench Street 1", "lat": lat, "lon": 13.41},
                     "lines": [{"product_id": format!("p{}", n % 20), "qty": 1 + n % 3},
-                              {"product_id": format!("p{}", (n + 7) % 20), "qty": 1}]
+                              {"product_id": format!("p{}", (n + 7) % 20), "qty": 1}],
+                    "payment": {"method": "cash"}
                 }));
             async move {
                 request

@@ -30,6 +30,7 @@ pub struct CloudConfig {
     pub dispatch: DispatchSettings,
     pub riders: RidersSettings,
     pub http: HttpLimits,
+    pub payments: crate::payments::PaymentsConfig,
 }
 
 /// What one client may cost the HTTP server: body sizes per route, how long a body and a new
@@ -48,6 +49,8 @@ pub struct HttpLimits {
     pub max_admin_body_bytes: usize,
     /// `PUT /admin/v1/stores/{id}/profile`: room for a GeoJSON service area.
     pub max_profile_body_bytes: usize,
+    /// The payment provider's webhook events.
+    pub max_webhook_body_bytes: usize,
     /// Sync hello and pull requests (an id and a few cursors).
     pub max_sync_request_body_bytes: usize,
     /// A sync push as sent (compressed or not). One chunk is the edge's `sync.max_chunk_bytes`
@@ -73,6 +76,7 @@ impl Default for HttpLimits {
             max_order_body_bytes: 32 << 10,
             max_admin_body_bytes: 16 << 10,
             max_profile_body_bytes: 128 << 10,
+            max_webhook_body_bytes: 64 << 10,
             max_sync_request_body_bytes: 64 << 10,
             max_push_body_bytes: 8 << 20,
             body_timeout_ms: 30_000,
@@ -93,6 +97,7 @@ impl HttpLimits {
             self.max_profile_body_bytes,
             self.max_sync_request_body_bytes,
             self.max_push_body_bytes,
+            self.max_webhook_body_bytes,
         ]
         .into_iter()
         .max()
@@ -234,6 +239,7 @@ impl Default for CloudConfig {
             dispatch: DispatchSettings::default(),
             riders: RidersSettings::default(),
             http: HttpLimits::default(),
+            payments: crate::payments::PaymentsConfig::default(),
         }
     }
 }

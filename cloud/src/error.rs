@@ -32,6 +32,8 @@ pub enum CloudError {
     Store(#[from] flashkart_sync::Error),
     #[error("corrupt registry: {0}")]
     Corrupt(String),
+    #[error("payments: {0}")]
+    Payments(String),
     #[error("server task: {0}")]
     Task(String),
 }

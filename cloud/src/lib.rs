@@ -19,6 +19,7 @@ mod http;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod payments;
 pub mod projection;
 pub mod readmodel;
 pub mod registry;
@@ -45,6 +46,7 @@ pub use http::ApiError;
 
 use crate::hq::Hq;
 use crate::intake::Intake;
+use crate::payments::Payments;
 use crate::projection::Projection;
 use crate::readmodel::{ChangeCounter, ReadModel};
 use crate::registry::{Registry, hex, token_hash};
@@ -178,11 +180,29 @@ pub async fn start_with(
     for store_id in registry.store_ids().await? {
         projection.mark_dirty(&store_id);
     }
+    let gateway: Option<Arc<dyn payments::gateway::Gateway>> = match &config.payments.stripe {
+        Some(stripe) => Some(Arc::new(
+            payments::gateway::stripe::StripeGateway::new(stripe.clone())
+                .map_err(|e| CloudError::Payments(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let payments = Arc::new(
+        Payments::open(
+            options.config(config.data_dir.join("payments.db")),
+            config.payments.clone(),
+            gateway,
+            metrics.clone(),
+        )
+        .await
+        .map_err(|e| CloudError::Payments(e.to_string()))?,
+    );
     let intake = Arc::new(Intake::new(
         config.intake.clone(),
         hq.clone(),
         projection.clone(),
         stores.clone(),
+        payments.clone(),
     ));
     let counter = ChangeCounter::default();
     let prometheus = Arc::new(metrics.registry(&counter));
@@ -202,6 +222,7 @@ pub async fn start_with(
         hq: hq.clone(),
         projection: projection.clone(),
         intake: intake.clone(),
+        payments: payments.clone(),
         intake_grace_ms: config.intake.offline_grace_ms,
         enrolment_code_ttl: time::Duration::hours(i64::from(
             config.riders.enrolment_code_ttl_hours,
@@ -260,6 +281,11 @@ pub async fn start_with(
             )
             .run(shutdown.clone()),
         );
+        let paying = tokio::spawn(payments.clone().run(
+            stores.clone(),
+            projection.clone(),
+            shutdown.clone(),
+        ));
         let served = serve::serve(
             listener,
             router,
@@ -274,6 +300,7 @@ pub async fn start_with(
             ("projector", projecting),
             ("short handler", shorts),
             ("dispatch", dispatching),
+            ("payments", paying),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, task = name, "background task");
@@ -282,6 +309,10 @@ pub async fn start_with(
         stores.close().await?;
         projection.close().await?;
         hq.close().await?;
+        payments
+            .close()
+            .await
+            .map_err(|e| CloudError::Payments(e.to_string()))?;
         registry.close().await?;
         tracing::info!("cloud stopped");
         served

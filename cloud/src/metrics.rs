@@ -14,6 +14,18 @@ pub struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayCallLabels {
+    pub op: String,
+    /// `ok`, `declined`, `refused`, `unavailable`
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
     pub store: String,
 }
@@ -31,6 +43,9 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub catalog_fanout_changes: Counter,
     pub open_replicas: Gauge,
+    pub gateway_calls: Family<GatewayCallLabels, Counter>,
+    pub payment_backlog: Family<OpLabels, Gauge>,
+    pub webhooks_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -49,6 +64,9 @@ impl Default for Metrics {
             bytes_out: Counter::default(),
             catalog_fanout_changes: Counter::default(),
             open_replicas: Gauge::default(),
+            gateway_calls: Family::default(),
+            payment_backlog: Family::default(),
+            webhooks_refused: Counter::default(),
         }
     }
 }
@@ -106,6 +124,21 @@ impl Metrics {
             "open_replicas",
             "Store replicas open",
             self.open_replicas.clone(),
+        );
+        registry.register(
+            "gateway_calls",
+            "Payment gateway calls by operation and result",
+            self.gateway_calls.clone(),
+        );
+        registry.register(
+            "payment_backlog",
+            "Gateway calls (captures, voids, refunds) waiting to be made or retried",
+            self.payment_backlog.clone(),
+        );
+        registry.register(
+            "webhooks_refused",
+            "Webhook deliveries refused (bad signature, stale, replayed, malformed)",
+            self.webhooks_refused.clone(),
         );
         registry.register(
             "readmodel_changes",

@@ -7,7 +7,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post, put};
 use flashkart_sync::protocol;
 
-use crate::api::{admin, catalog, customer};
+use crate::api::{admin, catalog, customer, payments};
 use crate::http::guard::{Caller, guard};
 use crate::http::state::AppState;
 use crate::http::{observe, sync};
@@ -84,6 +84,36 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/api/v1/orders/{id}", get(customer::get_order))
+        .route(
+            "/api/v1/orders/{id}/cancel",
+            guarded(post(payments::cancel_order), Caller::Viewer, admin_limit),
+        )
+        .route(
+            "/admin/v1/orders/{id}/refund",
+            guarded(post(payments::refund_order), Caller::Admin, admin_limit),
+        )
+        .route(
+            "/api/v1/payments/stripe/webhook",
+            guarded(
+                post(payments::stripe_webhook),
+                Caller::Provider,
+                limits.max_webhook_body_bytes,
+            ),
+        )
+        .route(
+            "/admin/v1/ledger/trial-balance",
+            get(payments::trial_balance),
+        )
+        .route("/admin/v1/ledger/balances", get(payments::balances))
+        .route("/admin/v1/payments/flags", get(payments::flags))
+        .route(
+            "/admin/v1/statements/stores/{id}",
+            get(payments::store_statement),
+        )
+        .route(
+            "/admin/v1/statements/riders/{id}",
+            get(payments::rider_statement),
+        )
         .route("/api/v1/products", get(customer::products))
         .route("/metrics", get(sync::metrics))
         .route("/healthz", get(|| async { "ok" }))

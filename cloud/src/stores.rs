@@ -96,6 +96,13 @@ impl Stores {
         Ok(replica)
     }
 
+    /// The ids of the open replicas (every registered store is opened at start).
+    pub async fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.replicas.lock().await.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// The catalog database; write it through [`Stores::write_catalog`].
     pub fn catalog(&self) -> &StoreDb {
         &self.catalog

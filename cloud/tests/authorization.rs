@@ -199,6 +199,15 @@ async fn credentials_and_ownership_are_enforced() {
     let clean_b = digest(replica_b.db()).await;
 
     let scratch = open_edge(dir.path(), "scratch").await;
+    // An order of a's in the forger's own database, outside any chunk, so a forgery can change
+    // one of its cloud-owned columns alone.
+    scratch
+        .write(|c| {
+            c.execute_batch("INSERT INTO orders (id, store_id) VALUES ('o-cod', 'a')")
+                .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .unwrap();
     let forgeries: &[(&str, &'static str)] = &[
         (
             "another store's row",
@@ -215,6 +224,15 @@ async fn credentials_and_ownership_are_enforced() {
         (
             "a row without its store",
             "INSERT INTO bins (id, store_id) VALUES ('bin-x', '')",
+        ),
+        (
+            "another store's cash hand-in",
+            "INSERT INTO cash_handins (id, store_id, rider_id, amount_minor)
+             VALUES ('h-b', 'b', 'r1', 100)",
+        ),
+        (
+            "an order's payment method",
+            "UPDATE orders SET payment_method = 'cash', cash_due_minor = 100 WHERE id = 'o-cod'",
         ),
         (
             "a valid row next to a forged one",
@@ -252,7 +270,11 @@ async fn credentials_and_ownership_are_enforced() {
         &scratch,
         site_a,
         Position::START,
-        "INSERT INTO stock_moves (id, store_id, qty) VALUES ('m-a', 'a', 3)",
+        "INSERT INTO stock_moves (id, store_id, qty) VALUES ('m-a', 'a', 3);
+         INSERT INTO cash_handins (id, store_id, rider_id, amount_minor, expected_minor)
+         VALUES ('h-a', 'a', 'r1', 2300, 2340);
+         INSERT INTO deliveries (order_id, store_id, rider_id, cash_collected_minor)
+         VALUES ('o-cod', 'a', 'r1', 2340)",
     )
     .await;
     let (status, body) = post(
@@ -271,6 +293,23 @@ async fn credentials_and_ownership_are_enforced() {
         count(
             replica_a.db(),
             "SELECT count(*) FROM stock_moves WHERE id = 'm-a'"
+        )
+        .await,
+        1
+    );
+    // Its cash hand-in and the cash its rider collected are a's to report.
+    assert_eq!(
+        count(
+            replica_a.db(),
+            "SELECT count(*) FROM cash_handins WHERE id = 'h-a' AND expected_minor = 2340"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            replica_a.db(),
+            "SELECT count(*) FROM deliveries WHERE cash_collected_minor = 2340"
         )
         .await,
         1
@@ -314,7 +353,7 @@ async fn credentials_and_ownership_are_enforced() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("flashkart_cloud_sync_batches_refused_total{store=\"a\"} 6"),
+        metrics.contains("flashkart_cloud_sync_batches_refused_total{store=\"a\"} 8"),
         "{metrics}"
     );
 

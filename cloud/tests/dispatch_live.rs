@@ -121,7 +121,8 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         .header("idempotency-key", "o-1")
         .json(
             &json!({"address": {"text": "Here 1", "lat": 52.52, "lon": 13.41},
-                      "lines": [{"product_id": "milk", "qty": 1}]}),
+                      "lines": [{"product_id": "milk", "qty": 1}],
+                      "payment": {"method": "cash"}}),
         )
         .send()
         .await

@@ -93,7 +93,8 @@ impl Hq {
 fn order(lat: f64, qty: i64) -> Value {
     json!({
         "address": {"text": "Somewhere 1, Berlin", "lat": lat, "lon": 13.40},
-        "lines": [{"product_id": "milk", "qty": qty}, {"product_id": "bread", "qty": 1}]
+        "lines": [{"product_id": "milk", "qty": qty}, {"product_id": "bread", "qty": 1}],
+        "payment": {"method": "cash"}
     })
 }
 
@@ -229,13 +230,13 @@ async fn bad_orders_are_refused_and_write_nothing() {
         (
             "unknown product",
             Some("b-1"),
-            json!({"address": address(52.6), "lines": lines("caviar", 1)}).to_string(),
+            json!({"address": address(52.6), "lines": lines("caviar", 1), "payment": {"method": "cash"}}).to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "outside every area",
             Some("b-2"),
-            json!({"address": address(48.1), "lines": lines("milk", 1)}).to_string(),
+            json!({"address": address(48.1), "lines": lines("milk", 1), "payment": {"method": "cash"}}).to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
@@ -247,31 +248,31 @@ async fn bad_orders_are_refused_and_write_nothing() {
         (
             "negative quantity",
             Some("b-4"),
-            json!({"address": address(52.6), "lines": lines("milk", -2)}).to_string(),
+            json!({"address": address(52.6), "lines": lines("milk", -2), "payment": {"method": "cash"}}).to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "huge quantity",
             Some("b-5"),
-            json!({"address": address(52.6), "lines": lines("milk", 1_000_000_000)}).to_string(),
+            json!({"address": address(52.6), "lines": lines("milk", 1_000_000_000), "payment": {"method": "cash"}}).to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "no lines",
             Some("b-6"),
-            json!({"address": address(52.6), "lines": []}).to_string(),
+            json!({"address": address(52.6), "lines": [], "payment": {"method": "cash"}}).to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "missing idempotency key",
             None,
-            json!({"address": address(52.6), "lines": lines("milk", 1)}).to_string(),
+            json!({"address": address(52.6), "lines": lines("milk", 1), "payment": {"method": "cash"}}).to_string(),
             StatusCode::BAD_REQUEST,
         ),
         (
             "unknown field",
             Some("b-7"),
-            json!({"address": address(52.6), "lines": lines("milk", 1), "tip": 5}).to_string(),
+            json!({"address": address(52.6), "lines": lines("milk", 1), "payment": {"method": "cash"}, "tip": 5}).to_string(),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -297,7 +298,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .http
         .post(format!("{}/api/v1/orders", hq.base))
         .header("idempotency-key", "b-8")
-        .json(&json!({"address": address(52.6), "lines": lines("milk", 1)}))
+        .json(&json!({"address": address(52.6), "lines": lines("milk", 1), "payment": {"method": "cash"}}))
         .send()
         .await
         .expect("post");
@@ -319,7 +320,7 @@ async fn bad_orders_are_refused_and_write_nothing() {
         .post(format!("{}/api/v1/orders", hq.base))
         .bearer_auth(&token)
         .header("idempotency-key", "b-1")
-        .json(&json!({"address": address(52.6), "lines": lines("milk", 1)}))
+        .json(&json!({"address": address(52.6), "lines": lines("milk", 1), "payment": {"method": "cash"}}))
         .send()
         .await
         .expect("post");

@@ -105,7 +105,8 @@ async fn all_short_reroutes_and_partly_short_confirms_partial() {
             .header("idempotency-key", key)
             .json(
                 &json!({"address": {"text": "Here 1", "lat": 52.495, "lon": 13.40},
-                          "lines": [{"product_id": "p1", "qty": qty}]}),
+                          "lines": [{"product_id": "p1", "qty": qty}],
+                          "payment": {"method": "cash"}}),
             );
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };

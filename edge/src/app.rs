@@ -44,6 +44,9 @@ pub struct App {
     pub sync: std::sync::OnceLock<tokio::sync::watch::Receiver<flashkart_sync::client::SyncStatus>>,
     /// The riders' broker figures for `/metrics`, once the broker runs (`[riders]` configured).
     pub riders: std::sync::OnceLock<crate::riders::BrokerGauge>,
+    /// Tells the riders service to re-read the roster (a hand-in closed a rider's shift), once
+    /// the broker runs.
+    pub rider_roster: std::sync::OnceLock<crate::riders::Roster>,
     session_hours: u32,
     /// Sessions already checked, by token hash.
     sessions: Mutex<SessionCache>,
@@ -121,6 +124,7 @@ impl App {
             shutdown,
             sync: std::sync::OnceLock::new(),
             riders: std::sync::OnceLock::new(),
+            rider_roster: std::sync::OnceLock::new(),
             session_hours: config.session_hours.max(1),
             sessions: Mutex::new(SessionCache::new(config.sign_in.max_cached_sessions)),
             throttle: Throttle::new(config.sign_in.clone()),
@@ -156,6 +160,19 @@ impl App {
                     events.push(Event::Stock {
                         seq: hub.next_seq(),
                         level: stock::level(conn, product_id)?,
+                    });
+                }
+                for cash in &ctx.cash {
+                    events.push(Event::Cash {
+                        seq: hub.next_seq(),
+                        handin_id: cash.handin_id.clone(),
+                        rider_id: cash.rider_id.clone(),
+                        amount_minor: cash.amount_minor,
+                        expected_minor: cash.expected_minor,
+                        difference_minor: cash.difference_minor,
+                        currency: cash.currency.clone(),
+                        staff_id: ctx.actor.clone(),
+                        shift_closed: true,
                     });
                 }
                 Ok::<_, Error>((value, events, ctx.moves))

@@ -1,7 +1,7 @@
 //! The live stream of queue and stock changes that tablets follow.
 //!
 //! Each committed write becomes events: one per order change, one per product whose stock
-//! moved (with its new levels). They are numbered inside the writer, in commit order, so a
+//! moved (with its new levels), one per cash hand-in. They are numbered inside the writer, in commit order, so a
 //! client that sees them out of order (they are published after the commit, by the task that
 //! asked for the write) keeps the highest `seq` per order or product. A tokio broadcast channel
 //! fans them out; a client too slow for its buffer is told how many it missed and should
@@ -53,6 +53,20 @@ pub enum Event {
         #[serde(default)]
         detail: serde_json::Value,
     },
+    /// A rider handed cash in at the store, which closed the rider's shift here.
+    Cash {
+        seq: u64,
+        handin_id: String,
+        rider_id: String,
+        amount_minor: i64,
+        expected_minor: i64,
+        /// Handed in minus expected: negative when cash is missing.
+        difference_minor: i64,
+        currency: String,
+        /// The member of staff who took it.
+        staff_id: String,
+        shift_closed: bool,
+    },
 }
 
 impl Event {
@@ -62,6 +76,7 @@ impl Event {
             Self::Order { .. } => "order",
             Self::Stock { .. } => "stock",
             Self::Device { .. } => "device",
+            Self::Cash { .. } => "cash",
         }
     }
 }

@@ -25,6 +25,9 @@ pub const MAX_NOTE: usize = 500;
 /// Raw scans (a GS1-128 case label holds at most 48 data characters; Digital Link URLs are
 /// longer).
 pub const MAX_SCAN: usize = 512;
+/// Money in minor units (cash due, collected or handed in): 10^10, the bound the cloud puts on
+/// prices and coupons, so sums of a shift's amounts stay far inside an i64.
+pub const MAX_MONEY_MINOR: i64 = 10_000_000_000;
 
 /// Refuses a quantity outside `min..=MAX_QTY` in magnitude.
 pub fn qty(field: &str, value: i64, min: i64) -> Result<i64, Error> {
@@ -55,6 +58,30 @@ pub fn weight_g(field: &str, value: i64) -> Result<i64, Error> {
     } else {
         Err(Error::Invalid(format!(
             "`{field}` must be 0..={MAX_WEIGHT_G} grams, not {value}"
+        )))
+    }
+}
+
+/// Refuses an amount of money outside `0..=MAX_MONEY_MINOR` minor units.
+pub fn money_minor(field: &str, value: i64) -> Result<i64, Error> {
+    if (0..=MAX_MONEY_MINOR).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::Invalid(format!(
+            "`{field}` must be 0..={MAX_MONEY_MINOR} minor units, not {value}"
+        )))
+    }
+}
+
+/// Refuses a currency that is not an ISO 4217 code (three ASCII capital letters).
+pub fn currency(field: &str, value: &str) -> Result<(), Error> {
+    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        let shown: String = value.chars().take(8).collect();
+        Err(Error::Invalid(format!(
+            "`{field}` `{}` is not an ISO 4217 code such as EUR",
+            shown.escape_debug()
         )))
     }
 }
@@ -174,5 +201,20 @@ mod tests {
         assert!(qty("counted", 0, 0).is_ok());
         assert!(weight_g("w", -1).is_err());
         assert!(weight_g("w", i64::MAX).is_err());
+    }
+
+    #[test]
+    fn money_and_currencies_are_bounded() {
+        assert_eq!(money_minor("amount", 0).unwrap(), 0);
+        assert_eq!(
+            money_minor("amount", MAX_MONEY_MINOR).unwrap(),
+            MAX_MONEY_MINOR
+        );
+        assert!(money_minor("amount", MAX_MONEY_MINOR + 1).is_err());
+        assert!(money_minor("amount", -1).is_err());
+        assert!(currency("currency", "EUR").is_ok());
+        for bad in ["", "eur", "EURO", "E1R", "ÉUR"] {
+            assert!(currency("currency", bad).is_err(), "{bad}");
+        }
     }
 }

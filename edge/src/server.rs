@@ -24,6 +24,10 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// The riders' enrolment listener (HTTPS), when the daemon runs the riders' broker.
     pub enrol_addr: Option<SocketAddr>,
+    /// The riders' broker's TLS listener, when the daemon runs it.
+    pub riders_tls_addr: Option<SocketAddr>,
+    /// The riders' broker's loopback listener, when configured (simulators, tests).
+    pub riders_plain_addr: Option<SocketAddr>,
     pub db_path: PathBuf,
     task: JoinHandle<Result<(), Error>>,
 }
@@ -104,7 +108,10 @@ pub async fn start_on(
     };
     if let Some(riders) = &riders {
         let _ = app.riders.set(riders.gauge());
+        let _ = app.rider_roster.set(riders.roster());
     }
+    let riders_tls_addr = riders.as_ref().map(|r| r.tls_addr());
+    let riders_plain_addr = riders.as_ref().and_then(|r| r.plain_addr());
 
     // Sync with the cloud (only with a `[sync]` section).
     let sync_task = match &config.sync {
@@ -210,6 +217,8 @@ pub async fn start_on(
     Ok(Running {
         local_addr,
         enrol_addr,
+        riders_tls_addr,
+        riders_plain_addr,
         db_path,
         task,
     })

@@ -175,6 +175,13 @@ pub struct OrderRow<'a> {
     pub delivery_pin_sha256: Option<&'a str>,
     /// Delivered with a photo instead of a PIN.
     pub contactless: bool,
+    /// `card` (paid when the order was placed) or `cash` (the rider collects at the door).
+    pub payment_method: &'a str,
+    /// What the rider collects at the door of a `cash` order, in minor units of `currency`;
+    /// 0 for a card order.
+    pub cash_due_minor: i64,
+    /// ISO 4217 code of `total_minor` and `cash_due_minor`.
+    pub currency: &'a str,
 }
 
 /// Writes a routed order; an order already there is left as it is (a repeated delivery
@@ -182,8 +189,9 @@ pub struct OrderRow<'a> {
 pub fn insert_order(conn: &Connection, row: &OrderRow<'_>) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO orders (id, store_id, customer_first_name, address, lat, lon, delivery_slot,
-            total_minor, placed_at, routed_at, delivery_pin_sha256, contactless)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            total_minor, placed_at, routed_at, delivery_pin_sha256, contactless, payment_method,
+            cash_due_minor, currency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
@@ -198,7 +206,10 @@ pub fn insert_order(conn: &Connection, row: &OrderRow<'_>) -> Result<(), Error> 
         row.placed_at,
         row.routed_at,
         row.delivery_pin_sha256,
-        row.contactless
+        row.contactless,
+        row.payment_method,
+        row.cash_due_minor,
+        row.currency
     ])?;
     Ok(())
 }

@@ -32,6 +32,9 @@ fn order(address: &'static str) -> OrderRow<'static> {
         routed_at: "2026-12-04T07:00:01.000Z",
         delivery_pin_sha256: Some("00ff"),
         contactless: false,
+        payment_method: "cash",
+        cash_due_minor: 1_250,
+        currency: "EUR",
     }
 }
 
@@ -149,8 +152,9 @@ async fn the_cloud_writes_only_columns_it_owns() {
         })
         .await
         .expect("read changes");
-    let (product, order) = db
-        .read(|conn| -> Result<(String, [String; 3]), Error> {
+    type Payment = (String, i64, String);
+    let (product, order, payment) = db
+        .read(|conn| -> Result<(String, [String; 3], Payment), Error> {
             let product = conn.query_row("SELECT name FROM products WHERE id = 'p1'", [], |r| {
                 r.get(0)
             })?;
@@ -159,12 +163,18 @@ async fn the_cloud_writes_only_columns_it_owns() {
                 [],
                 |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
             )?;
-            Ok((product, order))
+            let payment = conn.query_row(
+                "SELECT payment_method, cash_due_minor, currency FROM orders WHERE id = 'o1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok((product, order, payment))
         })
         .await
         .expect("read back");
     assert_eq!(product, "Whole milk");
     assert_eq!(order, ["first", "2026-12-04T07:05:00.000Z", "rerouted"]);
+    assert_eq!(payment, ("cash".to_owned(), 1_250, "EUR".to_owned()));
     let tables: std::collections::BTreeSet<&str> =
         written.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(

@@ -6,6 +6,8 @@
 //! same cargo that runs the tests (a no-op when they are fresh) and found beside the test
 //! executable.
 
+pub mod localstripe;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

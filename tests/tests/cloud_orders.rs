@@ -253,7 +253,7 @@ async fn orders_are_routed_by_area_and_stock_and_progress_at_the_store() {
             .post(format!("{cloud}/api/v1/orders"))
             .bearer_auth(&customer)
             .header("idempotency-key", key)
-            .json(&json!({"address": {"text": "Test Street 1", "lat": lat, "lon": 13.40}, "lines": lines}));
+            .json(&json!({"address": {"text": "Test Street 1", "lat": lat, "lon": 13.40}, "lines": lines, "payment": {"method": "cash"}}));
         async move {
             let response = request.send().await.expect("place order");
             let status = response.status();

@@ -41,6 +41,7 @@ impl Api {
             .json(&json!({
                 "address": {"text": "Somewhere 1, Berlin", "lat": 52.5, "lon": 13.4},
                 "lines": [{"product_id": "milk", "qty": 1}],
+                "payment": {"method": "cash"},
                 "contactless": contactless,
             }))
             .send()
@@ -233,6 +234,22 @@ async fn the_pin_reaches_the_customer_its_hash_the_store_and_wrong_pins_reach_su
     })
     .await
     .expect("store work");
+    // Both are cash orders of the same basket: the rider collects what is due.
+    let due: i64 = db
+        .read({
+            let id = order_id.clone();
+            move |conn| {
+                conn.query_row(
+                    "SELECT cash_due_minor FROM orders WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(flashkart_sync::Error::from)
+            }
+        })
+        .await
+        .expect("cash due");
+    assert!(due > 0, "a cash order says what to collect");
     let delivery = |order: &str, pin: Option<&str>, photo: Option<&str>| Delivery {
         order_id: order.to_owned(),
         rider_id: "r1".into(),
@@ -241,6 +258,7 @@ async fn the_pin_reaches_the_customer_its_hash_the_store_and_wrong_pins_reach_su
         lon: None,
         customer_pin: pin.map(str::to_owned),
         photo_ref: photo.map(str::to_owned),
+        cash_collected_minor: Some(due),
     };
     let wrong = if pin == "0000" { "1111" } else { "0000" };
 

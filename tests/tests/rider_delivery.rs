@@ -275,7 +275,8 @@ impl Town {
             .header("idempotency-key", key)
             .json(&json!({
                 "address": {"text": "Tor Street 1", "lat": lat + 0.0054, "lon": lon},
-                "lines": [{"product_id": "milk", "qty": 1}]
+                "lines": [{"product_id": "milk", "qty": 1}],
+                "payment": {"method": "cash"}
             }))
             .send()
             .await

@@ -41,7 +41,25 @@ pub struct ShoppersArgs {
     /// Stop after this many placed orders (runs until stopped if absent).
     #[arg(long)]
     pub max_orders: Option<u64>,
+    /// The payment provider's API (Stripe, or the demo's localstripe): card orders register
+    /// a test card there first, as a customer's app does with the provider's client library.
+    /// Every order is cash without it.
+    #[arg(long, env = "FLASHKART_SHOPPERS_STRIPE_URL")]
+    pub stripe_url: Option<String>,
+    /// The key the cards are registered with (a publishable key at Stripe).
+    #[arg(
+        long,
+        env = "FLASHKART_SHOPPERS_STRIPE_KEY",
+        default_value = "pk_test_demo"
+    )]
+    pub stripe_key: String,
+    /// The share of orders paid in cash at the door (0-1) when cards are possible.
+    #[arg(long, default_value_t = 0.25)]
+    pub cash_share: f64,
 }
+
+/// Stripe's test card that is authorised and captured without trouble.
+const TEST_CARD: &str = "4242424242424242";
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,6 +254,30 @@ impl Client {
             .ok_or_else(|| anyhow::anyhow!("no token in {body}"))
     }
 
+    /// Registers the test card at the provider, as a customer's app does; its id (`pm_...`).
+    async fn card(&self, stripe_url: &str, key: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{stripe_url}/v1/payment_methods"))
+            .bearer_auth(key)
+            .form(&[
+                ("type", "card"),
+                ("card[number]", TEST_CARD),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2040"),
+                ("card[cvc]", "123"),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "payment method: {status} {body}");
+        body["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no id in {body}"))
+    }
+
     /// Places an order; `Ok((status, replayed, body))` for any answer from intake.
     async fn place(
         &self,
@@ -288,6 +330,7 @@ fn random_order(
         json!({
             "address": { "text": text, "lat": lat, "lon": lon },
             "lines": lines,
+            "payment": {"method": "cash"},
         }),
         area.store_id.clone(),
     ))
@@ -358,6 +401,15 @@ pub async fn run(args: ShoppersArgs, shutdown: CancellationToken) -> anyhow::Res
             break;
         };
         let key = uuid::Uuid::now_v7().to_string();
+        let mut order = order;
+        if let Some(url) = &args.stripe_url
+            && !rng.random_bool(args.cash_share.clamp(0.0, 1.0))
+        {
+            match client.card(url, &args.stripe_key).await {
+                Ok(card) => order["payment"] = json!({"method": "card", "payment_method": card}),
+                Err(error) => tracing::warn!(%error, "registering a test card; paying cash"),
+            }
+        }
         match client.place(token, &key, &order).await {
             Ok((status, _, body)) if status.is_success() => {
                 stats.placed += 1;
@@ -378,6 +430,7 @@ pub async fn run(args: ShoppersArgs, shutdown: CancellationToken) -> anyhow::Res
                     order_id = %body["order_id"].as_str().unwrap_or("?"),
                     store_id = %body["store_id"].as_str().unwrap_or("?"),
                     total = %money(body["total_minor"].as_i64().unwrap_or(0), body["currency"].as_str().unwrap_or("EUR")),
+                    paid_by = %body["payment_method"].as_str().unwrap_or("?"),
                     customer = %first_name,
                     address_in_area_of = %area_of,
                     lines = %lines.join(", "),

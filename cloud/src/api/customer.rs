@@ -53,10 +53,12 @@ pub async fn get_order(
     let eta_minutes = eta_minutes(&order);
     // The customer tells the rider the PIN at the door; support reads it to help.
     let delivery_pin = state.hq.delivery_pin(&id).await?;
+    let payment = state.payments.payment(&id).await?;
     let mut view = serde_json::json!({
         "order": order,
         "eta_minutes": eta_minutes,
         "delivery_pin": delivery_pin,
+        "payment": payment,
     });
     if matches!(viewer, Viewer::Admin) {
         let failures = pin_failures(&state, &order.store_id, &id).await?;

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod customer;
+pub mod payments;
 
 use crate::http::ApiError;
 

@@ -36,6 +36,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("resume from the acknowledged position")]
     Resume(flashkart_proto::sync::PushResponse),
     #[error("{0}")]
@@ -88,6 +90,7 @@ impl ApiError {
             Self::Conflict(_) | Self::Resume(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +147,7 @@ impl ApiError {
             Self::Conflict(_) | Self::Resume(_) => "conflict",
             Self::Unprocessable(_) => "unprocessable",
             Self::Unavailable(_) => "unavailable",
+            Self::PaymentRequired(_) => "payment_declined",
             Self::Internal(_) => "internal",
         };
         axum::Json(serde_json::json!({ "error": code, "message": self.to_string() }))
@@ -159,7 +163,23 @@ impl From<crate::intake::IntakeError> for ApiError {
             IntakeError::KeyReused => Self::Conflict(error.to_string()),
             IntakeError::NoStore(NoStore::OutsideAreas) => Self::Unprocessable(error.to_string()),
             IntakeError::NoStore(NoStore::Unavailable(_)) => Self::Unavailable(error.to_string()),
+            IntakeError::Payment(e) => e.into(),
             IntakeError::Cloud(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(error: crate::payments::PaymentError) -> Self {
+        use crate::payments::PaymentError;
+        match error {
+            PaymentError::Declined(_) => Self::PaymentRequired(error.to_string()),
+            PaymentError::Unavailable(_) => Self::Unavailable(error.to_string()),
+            PaymentError::Invalid(_) => Self::Unprocessable(error.to_string()),
+            PaymentError::Conflict(_) => Self::Conflict(error.to_string()),
+            PaymentError::NotFound(_) => Self::NotFound(error.to_string()),
+            PaymentError::Webhook(_) => Self::BadRequest(error.to_string()),
+            PaymentError::Ledger(_) | PaymentError::Store(_) => Self::Internal(error.to_string()),
         }
     }
 }

@@ -28,6 +28,11 @@ pub enum Caller {
     Admin,
     /// A customer's credential.
     Customer,
+    /// HQ's admin credential or a customer's (the handler decides what each may do).
+    Viewer,
+    /// The payment provider: no credential in the headers, only a signature over the body
+    /// that the handler verifies; the guard still bounds the body and its time.
+    Provider,
 }
 
 /// What [`check`] needs to know about one route.
@@ -71,6 +76,21 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
             Caller::Customer => {
                 let customer = auth::customer(state, &parts.headers).await?;
                 parts.extensions.insert(customer);
+            }
+            Caller::Viewer => {
+                if auth::admin(state, &parts.headers).await.is_ok() {
+                    parts.extensions.insert(auth::Admin);
+                } else {
+                    let customer = auth::customer(state, &parts.headers).await?;
+                    parts.extensions.insert(customer);
+                }
+            }
+            Caller::Provider => {
+                if !parts.headers.contains_key("stripe-signature") {
+                    return Err(ApiError::BadRequest(
+                        "the Stripe-Signature header is required".into(),
+                    ));
+                }
             }
         }
         let declared = parts

@@ -10,6 +10,7 @@ use crate::config::HttpLimits;
 use crate::hq::Hq;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::payments::Payments;
 use crate::projection::Projection;
 use crate::readmodel::ReadModel;
 use crate::registry::Registry;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub hq: Hq,
     pub projection: Projection,
     pub intake: Arc<Intake>,
+    pub payments: Arc<Payments>,
     pub intake_grace_ms: u64,
     /// How long an enrolment code stays valid unless the request says less.
     pub enrolment_code_ttl: time::Duration,

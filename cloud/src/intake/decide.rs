@@ -237,6 +237,7 @@ impl Intake {
             lon: address.lon,
             delivery_slot: request.delivery_slot,
             contactless: request.contactless,
+            payment_method: request.payment.method().to_owned(),
             delivery_pin: (!request.contactless).then(new_delivery_pin),
         })
     }

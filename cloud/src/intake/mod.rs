@@ -17,11 +17,13 @@
 //! routes without writing, `rows` writes and reads the order rows of a replica, `reroute`
 //! handles short reports, and `liveness` tracks which stores are online.
 
+mod cancel;
 mod decide;
 mod liveness;
 mod reroute;
 mod rows;
 
+pub use cancel::{CancelAnswer, Canceller};
 pub use liveness::{InFlight, Liveness};
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::CloudError;
 use crate::config::IntakeConfig;
 use crate::hq::{Hq, Placed};
+use crate::payments::{OrderToPay, PaymentChoice, PaymentError, Payments};
 use crate::projection::Projection;
 use crate::registry::hex;
 use crate::routing::NoStore;
@@ -41,10 +44,17 @@ use crate::stores::Stores;
 /// A transition the cloud makes itself: (from, to, note).
 type Step = (Option<&'static str>, &'static str, &'static str);
 
-/// A new order: placed, authorised (payments will do this for real), routed.
-const PLACED: &[Step] = &[
+/// A new order paid by card: placed, the card authorised, routed.
+const PLACED_CARD: &[Step] = &[
     (None, "PENDING", "placed"),
     (Some("PENDING"), "CONFIRMED", "payment authorised"),
+    (Some("CONFIRMED"), "ROUTED", "routed"),
+];
+
+/// A new order paid in cash at the door: placed, confirmed, routed.
+const PLACED_CASH: &[Step] = &[
+    (None, "PENDING", "placed"),
+    (Some("PENDING"), "CONFIRMED", "cash on delivery"),
     (Some("CONFIRMED"), "ROUTED", "routed"),
 ];
 
@@ -58,6 +68,8 @@ pub enum IntakeError {
     Invalid(String),
     #[error("idempotency key already used for a different order")]
     KeyReused,
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
     #[error(transparent)]
     NoStore(#[from] NoStore),
     #[error(transparent)]
@@ -76,6 +88,8 @@ impl From<flashkart_sync::Error> for IntakeError {
 pub struct OrderRequest {
     pub address: Address,
     pub lines: Vec<LineRequest>,
+    /// Card (authorised now, captured at delivery for what was delivered) or cash.
+    pub payment: PaymentChoice,
     #[serde(default)]
     pub coupon: Option<String>,
     #[serde(default)]
@@ -123,6 +137,8 @@ pub struct PlacedOrder {
     pub delivery_slot: Option<String>,
     #[serde(default)]
     pub contactless: bool,
+    /// `card` or `cash`.
+    pub payment_method: String,
     /// The 4 digits the customer tells the rider at the door (none for a contactless order).
     /// The cloud keeps it; the store gets only `sha256(order_id ':' pin)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +167,7 @@ pub struct Intake {
     hq: Hq,
     projection: Projection,
     stores: Arc<Stores>,
+    payments: Arc<Payments>,
     pub liveness: Liveness,
     /// One lock per idempotency key being placed.
     placing: Mutex<HashMap<(String, String), KeyLock>>,
@@ -163,12 +180,19 @@ type KeyLock = Arc<tokio::sync::Mutex<()>>;
 type ReplicaLine = (i64, String, i64, i64);
 
 impl Intake {
-    pub fn new(config: IntakeConfig, hq: Hq, projection: Projection, stores: Arc<Stores>) -> Self {
+    pub fn new(
+        config: IntakeConfig,
+        hq: Hq,
+        projection: Projection,
+        stores: Arc<Stores>,
+        payments: Arc<Payments>,
+    ) -> Self {
         Self {
             config,
             hq,
             projection,
             stores,
+            payments,
             liveness: Liveness::default(),
             placing: Mutex::new(HashMap::new()),
         }
@@ -227,8 +251,12 @@ impl Intake {
         request: OrderRequest,
     ) -> Result<(PlacedOrder, bool), IntakeError> {
         if let Some(earlier) = self.hq.placed(&customer.id, key).await? {
-            return self.replay(customer, request_sha256, earlier).await;
+            return self
+                .replay(customer, request_sha256, earlier, &request.payment)
+                .await;
         }
+        request.payment.validate().map_err(IntakeError::Invalid)?;
+        let payment = request.payment.clone();
         let order = self.decide(customer, request).await?;
         let placed = Placed {
             request_sha256: request_sha256.to_owned(),
@@ -239,10 +267,39 @@ impl Intake {
         };
         let kept = self.hq.remember(&customer.id, key, placed).await?;
         if kept.order_id != order.order_id {
-            return self.replay(customer, request_sha256, kept).await;
+            return self.replay(customer, request_sha256, kept, &payment).await;
         }
-        self.deliver_to_store(customer, &order, PLACED).await?;
+        self.pay_and_deliver(customer, &order, &payment).await?;
         Ok((order, false))
+    }
+
+    /// Takes payment, then writes the order to its store: a declined card writes no order.
+    async fn pay_and_deliver(
+        &self,
+        customer: &Customer,
+        order: &PlacedOrder,
+        payment: &PaymentChoice,
+    ) -> Result<(), IntakeError> {
+        self.payments
+            .authorise(
+                &OrderToPay {
+                    order_id: order.order_id.clone(),
+                    customer_id: customer.id.clone(),
+                    store_id: order.store_id.clone(),
+                    currency: order.currency.clone(),
+                    items_minor: order.items_minor,
+                    discount_minor: order.discount_minor,
+                    delivery_fee_minor: order.delivery_fee_minor,
+                    total_minor: order.total_minor,
+                },
+                payment,
+            )
+            .await?;
+        let steps = match payment {
+            PaymentChoice::Card { .. } => PLACED_CARD,
+            PaymentChoice::Cash => PLACED_CASH,
+        };
+        self.deliver_to_store(customer, order, steps).await
     }
 
     async fn replay(
@@ -250,14 +307,16 @@ impl Intake {
         customer: &Customer,
         request_sha256: &str,
         earlier: Placed,
+        payment: &PaymentChoice,
     ) -> Result<(PlacedOrder, bool), IntakeError> {
         if earlier.request_sha256 != request_sha256 {
             return Err(IntakeError::KeyReused);
         }
         let order: PlacedOrder = serde_json::from_str(&earlier.placed)
             .map_err(|e| CloudError::Corrupt(format!("idempotency record: {e}")))?;
-        // The first attempt may have stopped before the store or the read model had it.
-        self.deliver_to_store(customer, &order, PLACED).await?;
+        // The first attempt may have stopped before the payment, the store or the read model
+        // had it; a declined card is declined again.
+        self.pay_and_deliver(customer, &order, payment).await?;
         Ok((order, true))
     }
 }

@@ -154,6 +154,10 @@ impl Intake {
             id: customer_id,
             first_name: order.customer_first_name.clone(),
         };
+        self.payments
+            .moved(&view.id, &choice.store_id)
+            .await
+            .map_err(IntakeError::Payment)?;
         self.deliver_to_store(&customer, &order, REROUTED).await?;
         tracing::info!(order = %view.id, from = %view.store_id, to = %choice.store_id, "rerouted");
         Ok(true)

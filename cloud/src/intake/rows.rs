@@ -85,6 +85,14 @@ fn write_order_rows(
             routed_at: &crate::clock::now_rfc3339(),
             delivery_pin_sha256: pin_sha256.as_deref(),
             contactless: order.contactless,
+            payment_method: &order.payment_method,
+            // The rider collects the whole total of a cash order at the door.
+            cash_due_minor: if order.payment_method == "cash" {
+                order.total_minor
+            } else {
+                0
+            },
+            currency: &order.currency,
         },
     )?;
     for line in &order.lines {
@@ -118,7 +126,7 @@ pub(super) fn read_order_rows(
     let order = conn
         .prepare_cached(
             "SELECT store_id, customer_first_name, address, lat, lon, delivery_slot, total_minor,
-                placed_at, contactless FROM orders WHERE id = ?1",
+                placed_at, contactless, payment_method FROM orders WHERE id = ?1",
         )?
         .query_row([order_id], |r| {
             Ok(PlacedOrder {
@@ -141,6 +149,7 @@ pub(super) fn read_order_rows(
                 lon: r.get(4)?,
                 delivery_slot: r.get(5)?,
                 contactless: r.get(8)?,
+                payment_method: r.get(9)?,
                 delivery_pin: None,
             })
         })

@@ -154,6 +154,29 @@ impl Projection {
             .await?)
     }
 
+    /// The status of each of these orders that the read model knows.
+    pub async fn statuses(
+        &self,
+        order_ids: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, String>, CloudError> {
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let mut statement =
+                    conn.prepare_cached("SELECT status FROM rm_orders WHERE id = ?1")?;
+                let mut found = std::collections::HashMap::new();
+                for id in order_ids {
+                    let status: Option<String> =
+                        statement.query_row([&id], |row| row.get(0)).optional()?;
+                    if let Some(status) = status {
+                        found.insert(id, status);
+                    }
+                }
+                Ok(found)
+            })
+            .await?)
+    }
+
     /// Per-store figures for HQ's dashboard.
     pub async fn store_figures(&self, since: String) -> Result<Vec<StoreFigures>, CloudError> {
         Ok(self

@@ -114,6 +114,7 @@ pub fn profile(service_area: Value) -> Value {
 pub fn order_of(product: &str, qty: i64) -> Value {
     json!({
         "address": {"text": "Somewhere 1, Berlin", "lat": 52.5, "lon": 13.4},
-        "lines": [{"product_id": product, "qty": qty}]
+        "lines": [{"product_id": product, "qty": qty}],
+        "payment": {"method": "cash"}
     })
 }

@@ -6,6 +6,7 @@
 //! `{error, message}` in one place ([`error::ApiError`]).
 
 mod auth;
+mod cash;
 mod error;
 pub mod https;
 mod orders;
@@ -68,7 +69,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sync/status", get(system::sync_status))
         .route("/events", get(system::events))
         .route("/dev/catalog", post(system::seed_catalog))
-        .route("/riders/{id}/enrol", post(riders::https_only));
+        .route("/riders/{id}/enrol", post(riders::https_only))
+        .route("/riders/{id}/cash-handin", post(cash::hand_in))
+        .route("/riders/{id}/cash", get(cash::holding))
+        .route("/riders/{id}/sign-on", post(cash::sign_on));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(system::healthz))

@@ -16,7 +16,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::app::App;
 use crate::config::RidersSection;
 use crate::error::Error;
-use crate::riders::desk::check_door;
+use crate::riders::desk::{check_cash, check_door};
 use crate::riders::{Delivery, DeskError, Handoff, OrderDesk, Riders, RidersConfig};
 use crate::work::orders::{self, Status};
 use crate::work::pack;
@@ -119,6 +119,11 @@ impl OrderDesk for StoreDesk {
                         to: Status::Delivered.as_str().to_owned(),
                     }));
                 }
+                // Before the door: a refusal here writes nothing, not even a PIN attempt.
+                let cash = match check_cash(conn, &delivery)? {
+                    Ok(cash) => cash,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 let pin_ok = match check_door(conn, &ctx.store_id, &delivery)? {
                     Ok(pin_ok) => pin_ok,
                     Err(refused) => return Ok(Err(refused)),
@@ -133,8 +138,8 @@ impl OrderDesk for StoreDesk {
                 )?;
                 conn.prepare_cached(
                     "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon,
-                        customer_pin_ok, photo_ref)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        customer_pin_ok, photo_ref, cash_collected_minor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     delivery.order_id,
@@ -144,7 +149,8 @@ impl OrderDesk for StoreDesk {
                     delivery.lat,
                     delivery.lon,
                     pin_ok,
-                    delivery.photo_ref.as_deref().map(str::trim)
+                    delivery.photo_ref.as_deref().map(str::trim),
+                    cash
                 ])?;
                 Ok(Ok(pin_ok))
             })

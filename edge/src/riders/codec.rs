@@ -37,6 +37,8 @@ pub enum Command {
         customer_pin: Option<String>,
         /// A contactless order's proof instead of a PIN.
         photo_ref: Option<String>,
+        /// Cash collected at the door (the order desk judges it against the order).
+        cash_collected_minor: Option<i64>,
     },
     Location(Fix),
     Presence {
@@ -82,6 +84,7 @@ pub fn decode(kind: Inbound, payload: &[u8]) -> Result<Command, Malformed> {
                 fix: delivered.position.as_ref().map(fix).transpose()?,
                 customer_pin: delivered.customer_pin.filter(|pin| !pin.is_empty()),
                 photo_ref: delivered.photo_ref.filter(|photo| !photo.trim().is_empty()),
+                cash_collected_minor: delivered.cash_collected_minor,
             })
         }
         Inbound::Location => Ok(Command::Location(fix(
@@ -180,6 +183,7 @@ mod tests {
                 fix: None,
                 customer_pin: None,
                 photo_ref: Some("photos/o1.jpg".into()),
+                cash_collected_minor: None,
             })
         );
         let blank = pb::Delivered {
@@ -195,8 +199,25 @@ mod tests {
                 fix: None,
                 customer_pin: Some("1234".into()),
                 photo_ref: None,
+                cash_collected_minor: None,
             })
         );
+    }
+
+    #[test]
+    fn a_delivery_carries_the_cash_collected_as_sent() {
+        // Judged by the order desk, which knows whether the order is paid in cash.
+        for amount in [Some(2_340), Some(-1), None] {
+            let delivered = pb::Delivered {
+                order_id: "o1".into(),
+                cash_collected_minor: amount,
+                ..Default::default()
+            };
+            assert!(matches!(
+                decode(Inbound::Delivered, &delivered.encode_to_vec()),
+                Ok(Command::Delivered { cash_collected_minor, .. }) if cash_collected_minor == amount
+            ));
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::{DeskError, clock};
+use crate::limits::MAX_MONEY_MINOR;
 
 /// Wrong PINs after which an order is locked for support (the cloud flags it at the same count).
 pub const PIN_STRIKES: u32 = 3;
@@ -42,6 +43,69 @@ pub struct Delivery {
     pub customer_pin: Option<String>,
     /// Where the photo of a contactless delivery is (an upload id or URL the phone made).
     pub photo_ref: Option<String>,
+    /// The cash the rider says it collected at the door (minor units); see [`check_cash`].
+    pub cash_collected_minor: Option<i64>,
+}
+
+/// Judges the cash of a delivery, inside the caller's write transaction and before anything
+/// is written (before [`check_door`] too, so a refusal here records nothing, not even a PIN
+/// attempt). The order's `payment_method` and `cash_due_minor` (cloud-owned, synced) decide:
+/// - `cash`: the rider must say what it collected, 0..=[`MAX_MONEY_MINOR`] minor units
+///   ([`DeskError::CashAmountRequired`], [`DeskError::InvalidAmount`] otherwise). An amount
+///   different from the one due is accepted and logged at warn: the rider reports what is in
+///   its pocket, and HQ, reading `deliveries.cash_collected_minor` through sync, flags the
+///   difference; refusing it would only push the rider to report the expected figure instead.
+///   `Ok(Ok(Some(amount)))`, recorded in `deliveries.cash_collected_minor`;
+/// - anything else (card, or an order from before cash on delivery): the field is ignored and
+///   `Ok(Ok(None))`. Not refused: the customer has paid and has the goods, so a phone that
+///   sends the field anyway must not strand a finished delivery at the door; nothing is
+///   recorded, so no cash is expected from the rider at the hand-in either.
+///
+/// `Err` is a database failure.
+pub fn check_cash(
+    conn: &Connection,
+    delivery: &Delivery,
+) -> rusqlite::Result<Result<Option<i64>, DeskError>> {
+    let order: Option<(String, i64, String)> = conn
+        .prepare_cached(
+            "SELECT payment_method, cash_due_minor, currency FROM orders WHERE id = ?1",
+        )?
+        .query_row([&delivery.order_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((method, due, currency)) = order.filter(|(method, _, _)| method == "cash") else {
+        if let Some(amount) = delivery.cash_collected_minor {
+            tracing::info!(order = %delivery.order_id, rider = %delivery.rider_id, amount,
+                "cash reported for an order not paid in cash: ignored");
+        }
+        return Ok(Ok(None));
+    };
+    let Some(collected) = delivery.cash_collected_minor else {
+        return Ok(Err(DeskError::CashAmountRequired {
+            order_id: delivery.order_id.clone(),
+            due_minor: due,
+            currency,
+        }));
+    };
+    if !(0..=MAX_MONEY_MINOR).contains(&collected) {
+        return Ok(Err(DeskError::InvalidAmount {
+            order_id: delivery.order_id.clone(),
+            amount_minor: collected,
+        }));
+    }
+    if collected != due {
+        tracing::warn!(
+            order = %delivery.order_id,
+            rider = %delivery.rider_id,
+            method,
+            due_minor = due,
+            collected_minor = collected,
+            currency,
+            "cash collected differs from the amount due: recorded as collected, for HQ to settle"
+        );
+    }
+    Ok(Ok(Some(collected)))
 }
 
 /// Judges a delivery at the door, inside the caller's write transaction, before the order
@@ -136,8 +200,9 @@ pub trait OrderDesk: Send + Sync + 'static {
     /// Records the handoff: refuses a wrong label or an order that is not ready.
     fn handoff(&self, handoff: Handoff) -> impl Future<Output = Result<(), DeskError>> + Send;
 
-    /// Records the delivery after [`check_door`]; returns `Some(true)` when the customer PIN
-    /// matched (`None` when the order has no PIN or is contactless).
+    /// Records the delivery after [`check_cash`] and [`check_door`], with the cash collected
+    /// in the same write; returns `Some(true)` when the customer PIN matched (`None` when the
+    /// order has no PIN or is contactless).
     fn delivered(
         &self,
         delivery: Delivery,
@@ -237,6 +302,11 @@ impl OrderDesk for LocalDesk {
                         to: "DELIVERED".into(),
                     });
                 }
+                // Refused with nothing written (not even a PIN attempt).
+                let cash = match check_cash(conn, &delivery)? {
+                    Ok(cash) => cash,
+                    Err(refused) => return Err(refused),
+                };
                 let pin_ok = match check_door(conn, &store_id, &delivery)? {
                     Ok(pin_ok) => pin_ok,
                     Err(refused) => return Ok(Err(refused)),
@@ -244,8 +314,8 @@ impl OrderDesk for LocalDesk {
                 move_order(conn, &delivery.order_id, &status, &["PICKED_UP"], "DELIVERED", &delivery.rider_id, &delivery.at, &store_id)?;
                 conn.execute(
                     "INSERT INTO deliveries (order_id, store_id, rider_id, at, lat, lon, customer_pin_ok,
-                        photo_ref)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        photo_ref, cash_collected_minor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     (
                         &delivery.order_id,
                         &store_id,
@@ -255,6 +325,7 @@ impl OrderDesk for LocalDesk {
                         delivery.lon,
                         pin_ok,
                         delivery.photo_ref.as_deref().map(str::trim),
+                        cash,
                     ),
                 )?;
                 Ok(Ok(pin_ok))
@@ -367,7 +438,63 @@ mod tests {
             lon: None,
             customer_pin: pin.map(str::to_owned),
             photo_ref: photo.map(str::to_owned),
+            cash_collected_minor: None,
         }
+    }
+
+    fn with_cash(order_id: &str, pin: Option<&str>, cash: i64) -> Delivery {
+        Delivery {
+            cash_collected_minor: Some(cash),
+            ..delivery(order_id, pin, None)
+        }
+    }
+
+    /// Makes `order_id` an order paid by `method` with `due` to collect, in EUR.
+    async fn pay_by(desk: &LocalDesk, order_id: &'static str, method: &'static str, due: i64) {
+        desk.db
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO orders (id, store_id, payment_method, cash_due_minor, currency)
+                     VALUES (?1, ?2, ?3, ?4, 'EUR')
+                     ON CONFLICT (id) DO UPDATE SET payment_method = excluded.payment_method,
+                        cash_due_minor = excluded.cash_due_minor, currency = excluded.currency",
+                    (order_id, STORE, method, due),
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .expect("payment");
+    }
+
+    /// The order's status, its delivery's cash (`None`: no delivery row; `Some(None)`: a row
+    /// without cash) and its wrong PINs.
+    async fn cash_state(
+        desk: &LocalDesk,
+        order_id: &'static str,
+    ) -> (String, Option<Option<i64>>, i64) {
+        desk.db
+            .read(move |conn| {
+                let status: String = conn.query_row(
+                    "SELECT status FROM order_progress WHERE order_id = ?1",
+                    [order_id],
+                    |r| r.get(0),
+                )?;
+                let cash: Option<Option<i64>> = conn
+                    .query_row(
+                        "SELECT cash_collected_minor FROM deliveries WHERE order_id = ?1",
+                        [order_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let attempts: i64 = conn.query_row(
+                    "SELECT count(*) FROM delivery_attempts WHERE order_id = ?1",
+                    [order_id],
+                    |r| r.get(0),
+                )?;
+                Ok::<_, flashkart_sync::Error>((status, cash, attempts))
+            })
+            .await
+            .expect("read")
     }
 
     async fn status_and_attempts(desk: &LocalDesk, order_id: &'static str) -> (String, i64) {
@@ -466,6 +593,85 @@ mod tests {
         assert_eq!(
             desk.delivered(delivery("o1", Some("04270"), None)).await,
             Err(DeskError::PinLocked("o1".into()))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cash_order_needs_the_cash_collected_and_records_it_with_the_delivery() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let desk = picked_up(
+            &dir,
+            &[
+                ("c1", None, false),
+                ("pin", Some("0427"), false),
+                ("card", None, false),
+            ],
+        )
+        .await;
+        pay_by(&desk, "c1", "cash", 2_340).await;
+        pay_by(&desk, "pin", "cash", 990).await;
+        pay_by(&desk, "card", "card", 0).await;
+
+        // Without the amount: refused, and nothing is written.
+        assert_eq!(
+            desk.delivered(delivery("c1", None, None)).await,
+            Err(DeskError::CashAmountRequired {
+                order_id: "c1".into(),
+                due_minor: 2_340,
+                currency: "EUR".into()
+            })
+        );
+        assert_eq!(
+            desk.delivered(delivery("c1", None, None))
+                .await
+                .map_err(|e| e.code()),
+            Err("cash_amount_required")
+        );
+        assert_eq!(cash_state(&desk, "c1").await, ("PICKED_UP".into(), None, 0));
+        // Judged before the door: a wrong PIN without the amount records no attempt either.
+        assert!(matches!(
+            desk.delivered(delivery("pin", Some("9999"), None)).await,
+            Err(DeskError::CashAmountRequired { .. })
+        ));
+        assert_eq!(
+            cash_state(&desk, "pin").await,
+            ("PICKED_UP".into(), None, 0)
+        );
+
+        // Not an amount of money: refused as invalid_amount, nothing written.
+        for amount in [-1, MAX_MONEY_MINOR + 1, i64::MIN, i64::MAX] {
+            let refused = desk.delivered(with_cash("c1", None, amount)).await;
+            assert_eq!(
+                refused,
+                Err(DeskError::InvalidAmount {
+                    order_id: "c1".into(),
+                    amount_minor: amount
+                })
+            );
+            assert_eq!(refused.map_err(|e| e.code()), Err("invalid_amount"));
+        }
+        assert_eq!(cash_state(&desk, "c1").await, ("PICKED_UP".into(), None, 0));
+
+        // Another amount than the one due is what the rider has: delivered, recorded as said.
+        assert_eq!(desk.delivered(with_cash("c1", None, 2_300)).await, Ok(None));
+        assert_eq!(
+            cash_state(&desk, "c1").await,
+            ("DELIVERED".into(), Some(Some(2_300)), 0)
+        );
+        assert_eq!(
+            desk.delivered(with_cash("pin", Some("0427"), 990)).await,
+            Ok(Some(true))
+        );
+        assert_eq!(
+            cash_state(&desk, "pin").await,
+            ("DELIVERED".into(), Some(Some(990)), 0)
+        );
+
+        // A card order: the amount means nothing and is not recorded.
+        assert_eq!(desk.delivered(with_cash("card", None, -5)).await, Ok(None));
+        assert_eq!(
+            cash_state(&desk, "card").await,
+            ("DELIVERED".into(), Some(None), 0)
         );
     }
 

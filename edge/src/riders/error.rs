@@ -61,6 +61,17 @@ pub enum DeskError {
     PinLocked(String),
     #[error("order {0} is contactless: the delivery needs a photo reference")]
     PhotoRequired(String),
+    #[error(
+        "order {order_id} is paid in cash ({due_minor} minor units of {currency} due): say \
+         how much you collected"
+    )]
+    CashAmountRequired {
+        order_id: String,
+        due_minor: i64,
+        currency: String,
+    },
+    #[error("order {order_id}: {amount_minor} is not an amount of cash (0..=10^10 minor units)")]
+    InvalidAmount { order_id: String, amount_minor: i64 },
     #[error("the order desk failed: {0}")]
     Internal(String),
 }
@@ -77,6 +88,8 @@ impl DeskError {
             Self::WrongPin { .. } => "wrong_pin",
             Self::PinLocked(_) => "pin_locked",
             Self::PhotoRequired(_) => "photo_required",
+            Self::CashAmountRequired { .. } => "cash_amount_required",
+            Self::InvalidAmount { .. } => "invalid_amount",
             Self::Internal(_) => "internal",
         }
     }

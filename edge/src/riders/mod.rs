@@ -247,6 +247,32 @@ impl BrokerGauge {
     }
 }
 
+/// Re-reads the roster in the running service without holding the [`Riders`] handle: the
+/// daemon's `App` keeps one (the service holds the `App` through its order desk, so the handle
+/// itself would be a cycle).
+#[derive(Debug, Clone)]
+pub struct Roster {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Roster {
+    /// Asks the service to re-read the roster (revocations, deactivations, sign-offs) and
+    /// waits until it has: riders no longer allowed are disconnected and their offers
+    /// withdrawn when this returns. After shutdown there is nothing to refresh and it returns
+    /// at once.
+    pub async fn refresh(&self) {
+        let (done, refreshed) = tokio::sync::oneshot::channel();
+        if self
+            .commands
+            .send(Command::RefreshRoster(done))
+            .await
+            .is_ok()
+        {
+            let _ = refreshed.await;
+        }
+    }
+}
+
 /// The running riders service: the broker's listeners and the service task.
 #[derive(Debug)]
 pub struct Riders {
@@ -355,18 +381,16 @@ impl Riders {
     /// and refused at the handshake, its messages dropped and its offers withdrawn.
     pub async fn revoke(&self, rider_id: &str, reason: &str) -> Result<(), Error> {
         ca::revoke(&self.db, rider_id, reason).await?;
-        // Wait until the service has taken it in. It stops only at shutdown; then there is
-        // nothing to refresh.
-        let (done, refreshed) = tokio::sync::oneshot::channel();
-        if self
-            .commands
-            .send(Command::RefreshRoster(done))
-            .await
-            .is_ok()
-        {
-            let _ = refreshed.await;
-        }
+        self.roster().refresh().await;
         Ok(())
+    }
+
+    /// A handle that makes the service re-read the roster and waits for it, for parts of the
+    /// daemon that change who may ride here (a cash hand-in closing a rider's shift).
+    pub fn roster(&self) -> Roster {
+        Roster {
+            commands: self.commands.clone(),
+        }
     }
 
     /// The roster changed (a sync merge brought riders from the cloud): re-read it now rather

@@ -28,6 +28,18 @@ pub struct OrderChange {
     pub note: Option<String>,
 }
 
+/// Cash a rider handed in (and the shift it closed), announced on the live stream once
+/// committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CashChange {
+    pub handin_id: String,
+    pub rider_id: String,
+    pub amount_minor: i64,
+    pub expected_minor: i64,
+    pub difference_minor: i64,
+    pub currency: String,
+}
+
 /// The context of one write: store, actor, time, and what it changed.
 #[derive(Debug)]
 pub struct Ctx {
@@ -37,6 +49,7 @@ pub struct Ctx {
     pub(crate) orders: Vec<OrderChange>,
     pub(crate) products: BTreeSet<String>,
     pub(crate) moves: Vec<MoveKind>,
+    pub(crate) cash: Vec<CashChange>,
 }
 
 impl Ctx {
@@ -48,7 +61,12 @@ impl Ctx {
             orders: Vec::new(),
             products: BTreeSet::new(),
             moves: Vec::new(),
+            cash: Vec::new(),
         }
+    }
+
+    pub(crate) fn cash_handed_in(&mut self, change: CashChange) {
+        self.cash.push(change);
     }
 
     pub(crate) fn order_changed(&mut self, order_id: &str, status: Status, change: &'static str) {

@@ -238,6 +238,8 @@ pub async fn seed(api: &Api) -> Tokens {
 pub struct Daemon {
     pub api: Api,
     pub dir: tempfile::TempDir,
+    /// The riders' broker's loopback listener, when `[riders]` configures one.
+    pub riders_plain_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     running: Running,
 }
@@ -262,6 +264,7 @@ impl Daemon {
             .expect("daemon starts");
         Self {
             api: Api::new(running.local_addr),
+            riders_plain_addr: running.riders_plain_addr,
             dir,
             shutdown,
             running,

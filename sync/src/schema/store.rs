@@ -34,6 +34,7 @@ pub const SYNCED_TABLES: &[SyncedTable] = &[
     edge("rider_positions"),
     edge("delivery_attempts"),
     edge("store_certificates"),
+    edge("cash_handins"),
 ];
 
 const fn cloud_shared(name: &'static str) -> SyncedTable {
@@ -460,6 +461,72 @@ pub const MIGRATIONS: &[Migration] = &[
                 updated_at TEXT NOT NULL DEFAULT ''
             )",
             },
+        ],
+    },
+    Migration {
+        version: 6,
+        name: "cash on delivery: payment method and cash due, cash collected, cash hand-ins",
+        steps: &[
+            // cloud-owned (orders): 'card' or 'cash'; an order from before this is paid by card
+            Step::AlterCrr {
+                table: "orders",
+                sql: "ALTER TABLE orders ADD COLUMN payment_method TEXT NOT NULL DEFAULT 'card'",
+            },
+            // cloud-owned (orders): what the rider collects at the door of a cash order, in
+            // minor units of `currency`; 0 for a card order
+            Step::AlterCrr {
+                table: "orders",
+                sql: "ALTER TABLE orders ADD COLUMN cash_due_minor INTEGER NOT NULL DEFAULT 0",
+            },
+            // cloud-owned (orders): ISO 4217 code of total_minor and cash_due_minor; '' when the
+            // writer did not say (orders from before this)
+            Step::AlterCrr {
+                table: "orders",
+                sql: "ALTER TABLE orders ADD COLUMN currency TEXT NOT NULL DEFAULT ''",
+            },
+            // edge-owned (deliveries): what the rider says it collected at the door; NULL for a
+            // card order
+            Step::AlterCrr {
+                table: "deliveries",
+                sql: "ALTER TABLE deliveries ADD COLUMN cash_collected_minor INTEGER",
+            },
+            // edge-owned (deliveries): the hand-in that covered this delivery's cash; NULL while
+            // the rider still holds it. Marking the rows, rather than comparing times, keeps the
+            // expected amount exact whatever the phones' clocks said (`at` is the rider's fix).
+            Step::AlterCrr {
+                table: "deliveries",
+                sql: "ALTER TABLE deliveries ADD COLUMN cash_handin_id TEXT",
+            },
+            Step::Sql("CREATE INDEX deliveries_by_rider ON deliveries (rider_id, cash_handin_id)"),
+            // edge-owned: cash a rider handed in at the store, and what the store expected
+            // (the cash of the deliveries it covers); HQ flags the difference
+            Step::CreateCrr {
+                table: "cash_handins",
+                sql: "CREATE TABLE cash_handins (
+                id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                rider_id TEXT NOT NULL DEFAULT '',
+                at TEXT NOT NULL DEFAULT '',
+                amount_minor INTEGER NOT NULL DEFAULT 0,
+                expected_minor INTEGER NOT NULL DEFAULT 0,
+                currency TEXT NOT NULL DEFAULT '',
+                -- the member of staff who took the cash
+                staff_id TEXT NOT NULL DEFAULT '',
+                note TEXT
+            )",
+            },
+            Step::Sql("CREATE INDEX cash_handins_by_rider ON cash_handins (rider_id, at)"),
+            // Local to the store, never replicated: riders whose shift a hand-in closed here.
+            // While listed, the riders' broker treats the rider as off shift (refused at
+            // CONNECT, no offers); a lead signing the rider on again deletes the row.
+            Step::Sql(
+                "CREATE TABLE rider_sign_offs (
+                rider_id TEXT PRIMARY KEY NOT NULL,
+                signed_off_at TEXT NOT NULL,
+                handin_id TEXT,
+                staff_id TEXT NOT NULL DEFAULT ''
+            )",
+            ),
         ],
     },
 ];

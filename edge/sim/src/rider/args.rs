@@ -52,6 +52,15 @@ pub struct RiderArgs {
     /// Accept every n-th offer and decline the others (1: accept all).
     #[arg(long, default_value_t = 1)]
     pub accept_every: u32,
+    /// At the door of a cash order, report collecting the amount due plus this many minor
+    /// units (negative: short), to see the store and HQ handle a difference.
+    #[arg(
+        long,
+        env = "FLASHKART_SIM_CASH_DELTA_MINOR",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub cash_delta_minor: i64,
     /// The store daemon's base URL, where the rider reads the label of the bag to pick up.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub edge: String,
@@ -147,6 +156,7 @@ pub async fn run(args: RiderArgs, shutdown: CancellationToken) -> Result<SimStat
         }
     };
     config.speed_mps = args.speed;
+    config.cash_delta_minor = args.cash_delta_minor;
     config.accept = match args.accept_every {
         0 => AcceptPolicy::Never,
         1 => AcceptPolicy::Always,

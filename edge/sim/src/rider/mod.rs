@@ -2,7 +2,7 @@
 //!
 //! It wanders along a path at a set speed, reports its position every tick, answers offers by
 //! a policy, rides to the store, reports arrival, scans the bag label, rides to the customer
-//! and reports delivery, reacting to the edge's acknowledgements like a real app would. The
+//! and reports delivery (with the cash it collected, for an order paid in cash), reacting to the edge's acknowledgements like a real app would. The
 //! demo (`flashkart-edge-sim rider`, see [`args`]), the edge's acceptance tests and its riders
 //! benchmark all use it, over the loopback listener or over TLS with a rider certificate.
 
@@ -89,6 +89,10 @@ pub struct SimConfig {
     pub pins: Option<Lookup>,
     /// Metres from the store or the customer that count as "there".
     pub arrive_within_m: f64,
+    /// At the door of a cash order the rider reports collecting the amount due plus this
+    /// (0: exactly what is due; negative: short, as when a customer pays less), for tests of
+    /// what the store and HQ do with a difference.
+    pub cash_delta_minor: i64,
     /// What the simulator sees, for tests and benchmarks. Bounded: a simulator whose reader
     /// falls behind waits for it (as a phone's app would stall) instead of buffering without
     /// limit; readers drain it, and a dropped reader makes sending a no-op.
@@ -122,6 +126,7 @@ impl SimConfig {
             labels,
             pins: None,
             arrive_within_m: 10.0,
+            cash_delta_minor: 0,
             events: None,
         }
     }
@@ -188,6 +193,8 @@ struct Rider {
     answered: VecDeque<String>,
     /// Drop points of accepted offers, by order.
     drops: HashMap<String, Point>,
+    /// Cash to collect at the door of accepted cash orders, by order (what the app shows).
+    cash_due: HashMap<String, i64>,
 }
 
 /// How many answered offers a phone remembers.
@@ -209,6 +216,7 @@ pub async fn run(config: SimConfig, shutdown: CancellationToken) -> Result<SimSt
         offers_seen: 0,
         answered: VecDeque::new(),
         drops: HashMap::new(),
+        cash_due: HashMap::new(),
         client,
         config,
     };
@@ -387,6 +395,10 @@ impl Rider {
                 self.drops
                     .insert(offer.order_id.clone(), Point::new(drop.lon, drop.lat));
             }
+            if offer.cash_due_minor > 0 {
+                self.cash_due
+                    .insert(offer.order_id.clone(), offer.cash_due_minor);
+            }
             self.phase = Phase::ToStore {
                 order_id: offer.order_id.clone(),
                 store,
@@ -472,11 +484,17 @@ impl Rider {
                     let photo_ref = customer_pin
                         .is_none()
                         .then(|| format!("sim-photo/{order_id}.jpg"));
+                    // The offer said what to collect; the rider reports what it took.
+                    let cash_collected_minor = self
+                        .cash_due
+                        .remove(&order_id)
+                        .map(|due| due.saturating_add(self.config.cash_delta_minor));
                     let delivered = pb::Delivered {
                         order_id,
                         position: Some(self.fix()),
                         customer_pin,
                         photo_ref,
+                        cash_collected_minor,
                     };
                     self.send("delivered", delivered.encode_to_vec(), QoS::AtLeastOnce)
                         .await?;

@@ -233,6 +233,7 @@ impl<D: OrderDesk> Service<D> {
         fix: Option<Fix>,
         customer_pin: Option<String>,
         photo_ref: Option<String>,
+        cash_collected_minor: Option<i64>,
     ) {
         if let Some(fix) = fix {
             self.positions.insert(rider.to_owned(), fix);
@@ -245,6 +246,7 @@ impl<D: OrderDesk> Service<D> {
             lon: fix.map(|f| f.lon),
             customer_pin,
             photo_ref,
+            cash_collected_minor,
         };
         match self.desk.delivered(delivery).await {
             Ok(pin_ok) => {

@@ -65,6 +65,9 @@ struct Open {
     drop_lon: f64,
     address: String,
     customer: String,
+    /// What the rider collects at the door; 0 unless the order is paid in cash.
+    cash_due_minor: i64,
+    currency: String,
 }
 
 enum ReplyOutcome {
@@ -190,7 +193,10 @@ impl<D: OrderDesk> Service<D> {
             payload,
         } = message;
         if !self.allowed.contains(&rider) {
-            self.dropped(&topic, "the rider is not active here or was revoked");
+            self.dropped(
+                &topic,
+                "the rider is not active here, was revoked or is signed off",
+            );
             return;
         }
         let command = match codec::decode(kind, &payload) {
@@ -237,9 +243,17 @@ impl<D: OrderDesk> Service<D> {
                 fix,
                 customer_pin,
                 photo_ref,
+                cash_collected_minor,
             } => {
-                self.delivered(&rider, order_id, fix, customer_pin, photo_ref)
-                    .await;
+                self.delivered(
+                    &rider,
+                    order_id,
+                    fix,
+                    customer_pin,
+                    photo_ref,
+                    cash_collected_minor,
+                )
+                .await;
             }
             codec::Command::Presence { online } => {
                 if let Ok(mut set) = self.online.lock() {
@@ -301,16 +315,21 @@ impl<D: OrderDesk> Service<D> {
         let (allowed, refused, centre) = self
             .db
             .read(move |conn| {
+                // Signed off: a cash hand-in closed the rider's shift here (`work::cash`);
+                // treated like a revocation until a lead signs the rider on, but the rider's
+                // certificates stay valid.
                 let mut statement = conn.prepare_cached(
                     "SELECT id FROM riders WHERE active = 1
-                     AND id NOT IN (SELECT rider_id FROM rider_revocations)",
+                     AND id NOT IN (SELECT rider_id FROM rider_revocations)
+                     AND id NOT IN (SELECT rider_id FROM rider_sign_offs)",
                 )?;
                 let allowed = statement
                     .query_map([], |row| row.get(0))?
                     .collect::<Result<HashSet<String>, _>>()?;
                 let mut statement = conn.prepare_cached(
                     "SELECT id FROM riders WHERE active = 0
-                     UNION SELECT rider_id FROM rider_revocations",
+                     UNION SELECT rider_id FROM rider_revocations
+                     UNION SELECT rider_id FROM rider_sign_offs",
                 )?;
                 let refused = statement
                     .query_map([], |row| row.get(0))?
@@ -343,7 +362,7 @@ impl<D: OrderDesk> Service<D> {
             tracing::info!(
                 rider,
                 assignment,
-                "withdrawing the offer of a revoked rider"
+                "withdrawing the offer of a rider no longer allowed"
             );
             self.withdraw_offer(&rider, &assignment);
         }
@@ -360,8 +379,13 @@ impl<D: OrderDesk> Service<D> {
         for rider in self.allowed.iter().filter(|r| !allowed.contains(*r)) {
             tracing::info!(
                 rider,
-                "disconnecting a rider that is revoked or no longer active"
+                "disconnecting a rider that is revoked, no longer active or signed off"
             );
+        }
+        // Its presence is no longer heard (its messages are dropped), so it is not counted
+        // online until it is allowed and says so again.
+        if let Ok(mut online) = self.online.lock() {
+            online.retain(|rider| allowed.contains(rider));
         }
         self.broker.set_allowed(allowed.clone(), &refused);
         self.allowed = allowed;

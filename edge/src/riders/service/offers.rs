@@ -25,7 +25,9 @@ impl<D: OrderDesk> Service<D> {
                 let mut statement = conn.prepare_cached(
                     "SELECT a.id, a.order_id, a.rider_id, a.expires_at,
                             coalesce(o.lat, 0), coalesce(o.lon, 0),
-                            coalesce(o.address, ''), coalesce(o.customer_first_name, '')
+                            coalesce(o.address, ''), coalesce(o.customer_first_name, ''),
+                            CASE WHEN o.payment_method = 'cash' THEN o.cash_due_minor ELSE 0 END,
+                            coalesce(o.currency, '')
                      FROM assignments a
                      LEFT JOIN assignment_replies r ON r.assignment_id = a.id
                      LEFT JOIN orders o ON o.id = a.order_id
@@ -44,6 +46,8 @@ impl<D: OrderDesk> Service<D> {
                                 drop_lon: row.get(5)?,
                                 address: row.get(6)?,
                                 customer: row.get(7)?,
+                                cash_due_minor: row.get::<_, Option<i64>>(8)?.unwrap_or(0),
+                                currency: row.get(9)?,
                             })
                         },
                     )?
@@ -94,6 +98,8 @@ impl<D: OrderDesk> Service<D> {
             customer_first_name: offer.customer,
             expires_at: offer.expires_at,
             sent_at_ms: clock::now_ms(),
+            cash_due_minor: offer.cash_due_minor,
+            currency: offer.currency,
         };
         let topic = topics::offer(&offer.rider_id, &offer.assignment_id);
         self.publish(topic, message.encode_to_vec(), true);

@@ -29,6 +29,21 @@ pub struct OrderIntake {
     pub payment_ref: Option<String>,
     pub delivery_slot: Option<String>,
     pub lines: Vec<LineIntake>,
+    /// `card` (the default) or `cash`: the rider collects `cash_due_minor` at the door.
+    #[serde(default = "card")]
+    pub payment_method: String,
+    /// What the rider collects for a cash order (0..=10^10 minor units); a cash order without
+    /// it is due its total. A card order has nothing due.
+    #[serde(default)]
+    pub cash_due_minor: Option<i64>,
+    /// ISO 4217 code of the order's amounts; a cash order must name it (the rider's phone shows
+    /// "collect 23.40 EUR").
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+fn card() -> String {
+    "card".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +80,37 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
     crate::limits::id("id", &order.id)?;
     if order.lines.len() > 200 {
         return Err(Error::Invalid("an order has at most 200 lines".into()));
+    }
+    let currency = order.currency.as_deref().unwrap_or_default();
+    if !currency.is_empty() {
+        crate::limits::currency("currency", currency)?;
+    }
+    let cash = match order.payment_method.as_str() {
+        "card" => {
+            if order.cash_due_minor.is_some_and(|due| due != 0) {
+                return Err(Error::Invalid(
+                    "a card order has no `cash_due_minor`: the customer paid when ordering".into(),
+                ));
+            }
+            false
+        }
+        "cash" => {
+            if currency.is_empty() {
+                return Err(Error::Invalid(
+                    "a cash order names its `currency` (the rider collects in it)".into(),
+                ));
+            }
+            true
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "`payment_method` must be `card` or `cash`, not `{}`",
+                other.chars().take(16).collect::<String>().escape_debug()
+            )));
+        }
+    };
+    if let Some(due) = order.cash_due_minor {
+        crate::limits::money_minor("cash_due_minor", due)?;
     }
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM orders WHERE id = ?1)")?
@@ -106,10 +152,17 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
             price
         ])?;
     }
+    let cash_due = if cash {
+        let due = order.cash_due_minor.unwrap_or(total);
+        crate::limits::money_minor("cash_due_minor", due)?
+    } else {
+        0
+    };
     conn.prepare_cached(
         "INSERT INTO orders (id, store_id, customer_first_name, address, lat, lon, payment_ref,
-                             delivery_slot, total_minor, placed_at, routed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                             delivery_slot, total_minor, placed_at, routed_at, payment_method,
+                             cash_due_minor, currency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         order.id,
@@ -121,7 +174,10 @@ pub fn intake(conn: &Connection, ctx: &mut Ctx, order: &OrderIntake) -> Result<A
         order.payment_ref,
         order.delivery_slot,
         total,
-        ctx.at
+        ctx.at,
+        order.payment_method,
+        cash_due,
+        currency
     ])?;
     arrive(conn, ctx, &order.id)
 }

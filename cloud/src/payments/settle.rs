@@ -1,0 +1,407 @@
+//! Settling orders: when the read model shows an order delivered or cancelled, its payment
+//! moves on (capture or collection, void), and when a store records a rider's cash hand-in,
+//! the cash is booked.
+//!
+//! Everything here is decided from what the stores reported and the cloud projected, and is
+//! written in one transaction with the ledger transaction it causes; the gateway calls it
+//! records are made by the worker afterwards. Running it twice changes nothing: a payment
+//! leaves its open state once, and the ledger refuses a second posting of the same event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::book::{self, Flag, Payment};
+use super::delivered::{Delivered, price_delivery};
+use super::ledger::{self, CardCaptured, CashCollected, CashHandedIn, OrderDelivered};
+use super::{PaymentError, Payments};
+use crate::clock::now_rfc3339;
+use crate::projection::Projection;
+use crate::stores::Stores;
+
+/// What an open payment's order has become.
+enum Outcome {
+    Delivered(Delivered),
+    Cancelled,
+}
+
+impl Payments {
+    /// Moves on every open payment whose order was delivered or cancelled.
+    pub(super) async fn settle_orders(
+        &self,
+        stores: &Arc<Stores>,
+        projection: &Projection,
+    ) -> Result<(), PaymentError> {
+        let open = self.read(book::open_payments).await?;
+        if open.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = open.iter().map(|p| p.order_id.clone()).collect();
+        let statuses = projection
+            .statuses(ids)
+            .await
+            .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+        for payment in open {
+            let Some(status) = statuses.get(&payment.order_id) else {
+                continue;
+            };
+            let outcome = match status.as_str() {
+                "DELIVERED" | "CLOSED" if payment.state != "authorising" => {
+                    let delivered = self.price(stores, &payment).await?;
+                    Outcome::Delivered(delivered)
+                }
+                "CANCELLED" => Outcome::Cancelled,
+                _ => continue,
+            };
+            if let Err(error) = self.settle(payment.clone(), outcome).await {
+                tracing::error!(order_id = %payment.order_id, %error, "settling a payment");
+            }
+        }
+        Ok(())
+    }
+
+    async fn price(
+        &self,
+        stores: &Arc<Stores>,
+        payment: &Payment,
+    ) -> Result<Delivered, PaymentError> {
+        let replica = stores
+            .replica(&payment.store_id)
+            .await
+            .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+        let catalog = stores.catalog().clone();
+        let currency = payment.currency.clone();
+        let payment = payment.clone();
+        // Substitutes' prices come from the catalog, read before the replica is.
+        let subs: Vec<String> = {
+            let p = payment.clone();
+            replica
+                .db()
+                .read(move |conn| -> Result<Vec<String>, PaymentError> {
+                    Ok(conn
+                        .prepare_cached(
+                            "SELECT DISTINCT substitute_product_id FROM order_line_progress
+                             WHERE order_id = ?1 AND store_id = ?2
+                               AND substitute_product_id IS NOT NULL",
+                        )?
+                        .query_map([&p.order_id, &p.store_id], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()?)
+                })
+                .await?
+        };
+        let prices: HashMap<String, i64> = catalog
+            .read(move |conn| -> Result<HashMap<String, i64>, PaymentError> {
+                let mut found = HashMap::new();
+                for product in subs {
+                    let price: Option<i64> = conn
+                        .prepare_cached(
+                            "SELECT unit_price_minor FROM prices
+                             WHERE product_id = ?1 AND currency = ?2",
+                        )?
+                        .query_row(params![product, currency], |r| r.get(0))
+                        .optional()?;
+                    if let Some(price) = price {
+                        found.insert(product, price);
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        replica
+            .db()
+            .read(move |conn| {
+                price_delivery(conn, &payment, |product| Ok(prices.get(product).copied()))
+            })
+            .await
+    }
+
+    async fn settle(&self, payment: Payment, outcome: Outcome) -> Result<(), PaymentError> {
+        let economics = self.config.economics.clone();
+        let at = now_rfc3339();
+        self.db
+            .write(move |conn| -> Result<(), PaymentError> {
+                // Re-read inside the transaction: only an open payment moves on.
+                let Some(current) = book::payment(conn, &payment.order_id)? else {
+                    return Ok(());
+                };
+                if !matches!(current.state.as_str(), "authorised" | "cash_due") {
+                    return Ok(());
+                }
+                match outcome {
+                    Outcome::Cancelled => cancel_open(conn, &current, &at),
+                    Outcome::Delivered(delivered) => {
+                        deliver(conn, &current, &delivered, &economics, &at)
+                    }
+                }
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Books every cash hand-in the stores recorded since the last one booked.
+    pub(super) async fn book_handins(&self, stores: &Arc<Stores>) -> Result<(), PaymentError> {
+        for store_id in stores.ids().await {
+            let since = {
+                let id = store_id.clone();
+                self.read(move |conn| book::last_booked_handin(conn, &id))
+                    .await?
+            };
+            // A day of margin: a store's clock may lag, and a booked hand-in is skipped anyway.
+            let since = since
+                .and_then(|at| crate::clock::parse(&at))
+                .map(|at| crate::clock::rfc3339(at - time::Duration::days(1)))
+                .unwrap_or_default();
+            let replica = stores
+                .replica(&store_id)
+                .await
+                .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+            let rows = {
+                let id = store_id.clone();
+                replica
+                    .db()
+                    .read(move |conn| {
+                        conn.prepare_cached(
+                            "SELECT id, rider_id, at, amount_minor, expected_minor, currency
+                             FROM cash_handins WHERE store_id = ?1 AND at >= ?2 ORDER BY at",
+                        )?
+                        .query_map(params![id, since], |r| {
+                            Ok(Handin {
+                                id: r.get(0)?,
+                                rider_id: r.get(1)?,
+                                at: r.get(2)?,
+                                amount_minor: r.get(3)?,
+                                expected_minor: r.get(4)?,
+                                currency: r.get(5)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(flashkart_sync::Error::from)
+                    })
+                    .await?
+            };
+            for handin in rows {
+                let store = store_id.clone();
+                let result = self
+                    .db
+                    .write(move |conn| book_handin(conn, &store, &handin))
+                    .await;
+                if let Err(error) = result {
+                    tracing::error!(store_id, %error, "booking a cash hand-in");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A store's record of cash a rider handed in.
+#[derive(Debug, Clone)]
+struct Handin {
+    id: String,
+    rider_id: String,
+    at: String,
+    amount_minor: i64,
+    expected_minor: i64,
+    currency: String,
+}
+
+fn book_handin(
+    conn: &rusqlite::Connection,
+    store_id: &str,
+    handin: &Handin,
+) -> Result<(), PaymentError> {
+    if book::book_handin(conn, &handin.id, store_id, &handin.at)? {
+        return Ok(());
+    }
+    if handin.amount_minor > 0 {
+        let transaction = ledger::cash_handed_in(&CashHandedIn {
+            handin_id: &handin.id,
+            store_id,
+            rider_id: &handin.rider_id,
+            currency: &handin.currency,
+            at: &handin.at,
+            amount_minor: handin.amount_minor,
+        })?;
+        ledger::post(conn, &transaction)?;
+    }
+    if handin.amount_minor != handin.expected_minor {
+        book::raise_flag(
+            conn,
+            &Flag {
+                id: format!("handin:{}", handin.id),
+                kind: "cash_handin_difference".into(),
+                order_id: None,
+                store_id: Some(store_id.to_owned()),
+                rider_id: Some(handin.rider_id.clone()),
+                currency: Some(handin.currency.clone()),
+                expected_minor: Some(handin.expected_minor),
+                actual_minor: Some(handin.amount_minor),
+                message: format!(
+                    "rider {} handed in {} {} at store {store_id}, {} expected",
+                    handin.rider_id, handin.amount_minor, handin.currency, handin.expected_minor
+                ),
+                at: handin.at.clone(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// An open payment whose order was cancelled: a card authorisation is voided, cash is not due.
+fn cancel_open(
+    conn: &rusqlite::Connection,
+    payment: &Payment,
+    at: &str,
+) -> Result<(), PaymentError> {
+    if payment.method == "card" {
+        book::insert_call(
+            conn,
+            &format!("cancel:{}", payment.order_id),
+            &payment.order_id,
+            "cancel",
+            0,
+            Some("order cancelled"),
+            at,
+        )?;
+        book::set_state(conn, &payment.order_id, "voiding", None, at)?;
+    } else {
+        book::set_state(
+            conn,
+            &payment.order_id,
+            "voided",
+            Some("order cancelled"),
+            at,
+        )?;
+    }
+    Ok(())
+}
+
+/// A delivered order: revenue is booked for what was delivered; a card is captured for it
+/// (or voided when nothing was delivered), cash is booked as the rider collected it.
+fn deliver(
+    conn: &rusqlite::Connection,
+    payment: &Payment,
+    delivered: &Delivered,
+    economics: &ledger::Economics,
+    at: &str,
+) -> Result<(), PaymentError> {
+    let rider = delivered.rider_id.as_deref().unwrap_or("unknown");
+    if delivered.total_minor > 0 {
+        let transaction = ledger::order_delivered(
+            &OrderDelivered {
+                order_id: &payment.order_id,
+                customer_id: &payment.customer_id,
+                store_id: &payment.store_id,
+                rider_id: rider,
+                currency: &payment.currency,
+                at,
+                items_minor: delivered.items_minor,
+                discount_minor: delivered.discount_minor,
+                delivery_fee_minor: delivered.delivery_fee_minor,
+            },
+            economics,
+        )?;
+        ledger::post(conn, &transaction)?;
+    }
+    conn.prepare_cached(
+        "UPDATE payments SET delivered_minor = ?2, rider_id = ?3, updated_at = ?4
+         WHERE order_id = ?1",
+    )?
+    .execute(params![
+        payment.order_id,
+        delivered.total_minor,
+        delivered.rider_id,
+        at
+    ])?;
+    if payment.method == "cash" {
+        let collected = delivered.cash_collected_minor.unwrap_or(0);
+        if collected > 0 {
+            let transaction = ledger::cash_collected(&CashCollected {
+                order_id: &payment.order_id,
+                customer_id: &payment.customer_id,
+                rider_id: rider,
+                currency: &payment.currency,
+                at,
+                amount_minor: collected,
+            })?;
+            ledger::post(conn, &transaction)?;
+        }
+        conn.prepare_cached(
+            "UPDATE payments SET state = 'cash_collected', cash_collected_minor = ?2,
+                 updated_at = ?3 WHERE order_id = ?1",
+        )?
+        .execute(params![
+            payment.order_id,
+            delivered.cash_collected_minor,
+            at
+        ])?;
+        if collected != delivered.total_minor {
+            book::raise_flag(
+                conn,
+                &Flag {
+                    id: format!("cash:{}", payment.order_id),
+                    kind: "cash_collected_difference".into(),
+                    order_id: Some(payment.order_id.clone()),
+                    store_id: Some(payment.store_id.clone()),
+                    rider_id: delivered.rider_id.clone(),
+                    currency: Some(payment.currency.clone()),
+                    expected_minor: Some(delivered.total_minor),
+                    actual_minor: Some(collected),
+                    message: format!(
+                        "order {}: the rider collected {collected} {}, {} was due",
+                        payment.order_id, payment.currency, delivered.total_minor
+                    ),
+                    at: at.to_owned(),
+                },
+            )?;
+        }
+        return Ok(());
+    }
+    if delivered.total_minor == 0 {
+        // Nothing delivered: release the whole authorisation.
+        return cancel_open(conn, payment, at);
+    }
+    book::insert_call(
+        conn,
+        &format!("capture:{}", payment.order_id),
+        &payment.order_id,
+        "capture",
+        delivered.total_minor,
+        None,
+        at,
+    )?;
+    book::set_state(conn, &payment.order_id, "capturing", None, at)?;
+    Ok(())
+}
+
+/// Books a finished capture: the payment is captured and the customer's debt is paid from the
+/// gateway's clearing account.
+pub(super) fn captured(
+    conn: &rusqlite::Connection,
+    payment: &Payment,
+    key: &str,
+    intent_id: &str,
+    amount_minor: i64,
+    at: &str,
+) -> Result<(), PaymentError> {
+    book::call_finished(conn, key, "done", Some(intent_id), None, at)?;
+    if payment.state == "captured" {
+        return Ok(());
+    }
+    let transaction = ledger::card_captured(&CardCaptured {
+        order_id: &payment.order_id,
+        customer_id: &payment.customer_id,
+        currency: &payment.currency,
+        at,
+        amount_minor,
+    })?;
+    ledger::post(conn, &transaction)?;
+    conn.prepare_cached(
+        "UPDATE payments SET state = 'captured', captured_minor = ?2, updated_at = ?3
+         WHERE order_id = ?1",
+    )?
+    .execute(params![payment.order_id, amount_minor, at])?;
+    Ok(())
+}
