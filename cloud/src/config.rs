@@ -257,6 +257,28 @@ impl CloudConfig {
         })
     }
 
+    /// Takes the payment secrets from the environment when set there, so they need not be
+    /// written into a config file: `FLASHKART_STRIPE_SECRET_KEY` (with the default API base
+    /// unless the file names one) and `FLASHKART_STRIPE_WEBHOOK_SECRET`.
+    pub fn secrets_from_env(mut self) -> Self {
+        use crate::payments::gateway::stripe::Secret;
+        if let Some(key) = std::env::var("FLASHKART_STRIPE_SECRET_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+        {
+            let mut stripe = self.payments.stripe.take().unwrap_or_default();
+            stripe.secret_key = Secret::new(key);
+            self.payments.stripe = Some(stripe);
+        }
+        if let Some(secret) = std::env::var("FLASHKART_STRIPE_WEBHOOK_SECRET")
+            .ok()
+            .filter(|k| !k.is_empty())
+        {
+            self.payments.webhook_secret = Some(Secret::new(secret));
+        }
+        self
+    }
+
     /// Defaults with the data under `data_dir` and the listener on a free loopback port: what
     /// tests and benchmarks use.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {

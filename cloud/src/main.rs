@@ -38,12 +38,13 @@ enum Command {
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<CloudConfig> {
-    match config {
+    let config = match config {
         Some(path) => {
-            CloudConfig::load(path).with_context(|| format!("loading {}", path.display()))
+            CloudConfig::load(path).with_context(|| format!("loading {}", path.display()))?
         }
-        None => Ok(CloudConfig::default()),
-    }
+        None => CloudConfig::default(),
+    };
+    Ok(config.secrets_from_env())
 }
 
 #[tokio::main]
