@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 mod error;
+mod faults;
 pub mod hq;
 mod http;
 pub mod intake;

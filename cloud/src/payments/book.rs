@@ -324,6 +324,21 @@ pub(super) fn backlog(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>>
     .collect()
 }
 
+/// Counts an attempt as it is about to be sent; returns the attempts made before it.
+pub(super) fn call_sending(conn: &Connection, key: &str, at: &str) -> rusqlite::Result<i64> {
+    let before: i64 = conn
+        .prepare_cached("SELECT attempts FROM gateway_calls WHERE idempotency_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    conn.prepare_cached(
+        "UPDATE gateway_calls SET attempts = attempts + 1, updated_at = ?2
+         WHERE idempotency_key = ?1",
+    )?
+    .execute(params![key, at])?;
+    Ok(before)
+}
+
 /// A call that did not get through: counted, and tried again at `next_attempt_at`.
 pub(super) fn call_attempted(
     conn: &Connection,

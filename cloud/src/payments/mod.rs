@@ -313,9 +313,14 @@ impl Payments {
             amount_minor: stored.total_minor,
             currency: stored.currency.clone(),
         };
+        // Counted before the request goes out: a crash after the provider authorised and
+        // before we wrote it down leaves a count, and the retry looks for that authorisation.
         let earlier_attempts = {
-            let key = key.clone();
-            self.read(move |conn| Ok(book::call(conn, &key)?.map_or(0, |c| c.attempts)))
+            let (key, at) = (key.clone(), now_rfc3339());
+            self.db
+                .write(move |conn| -> Result<i64, PaymentError> {
+                    Ok(book::call_sending(conn, &key, &at)?)
+                })
                 .await?
         };
         let mut attempt = 0;
@@ -343,6 +348,9 @@ impl Payments {
                 other => break other,
             }
         };
+        if outcome.is_ok() {
+            crate::faults::crash_point("after-gateway:authorise");
+        }
         let at = now_rfc3339();
         let order_id = order.order_id.clone();
         match outcome {

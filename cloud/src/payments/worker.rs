@@ -136,6 +136,7 @@ impl Payments {
                     result,
                     amount_minor,
                 }) => {
+                    crate::faults::crash_point(&format!("after-gateway:{}", call.op));
                     self.count(&call.op, "ok");
                     self.finish_done(&call, &result, amount_minor).await?;
                 }
