@@ -214,6 +214,17 @@ impl Shop {
 
     /// The store works the order to `to` as the edge records it; `picked` pieces per line.
     async fn store_works(&self, order_id: &str, picked: &[(i64, i64)], to: &[&str]) {
+        self.store_works_for(order_id, picked, to, None).await;
+    }
+
+    /// As [`Shop::store_works`]; `cash` is what the rider collected at the door.
+    async fn store_works_for(
+        &self,
+        order_id: &str,
+        picked: &[(i64, i64)],
+        to: &[&str],
+        cash: Option<i64>,
+    ) {
         let order = order_id.to_owned();
         let db = self.store.clone();
         self.until("the order reached the store", |_| {
@@ -255,8 +266,9 @@ impl Shop {
                     )?;
                     if status == "DELIVERED" {
                         conn.execute(
-                            "INSERT INTO deliveries (order_id, store_id, rider_id, at) VALUES (?1, 's1', 'r1', ?2)",
-                            params![order, at],
+                            "INSERT INTO deliveries (order_id, store_id, rider_id, at, cash_collected_minor)
+                             VALUES (?1, 's1', 'r1', ?2, ?3)",
+                            params![order, at, cash],
                         )?;
                     }
                     from = status;
@@ -655,5 +667,84 @@ async fn forged_replayed_stale_and_misfit_webhooks_are_refused() {
         "only the one verified event counted: {flags}"
     );
     assert_eq!(shop.payment(id).await["state"], "authorised");
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cash_collected_and_handed_in_is_booked_and_differences_are_flagged() {
+    let shop = Shop::open().await;
+    let (status, order) = shop.place("cash-1", json!({"method": "cash"})).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{order}");
+    assert_eq!(order["payment_method"], "cash");
+    let id = order["order_id"].as_str().unwrap();
+    let total = order["total_minor"].as_i64().unwrap();
+    let currency = order["currency"].as_str().unwrap();
+    assert_eq!(shop.payment(id).await["state"], "cash_due");
+    let store = shop.cloud.cloud.replica("s1").await.unwrap();
+    let due: i64 = store
+        .db()
+        .read({
+            let id = id.to_owned();
+            move |conn| {
+                conn.query_row(
+                    "SELECT cash_due_minor FROM orders WHERE id = ?1 AND payment_method = 'cash'",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(flashkart_sync::Error::from)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(due, total, "the store is told what to collect");
+
+    // The rider comes back 40 short.
+    shop.store_works_for(id, &[(1, 2), (2, 1)], DELIVERED, Some(total - 40))
+        .await;
+    let payment = shop.until_payment(id, "cash_collected").await;
+    assert_eq!(payment["cash_collected_minor"], total - 40);
+    shop.until("the shortfall is flagged", |shop| async move {
+        let flags = shop.admin_get("/admin/v1/payments/flags").await;
+        flags.as_array().unwrap().iter().any(|f| {
+            f["kind"] == "cash_collected_difference"
+                && f["expected_minor"] == total
+                && f["actual_minor"] == total - 40
+        })
+    })
+    .await;
+
+    // The rider hands in what they hold at the store (the store's record, synced).
+    let currency_owned = currency.to_owned();
+    let handed = total - 40;
+    shop.store
+        .write(move |conn| {
+            conn.execute(
+                "INSERT INTO cash_handins (id, store_id, rider_id, at, amount_minor, expected_minor, currency, staff_id)
+                 VALUES ('handin-1', 's1', 'r1', ?1, ?2, ?2, ?3, 'lead')",
+                params![flashkart_cloud::clock::now_rfc3339(), handed, currency_owned],
+            )
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .unwrap();
+    let path = format!("/admin/v1/ledger/balances?currency={currency}");
+    shop.until("the hand-in is booked", |shop| {
+        let path = path.clone();
+        async move { shop.admin_get(&path).await["cash_in_transit:r1"] == 0 }
+    })
+    .await;
+    let balances = shop.admin_get(&path).await;
+    let customer_owes: i64 = balances
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("customer:"))
+        .map(|(_, v)| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        customer_owes, 40,
+        "the shortfall stays on the customer: {balances}"
+    );
+    shop.assert_balanced().await;
     shop.close().await;
 }
