@@ -224,6 +224,12 @@ pub async fn start_with(
         projection: projection.clone(),
         intake: intake.clone(),
         payments: payments.clone(),
+        // Stripe retries a refused delivery for days; 20 refusals a minute is far above what
+        // a misconfigured secret produces and far below what guessing one needs.
+        webhook_throttle: Arc::new(http::throttle::FailureThrottle::new(
+            20,
+            Duration::from_secs(60),
+        )),
         intake_grace_ms: config.intake.offline_grace_ms,
         enrolment_code_ttl: time::Duration::hours(i64::from(
             config.riders.enrolment_code_ttl_hours,

@@ -147,7 +147,11 @@ impl Connection {
         let unproven = Arc::new(Mutex::new(Some(unproven)));
         let service = {
             let started = started.clone();
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                // Handlers that bound something per client read the address from here.
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 // Released before the request runs, so the slot is free by the time a client
                 // sees the answer.
                 if let Ok(mut slot) = unproven.lock() {

@@ -667,6 +667,26 @@ async fn forged_replayed_stale_and_misfit_webhooks_are_refused() {
         "only the one verified event counted: {flags}"
     );
     assert_eq!(shop.payment(id).await["state"], "authorised");
+
+    // Guessing the secret: after 20 refusals a minute the address is held back unchecked.
+    let mut refusals = 0;
+    loop {
+        let forged = post(good.clone(), sign("whsec_guess", now, &good))
+            .await
+            .unwrap();
+        if forged.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            assert!(forged.headers().contains_key("retry-after"));
+            break;
+        }
+        assert_eq!(forged.status(), reqwest::StatusCode::BAD_REQUEST);
+        refusals += 1;
+        assert!(refusals <= 20, "never held back");
+    }
+    let fresh = event("evt_3", 100);
+    let held = post(fresh.clone(), sign(WEBHOOK_SECRET, now, &fresh))
+        .await
+        .unwrap();
+    assert_eq!(held.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
     shop.close().await;
 }
 

@@ -3,7 +3,9 @@
 //! look at.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -76,17 +78,33 @@ pub async fn refund_order(
 }
 
 /// `POST /api/v1/payments/stripe/webhook`: the provider's events, believed only when signed.
+/// A client address whose deliveries keep failing the check is held back (429).
 pub async fn stripe_webhook(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let ip = peer.ip();
+    state.webhook_throttle.check(ip).map_err(|seconds| {
+        ApiError::TooManyRequests(
+            format!("too many refused webhooks from {ip}; retry in {seconds} s"),
+            seconds,
+        )
+    })?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::BadRequest("the Stripe-Signature header is required".into()))?;
-    let received = state.payments.webhook(signature, &body).await?;
-    Ok(Json(received).into_response())
+    match state.payments.webhook(signature, &body).await {
+        Ok(received) => Ok(Json(received).into_response()),
+        Err(error) => {
+            if matches!(error, crate::payments::PaymentError::Webhook(_)) {
+                state.webhook_throttle.failed(ip);
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// `GET /admin/v1/ledger/trial-balance`

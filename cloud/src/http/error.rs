@@ -38,6 +38,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     PaymentRequired(String),
+    /// 429, with the seconds to wait.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("resume from the acknowledged position")]
     Resume(flashkart_proto::sync::PushResponse),
     #[error("{0}")]
@@ -91,6 +94,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +125,12 @@ impl IntoResponse for ApiError {
                 self.json_body(),
             )
                 .into_response(),
+            Self::TooManyRequests(_, seconds) => (
+                status,
+                [(header::RETRY_AFTER, HeaderValue::from(seconds))],
+                self.json_body(),
+            )
+                .into_response(),
             Self::Internal(_) => (
                 status,
                 axum::Json(serde_json::json!({
@@ -148,6 +158,7 @@ impl ApiError {
             Self::Unprocessable(_) => "unprocessable",
             Self::Unavailable(_) => "unavailable",
             Self::PaymentRequired(_) => "payment_declined",
+            Self::TooManyRequests(..) => "too_many_requests",
             Self::Internal(_) => "internal",
         };
         axum::Json(serde_json::json!({ "error": code, "message": self.to_string() }))

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
 use crate::hq::Hq;
+use crate::http::throttle::FailureThrottle;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::payments::Payments;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub projection: Projection,
     pub intake: Arc<Intake>,
     pub payments: Arc<Payments>,
+    /// Refused webhook signatures per client address.
+    pub webhook_throttle: Arc<FailureThrottle>,
     pub intake_grace_ms: u64,
     /// How long an enrolment code stays valid unless the request says less.
     pub enrolment_code_ttl: time::Duration,
