@@ -28,9 +28,14 @@ struct Cloud {
 
 impl Cloud {
     fn start(stripe: &LocalStripe, crash_at: Option<&str>) -> Self {
+        Self::start_with(stripe, crash_at, "")
+    }
+
+    /// `payments` adds lines to the `[payments]` section.
+    fn start_with(stripe: &LocalStripe, crash_at: Option<&str>, payments: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("cloud.toml");
-        write_config(&config, dir.path(), "127.0.0.1:0", stripe);
+        write_config(&config, dir.path(), "127.0.0.1:0", stripe, payments);
         let mut cloud = Self {
             dir,
             config,
@@ -40,7 +45,7 @@ impl Cloud {
         cloud.run(crash_at);
         // Restarts keep the address the edge syncs with.
         let listen = cloud.url.trim_start_matches("http://").to_owned();
-        write_config(&cloud.config, cloud.dir.path(), &listen, stripe);
+        write_config(&cloud.config, cloud.dir.path(), &listen, stripe, payments);
         cloud
     }
 
@@ -74,12 +79,12 @@ impl Cloud {
     }
 }
 
-fn write_config(path: &Path, dir: &Path, listen: &str, stripe: &LocalStripe) {
+fn write_config(path: &Path, dir: &Path, listen: &str, stripe: &LocalStripe, payments: &str) {
     std::fs::write(
         path,
         format!(
             "listen = \"{listen}\"\ndata_dir = \"{}\"\nadmin_token = \"{ADMIN}\"\n\n\
-             [payments]\nretry_initial_ms = 100\nretry_max_ms = 500\n\n\
+             [payments]\nretry_initial_ms = 100\nretry_max_ms = 500\n{payments}\n\
              [payments.stripe]\napi_base = \"{}\"\nsecret_key = \"{}\"\n",
             dir.join("cloud").display(),
             stripe.base_url(),
@@ -138,15 +143,12 @@ async fn store_write(db: &StoreDb, sql: &'static str, args: Vec<String>) {
     .expect("store write");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
-    let stripe = LocalStripe::start().await;
-    let http = reqwest::Client::new();
-    // The first run dies right after the provider authorises the first order.
-    let mut cloud = Cloud::start(&stripe, Some("after-gateway:authorise"));
+/// HQ's set-up through the API (a store, its profile, milk, a customer) and the store's
+/// database syncing with the cloud; the customer's token, the store and its sync's stop.
+async fn open_shop(http: &reqwest::Client, cloud: &Cloud) -> (String, StoreDb, CancellationToken) {
     let base = cloud.url.clone();
     let token = api(
-        &http,
+        http,
         Method::POST,
         &format!("{base}/admin/v1/stores"),
         Some(json!({"id": "s1"})),
@@ -157,7 +159,7 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
         .to_owned();
     let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
     api(
-        &http,
+        http,
         Method::PUT,
         &format!("{base}/admin/v1/stores/s1/profile"),
         Some(
@@ -168,14 +170,14 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     )
     .await;
     api(
-        &http,
+        http,
         Method::PUT,
         &format!("{base}/admin/v1/products/milk"),
         Some(json!({"name": "milk", "price_minor": 250})),
     )
     .await;
     let customer = api(
-        &http,
+        http,
         Method::POST,
         &format!("{base}/admin/v1/customers"),
         Some(json!({"first_name": "Ada"})),
@@ -206,13 +208,24 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     sync.local_poll_ms = 20;
     client::spawn(sync, store.clone(), stop.clone()).expect("sync client");
     until(
-        &http,
+        http,
         &format!("{base}/admin/v1/stock/milk"),
         "stock in the read model",
         |v| v.to_string().contains("100"),
     )
     .await;
 
+    (customer, store, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
+    let stripe = LocalStripe::start().await;
+    let http = reqwest::Client::new();
+    // The first run dies right after the provider authorises the first order.
+    let mut cloud = Cloud::start(&stripe, Some("after-gateway:authorise"));
+    let base = cloud.url.clone();
+    let (customer, store, stop) = open_shop(&http, &cloud).await;
     // 1. Authorisation: the provider authorised, the cloud died before writing it down. The
     //    customer's retry with the same key finds that authorisation instead of making another.
     let card = stripe.create_payment_method("4242424242424242").await;
@@ -390,6 +403,51 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     assert_eq!(balances["gateway_clearing"], total - 100, "{balances}");
     assert_eq!(balances["refunds"], 100, "{balances}");
 
+    stop.cancel();
+    if let Some(daemon) = cloud.daemon.take() {
+        daemon.terminate(Duration::from_secs(30));
+    }
+    stripe.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorisation_whose_order_never_reached_a_store_is_voided() {
+    let stripe = LocalStripe::start().await;
+    let http = reqwest::Client::new();
+    let mut cloud = Cloud::start_with(
+        &stripe,
+        Some("after-gateway:authorise"),
+        "abandoned_after_s = 1",
+    );
+    let base = cloud.url.clone();
+    let (customer, _store, stop) = open_shop(&http, &cloud).await;
+    let card = stripe.create_payment_method("4242424242424242").await;
+    let lost = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&customer)
+        .header("idempotency-key", "abandoned-1")
+        .json(
+            &json!({"address": {"text": "Here 1", "lat": 52.5, "lon": 13.41},
+                      "lines": [{"product_id": "milk", "qty": 1}],
+                      "payment": {"method": "card", "payment_method": card}}),
+        )
+        .send()
+        .await;
+    assert!(lost.is_err(), "the cloud died before answering: {lost:?}");
+    cloud.crashed();
+    // The customer gives up; the restarted cloud finds the hold on the card and releases it.
+    cloud.run(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let intents = stripe_get(&http, &stripe, "/v1/payment_intents").await;
+        let all = intents["data"].as_array().expect("intents");
+        assert_eq!(all.len(), 1, "one authorisation was made: {intents}");
+        if all[0]["status"] == "canceled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never voided: {intents}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.cancel();
     if let Some(daemon) = cloud.daemon.take() {
         daemon.terminate(Duration::from_secs(30));

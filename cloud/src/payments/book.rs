@@ -140,12 +140,13 @@ pub struct Payment {
     pub refunded_minor: i64,
     pub cash_collected_minor: Option<i64>,
     pub note: Option<String>,
+    pub created_at: String,
 }
 
 const PAYMENT_COLUMNS: &str = "order_id, customer_id, store_id, method, currency, items_minor,
     discount_minor, delivery_fee_minor, total_minor, payment_method, intent_id, state,
     delivered_minor, rider_id, captured_minor, refund_requested_minor, refunded_minor,
-    cash_collected_minor, note";
+    cash_collected_minor, note, created_at";
 
 fn payment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
     Ok(Payment {
@@ -168,6 +169,7 @@ fn payment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
         refunded_minor: r.get(16)?,
         cash_collected_minor: r.get(17)?,
         note: r.get(18)?,
+        created_at: r.get(19)?,
     })
 }
 
@@ -192,7 +194,7 @@ pub(super) fn open_payments(conn: &Connection) -> rusqlite::Result<Vec<Payment>>
 /// Inserts a new payment; an existing one for the order is left as it is.
 pub(super) fn insert_payment(conn: &Connection, p: &Payment, at: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO payments ({PAYMENT_COLUMNS}, created_at, updated_at)
+        "INSERT INTO payments ({PAYMENT_COLUMNS}, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?20)
          ON CONFLICT (order_id) DO NOTHING"

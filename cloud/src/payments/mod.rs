@@ -103,6 +103,10 @@ pub struct PaymentsConfig {
     pub retry_max_ms: u64,
     /// Attempts at an authorisation while the customer waits.
     pub authorise_attempts: u32,
+    /// A payment whose order has not reached the read model this long after it was made was
+    /// abandoned (intake stopped after the authorisation and the customer never retried):
+    /// its authorisation is voided.
+    pub abandoned_after_s: u64,
     /// The platform's commission and the rider's fee, for the ledger.
     pub economics: Economics,
 }
@@ -116,6 +120,7 @@ impl Default for PaymentsConfig {
             retry_initial_ms: 1_000,
             retry_max_ms: 300_000,
             authorise_attempts: 3,
+            abandoned_after_s: 900,
             economics: Economics::default(),
         }
     }
@@ -255,6 +260,7 @@ impl Payments {
             refunded_minor: 0,
             cash_collected_minor: None,
             note: None,
+            created_at: String::new(),
         };
         let key = format!("authorise:{}", order.order_id);
         let stored = {
@@ -292,6 +298,12 @@ impl Payments {
                         .note
                         .unwrap_or_else(|| "the card was declined".into()),
                 ));
+            }
+            "voiding" | "voided" | "failed" => {
+                return Err(PaymentError::Conflict(format!(
+                    "order {}: its payment lapsed ({}) before the order was confirmed; place the order again with a new Idempotency-Key",
+                    order.order_id, stored.state
+                )));
             }
             // Cash, or a card authorised by an earlier attempt.
             _ => return Ok(()),

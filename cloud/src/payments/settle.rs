@@ -42,8 +42,16 @@ impl Payments {
             .statuses(ids)
             .await
             .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+        let abandoned_before = crate::clock::rfc3339(
+            crate::clock::now() - std::time::Duration::from_secs(self.config.abandoned_after_s),
+        );
         for payment in open {
             let Some(status) = statuses.get(&payment.order_id) else {
+                if payment.created_at < abandoned_before
+                    && let Err(error) = self.abandon(&payment).await
+                {
+                    tracing::warn!(order_id = %payment.order_id, %error, "voiding an abandoned payment");
+                }
                 continue;
             };
             let outcome = match status.as_str() {
@@ -58,6 +66,97 @@ impl Payments {
                 tracing::error!(order_id = %payment.order_id, %error, "settling a payment");
             }
         }
+        Ok(())
+    }
+
+    /// A payment whose order never reached a store (intake stopped after the authorisation
+    /// and the customer did not retry): the hold on the card is released.
+    async fn abandon(&self, payment: &Payment) -> Result<(), PaymentError> {
+        let mut intent_id = payment.intent_id.clone();
+        if payment.state == "authorising"
+            && let Some(gateway) = self.gateway.clone()
+        {
+            // The provider may have authorised without us hearing it: ask before giving up.
+            let customer = payment.customer_id.clone();
+            let gateway_customer = self
+                .read(move |conn| book::gateway_customer(conn, &customer))
+                .await?;
+            if let (Some(gateway_customer), Some(payment_method)) =
+                (gateway_customer, payment.payment_method.clone())
+            {
+                let request = super::gateway::AuthoriseRequest {
+                    idempotency_key: format!("authorise:{}", payment.order_id),
+                    order_id: payment.order_id.clone(),
+                    customer_id: payment.customer_id.clone(),
+                    gateway_customer,
+                    payment_method,
+                    amount_minor: payment.total_minor,
+                    currency: payment.currency.clone(),
+                };
+                match gateway.find_authorisation(&request).await {
+                    Ok(found) => {
+                        intent_id = found
+                            .filter(|i| i.status == super::gateway::IntentStatus::RequiresCapture)
+                            .map(|i| i.id);
+                    }
+                    // Not known yet: the next round asks again.
+                    Err(error) => return Err(PaymentError::Unavailable(error.to_string())),
+                }
+            }
+        }
+        let (payment, at) = (payment.clone(), now_rfc3339());
+        tracing::warn!(order_id = %payment.order_id, state = %payment.state, "payment abandoned: the order never reached a store");
+        self.db
+            .write(move |conn| -> Result<(), PaymentError> {
+                let Some(current) = book::payment(conn, &payment.order_id)? else {
+                    return Ok(());
+                };
+                if current.state != payment.state {
+                    return Ok(());
+                }
+                let note = "abandoned: the order never reached a store";
+                match (current.method.as_str(), intent_id) {
+                    ("card", Some(intent)) => {
+                        conn.prepare_cached(
+                            "UPDATE payments SET intent_id = ?2 WHERE order_id = ?1",
+                        )?
+                        .execute(params![current.order_id, intent])?;
+                        book::call_finished(
+                            conn,
+                            &format!("authorise:{}", current.order_id),
+                            "done",
+                            Some(&intent),
+                            None,
+                            &at,
+                        )?;
+                        book::insert_call(
+                            conn,
+                            &format!("cancel:{}", current.order_id),
+                            &current.order_id,
+                            "cancel",
+                            0,
+                            Some(note),
+                            &at,
+                        )?;
+                        book::set_state(conn, &current.order_id, "voiding", Some(note), &at)?;
+                    }
+                    ("card", None) => {
+                        book::call_finished(
+                            conn,
+                            &format!("authorise:{}", current.order_id),
+                            "failed",
+                            None,
+                            Some(note),
+                            &at,
+                        )?;
+                        book::set_state(conn, &current.order_id, "failed", Some(note), &at)?;
+                    }
+                    _ => book::set_state(conn, &current.order_id, "voided", Some(note), &at)?,
+                }
+                Ok(())
+            })
+            .await?;
+        self.wake.notify_one();
         Ok(())
     }
 
