@@ -510,6 +510,48 @@ async fn cancellations_void_before_capture_and_refund_after() {
         .await
         .unwrap();
     assert_eq!(too_much.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    for bad in [
+        json!({"amount_minor": 0, "reason": "x"}),
+        json!({"amount_minor": -5, "reason": "x"}),
+        json!({"amount_minor": 1.5, "reason": "x"}),
+        json!({"amount_minor": 10, "reason": ""}),
+    ] {
+        let refused = shop
+            .http
+            .post(format!("{}/admin/v1/orders/{second_id}/refund", shop.base))
+            .bearer_auth(ADMIN)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            refused.status().is_client_error(),
+            "{bad}: {}",
+            refused.status()
+        );
+    }
+    for path in [
+        "/admin/v1/ledger/balances?currency=eur",
+        "/admin/v1/statements/stores/s1?currency=EURO&from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+    ] {
+        let refused = shop
+            .http
+            .get(format!("{}{path}", shop.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        shop.payment(second_id).await["refund_requested_minor"],
+        0,
+        "nothing was written"
+    );
     let answer = shop
         .http
         .post(format!("{}/api/v1/orders/{second_id}/cancel", shop.base))
@@ -764,6 +806,23 @@ async fn cash_collected_and_handed_in_is_booked_and_differences_are_flagged() {
     assert_eq!(
         customer_owes, 40,
         "the shortfall stays on the customer: {balances}"
+    );
+    let rider = shop
+        .admin_get(&format!(
+            "/admin/v1/statements/riders/r1?currency={currency}&from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
+        ))
+        .await;
+    let cash = &rider["cash_in_transit"];
+    assert_eq!(cash["closing_minor"], 0, "{rider}");
+    assert_eq!(
+        cash["lines"].as_array().unwrap().len(),
+        2,
+        "collected, then handed in: {rider}"
+    );
+    assert_eq!(
+        rider["rider_payable"]["lines"].as_array().unwrap().len(),
+        1,
+        "the delivery fee: {rider}"
     );
     shop.assert_balanced().await;
     shop.close().await;
