@@ -190,6 +190,7 @@ impl From<crate::payments::PaymentError> for ApiError {
             PaymentError::Conflict(_) => Self::Conflict(error.to_string()),
             PaymentError::NotFound(_) => Self::NotFound(error.to_string()),
             PaymentError::Webhook(_) => Self::BadRequest(error.to_string()),
+            PaymentError::Cloud(e) => e.into(),
             PaymentError::Ledger(_) | PaymentError::Store(_) => Self::Internal(error.to_string()),
         }
     }

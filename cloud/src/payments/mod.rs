@@ -151,6 +151,9 @@ pub enum PaymentError {
     Ledger(#[from] ledger::LedgerError),
     #[error(transparent)]
     Store(#[from] flashkart_sync::Error),
+    /// A replica or the read model could not be read (an internal failure, not bad input).
+    #[error(transparent)]
+    Cloud(#[from] crate::CloudError),
 }
 
 impl From<rusqlite::Error> for PaymentError {

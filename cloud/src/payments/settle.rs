@@ -38,10 +38,7 @@ impl Payments {
             return Ok(());
         }
         let ids: Vec<String> = open.iter().map(|p| p.order_id.clone()).collect();
-        let statuses = projection
-            .statuses(ids)
-            .await
-            .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+        let statuses = projection.statuses(ids).await?;
         let abandoned_before = crate::clock::rfc3339(
             crate::clock::now() - std::time::Duration::from_secs(self.config.abandoned_after_s),
         );
@@ -165,10 +162,7 @@ impl Payments {
         stores: &Arc<Stores>,
         payment: &Payment,
     ) -> Result<Delivered, PaymentError> {
-        let replica = stores
-            .replica(&payment.store_id)
-            .await
-            .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+        let replica = stores.replica(&payment.store_id).await?;
         let catalog = stores.catalog().clone();
         let currency = payment.currency.clone();
         let payment = payment.clone();
@@ -252,10 +246,7 @@ impl Payments {
                 .and_then(|at| crate::clock::parse(&at))
                 .map(|at| crate::clock::rfc3339(at - time::Duration::days(1)))
                 .unwrap_or_default();
-            let replica = stores
-                .replica(&store_id)
-                .await
-                .map_err(|e| PaymentError::Invalid(e.to_string()))?;
+            let replica = stores.replica(&store_id).await?;
             let rows = {
                 let id = store_id.clone();
                 replica
