@@ -78,9 +78,12 @@ pub struct LogSize {
 impl Default for BrokerSizing {
     /// A Pi: 1000 devices, 16 KiB payloads, 16 messages in flight per device. Locations 16 KiB
     /// x 4 (about 2 s of 500 riders' fixes, read as they arrive); commands 4 KiB x 2 (over a
-    /// hundred replies); presence 1 KiB x 2; each rider's own log 2 KiB x 2, which holds the
-    /// offers and acks a phone misses during a drop (a few hundred bytes each), while its open
-    /// offers are also retained and re-published from the database.
+    /// hundred replies); presence 1 KiB x 2; each rider's own log 1 KiB x 1, which holds the
+    /// few offers and acks a phone misses during a drop (a few hundred bytes each), while its
+    /// open offers are also retained and re-published from the database. The riders' logs are
+    /// the one allocation that grows with the number of riders: at 2 KiB x 2 the edge's RSS kept
+    /// climbing for half an hour while 500 logs filled; at 1 KiB x 1 it is flat after 9 minutes
+    /// (docs/benchmarks.md).
     fn default() -> Self {
         Self {
             max_connections: 1000,
@@ -100,8 +103,8 @@ impl Default for BrokerSizing {
                 segments: 2,
             },
             rider_log: LogSize {
-                segment_bytes: 2 * 1024,
-                segments: 2,
+                segment_bytes: 1024,
+                segments: 1,
             },
         }
     }
