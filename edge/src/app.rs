@@ -35,6 +35,8 @@ pub struct App {
     pub store_id: String,
     pub layout: VariableMeasureConfig,
     pub pack: PackConfig,
+    /// The store's promise from placement to READY, in minutes (the queues' due times).
+    pub ready_within_minutes: u32,
     pub dev_endpoints: bool,
     /// Scanners, scales and printers (none unless configured).
     pub devices: Devices,
@@ -119,6 +121,7 @@ impl App {
             store_id: config.store_id.clone(),
             layout: config.variable_measure.clone(),
             pack: config.pack.clone(),
+            ready_within_minutes: config.ready_within_minutes,
             dev_endpoints: config.dev_endpoints,
             devices: Devices::new(&config.devices),
             shutdown,
@@ -290,11 +293,7 @@ impl App {
                 staff::start_session(conn, &hash, &id, hours, per_staff)
             })
             .await?;
-        if let Ok(mut sessions) = self.sessions.lock() {
-            for hash in &ended {
-                sessions.remove(hash);
-            }
-        }
+        self.forget_sessions(&ended);
         tracing::info!(staff_id = %staff_id, role = role.as_str(), client = ?client, "signed in");
         Ok(SignedIn {
             token,
@@ -339,6 +338,45 @@ impl App {
         // A new PIN is a fresh start for the account.
         self.throttle.unlock_account(&id);
         Ok(())
+    }
+
+    /// A manager sets a new PIN for a member of staff; their open sessions end.
+    pub async fn reset_pin(&self, actor: &str, staff_id: String, pin: String) -> Result<(), Error> {
+        limits::id("staff_id", &staff_id)?;
+        let min_len = self.throttle.config().min_pin_len;
+        let hash = tokio::task::spawn_blocking(move || staff::hash_pin(&pin, min_len))
+            .await
+            .map_err(|e| Error::PinHash(e.to_string()))??;
+        let id = staff_id.clone();
+        let ended = self
+            .write(actor, move |conn, _| staff::set_pin(conn, &id, &hash))
+            .await?;
+        self.forget_sessions(&ended);
+        self.throttle.unlock_account(&staff_id);
+        tracing::info!(staff_id = %staff_id, by = actor, sessions_ended = ended.len(), "PIN reset");
+        Ok(())
+    }
+
+    /// Ends the session `token` opened.
+    pub async fn sign_out(&self, token: &str) -> Result<(), Error> {
+        let session = self.authenticate(token).await?;
+        let hash = staff::token_hash(token);
+        let ended = hash.clone();
+        self.write(&session.staff_id, move |conn, _| {
+            staff::end_session(conn, &ended)
+        })
+        .await?;
+        self.forget_sessions(&[hash]);
+        tracing::info!(staff_id = %session.staff_id, "signed out");
+        Ok(())
+    }
+
+    fn forget_sessions(&self, hashes: &[String]) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            for hash in hashes {
+                sessions.remove(hash);
+            }
+        }
     }
 
     /// On a store with no staff, creates the `manager` account.

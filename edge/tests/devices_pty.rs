@@ -240,6 +240,25 @@ async fn scanner_scale_and_printer_drive_a_whole_pick_and_pack() {
         s.milligrams = (2 * 1030 + 800) * 1000 + 4_000;
         s.stable = true;
     });
+    // The pack screen follows the platter live, and finds the last reading when it opens.
+    let weighed = events
+        .until("the scale's reading on the stream", |e| {
+            e["type"] == "device"
+                && e["device"] == "scale-1"
+                && e["change"] == "weight"
+                && e["detail"]["grams"] == 2864
+        })
+        .await;
+    assert_eq!(weighed["detail"]["stable"], true, "{weighed}");
+    let (_, report) = api.get(&t.picker, "/api/v1/devices").await;
+    let scale_report = report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "scale-1")
+        .unwrap()
+        .clone();
+    assert_eq!(scale_report["weight"]["grams"], 2864, "{report}");
     let packed = api
         .ok(&t.picker, "/api/v1/orders/o-1/pack", json!({}))
         .await;

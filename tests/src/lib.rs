@@ -7,6 +7,7 @@
 //! executable.
 
 pub mod localstripe;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

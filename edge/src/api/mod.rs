@@ -1,4 +1,4 @@
-//! The HTTP API under `/api/v1`, plus `/healthz` and `/metrics`.
+//! The HTTP API under `/api/v1`, plus `/healthz`, `/metrics` and the staff tablet app at `/`.
 //!
 //! Handlers are thin: they check the caller's role, hand a domain function to
 //! [`App::write`](crate::app::App::write) or [`App::read`](crate::app::App::read), and return
@@ -13,6 +13,7 @@ mod orders;
 mod riders;
 mod stock;
 mod system;
+mod tablet;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,9 +33,11 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/auth/sign-in", post(system::sign_in))
         .route("/auth/me", get(system::me))
+        .route("/auth/sign-out", post(system::sign_out))
         .route("/auth/lockouts", get(system::lockouts))
         .route("/auth/clients/{ip}/unlock", post(system::unlock_client))
-        .route("/staff", post(system::add_staff))
+        .route("/staff", get(system::list_staff).post(system::add_staff))
+        .route("/staff/{id}/pin", post(system::reset_pin))
         .route("/staff/{id}/unlock", post(system::unlock_staff))
         .route("/queues", get(orders::queues))
         .route("/intake/orders", post(orders::intake))
@@ -53,6 +56,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/orders/{id}/handoff", post(orders::handoff))
         .route("/pick-batches", post(orders::batch))
         .route("/catalog/lookup", get(stock::lookup))
+        .route("/products", get(stock::products))
         .route("/bins", get(stock::bins))
         .route("/bins/{id}", put(stock::put_bin))
         .route("/products/{id}/bins/{bin_id}", put(stock::slot))
@@ -75,6 +79,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/riders/{id}/sign-on", post(cash::sign_on));
     Router::new()
         .nest("/api/v1", api)
+        .merge(tablet::routes())
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), track))

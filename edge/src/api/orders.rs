@@ -19,7 +19,10 @@ use crate::work::staff::Role;
 type Reply<T> = Result<Json<T>, ApiError>;
 
 pub async fn queues(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Queues> {
-    Ok(Json(app.read(orders::queues).await?))
+    let within = app.ready_within_minutes;
+    Ok(Json(
+        app.read(move |conn| orders::queues(conn, within)).await?,
+    ))
 }
 
 /// Writes an order as the cloud would (until sync lands) and runs its arrival.

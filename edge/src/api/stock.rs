@@ -15,7 +15,9 @@ use crate::work::bins::{self, Bin};
 use crate::work::catalog::{self, Scanned};
 use crate::work::ctx::Ctx;
 use crate::work::staff::Role;
-use crate::work::stock::{self, Adjust, Count, Level, MoveOutcome, Receive, StockReport};
+use crate::work::stock::{
+    self, Adjust, Count, Level, MoveOutcome, Receive, ShelfProduct, StockReport,
+};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -35,6 +37,11 @@ pub async fn lookup(
     Ok(Json(
         app.read(move |conn| catalog::resolve(conn, &event)).await?,
     ))
+}
+
+/// The products on the shelves with their stock (goods in, substitutions).
+pub async fn products(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Vec<ShelfProduct>> {
+    Ok(Json(app.read(stock::shelf).await?))
 }
 
 pub async fn bins(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Vec<Bin>> {

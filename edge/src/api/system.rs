@@ -1,14 +1,15 @@
 //! Sign-in and staff, the live event stream, health, metrics, status placeholders, and the
 //! dev-only catalog seed.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
@@ -16,15 +17,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::auth::Staff;
+use super::auth::{Staff, Token};
 use super::error::{ApiError, Json, Path};
 use crate::Error;
 use crate::app::{App, SignedIn};
 use crate::devices::{BindRequest, Binding};
-use crate::events::Event;
+use crate::events::{Event, Resume};
 use crate::lockout::LockInfo;
 use crate::work::catalog::{self, CatalogSeed, SeedSummary};
-use crate::work::staff::{NewStaff, Role, Session};
+use crate::work::staff::{Member, NewStaff, Role, Session};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -138,6 +139,39 @@ pub async fn me(Staff(staff): Staff) -> Json<Session> {
     Json(staff)
 }
 
+/// Ends the caller's session: the token stops working at once (the tablet's "Sign out").
+pub async fn sign_out(
+    State(app): State<Arc<App>>,
+    Token(token): Token,
+) -> Result<StatusCode, ApiError> {
+    app.sign_out(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every member of staff, for the manager.
+pub async fn list_staff(State(app): State<Arc<App>>, Staff(staff): Staff) -> Reply<Vec<Member>> {
+    staff.require(Role::Manager)?;
+    Ok(Json(app.read(crate::work::staff::list).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPin {
+    pin: String,
+}
+
+/// A manager sets a forgotten (or leaked) PIN; the member's open sessions end.
+pub async fn reset_pin(
+    State(app): State<Arc<App>>,
+    Staff(staff): Staff,
+    Path(id): Path<String>,
+    Json(body): Json<NewPin>,
+) -> Reply<Value> {
+    staff.require(Role::Manager)?;
+    app.reset_pin(&staff.staff_id, id.clone(), body.pin).await?;
+    Ok(Json(json!({ "id": id })))
+}
+
 #[derive(Debug, Serialize)]
 pub struct StaffAdded {
     id: String,
@@ -216,36 +250,72 @@ pub async fn sync_status(State(app): State<Arc<App>>, _staff: Staff) -> Reply<Va
     }
 }
 
-/// The live stream of order and stock changes (Server-Sent Events). The first event, `hello`,
-/// carries the current sequence number.
+/// The live stream of order, stock, device and sync changes (Server-Sent Events). Each event
+/// carries its seq as the SSE id. The first event, `hello`, carries the current seq; a client
+/// that reconnects with `Last-Event-ID` (browsers send it themselves; `?last_event_id=` works
+/// too) first gets the events it missed, or `reset` when some are gone and it must reload.
 pub async fn events(
     State(app): State<Arc<App>>,
     _staff: Staff,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            uri.query().and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("last_event_id="))
+                    .map(str::to_owned)
+            })
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribed before the ring is read: an event published in between is in both, and the
+    // replayed seqs filter it out of the live part.
     let receiver = app.hub.subscribe();
-    let hello = SseEvent::default()
-        .event("hello")
-        .data(json!({ "seq": app.hub.current_seq() }).to_string());
+    let mut first =
+        vec![SseEvent::default().event("hello").data(
+            json!({ "seq": app.hub.current_seq(), "resumed": last_seen.is_some() }).to_string(),
+        )];
+    let mut replayed = HashSet::new();
+    if let Some(last) = last_seen {
+        match app.hub.since(last) {
+            Resume::Replay(missed) => {
+                for event in &missed {
+                    replayed.insert(event.seq());
+                    first.push(sse_event(event));
+                }
+            }
+            Resume::Reload => first.push(SseEvent::default().event("reset").data("{}")),
+        }
+    }
     let guard = app.metrics.stream_client();
     let shutdown = app.shutdown.clone();
     let stream = futures::stream::unfold(
-        (Some(hello), receiver, shutdown, guard),
-        |(hello, mut receiver, shutdown, guard)| async move {
-            if let Some(hello) = hello {
-                return Some((Ok(hello), (None, receiver, shutdown, guard)));
+        (first.into_iter(), replayed, receiver, shutdown, guard),
+        |(mut first, replayed, mut receiver, shutdown, guard)| async move {
+            if let Some(event) = first.next() {
+                return Some((Ok(event), (first, replayed, receiver, shutdown, guard)));
             }
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return None,
-                next = receiver.recv() => next,
+            let event = loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    next = receiver.recv() => next,
+                };
+                match next {
+                    Ok(event) if replayed.contains(&event.seq()) => {}
+                    Ok(event) => break sse_event(&event),
+                    Err(RecvError::Lagged(missed)) => {
+                        break SseEvent::default()
+                            .event("lagged")
+                            .data(json!({ "missed": missed }).to_string());
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
             };
-            let event = match next {
-                Ok(event) => sse_event(&event),
-                Err(RecvError::Lagged(missed)) => SseEvent::default()
-                    .event("lagged")
-                    .data(json!({ "missed": missed }).to_string()),
-                Err(RecvError::Closed) => return None,
-            };
-            Some((Ok(event), (None, receiver, shutdown, guard)))
+            Some((Ok(event), (first, replayed, receiver, shutdown, guard)))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -254,7 +324,10 @@ pub async fn events(
 fn sse_event(event: &Event) -> SseEvent {
     let data = serde_json::to_string(event)
         .unwrap_or_else(|e| json!({ "type": "error", "message": e.to_string() }).to_string());
-    SseEvent::default().event(event.name()).data(data)
+    SseEvent::default()
+        .event(event.name())
+        .id(event.seq().to_string())
+        .data(data)
 }
 
 /// Writes catalog rows as the cloud would. Only with `dev_endpoints` on (tests, demo).

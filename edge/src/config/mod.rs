@@ -53,6 +53,9 @@ pub struct Config {
     pub variable_measure: VariableMeasureConfig,
     /// Bag weight check.
     pub pack: PackConfig,
+    /// Minutes from an order's placement to READY, the store's part of the delivery promise:
+    /// the tablet's queues show each order's time left against it and mark it late after.
+    pub ready_within_minutes: u32,
     /// Store hardware: scanners, scales, printers (`[devices]`; none by default).
     pub devices: DevicesConfig,
     /// The riders' MQTT broker (`[riders]`); without the section no broker runs.
@@ -77,6 +80,7 @@ impl Default for Config {
             extension_dir: None,
             variable_measure: VariableMeasureConfig::default(),
             pack: PackConfig::default(),
+            ready_within_minutes: 8,
             devices: DevicesConfig::default(),
             riders: None,
             sync: None,
@@ -107,6 +111,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.sign_in.validate().map_err(Error::Config)?;
         self.variable_measure.layouts().map_err(Error::Config)?;
+        if !(1..=240).contains(&self.ready_within_minutes) {
+            return Err(Error::Config(format!(
+                "ready_within_minutes {} is outside 1..=240",
+                self.ready_within_minutes
+            )));
+        }
         Ok(())
     }
 

@@ -96,6 +96,29 @@ async fn handle_event(app: &impl Host, event: DeviceEvent) {
         DeviceEvent::Scan { device, event } => on_scan(app, &device, &event).await,
         DeviceEvent::Weight { device, reading } => {
             tracing::debug!(%device, ?reading, "scale reading");
+            let weight = super::Weight {
+                grams: reading.milligrams.map(|mg| (mg + 500).div_euclid(1000)),
+                stable: reading.stable,
+                over_capacity: reading.over_capacity,
+                under_zero: reading.under_zero,
+            };
+            if let Ok(mut all) = app.devices().weights.lock() {
+                all.insert(device.clone(), weight);
+            }
+            let message = match weight.grams {
+                Some(g) if weight.stable => format!("scale {device}: {g} g"),
+                Some(g) => format!("scale {device}: {g} g (settling)"),
+                None if weight.over_capacity => format!("scale {device}: over capacity"),
+                None => format!("scale {device}: settling"),
+            };
+            publish(
+                app,
+                &device,
+                "weight",
+                !weight.over_capacity && !weight.under_zero,
+                message,
+                serde_json::to_value(weight).unwrap_or(Value::Null),
+            );
         }
         DeviceEvent::DeviceHealth { device, health } => {
             let kind = app.devices().config.kind_of(&device).unwrap_or("device");

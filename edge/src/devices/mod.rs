@@ -130,6 +130,19 @@ pub struct DeviceStatus {
     /// Printer faults in words ("paper out"), empty when ready or unknown.
     pub faults: Vec<String>,
     pub bound: Option<Binding>,
+    /// A scale's last reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
+}
+
+/// A scale reading as the tablet shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Weight {
+    /// Rounded to the gram; absent when the scale reported only a state (motion, overload).
+    pub grams: Option<i64>,
+    pub stable: bool,
+    pub over_capacity: bool,
+    pub under_zero: bool,
 }
 
 /// The daemon's devices: configuration, the manager's handle once started, bindings, faults.
@@ -139,6 +152,8 @@ pub struct Devices {
     handle: OnceLock<DeviceHandle>,
     bindings: Mutex<HashMap<String, Binding>>,
     faults: Mutex<HashMap<String, Vec<String>>>,
+    /// Each scale's last reading, for a pack screen that opens between two readings.
+    weights: Mutex<HashMap<String, Weight>>,
     /// Label job ids sent to a printer, by job id: the order they belong to.
     jobs: Mutex<HashMap<String, String>>,
     /// Reprints asked for since start (part of a reprint's job id).
@@ -168,6 +183,7 @@ impl Devices {
     pub fn status(&self) -> Vec<DeviceStatus> {
         let bindings = self.bindings.lock().map(|b| b.clone()).unwrap_or_default();
         let faults = self.faults.lock().map(|f| f.clone()).unwrap_or_default();
+        let weights = self.weights.lock().map(|w| w.clone()).unwrap_or_default();
         self.config
             .list
             .iter()
@@ -182,6 +198,7 @@ impl Devices {
                     .map_or(Health::Connecting, |h| h.borrow().clone()),
                 faults: faults.get(&d.id).cloned().unwrap_or_default(),
                 bound: bindings.get(&d.id).cloned(),
+                weight: weights.get(&d.id).copied(),
             })
             .collect()
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::error::Error;
+use crate::events::Event;
 use crate::riders::Riders;
 use crate::work::orders;
 
@@ -32,16 +33,51 @@ pub fn start(
         .map_err(|e| Error::Config(format!("sync: {e}")))?;
     tracing::info!(cloud = %config.cloud_url, "syncing with the cloud");
     let status = handle.status.clone();
+    let link = tokio::spawn(announce_link(
+        app.clone(),
+        handle.status.clone(),
+        shutdown.clone(),
+    ));
     let inbox = tokio::spawn(run_inbox(app, riders, handle.status.clone(), shutdown));
     let task = tokio::spawn(async move {
         if let Err(error) = handle.task.await {
             tracing::error!(%error, "the sync client task failed");
+        }
+        if let Err(error) = link.await {
+            tracing::error!(%error, "the sync link announcer failed");
         }
         if let Err(error) = inbox.await {
             tracing::error!(%error, "the sync inbox task failed");
         }
     });
     Ok((status, task))
+}
+
+/// Tells the live stream each time the cloud link comes up or goes down: the tablets' offline
+/// banner follows it without polling.
+async fn announce_link(
+    app: Arc<App>,
+    mut status: watch::Receiver<SyncStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut online = status.borrow_and_update().online;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = status.changed() => if changed.is_err() { return },
+        }
+        let now = status.borrow_and_update().clone();
+        if now.online != online {
+            online = now.online;
+            tracing::info!(online, last_error = ?now.last_error, "cloud link changed");
+            app.hub.publish(vec![Event::Sync {
+                seq: app.hub.next_seq(),
+                online,
+                last_error: now.last_error,
+                last_success_unix_ms: now.last_success_unix_ms,
+            }]);
+        }
+    }
 }
 
 async fn run_inbox(

@@ -112,6 +112,65 @@ pub fn upsert(conn: &Connection, staff: &NewStaff, pin_hash: &str) -> Result<(),
     Ok(())
 }
 
+/// A member of staff as the manager's list shows them (never the PIN's hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub active: bool,
+}
+
+/// Every member of staff, by name.
+pub fn list(conn: &Connection) -> Result<Vec<Member>, Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name, role, active FROM staff ORDER BY name, id")?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, bool>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, name, role, active)| {
+            Ok(Member {
+                id,
+                name,
+                role: Role::parse(&role)?,
+                active,
+            })
+        })
+        .collect()
+}
+
+/// Replaces a member's PIN (already hashed) and ends their sessions: a PIN is reset because it
+/// is forgotten or known to someone else, and in the second case their tablets must sign in
+/// again. Returns the ended sessions' token hashes, for the caller's cache.
+pub fn set_pin(conn: &Connection, staff_id: &str, pin_hash: &str) -> Result<Vec<String>, Error> {
+    let changed = conn
+        .prepare_cached("UPDATE staff SET pin_hash = ?2 WHERE id = ?1")?
+        .execute(params![staff_id, pin_hash])?;
+    if changed == 0 {
+        return Err(Error::not_found("staff member", staff_id));
+    }
+    Ok(conn
+        .prepare_cached("DELETE FROM staff_sessions WHERE staff_id = ?1 RETURNING token_sha256")?
+        .query_map([staff_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Ends one session (sign-out). Ending an unknown session is not an error: the caller is
+/// signed out either way.
+pub fn end_session(conn: &Connection, token_hash: &str) -> Result<(), Error> {
+    conn.prepare_cached("DELETE FROM staff_sessions WHERE token_sha256 = ?1")?
+        .execute([token_hash])?;
+    Ok(())
+}
+
 /// How many active staff there are (none on a fresh store: the manager is bootstrapped).
 pub fn active_count(conn: &Connection) -> Result<i64, Error> {
     Ok(

@@ -134,13 +134,19 @@ impl Api {
     }
 
     pub async fn events(&self, token: &str) -> Events {
-        let response = self
+        self.events_after(token, None).await
+    }
+
+    /// The event stream, resumed after `last_event_id` as a reconnecting browser asks.
+    pub async fn events_after(&self, token: &str, last_event_id: Option<&str>) -> Events {
+        let mut request = self
             .http
             .get(format!("{}/api/v1/events", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("event stream");
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("event stream");
         assert_eq!(response.status(), StatusCode::OK);
         let mut events = Events {
             stream: Box::pin(response.bytes_stream()),

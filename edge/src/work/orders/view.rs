@@ -173,50 +173,105 @@ pub struct QueueEntry {
     pub order_id: String,
     pub status: Status,
     pub status_at: String,
+    /// When the customer placed it (when it reached the store, for an order taken here).
+    pub placed_at: String,
+    /// When it should be READY ([`Queues::ready_within_minutes`] after placement).
+    pub due_at: String,
     pub customer_first_name: String,
     pub lines: i64,
     pub open_qty: i64,
     pub tote: Option<String>,
+    /// The bag label, once packed: what a rider's bag scan is matched against.
+    pub label_id: Option<String>,
+    /// The rider who accepted it, once assigned.
+    pub rider_id: Option<String>,
+    pub rider_name: Option<String>,
+}
+
+/// An order handed to a rider: who took what.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandedOff {
+    pub order_id: String,
+    pub label_id: String,
+    pub rider_id: String,
+    pub rider_name: Option<String>,
+    /// The member of staff (or `rider` for a rider's own bag scan) who recorded it.
+    pub staff_id: Option<String>,
+    pub at: String,
 }
 
 /// The store's work queues.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Queues {
+    /// The store's clock, so a tablet with a wrong clock still shows the right ages.
+    pub now: String,
+    pub ready_within_minutes: u32,
     /// Accepted, waiting for a picker.
     pub new: Vec<QueueEntry>,
     pub picking: Vec<QueueEntry>,
     pub packed: Vec<QueueEntry>,
+    /// READY, and ASSIGNED (a rider accepted it and is on the way).
     pub ready: Vec<QueueEntry>,
+    /// The last handoffs of the past 12 hours, newest first.
+    pub handed_off: Vec<HandedOff>,
 }
 
+/// Handoffs shown with the queues.
+const HANDED_OFF_SHOWN: i64 = 20;
+
 /// The queues, oldest first.
-pub fn queues(conn: &Connection) -> Result<Queues, Error> {
+pub fn queues(conn: &Connection, ready_within_minutes: u32) -> Result<Queues, Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT op.order_id, op.status, op.status_at, coalesce(o.customer_first_name, ''),
-                (SELECT count(*) FROM order_lines l WHERE l.order_id = op.order_id),
+        "WITH q AS (
+           SELECT op.order_id, op.status, op.status_at, coalesce(o.customer_first_name, '') AS name,
+                  coalesce(nullif(o.placed_at, ''),
+                           (SELECT min(e.at) FROM order_events e WHERE e.order_id = op.order_id),
+                           op.status_at) AS placed_at,
+                  op.tote, op.label_id
+           FROM order_progress op LEFT JOIN orders o ON o.id = op.order_id
+           WHERE op.status IN ('ACCEPTED', 'PICKING', 'PACKED', 'READY', 'ASSIGNED'))
+         SELECT q.order_id, q.status, q.status_at, q.name, q.placed_at,
+                strftime('%Y-%m-%dT%H:%M:%fZ', q.placed_at, ?1),
+                (SELECT count(*) FROM order_lines l WHERE l.order_id = q.order_id),
                 (SELECT coalesce(sum(l.qty - coalesce(lp.picked_qty, 0) - coalesce(lp.short_qty, 0)), 0)
                    FROM order_lines l LEFT JOIN order_line_progress lp
                      ON lp.order_id = l.order_id AND lp.line_no = l.line_no
-                  WHERE l.order_id = op.order_id),
-                op.tote
-         FROM order_progress op LEFT JOIN orders o ON o.id = op.order_id
-         WHERE op.status IN ('ACCEPTED', 'PICKING', 'PACKED', 'READY')
-         ORDER BY op.status_at, op.order_id",
+                  WHERE l.order_id = q.order_id),
+                q.tote, q.label_id, r.rider_id, rd.name
+         FROM q
+         LEFT JOIN (SELECT a.order_id, ar.rider_id, max(ar.at) FROM assignments a
+                      JOIN assignment_replies ar ON ar.assignment_id = a.id
+                     WHERE ar.reply = 'accepted' GROUP BY a.order_id) r ON r.order_id = q.order_id
+         LEFT JOIN riders rd ON rd.id = r.rider_id
+         ORDER BY q.placed_at, q.order_id",
     )?;
+    let offset = format!("+{ready_within_minutes} minutes");
     let entries = stmt
-        .query_map([], |row| {
+        .query_map([&offset], |row| {
+            let placed_at: String = row.get(4)?;
+            let due_at: Option<String> = row.get(5)?;
             Ok(QueueEntry {
                 order_id: row.get(0)?,
                 status: status_column(row, 1)?,
                 status_at: row.get(2)?,
+                // A placement time SQLite cannot read leaves the order due at once.
+                due_at: due_at.unwrap_or_else(|| placed_at.clone()),
+                placed_at,
                 customer_first_name: row.get(3)?,
-                lines: row.get(4)?,
-                open_qty: row.get(5)?,
-                tote: row.get(6)?,
+                lines: row.get(6)?,
+                open_qty: row.get(7)?,
+                tote: row.get(8)?,
+                label_id: row.get(9)?,
+                rider_id: row.get(10)?,
+                rider_name: row.get(11)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut queues = Queues::default();
+    let mut queues = Queues {
+        now: crate::clock::now(),
+        ready_within_minutes,
+        ..Queues::default()
+    };
     for entry in entries {
         match entry.status {
             Status::Accepted => queues.new.push(entry),
@@ -225,5 +280,29 @@ pub fn queues(conn: &Connection) -> Result<Queues, Error> {
             _ => queues.ready.push(entry),
         }
     }
+    queues.handed_off = conn
+        .prepare_cached(
+            "SELECT h.order_id, h.label_id, h.rider_id, r.name,
+                    (SELECT e.actor FROM order_events e
+                      WHERE e.order_id = h.order_id AND e.to_status = 'PICKED_UP'
+                      ORDER BY e.at DESC LIMIT 1),
+                    h.at
+             FROM handoffs h LEFT JOIN riders r ON r.id = h.rider_id
+             WHERE h.at >= ?1 ORDER BY h.at DESC, h.order_id LIMIT ?2",
+        )?
+        .query_map(
+            rusqlite::params![crate::clock::seconds_from_now(-12 * 3600), HANDED_OFF_SHOWN],
+            |row| {
+                Ok(HandedOff {
+                    order_id: row.get(0)?,
+                    label_id: row.get(1)?,
+                    rider_id: row.get(2)?,
+                    rider_name: row.get(3)?,
+                    staff_id: row.get(4)?,
+                    at: row.get(5)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
     Ok(queues)
 }

@@ -247,6 +247,59 @@ pub fn levels(conn: &Connection) -> Result<Vec<Level>, Error> {
     Ok(levels)
 }
 
+/// A product on the store's shelves, as goods in and substitution choose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShelfProduct {
+    pub id: String,
+    pub name: String,
+    pub category_id: Option<String>,
+    /// `each` or `kg`.
+    pub unit: String,
+    pub unit_weight_g: i64,
+    pub gtins: Vec<String>,
+    /// Its first slot in walk order, if slotted.
+    pub bin_id: Option<String>,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+/// Every active product with its GTINs, first slot and stock, by name.
+pub fn shelf(conn: &Connection) -> Result<Vec<ShelfProduct>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id, p.name, p.category_id, p.unit, p.unit_weight_g,
+                (SELECT group_concat(g.gtin, ' ') FROM
+                   (SELECT gtin FROM product_gtins WHERE product_id = p.id ORDER BY gtin) g),
+                (SELECT pb.bin_id FROM product_bins pb JOIN bins b ON b.id = pb.bin_id
+                  WHERE pb.product_id = p.id ORDER BY b.pick_seq, b.id LIMIT 1),
+                coalesce((SELECT sum(on_hand) FROM stock_lots l WHERE l.product_id = p.id), 0),
+                coalesce((SELECT reserved FROM stock_reserved r WHERE r.product_id = p.id), 0)
+         FROM products p WHERE p.active = 1 ORDER BY p.name, p.id",
+    )?;
+    let products = stmt
+        .query_map([], |row| {
+            let gtins: Option<String> = row.get(5)?;
+            let on_hand: i64 = row.get(7)?;
+            let reserved: i64 = row.get(8)?;
+            Ok(ShelfProduct {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                category_id: row.get(2)?,
+                unit: row.get(3)?,
+                unit_weight_g: row.get(4)?,
+                gtins: gtins
+                    .map(|g| g.split(' ').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                bin_id: row.get(6)?,
+                on_hand,
+                reserved,
+                available: on_hand.saturating_sub(reserved),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(products)
+}
+
 /// A product's lots with stock, first-expiring first (FEFO; lots without expiry last), then in
 /// walk order: the first one is what a picker should take.
 pub fn lots(conn: &Connection, product_id: &str) -> Result<Vec<LotLevel>, Error> {
