@@ -31,6 +31,34 @@ pub struct CloudConfig {
     pub riders: RidersSettings,
     pub http: HttpLimits,
     pub payments: crate::payments::PaymentsConfig,
+    pub hq: HqSettings,
+}
+
+/// HQ users' sign-in to the dashboard (`[hq]`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HqSettings {
+    /// Hours a dashboard sign-in lasts.
+    pub session_hours: u32,
+    /// Mark the session cookie `Secure` (browsers then send it over HTTPS only). On wherever
+    /// the dashboard is reached over TLS (the cloud's own `[tls]` or a terminating ingress);
+    /// off for plain HTTP on loopback (the demo, tests).
+    pub secure_cookie: bool,
+    /// Failed sign-ins allowed per client address in `sign_in_window_s` before it is answered
+    /// 429 without a check.
+    pub max_failed_sign_ins: u32,
+    pub sign_in_window_s: u64,
+}
+
+impl Default for HqSettings {
+    fn default() -> Self {
+        Self {
+            session_hours: 12,
+            secure_cookie: false,
+            max_failed_sign_ins: 10,
+            sign_in_window_s: 300,
+        }
+    }
 }
 
 /// What one client may cost the HTTP server: body sizes per route, how long a body and a new
@@ -240,6 +268,7 @@ impl Default for CloudConfig {
             riders: RidersSettings::default(),
             http: HttpLimits::default(),
             payments: crate::payments::PaymentsConfig::default(),
+            hq: HqSettings::default(),
         }
     }
 }

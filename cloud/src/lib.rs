@@ -12,6 +12,7 @@ mod api;
 pub mod area;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod dispatch;
 mod error;
 mod faults;
@@ -59,6 +60,7 @@ pub struct Cloud {
     registry: Registry,
     stores: Arc<Stores>,
     projection: Projection,
+    dashboard: dashboard::Dashboard,
 }
 
 impl Cloud {
@@ -88,6 +90,11 @@ impl Cloud {
     /// The read model (orders, timelines, stock per store, riders).
     pub fn projection(&self) -> &Projection {
         &self.projection
+    }
+
+    /// HQ's dashboard (its published snapshots; a build on demand).
+    pub fn dashboard(&self) -> &dashboard::Dashboard {
+        &self.dashboard
     }
 
     /// The catalog database (read it freely).
@@ -205,6 +212,13 @@ pub async fn start_with(
         stores.clone(),
         payments.clone(),
     ));
+    let dashboard = dashboard::Dashboard::new(
+        hq.clone(),
+        projection.clone(),
+        stores.clone(),
+        intake.clone(),
+        Duration::from_millis(config.intake.offline_grace_ms),
+    );
     let counter = ChangeCounter::default();
     let prometheus = Arc::new(metrics.registry(&counter));
     let mut read_models: Vec<Arc<dyn ReadModel>> =
@@ -224,12 +238,18 @@ pub async fn start_with(
         projection: projection.clone(),
         intake: intake.clone(),
         payments: payments.clone(),
+        dashboard: dashboard.clone(),
         // Stripe retries a refused delivery for days; 20 refusals a minute is far above what
         // a misconfigured secret produces and far below what guessing one needs.
         webhook_throttle: Arc::new(http::throttle::FailureThrottle::new(
             20,
             Duration::from_secs(60),
         )),
+        sign_in_throttle: Arc::new(http::throttle::FailureThrottle::new(
+            config.hq.max_failed_sign_ins.max(1),
+            Duration::from_secs(config.hq.sign_in_window_s.max(1)),
+        )),
+        hq_settings: config.hq.clone(),
         intake_grace_ms: config.intake.offline_grace_ms,
         enrolment_code_ttl: time::Duration::hours(i64::from(
             config.riders.enrolment_code_ttl_hours,
@@ -260,6 +280,7 @@ pub async fn start_with(
         registry: registry.clone(),
         stores: stores.clone(),
         projection: projection.clone(),
+        dashboard: dashboard.clone(),
     };
     let router = routes::router(state);
     let task = tokio::spawn(async move {
@@ -293,6 +314,7 @@ pub async fn start_with(
             projection.clone(),
             shutdown.clone(),
         ));
+        let showing = tokio::spawn(dashboard.run(shutdown.clone()));
         let served = serve::serve(
             listener,
             router,
@@ -308,6 +330,7 @@ pub async fn start_with(
             ("short handler", shorts),
             ("dispatch", dispatching),
             ("payments", paying),
+            ("dashboard", showing),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, task = name, "background task");

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub gateway_calls: Family<GatewayCallLabels, Counter>,
     pub payment_backlog: Family<OpLabels, Gauge>,
     pub webhooks_refused: Counter,
+    pub hq_sign_ins_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -67,6 +68,7 @@ impl Default for Metrics {
             gateway_calls: Family::default(),
             payment_backlog: Family::default(),
             webhooks_refused: Counter::default(),
+            hq_sign_ins_failed: Counter::default(),
         }
     }
 }
@@ -134,6 +136,11 @@ impl Metrics {
             "payment_backlog",
             "Gateway calls (captures, voids, refunds) waiting to be made or retried",
             self.payment_backlog.clone(),
+        );
+        registry.register(
+            "hq_sign_ins_failed",
+            "Refused HQ dashboard sign-ins (unknown user, wrong password)",
+            self.hq_sign_ins_failed.clone(),
         );
         registry.register(
             "webhooks_refused",

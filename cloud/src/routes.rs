@@ -7,10 +7,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post, put};
 use flashkart_sync::protocol;
 
-use crate::api::{admin, catalog, customer, payments};
+use crate::api::{admin, catalog, customer, hq_auth, payments};
 use crate::http::guard::{Caller, guard};
 use crate::http::state::AppState;
 use crate::http::{observe, sync};
+
+/// A sign-in body: a username and a password.
+const SIGN_IN_BODY_BYTES: usize = 4096;
 
 /// Every route that reads a body is guarded (`http/guard.rs`); routes without a body never read
 /// one. Every matched request gets an id and is counted (`http/observe.rs`).
@@ -24,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         limits.max_profile_body_bytes,
     );
     Router::new()
+        .merge(crate::api::hq_app::routes())
         .route(
             protocol::HELLO_PATH,
             guarded(post(sync::hello), Caller::Store, sync_limit),
@@ -37,13 +41,32 @@ pub fn router(state: AppState) -> Router {
             guarded(post(sync::pull), Caller::Store, sync_limit),
         )
         .route(
+            "/hq/api/sign-in",
+            guarded(post(hq_auth::sign_in), Caller::Public, SIGN_IN_BODY_BYTES),
+        )
+        .route("/hq/api/me", get(hq_auth::me))
+        .route(
+            "/hq/api/sign-out",
+            guarded(post(hq_auth::sign_out), Caller::Public, SIGN_IN_BODY_BYTES),
+        )
+        .route("/admin/v1/hq-users", get(hq_auth::list_users))
+        .route(
+            "/admin/v1/hq-users/{username}",
+            guarded(put(hq_auth::put_user), Caller::HqAdmin, admin_limit),
+        )
+        .route("/admin/v1/audit", get(hq_auth::audit))
+        .route(
             "/admin/v1/stores",
-            guarded(post(admin::register_store), Caller::Admin, admin_limit)
+            guarded(post(admin::register_store), Caller::HqAdmin, admin_limit)
                 .get(admin::list_stores),
         )
         .route(
             "/admin/v1/stores/{id}/token",
-            guarded(post(admin::rotate_store_token), Caller::Admin, admin_limit),
+            guarded(
+                post(admin::rotate_store_token),
+                Caller::HqAdmin,
+                admin_limit,
+            ),
         )
         .route(
             "/admin/v1/stores/{id}/profile",
@@ -90,7 +113,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/admin/v1/orders/{id}/refund",
-            guarded(post(payments::refund_order), Caller::Admin, admin_limit),
+            guarded(post(payments::refund_order), Caller::HqAdmin, admin_limit),
         )
         .route(
             "/api/v1/payments/stripe/webhook",
@@ -115,6 +138,31 @@ pub fn router(state: AppState) -> Router {
             get(payments::rider_statement),
         )
         .route("/api/v1/products", get(customer::products))
+        // The HQ dashboard's data and controls.
+        .route("/admin/v1/dashboard", get(crate::api::dashboard::snapshot))
+        .route(
+            "/admin/v1/dashboard/events",
+            get(crate::api::dashboard::events),
+        )
+        .route("/admin/v1/riders", get(crate::api::dashboard::riders))
+        .route("/admin/v1/coupons", get(crate::api::dashboard::coupons))
+        .route("/admin/v1/products", get(crate::api::dashboard::products))
+        .route(
+            "/admin/v1/stores/{id}/pause",
+            guarded(
+                post(crate::api::dashboard::pause_store),
+                Caller::Admin,
+                admin_limit,
+            ),
+        )
+        .route(
+            "/admin/v1/orders/{id}/reroute",
+            guarded(
+                post(crate::api::dashboard::reroute_order),
+                Caller::Admin,
+                admin_limit,
+            ),
+        )
         .route("/metrics", get(sync::metrics))
         .route("/healthz", get(|| async { "ok" }))
         // The guard has read each body already; this only keeps an unguarded route that

@@ -2,8 +2,8 @@
 //!
 //! A pure function over what the read model and the registry say right now, so every rule is
 //! testable without a database: a store is a candidate when the address is inside its service
-//! area and radius, it is open, its edge has been heard from within the grace period, and its
-//! backlog is under capacity. Among candidates, one store that has every line in stock beats
+//! area and radius, it is open and not paused by HQ, its edge has been heard from within the
+//! grace period, and its backlog is under capacity. Among candidates, one store that has every line in stock beats
 //! any split or short order (a second bag from another store doubles the delivery); then a
 //! store that can still meet its SLA beats one that cannot; then the earliest estimated
 //! delivery (preparation behind the backlog plus the ride) wins, which is also the nearest store
@@ -17,6 +17,8 @@ pub struct Candidate {
     pub distance_m: f64,
     pub max_radius_m: f64,
     pub open: bool,
+    /// HQ paused the store: no new orders, as if it were closed.
+    pub paused: bool,
     pub online: bool,
     pub backlog: u32,
     pub capacity: u32,
@@ -80,6 +82,10 @@ pub fn choose(
     let mut reasons = Vec::new();
     let mut best: Option<(Choice, (bool, bool, u64, i64))> = None;
     for candidate in serving {
+        if candidate.paused {
+            reasons.push(format!("{} is paused", candidate.store_id));
+            continue;
+        }
         if !candidate.open {
             reasons.push(format!("{} is closed", candidate.store_id));
             continue;
@@ -135,6 +141,7 @@ mod tests {
             distance_m,
             max_radius_m: 5_000.0,
             open: true,
+            paused: false,
             online: true,
             backlog: 0,
             capacity: 10,
@@ -196,6 +203,21 @@ mod tests {
         assert_eq!(
             choose(&[outside, too_far], &[1], &EST),
             Err(NoStore::OutsideAreas)
+        );
+    }
+
+    #[test]
+    fn a_paused_store_gets_nothing_and_the_refusal_says_so() {
+        let mut paused = store("paused", 100.0, vec![5]);
+        paused.paused = true;
+        let other = store("other", 4_000.0, vec![5]);
+        assert_eq!(
+            choose(&[paused.clone(), other], &[1], &EST).map(|c| c.store_id),
+            Ok("other".into())
+        );
+        assert_eq!(
+            choose(&[paused], &[1], &EST),
+            Err(NoStore::Unavailable("paused is paused".into()))
         );
     }
 

@@ -102,13 +102,18 @@ pub async fn create_customer(
         .into_response())
 }
 
-/// `PUT /admin/v1/stores/{id}/profile`: where a registered store is and what it serves.
+/// `PUT /admin/v1/stores/{id}/profile`: where a registered store is and what it serves. A body
+/// without `paused` keeps the store's pause as it is (see `POST /admin/v1/stores/{id}/pause`);
+/// one with it sets the pause and its `paused_reason`.
 pub async fn put_store_profile(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-    Json(mut profile): Json<StoreProfile>,
+    Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    let keep_pause = body.get("paused").is_none();
+    let mut profile: StoreProfile = serde_json::from_value(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     profile.id = id.clone();
     profile.check_new().map_err(ApiError::Unprocessable)?;
     profile.validate().map_err(ApiError::Unprocessable)?;
@@ -134,8 +139,11 @@ pub async fn put_store_profile(
         })
         .await
         .map_err(crate::CloudError::from)?;
-    state.hq.put_store(profile.clone()).await?;
-    Ok(Json(profile).into_response())
+    let stored = state
+        .hq
+        .put_store_keeping_pause(profile, keep_pause)
+        .await?;
+    Ok(Json(stored).into_response())
 }
 
 /// `GET /admin/v1/stores`: every profiled store with its live figures (the last hour).

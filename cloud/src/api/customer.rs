@@ -34,7 +34,9 @@ pub async fn place_order(
     Ok(response)
 }
 
-/// `GET /api/v1/orders/{id}` (the customer's own orders) and `GET /admin/v1/orders/{id}`.
+/// `GET /api/v1/orders/{id}` (the customer's own orders) and `GET /admin/v1/orders/{id}`
+/// (any order, with what support needs besides: PIN failures, the lines at the store, the
+/// rider).
 pub async fn get_order(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -64,6 +66,15 @@ pub async fn get_order(
         let failures = pin_failures(&state, &order.store_id, &id).await?;
         view["pin_failures"] = failures.into();
         view["flagged_for_support"] = (failures >= PIN_STRIKES).into();
+        // HQ also sees the basket as its store has it (picked, short, substituted) and the
+        // rider who took it; a customer's view stays as it was.
+        let (lines, rider_id) = tokio::try_join!(
+            crate::dashboard::detail::order_lines(&state.stores, &order.store_id, &id),
+            crate::dashboard::detail::order_rider(&state.projection, &id),
+        )?;
+        view["lines"] = serde_json::to_value(lines)
+            .map_err(|e| ApiError::Internal(format!("order lines: {e}")))?;
+        view["rider_id"] = rider_id.into();
     }
     Ok(Json(view).into_response())
 }

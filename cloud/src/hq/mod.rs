@@ -21,7 +21,9 @@ use serde::Serialize;
 use crate::CloudError;
 use crate::registry::{hex, token_hash};
 
+mod operations;
 mod records;
+pub mod users;
 
 pub use records::{
     Coupon, MAX_AREA_POSITIONS, OpeningHours, Placed, RosterRider, RoutableStore, StoreProfile,
@@ -93,6 +95,11 @@ const MIGRATIONS: &[Migration] = &[
             )",
         )],
     },
+    Migration {
+        version: 3,
+        name: "HQ users, sessions and the audit log",
+        steps: &[Step::Sql(users::SCHEMA)],
+    },
 ];
 
 /// The HQ database and the in-memory copy of the store profiles.
@@ -100,6 +107,8 @@ const MIGRATIONS: &[Migration] = &[
 pub struct Hq {
     db: StoreDb,
     stores: Arc<RwLock<Arc<Vec<RoutableStore>>>>,
+    /// Bumped after a profile, pause, rider or coupon changes (the dashboard rebuilds).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 const PROFILE_UPSERT: &str =
@@ -116,6 +125,7 @@ impl Hq {
         let hq = Self {
             db,
             stores: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            changed: tokio::sync::watch::Sender::new(0),
         };
         hq.reload_stores().await?;
         Ok(hq)
@@ -147,6 +157,7 @@ impl Hq {
         if let Ok(mut guard) = self.stores.write() {
             *guard = Arc::new(stores);
         }
+        self.touched();
         Ok(())
     }
 
@@ -169,7 +180,9 @@ impl Hq {
     /// Creates or replaces a rider's roster entry (validated by the caller).
     pub async fn put_rider(&self, rider: RosterRider) -> Result<(), CloudError> {
         let id = rider.id.clone();
-        self.put_whole(RIDER_UPSERT, id, &rider, "rider").await
+        self.put_whole(RIDER_UPSERT, id, &rider, "rider").await?;
+        self.touched();
+        Ok(())
     }
 
     /// Creates or replaces row `id` of a table that keeps each entry whole as JSON; `upsert`
@@ -296,6 +309,7 @@ impl Hq {
                 .map_err(flashkart_sync::Error::from)
             })
             .await?;
+        self.touched();
         Ok(())
     }
 

@@ -75,6 +75,14 @@ pub struct StoreProfile {
     pub capacity: u32,
     /// Minutes from order to door the store promises.
     pub sla_minutes: u32,
+    /// HQ stopped new orders to the store (routing skips it as it skips a closed one; the
+    /// orders it has go on). Set by `POST /admin/v1/stores/{id}/pause`; a profile PUT that
+    /// leaves it out keeps the stored pause.
+    #[serde(default)]
+    pub paused: bool,
+    /// Why, as HQ wrote it (HQ sees it; a customer's refusal only says the store is paused).
+    #[serde(default)]
+    pub paused_reason: Option<String>,
 }
 
 impl StoreProfile {
@@ -105,6 +113,9 @@ impl StoreProfile {
         if self.name.chars().any(char::is_control) {
             return Err("name must not contain control characters".into());
         }
+        if let Some(reason) = &self.paused_reason {
+            check_pause_reason(reason)?;
+        }
         // Routing tests every order's address against every area, so an area's size is a
         // cost paid per order; a drawn delivery area needs hundreds of positions, not more.
         let positions = positions(&self.service_area, 0);
@@ -115,6 +126,14 @@ impl StoreProfile {
         }
         Ok(())
     }
+}
+
+/// A pause reason: at most 200 bytes, no control characters.
+fn check_pause_reason(reason: &str) -> Result<(), String> {
+    if reason.len() > 200 || reason.chars().any(char::is_control) {
+        return Err("a pause reason is at most 200 bytes without control characters".into());
+    }
+    Ok(())
 }
 
 /// Most positions (vertices, all rings and polygons together) of a service area.

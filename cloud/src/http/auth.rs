@@ -4,19 +4,75 @@
 //! On guarded routes the guard has authenticated before the body was read and left the caller
 //! in the request extensions; the extractors take it from there. On routes without a body they
 //! authenticate from the headers themselves, with the same rules.
+//!
+//! HQ is either the admin token (automation) or an HQ user signed in to the dashboard, whose
+//! browser holds the session in an HttpOnly, SameSite=Strict cookie. A cookie is sent by the
+//! browser on its own, so a request that changes something must also carry the session's CSRF
+//! token in `X-CSRF-Token`, which only the dashboard's own script can read (from the sign-in
+//! answer or `/hq/api/me`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 
+use crate::hq::users::HqRole;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::intake::Customer;
 use crate::registry::{StoreAuth, token_hash};
 
-/// HQ's admin credential was presented.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// HQ: the admin token or a signed-in HQ user, with what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// The HQ user's name, or [`ADMIN_TOKEN_ACTOR`]: who the audit log says did it.
+    pub actor: String,
+    pub role: HqRole,
+}
+
+/// The audit log's name for the admin token.
+pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "fk_hq";
+/// The header a cookie-authenticated request that changes something echoes the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+impl Admin {
+    /// Refuses (403) unless this caller's role is at least `role`.
+    pub fn require(&self, role: HqRole) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} is an HQ {}; this needs an {} or above",
+                self.actor,
+                self.role.as_str(),
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// The dashboard session's token from the `Cookie` headers, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+/// Equal without an early exit, so the time taken does not say how much of a guess matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
 
 /// A store's credential (not the admin's).
 #[derive(Debug, Clone)]
@@ -46,22 +102,47 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether the bearer is HQ's admin credential.
-fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
-    bearer(headers).is_some_and(|token| token_hash(token) == state.admin_token_sha256)
-}
-
-/// HQ's admin credential. A store's credential gets 403 (it is a credential, just not this
-/// one), anything else 401.
-pub(crate) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, ApiError> {
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if token_hash(token) == state.admin_token_sha256 {
-        return Ok(Admin);
+/// HQ: the admin token as bearer, else a dashboard session cookie (with the CSRF token on
+/// anything but a read). A bearer that is not the admin token decides alone: a store's
+/// credential gets 403 (it is a credential, just not this one), anything else 401.
+pub(crate) async fn admin(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Admin, ApiError> {
+    if let Some(token) = bearer(headers) {
+        if token_hash(token) == state.admin_token_sha256 {
+            return Ok(Admin {
+                actor: ADMIN_TOKEN_ACTOR.into(),
+                role: HqRole::Admin,
+            });
+        }
+        return Err(if state.registry.authenticate(token).await?.is_some() {
+            ApiError::Forbidden("a store credential cannot use the admin API".into())
+        } else {
+            ApiError::Unauthorized
+        });
     }
-    Err(if state.registry.authenticate(token).await?.is_some() {
-        ApiError::Forbidden("a store credential cannot use the admin API".into())
-    } else {
-        ApiError::Unauthorized
+    let token = session_cookie(headers).ok_or(ApiError::Unauthorized)?;
+    let session = state
+        .hq
+        .session(token)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same_secret(sent, &session.csrf_token) {
+            return Err(ApiError::Forbidden(
+                "a change from the dashboard must carry its X-CSRF-Token".into(),
+            ));
+        }
+    }
+    Ok(Admin {
+        actor: session.username,
+        role: session.role,
     })
 }
 
@@ -94,8 +175,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match parts.extensions.get::<Admin>() {
-            Some(admin) => Ok(*admin),
-            None => admin(state, &parts.headers).await,
+            Some(admin) => Ok(admin.clone()),
+            None => admin(state, &parts.method, &parts.headers).await,
         }
     }
 }
@@ -138,7 +219,12 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.extensions.get::<Admin>().is_some() || is_admin(state, &parts.headers) {
+        let hq = match bearer(&parts.headers) {
+            _ if parts.extensions.get::<Admin>().is_some() => true,
+            Some(token) => token_hash(token) == state.admin_token_sha256,
+            None => admin(state, &parts.method, &parts.headers).await.is_ok(),
+        };
+        if hq {
             return Ok(Self::Admin);
         }
         Customer::from_request_parts(parts, state)

@@ -5,6 +5,10 @@
 //! Nothing of a body is read for a caller without a valid credential, and a declared length
 //! over the limit is refused before a byte of it is read. The caller is left in the request
 //! extensions for the extractors in `auth.rs`.
+//!
+//! HQ's changes are also checked against the caller's role here and recorded in the audit log
+//! (who, what path, the outcome, the `reason` given) once the handler has answered: one place
+//! for every control, whichever handler makes it.
 
 use std::time::Duration;
 
@@ -15,20 +19,26 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
+use crate::hq::users::{AuditEntry, HqRole};
 use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
 /// Who may call a guarded route.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// A store's credential (not the admin's).
     Store,
-    /// HQ's admin credential.
+    /// HQ changing something: an operator or above (the admin token, or a dashboard session
+    /// with its CSRF token). Recorded in the audit log with who did it.
     Admin,
+    /// HQ changing credentials, HQ users or money: an HQ admin. Recorded like `Admin`.
+    HqAdmin,
+    /// Anyone: the handler authenticates (HQ sign-in); the guard only bounds the body.
+    Public,
     /// A customer's credential.
     Customer,
-    /// HQ's admin credential or a customer's (the handler decides what each may do).
+    /// HQ (an operator or above) or a customer (the handler decides what each may do).
     Viewer,
     /// The payment provider: no credential in the headers, only a signature over the body
     /// that the handler verifies; the guard still bounds the body and its time.
@@ -63,14 +73,21 @@ pub fn guard(
 async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let state = &guard.state;
+    let mut hq: Option<auth::Admin> = None;
     let result = async {
         match guard.caller {
             Caller::Store => {
                 let caller = auth::store(state, &parts.headers).await?;
                 parts.extensions.insert(caller);
             }
-            Caller::Admin => {
-                let admin = auth::admin(state, &parts.headers).await?;
+            Caller::Admin | Caller::HqAdmin => {
+                let admin = auth::admin(state, &parts.method, &parts.headers).await?;
+                admin.require(if guard.caller == Caller::HqAdmin {
+                    HqRole::Admin
+                } else {
+                    HqRole::Operator
+                })?;
+                hq = Some(admin.clone());
                 parts.extensions.insert(admin);
             }
             Caller::Customer => {
@@ -78,8 +95,10 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
                 parts.extensions.insert(customer);
             }
             Caller::Viewer => {
-                if auth::admin(state, &parts.headers).await.is_ok() {
-                    parts.extensions.insert(auth::Admin);
+                if let Ok(admin) = auth::admin(state, &parts.method, &parts.headers).await {
+                    admin.require(HqRole::Operator)?;
+                    hq = Some(admin.clone());
+                    parts.extensions.insert(admin);
                 } else {
                     let customer = auth::customer(state, &parts.headers).await?;
                     parts.extensions.insert(customer);
@@ -92,6 +111,7 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
                     ));
                 }
             }
+            Caller::Public => {}
         }
         let declared = parts
             .headers
@@ -113,11 +133,41 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
     .await;
     match result {
         Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            let audit = hq.map(|admin| (admin, reason_in(&bytes)));
+            let method = parts.method.to_string();
+            let path = parts.uri.path().to_owned();
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            if let Some((admin, reason)) = audit {
+                let entry = AuditEntry {
+                    at: crate::clock::now_rfc3339(),
+                    actor: admin.actor,
+                    role: admin.role,
+                    method,
+                    path,
+                    status: response.status().as_u16(),
+                    reason,
+                };
+                if let Err(error) = state.hq.audit(entry.clone()).await {
+                    // The change is made; losing its record is logged loudly, not undone.
+                    tracing::error!(%error, ?entry, "recording an HQ change in the audit log");
+                }
+            }
+            response
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// Most characters of a request's `reason` the audit log keeps.
+const MAX_AUDIT_REASON: usize = 500;
+
+/// The `reason` a JSON body gives for a change (cancellations, pauses, reroutes), if any.
+fn reason_in(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let reason = value.get("reason")?.as_str()?.trim();
+    (!reason.is_empty()).then(|| reason.chars().take(MAX_AUDIT_REASON).collect())
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -140,4 +190,23 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
     }
     Ok(buffer.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_in;
+
+    #[test]
+    fn the_audit_log_keeps_a_bounded_reason_and_nothing_else() {
+        assert_eq!(
+            reason_in(br#"{"reason": " store flooded ", "password": "x"}"#).as_deref(),
+            Some("store flooded")
+        );
+        assert_eq!(reason_in(br#"{"reason": "   "}"#), None);
+        assert_eq!(reason_in(br#"{"reason": 5}"#), None);
+        assert_eq!(reason_in(b"not json"), None);
+        let long = format!(r#"{{"reason": "{}"}}"#, "é".repeat(900));
+        let kept = reason_in(long.as_bytes()).expect("a long reason is cut, not dropped");
+        assert_eq!(kept.chars().count(), 500);
+    }
 }

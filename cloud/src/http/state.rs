@@ -32,8 +32,12 @@ pub struct AppState {
     pub projection: Projection,
     pub intake: Arc<Intake>,
     pub payments: Arc<Payments>,
+    pub dashboard: crate::dashboard::Dashboard,
     /// Refused webhook signatures per client address.
     pub webhook_throttle: Arc<FailureThrottle>,
+    /// Failed HQ sign-ins per client address.
+    pub sign_in_throttle: Arc<FailureThrottle>,
+    pub hq_settings: crate::config::HqSettings,
     pub intake_grace_ms: u64,
     /// How long an enrolment code stays valid unless the request says less.
     pub enrolment_code_ttl: time::Duration,

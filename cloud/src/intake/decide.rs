@@ -265,6 +265,7 @@ impl Intake {
                     distance_m: distance_m((p.lat, p.lon), (lat, lon)),
                     max_radius_m: p.max_radius_m,
                     open: p.hours.is_open(now_unix),
+                    paused: p.paused,
                     online: self.liveness.online(&p.id, grace),
                     backlog: backlog.get(&p.id).copied().unwrap_or(0),
                     capacity: p.capacity,

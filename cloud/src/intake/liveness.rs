@@ -55,6 +55,13 @@ impl Liveness {
             None => self.started.elapsed() <= grace,
         }
     }
+
+    /// How long ago `store_id`'s latest request began or ended, or `None` if none has since the
+    /// cloud started: HQ's dashboard shows when a store was last heard from.
+    pub fn last_contact(&self, store_id: &str) -> Option<Duration> {
+        let seen = self.seen.lock().ok()?;
+        seen.get(store_id).map(|(_, last)| last.elapsed())
+    }
 }
 
 impl Drop for InFlight<'_> {

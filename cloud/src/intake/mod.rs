@@ -25,6 +25,7 @@ mod rows;
 
 pub use cancel::{CancelAnswer, Canceller};
 pub use liveness::{InFlight, Liveness};
+pub use reroute::RerouteRefused;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

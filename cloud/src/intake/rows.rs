@@ -126,7 +126,7 @@ pub(super) fn read_order_rows(
     let order = conn
         .prepare_cached(
             "SELECT store_id, customer_first_name, address, lat, lon, delivery_slot, total_minor,
-                placed_at, contactless, payment_method FROM orders WHERE id = ?1",
+                placed_at, contactless, payment_method, currency FROM orders WHERE id = ?1",
         )?
         .query_row([order_id], |r| {
             Ok(PlacedOrder {
@@ -136,7 +136,8 @@ pub(super) fn read_order_rows(
                 placed_at: r.get(7)?,
                 promised_at: String::new(),
                 eta_minutes: 0,
-                currency: String::new(),
+                // Carried over, so the second store's cash due is in the same currency.
+                currency: r.get(10)?,
                 lines: Vec::new(),
                 items_minor: 0,
                 discount_minor: 0,

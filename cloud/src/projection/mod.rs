@@ -74,6 +74,9 @@ pub struct Projection {
     dirty: Arc<Dirty>,
     /// Bumped after every projected step (tests and the dashboard wait on it).
     projected: watch::Sender<u64>,
+    /// Bumped after the cloud's own writes (an order intake routed, a note), which no
+    /// projected step announces: the dashboard shows a new order before its store has it.
+    written: watch::Sender<u64>,
 }
 
 /// Stores with changes the projector may not have seen. A set, so a busy store is one entry
@@ -108,6 +111,7 @@ impl Projection {
             db,
             dirty: Arc::default(),
             projected: watch::Sender::new(0),
+            written: watch::Sender::new(0),
         })
     }
 
@@ -127,6 +131,11 @@ impl Projection {
     /// Counts projected batches; changes after each.
     pub fn projected(&self) -> watch::Receiver<u64> {
         self.projected.subscribe()
+    }
+
+    /// Counts the cloud's own writes to the read model; changes after each.
+    pub fn written(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
     }
 }
 

@@ -53,6 +53,7 @@ impl Projection {
                 Ok(())
             })
             .await?;
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -84,6 +85,7 @@ impl Projection {
                 .map_err(flashkart_sync::Error::from)
             })
             .await?;
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

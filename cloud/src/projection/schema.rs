@@ -114,4 +114,17 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             ) WITHOUT ROWID",
         )],
     },
+    Migration {
+        version: 4,
+        name: "dashboard indexes",
+        // The HQ dashboard reads open and recently finished orders, the last 24 hours of
+        // placements and the last hour of offers and replies every few seconds; without these
+        // each read would scan tables that grow with every order ever taken.
+        steps: &[
+            Step::Sql("CREATE INDEX rm_orders_by_status ON rm_orders (status, status_at)"),
+            Step::Sql("CREATE INDEX rm_orders_by_placed ON rm_orders (placed_at)"),
+            Step::Sql("CREATE INDEX rm_offers_by_time ON rm_offers (offered_at)"),
+            Step::Sql("CREATE INDEX rm_replies_by_time ON rm_replies (at)"),
+        ],
+    },
 ];

@@ -69,7 +69,11 @@ async fn announce_link(
         let now = status.borrow_and_update().clone();
         if now.online != online {
             online = now.online;
-            tracing::info!(online, last_error = ?now.last_error, "cloud link changed");
+            tracing::info!(
+                link = if online { "up" } else { "down" },
+                last_error = ?now.last_error,
+                "cloud link changed"
+            );
             app.hub.publish(vec![Event::Sync {
                 seq: app.hub.next_seq(),
                 online,

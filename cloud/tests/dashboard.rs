@@ -1,0 +1,1458 @@
+//! HQ's dashboard against a real cloud with two stores syncing through the real client: orders
+//! placed through the intake API, the stores' progress written into their own databases (and
+//! synced, as their staff's scans would be). The snapshot's figures equal what independent SQL
+//! over the read model (and `store_figures`) says; a paused store gets no new order; a reroute
+//! moves an untouched order and refuses a picked one; the event stream sends a new snapshot
+//! after a change; a build over 10,000 orders is timed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::api::Api;
+use common::*;
+use flashkart_cloud::RunningCloud;
+use flashkart_cloud::clock;
+use flashkart_cloud::projection::RoutedOrder;
+use flashkart_sync::StoreDb;
+use flashkart_sync::client::{self, SyncStatus};
+use reqwest::{Method, StatusCode};
+use rusqlite::params;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Inside only store 1's area, only store 2's, and both (nearer store 1).
+const ONLY_S1: (f64, f64) = (52.50, 13.35);
+const ONLY_S2: (f64, f64) = (52.50, 13.65);
+const BOTH: (f64, f64) = (52.50, 13.47);
+
+struct Env {
+    _dir: tempfile::TempDir,
+    running: RunningCloud,
+    shutdown: CancellationToken,
+    api: Api,
+    customer: String,
+    /// Each store's own database and the stop of its sync client.
+    edges: Vec<(StoreDb, CancellationToken)>,
+    status: watch::Receiver<SyncStatus>,
+}
+
+fn profile(name: &str, lon: f64, west: f64, east: f64, sla_minutes: u32) -> Value {
+    json!({
+        "name": name, "lat": 52.50, "lon": lon,
+        "service_area": {"type": "Polygon", "coordinates": [[[west, 52.4], [east, 52.4], [east, 52.6], [west, 52.6], [west, 52.4]]]},
+        "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
+        "capacity": 50, "sla_minutes": sla_minutes
+    })
+}
+
+/// Store s1 (west, SLA 30) with 10 of p1 and s2 (east, SLA `s2_sla`) with 2, both syncing; p2
+/// is in the catalog and in stock nowhere.
+async fn two_stores(dispatch_tick_ms: Option<u64>, s2_sla: u32) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cloud_config(dir.path());
+    if let Some(tick) = dispatch_tick_ms {
+        config.dispatch.tick_ms = tick;
+    }
+    let shutdown = CancellationToken::new();
+    let running = flashkart_cloud::start(config, shutdown.clone())
+        .await
+        .unwrap();
+    let api = Api::new(running.addr);
+    let mut edges = Vec::new();
+    let mut status = None;
+    for (store, lon, west, east, sla, stock) in [
+        ("s1", 13.42, 13.30, 13.50, 30, 10),
+        ("s2", 13.58, 13.45, 13.70, s2_sla, 2),
+    ] {
+        let token = running.cloud.register_store(store).await.unwrap();
+        let (code, body) = api
+            .admin(
+                Method::PUT,
+                &format!("/admin/v1/stores/{store}/profile"),
+                profile(store, lon, west, east, sla),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let db = open_edge(dir.path(), store).await;
+        edge_stock_move(&db, store, format!("{store}-stock"), stock).await;
+        let stop = CancellationToken::new();
+        let handle =
+            client::spawn(client_config(&api.base, &token), db.clone(), stop.clone()).unwrap();
+        status.get_or_insert(handle.status.clone());
+        edges.push((db, stop));
+    }
+    for (product, price) in [("p1", 100), ("p2", 250)] {
+        let (code, body) = api
+            .admin(
+                Method::PUT,
+                &format!("/admin/v1/products/{product}"),
+                json!({"name": product, "price_minor": price}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (code, customer) = api
+        .admin(
+            Method::POST,
+            "/admin/v1/customers",
+            json!({"first_name": "Ada"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let env = Env {
+        _dir: dir,
+        running,
+        shutdown,
+        api,
+        customer: customer["token"].as_str().unwrap().to_owned(),
+        edges,
+        status: status.unwrap(),
+    };
+    let projection = env.running.cloud.projection().db().clone();
+    until(&env, "the stock projected", || {
+        let projection = projection.clone();
+        async move { count(&projection, "SELECT count(*) FROM rm_stock").await == 2 }
+    })
+    .await;
+    env
+}
+
+impl Env {
+    async fn stop(self) {
+        for (_, stop) in &self.edges {
+            stop.cancel();
+        }
+        self.shutdown.cancel();
+        self.running.wait().await.unwrap();
+    }
+
+    fn edge(&self, store: &str) -> &StoreDb {
+        &self.edges[if store == "s1" { 0 } else { 1 }].0
+    }
+
+    /// Places an order of `qty` p1 at `(lat, lon)`: (status, body).
+    async fn order(&self, key: &str, (lat, lon): (f64, f64), qty: i64) -> (StatusCode, Value) {
+        self.api
+            .order(
+                &self.customer,
+                key,
+                json!({
+                    "address": {"text": "Here 1", "lat": lat, "lon": lon},
+                    "lines": [{"product_id": "p1", "qty": qty}],
+                    "payment": {"method": "cash"}
+                }),
+            )
+            .await
+    }
+
+    /// Places an order that must be taken by `store`; its id.
+    async fn order_at(&self, key: &str, at: (f64, f64), store: &str) -> String {
+        let (code, body) = self.order(key, at, 1).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        assert_eq!(body["store_id"], store, "{body}");
+        body["order_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn rebuild(&self) -> Value {
+        let published = self.running.cloud.dashboard().rebuild().await.unwrap();
+        serde_json::from_str(&published.json).unwrap()
+    }
+
+    async fn read_model<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> T {
+        self.running
+            .cloud
+            .projection()
+            .db()
+            .read(move |conn| read(conn).map_err(flashkart_sync::Error::from))
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits (on the stores' sync and the projector, at most 30 s) until `done` holds.
+async fn until<F, Fut>(env: &Env, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut status = env.status.clone();
+    let mut projected = env.running.cloud.projection().projected();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if done().await {
+            return;
+        }
+        tokio::select! {
+            _ = status.changed() => {}
+            _ = projected.changed() => {}
+            () = tokio::time::sleep_until(deadline) => panic!("{what}: not within 30 s"),
+        }
+    }
+}
+
+async fn edge_has(env: &Env, store: &str, sql: String, n: i64) {
+    let db = env.edge(store).clone();
+    until(env, &sql.clone(), || {
+        let (db, sql) = (db.clone(), sql.clone());
+        async move { count(&db, sql).await == n }
+    })
+    .await;
+}
+
+/// Waits until the read model has every `(order, status)`.
+async fn projected(env: &Env, expected: &[(&str, &str)]) {
+    let db = env.running.cloud.projection().db().clone();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(o, s)| ((*o).to_owned(), (*s).to_owned()))
+        .collect();
+    until(env, &format!("projected {expected:?}"), || {
+        let (db, expected) = (db.clone(), expected.clone());
+        async move {
+            for (order, status) in expected {
+                let sql = format!(
+                    "SELECT count(*) FROM rm_orders WHERE id = '{order}' AND status = '{status}'"
+                );
+                if count(&db, sql).await != 1 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+}
+
+/// The store moves an order from `from` through `steps` (status, seconds after `base`), as its
+/// staff's scans would: one event per step and the order's progress row.
+async fn progress(
+    db: &StoreDb,
+    store: &str,
+    order: &str,
+    from: &str,
+    base: OffsetDateTime,
+    steps: &[(&'static str, i64)],
+) {
+    let (store, order, from, steps) = (
+        store.to_owned(),
+        order.to_owned(),
+        from.to_owned(),
+        steps.to_vec(),
+    );
+    db.write(move |conn| {
+        let mut from = from;
+        for (to, seconds) in &steps {
+            let at = clock::rfc3339(base + time::Duration::seconds(*seconds));
+            conn.execute(
+                "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pia', ?6)",
+                params![uuid::Uuid::now_v7().to_string(), store, order, from, to, at],
+            )?;
+            conn.execute(
+                "INSERT INTO order_progress (order_id, store_id, status, status_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,
+                    status_at = excluded.status_at",
+                params![order, store, to, at],
+            )?;
+            from = (*to).to_owned();
+        }
+        Ok::<_, flashkart_sync::Error>(())
+    })
+    .await
+    .unwrap();
+}
+
+/// An order as intake records it in the read model, with times the API cannot make: placed
+/// `placed_ago` and promised `promised_in` (negative: in the past).
+async fn recorded(env: &Env, id: &str, placed_ago: i64, promised_in: i64) {
+    let now = clock::now();
+    let placed = clock::rfc3339(now - time::Duration::minutes(placed_ago));
+    env.running
+        .cloud
+        .projection()
+        .record_routed(RoutedOrder {
+            id: id.into(),
+            store_id: "s1".into(),
+            customer_id: "c-earlier".into(),
+            at: placed.clone(),
+            placed_at: placed,
+            promised_at: clock::rfc3339(now + time::Duration::minutes(promised_in)),
+            total_minor: 500,
+            delivery_fee_minor: 100,
+            lat: ONLY_S1.0,
+            lon: ONLY_S1.1,
+            steps: vec![
+                (None, "PENDING", "placed"),
+                (Some("PENDING"), "CONFIRMED", "cash on delivery"),
+                (Some("CONFIRMED"), "ROUTED", "routed"),
+            ],
+        })
+        .await
+        .unwrap();
+}
+
+/// Per hour: orders placed, (delivered, on time); and (READY at, ACCEPTED at, hour) of each
+/// order READY.
+type SeriesRows = (
+    BTreeMap<String, u64>,
+    BTreeMap<String, (u64, u64)>,
+    Vec<(String, String, String)>,
+);
+
+fn store<'a>(snapshot: &'a Value, id: &str) -> &'a Value {
+    snapshot["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("store {id} in {snapshot}"))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 0.01
+}
+
+const FINISHED: &str = "('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')";
+
+/// Whether an open order (placed, promised) is at risk at `at`: not late, under a quarter of
+/// its SLA left.
+fn at_risk(at: OffsetDateTime, placed: &str, promised: &str) -> bool {
+    let (placed, promised) = (
+        clock::parse(placed).unwrap(),
+        clock::parse(promised).unwrap(),
+    );
+    let left = promised - at;
+    left >= time::Duration::ZERO && left * 4 < promised - placed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_equals_the_read_model() {
+    // Store 2 promises delivery in one minute, so a delivery 100 s after its order is late.
+    let env = two_stores(None, 1).await;
+    let mut s1 = Vec::new();
+    for n in 0..5 {
+        s1.push(env.order_at(&format!("s1-{n}"), ONLY_S1, "s1").await);
+    }
+    let s2 = [
+        env.order_at("s2-0", ONLY_S2, "s2").await,
+        env.order_at("s2-1", ONLY_S2, "s2").await,
+    ];
+    edge_has(&env, "s1", "SELECT count(*) FROM orders".into(), 5).await;
+    edge_has(&env, "s2", "SELECT count(*) FROM orders".into(), 2).await;
+
+    let base = clock::now();
+    let (e1, e2) = (env.edge("s1").clone(), env.edge("s2").clone());
+    progress(&e1, "s1", &s1[0], "ROUTED", base, &[("ACCEPTED", 1)]).await;
+    progress(
+        &e1,
+        "s1",
+        &s1[1],
+        "ROUTED",
+        base,
+        &[("ACCEPTED", 1), ("PICKING", 5)],
+    )
+    .await;
+    // READY 60 s after ACCEPTED.
+    let to_ready = [
+        ("ACCEPTED", 1),
+        ("PICKING", 5),
+        ("PACKED", 30),
+        ("READY", 61),
+    ];
+    progress(&e1, "s1", &s1[2], "ROUTED", base, &to_ready).await;
+    // READY 40 s after ACCEPTED, delivered on time.
+    let delivered = [
+        ("ACCEPTED", 1),
+        ("PICKING", 5),
+        ("PACKED", 20),
+        ("READY", 41),
+        ("PICKED_UP", 50),
+        ("DELIVERED", 70),
+    ];
+    progress(&e1, "s1", &s1[3], "ROUTED", base, &delivered).await;
+    // Store 2: one delivered late (READY 3 s after ACCEPTED), one cancelled.
+    let late = [
+        ("ACCEPTED", 1),
+        ("PICKING", 2),
+        ("PACKED", 3),
+        ("READY", 4),
+        ("PICKED_UP", 5),
+        ("DELIVERED", 100),
+    ];
+    progress(&e2, "s2", &s2[0], "ROUTED", base, &late).await;
+    progress(
+        &e2,
+        "s2",
+        &s2[1],
+        "ROUTED",
+        base,
+        &[("ACCEPTED", 1), ("CANCELLED", 2)],
+    )
+    .await;
+    // Earlier orders at store 1: one late, one at risk, one placed three hours ago.
+    recorded(&env, "earlier-late", 40, -10).await;
+    recorded(&env, "earlier-at-risk", 25, 5).await;
+    recorded(&env, "earlier-old", 180, -150).await;
+    projected(
+        &env,
+        &[
+            (s1[0].as_str(), "ACCEPTED"),
+            (s1[1].as_str(), "PICKING"),
+            (s1[2].as_str(), "READY"),
+            (s1[3].as_str(), "DELIVERED"),
+            (s1[4].as_str(), "ROUTED"),
+            (s2[0].as_str(), "DELIVERED"),
+            (s2[1].as_str(), "CANCELLED"),
+        ],
+    )
+    .await;
+
+    let snapshot = env.rebuild().await;
+    let at_text = snapshot["at"].as_str().unwrap().to_owned();
+    let at = clock::parse(&at_text).unwrap();
+    let hour_ago = clock::rfc3339(at - time::Duration::hours(1));
+
+    // Open orders by state, late and at risk, per store: independent SQL at the snapshot's time.
+    let open: Vec<(String, String, String, String, Option<String>)> = env
+        .read_model(move |conn| {
+            conn.prepare(&format!(
+                "SELECT id, store_id, status, placed_at, promised_at FROM rm_orders
+                 WHERE status NOT IN {FINISHED}"
+            ))?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        })
+        .await;
+    assert_eq!(open.len(), 7, "{open:?}");
+    let figures = env
+        .running
+        .cloud
+        .projection()
+        .store_figures(hour_ago.clone())
+        .await
+        .unwrap();
+    for id in ["s1", "s2"] {
+        let tile = store(&snapshot, id);
+        let mine: Vec<_> = open.iter().filter(|o| o.1 == id).collect();
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        for o in &mine {
+            *by_state.entry(o.2.clone()).or_default() += 1;
+        }
+        let shown: BTreeMap<String, u64> = tile["orders_by_state"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert_eq!(shown, by_state, "{id}");
+        assert_eq!(tile["open_orders"], mine.len());
+        let late = mine
+            .iter()
+            .filter(|o| o.4.as_deref().is_some_and(|p| p < at_text.as_str()))
+            .count();
+        let risky = mine
+            .iter()
+            .filter(|o| o.4.as_deref().is_some_and(|p| at_risk(at, &o.3, p)))
+            .count();
+        assert_eq!(tile["late"], late, "{id}");
+        assert_eq!(tile["at_risk"], risky, "{id}");
+        let f = figures.iter().find(|f| f.store_id == id).unwrap();
+        assert_eq!(tile["backlog"], f.open_orders, "{id}");
+        assert_eq!(tile["delivered_1h"], f.delivered, "{id}");
+        assert_eq!(tile["picked_up_1h"], f.picked_up, "{id}");
+        let share = f64::from(f.delivered_on_time) / f64::from(f.delivered);
+        assert!(
+            close(tile["on_time_share_1h"].as_f64().unwrap(), share),
+            "{id}"
+        );
+        assert_eq!(tile["online"], true);
+        assert!(tile["last_contact_at"].is_string(), "{tile}");
+        assert_eq!(tile["paused"], false);
+    }
+    // What those figures are, worked out by hand.
+    let (t1, t2) = (store(&snapshot, "s1"), store(&snapshot, "s2"));
+    assert_eq!(t1["open_orders"], 7);
+    assert_eq!(t1["orders_by_state"]["ROUTED"], 4);
+    assert_eq!(t1["orders_by_state"]["PICKED_UP"], 0);
+    assert_eq!(
+        (t1["late"].as_u64(), t1["at_risk"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(t1["health"], "late");
+    assert_eq!(t2["open_orders"], 0);
+    assert_eq!(t2["health"], "ok");
+    assert_eq!(
+        (t1["delivered_1h"].as_u64(), t2["delivered_1h"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(t1["on_time_share_1h"], 1.0);
+    assert_eq!(t2["on_time_share_1h"], 0.0);
+    assert!(
+        close(t1["pick_to_ready_s_1h"].as_f64().unwrap(), 50.0),
+        "{t1}"
+    );
+    assert!(
+        close(t2["pick_to_ready_s_1h"].as_f64().unwrap(), 3.0),
+        "{t2}"
+    );
+    // Stock: p1 10 at s1, 2 at s2 (low); p2 nowhere.
+    assert_eq!(
+        (t1["stock_outs"].as_u64(), t1["low_stock"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (t2["stock_outs"].as_u64(), t2["low_stock"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let low: i64 = env
+        .read_model(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM rm_stock WHERE store_id = 's2'
+                 AND on_hand - reserved BETWEEN 1 AND 3",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await;
+    assert_eq!(low, 1);
+
+    // The orders: every open one and those finished in the last half hour, flagged as above.
+    let half_hour_ago = clock::rfc3339(at - time::Duration::minutes(30));
+    let finished: Vec<String> = env
+        .read_model(move |conn| {
+            conn.prepare(&format!(
+                "SELECT id FROM rm_orders WHERE status IN {FINISHED} AND status_at >= ?1"
+            ))?
+            .query_map([half_hour_ago], |r| r.get(0))?
+            .collect()
+        })
+        .await;
+    assert_eq!(finished.len(), 3);
+    let orders = snapshot["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), open.len() + finished.len());
+    assert_eq!(snapshot["orders_omitted"], 0);
+    // The most urgent first.
+    assert_eq!(orders[0]["id"], "earlier-old");
+    for o in &open {
+        let shown = orders.iter().find(|s| s["id"] == o.0.as_str()).unwrap();
+        let promised = o.4.as_deref().unwrap();
+        assert_eq!(shown["late"], promised < at_text.as_str(), "{shown}");
+        assert_eq!(shown["at_risk"], at_risk(at, &o.3, promised), "{shown}");
+        assert_eq!(shown["status"], o.2.as_str());
+        assert_eq!(shown["rider_id"], Value::Null);
+    }
+    for id in &finished {
+        let shown = orders.iter().find(|s| s["id"] == id.as_str()).unwrap();
+        assert_eq!(
+            (&shown["late"], &shown["at_risk"]),
+            (&json!(false), &json!(false))
+        );
+    }
+
+    // The series: hour buckets by independent SQL (strftime, not the dashboard's prefixes).
+    let hours: Vec<String> = snapshot["series"]["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hours.len(), 24);
+    assert!(
+        hours[23] <= at_text
+            && at_text
+                < clock::rfc3339(clock::parse(&hours[23]).unwrap() + time::Duration::hours(1))
+    );
+    let first = hours[0].clone();
+    let (placed, delivered, ready): SeriesRows = env
+        .read_model(move |conn| {
+            let placed = conn
+                .prepare(
+                    "SELECT strftime('%Y-%m-%dT%H:00:00.000Z', placed_at), count(*) FROM rm_orders
+                     WHERE placed_at >= ?1 GROUP BY 1",
+                )?
+                .query_map([&first], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let delivered = conn
+                .prepare(
+                    "SELECT strftime('%Y-%m-%dT%H:00:00.000Z', t.at), count(*),
+                        sum(t.at <= o.promised_at)
+                     FROM rm_timeline t JOIN rm_orders o ON o.id = t.order_id
+                     WHERE t.status = 'DELIVERED' AND t.at >= ?1 GROUP BY 1",
+                )?
+                .query_map([&first], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                .collect::<Result<_, _>>()?;
+            let ready = conn
+                .prepare(
+                    "SELECT r.at, a.at, strftime('%Y-%m-%dT%H:00:00.000Z', r.at)
+                     FROM rm_timeline r JOIN rm_timeline a
+                       ON a.order_id = r.order_id AND a.store_id = r.store_id
+                          AND a.status = 'ACCEPTED'
+                     WHERE r.status = 'READY' AND r.at >= ?1",
+                )?
+                .query_map([&first], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok((placed, delivered, ready))
+        })
+        .await;
+    let series = &snapshot["series"];
+    for (i, hour) in hours.iter().enumerate() {
+        assert_eq!(
+            series["orders"][i],
+            placed.get(hour).copied().unwrap_or(0),
+            "{hour}"
+        );
+        let (n, on_time) = delivered.get(hour).copied().unwrap_or((0, 0));
+        assert_eq!(series["delivered"][i], n, "{hour}");
+        match series["on_time_share"][i].as_f64() {
+            Some(share) => assert!(close(share, on_time as f64 / n as f64), "{hour}"),
+            None => assert_eq!(n, 0, "{hour}"),
+        }
+        let picks: Vec<f64> = ready
+            .iter()
+            .filter(|(_, _, h)| h == hour)
+            .map(|(r, a, _)| (clock::parse(r).unwrap() - clock::parse(a).unwrap()).as_seconds_f64())
+            .collect();
+        match series["pick_time_s"][i].as_f64() {
+            Some(mean) => {
+                assert!(
+                    close(mean, picks.iter().sum::<f64>() / picks.len() as f64),
+                    "{hour}"
+                )
+            }
+            None => assert!(picks.is_empty(), "{hour}"),
+        }
+    }
+    assert_eq!(
+        series["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        10,
+        "7 placed now, 2 earlier this hour or the last, 1 three hours ago"
+    );
+
+    // Over HTTP: the same content, maybe a newer version.
+    let (code, served) = env
+        .api
+        .call(Method::GET, "/admin/v1/dashboard", ADMIN, None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(served["version"].as_u64() >= snapshot["version"].as_u64());
+    assert_eq!(served["stores"].as_array().unwrap().len(), 2);
+
+    // HQ's view of an order has its lines, payment, rider and timeline; the customer's has not
+    // the lines or the rider.
+    let path = format!("/admin/v1/orders/{}", s1[3]);
+    let (code, hq) = env.api.call(Method::GET, &path, ADMIN, None).await;
+    assert_eq!(code, StatusCode::OK, "{hq}");
+    assert_eq!(
+        hq["lines"],
+        json!([{"line_no": 1, "product_id": "p1", "name": "p1", "qty": 1,
+                "unit_price_minor": 100, "line_minor": 100, "picked_qty": 0, "short_qty": 0,
+                "substitute_product_id": null, "substitute_name": null}])
+    );
+    assert_eq!(hq["payment"]["method"], "cash");
+    assert_eq!(hq["rider_id"], Value::Null);
+    assert!(
+        hq["order"]["timeline"].as_array().unwrap().len() >= 9,
+        "{hq}"
+    );
+    let path = format!("/api/v1/orders/{}", s1[3]);
+    let (code, mine) = env.api.call(Method::GET, &path, &env.customer, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        mine.get("lines").is_none() && mine.get("rider_id").is_none(),
+        "{mine}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_store_gets_no_new_orders() {
+    let env = two_stores(None, 30).await;
+    let api = &env.api;
+    let pause = |store: &str, body: Value| {
+        let path = format!("/admin/v1/stores/{store}/pause");
+        async move { api.admin(Method::POST, &path, body).await }
+    };
+    // Bad input changes nothing.
+    let (code, body) = pause("s1", json!({"paused": true})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (code, _) = pause("s1", json!({"paused": true, "reason": "x", "until": 5})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = pause("nowhere", json!({"paused": true, "reason": "x"})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    env.order_at("before", BOTH, "s1").await;
+
+    let (code, body) = pause("s1", json!({"paused": true, "reason": "stocktake"})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"store_id": "s1", "paused": true, "paused_reason": "stocktake"})
+    );
+    // The next order in both areas goes to the other store; one only s1 serves is refused, saying
+    // why.
+    env.order_at("during", BOTH, "s2").await;
+    let (code, body) = env.order("only-s1", ONLY_S1, 1).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("s1 is paused"),
+        "{body}"
+    );
+
+    // HQ sees the pause; a profile edit that does not mention it keeps it.
+    let (_, stores) = env
+        .api
+        .call(Method::GET, "/admin/v1/stores", ADMIN, None)
+        .await;
+    let s1 = stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["profile"]["id"] == "s1")
+        .unwrap();
+    assert_eq!(s1["profile"]["paused"], true);
+    assert_eq!(s1["profile"]["paused_reason"], "stocktake");
+    let (code, stored) = env
+        .api
+        .admin(
+            Method::PUT,
+            "/admin/v1/stores/s1/profile",
+            profile("s1 renamed", 13.42, 13.30, 13.50, 30),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{stored}");
+    assert_eq!(
+        (&stored["paused"], &stored["name"]),
+        (&json!(true), &json!("s1 renamed"))
+    );
+    let snapshot = env.rebuild().await;
+    let tile = store(&snapshot, "s1");
+    assert_eq!(
+        (&tile["paused"], &tile["health"]),
+        (&json!(true), &json!("paused"))
+    );
+    assert_eq!(tile["paused_reason"], "stocktake");
+    assert_eq!(store(&snapshot, "s2")["health"], "ok");
+
+    // Resumed: orders come back.
+    let (code, body) = pause("s1", json!({"paused": false})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["paused_reason"], Value::Null);
+    env.order_at("after", BOTH, "s1").await;
+    // A profile that says so pauses too.
+    let mut paused = profile("s1", 13.42, 13.30, 13.50, 30);
+    paused["paused"] = json!(true);
+    paused["paused_reason"] = json!("flooded");
+    let (code, stored) = env
+        .api
+        .admin(Method::PUT, "/admin/v1/stores/s1/profile", paused)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{stored}");
+    env.order_at("after-put", BOTH, "s2").await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_moves_an_untouched_order_and_refuses_a_picked_one() {
+    let env = two_stores(None, 30).await;
+    let untouched = env.order_at("untouched", BOTH, "s1").await;
+    let picked = env.order_at("picked", BOTH, "s1").await;
+    let big = {
+        let (code, body) = env.order("big", BOTH, 5).await;
+        assert_eq!(
+            (code, body["store_id"].as_str()),
+            (StatusCode::CREATED, Some("s1"))
+        );
+        body["order_id"].as_str().unwrap().to_owned()
+    };
+    edge_has(&env, "s1", "SELECT count(*) FROM orders".into(), 3).await;
+    let base = clock::now();
+    let e1 = env.edge("s1").clone();
+    progress(&e1, "s1", &untouched, "ROUTED", base, &[("ACCEPTED", 1)]).await;
+    progress(
+        &e1,
+        "s1",
+        &picked,
+        "ROUTED",
+        base,
+        &[("ACCEPTED", 1), ("PICKING", 2)],
+    )
+    .await;
+    projected(
+        &env,
+        &[
+            (untouched.as_str(), "ACCEPTED"),
+            (picked.as_str(), "PICKING"),
+        ],
+    )
+    .await;
+
+    let api = &env.api;
+    let reroute = |order: &str, body: Value| {
+        let path = format!("/admin/v1/orders/{order}/reroute");
+        async move { api.admin(Method::POST, &path, body).await }
+    };
+    // Bad input and impossible moves change nothing.
+    let (code, _) = reroute(&untouched, json!({"store_id": "s2"})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = reroute(&untouched, json!({"store_id": "s2", "reason": " "})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, _) = reroute(&untouched, json!({"store_id": "nowhere", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = reroute("no-such-order", json!({"store_id": "s2", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, body) = reroute(&untouched, json!({"store_id": "s1", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let (code, body) = reroute(&picked, json!({"store_id": "s2", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(
+        body["message"].as_str().unwrap().contains("PICKING"),
+        "{body}"
+    );
+    // Store 2 has 2 of p1, not 5.
+    let (code, body) = reroute(&big, json!({"store_id": "s2", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(
+        body["message"].as_str().unwrap().contains("stock"),
+        "{body}"
+    );
+    let cancels = "SELECT count(*) FROM orders WHERE cancel_requested_at IS NOT NULL";
+    assert_eq!(
+        count(env.running.cloud.replica("s1").await.unwrap().db(), cancels).await,
+        0
+    );
+
+    let (code, body) = reroute(
+        &untouched,
+        json!({"store_id": "s2", "reason": "s1 short-staffed"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["store_id"], "s2");
+    // Cancelled at the first store, written to the second, the payment following it.
+    edge_has(
+        &env,
+        "s1",
+        format!("SELECT count(*) FROM orders WHERE id = '{untouched}' AND cancel_requested_at IS NOT NULL"),
+        1,
+    )
+    .await;
+    edge_has(
+        &env,
+        "s2",
+        format!("SELECT count(*) FROM order_lines WHERE order_id = '{untouched}' AND qty = 1"),
+        1,
+    )
+    .await;
+    let (_, hq) = env
+        .api
+        .call(
+            Method::GET,
+            &format!("/admin/v1/orders/{untouched}"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&hq["order"]["store_id"], &hq["order"]["status"]),
+        (&json!("s2"), &json!("ROUTED"))
+    );
+    assert_eq!(hq["payment"]["store_id"], "s2");
+    assert_eq!(hq["lines"][0]["product_id"], "p1");
+    let note = hq["order"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["status"] == "REROUTED")
+        .unwrap_or_else(|| panic!("a REROUTED entry: {hq}"));
+    assert_eq!(note["note"], "HQ rerouted to s2: s1 short-staffed");
+    // Not back to a store that cancelled it.
+    let (code, body) = reroute(&untouched, json!({"store_id": "s1", "reason": "x"})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let snapshot = env.rebuild().await;
+    assert_eq!(store(&snapshot, "s2")["orders_by_state"]["ROUTED"], 1);
+    env.stop().await;
+}
+
+async fn reply(db: &StoreDb, assignment: &str, rider: &str, answer: &str) {
+    let (assignment, rider, answer) = (assignment.to_owned(), rider.to_owned(), answer.to_owned());
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO assignment_replies (assignment_id, store_id, rider_id, reply, at)
+             VALUES (?1, 's1', ?2, ?3, ?4)",
+            params![assignment, rider, answer, clock::now_rfc3339()],
+        )
+        .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap();
+}
+
+async fn position(db: &StoreDb, rider: &str) {
+    let rider = rider.to_owned();
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at)
+             VALUES (?1, 's1', 52.5, 13.42, ?2)
+             ON CONFLICT (rider_id) DO UPDATE SET at = excluded.at",
+            params![rider, clock::now_rfc3339()],
+        )
+        .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap();
+}
+
+async fn offer_to(env: &Env, rider: &str) -> String {
+    let sql = format!("SELECT count(*) FROM assignments WHERE rider_id = '{rider}'");
+    edge_has(env, "s1", sql, 1).await;
+    let rider = rider.to_owned();
+    env.edge("s1")
+        .read(move |conn| {
+            conn.query_row(
+                "SELECT id FROM assignments WHERE rider_id = ?1",
+                [rider],
+                |r| r.get(0),
+            )
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .unwrap()
+}
+
+fn rider<'a>(snapshot: &'a Value, id: &str) -> &'a Value {
+    snapshot["riders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn riders_show_offers_declines_and_deliveries() {
+    let env = two_stores(Some(100), 30).await;
+    for id in ["r1", "r2"] {
+        let (code, body) = env
+            .api
+            .admin(
+                Method::PUT,
+                &format!("/admin/v1/riders/{id}"),
+                json!({"home_store_id": "s1", "name": id}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    let order = env.order_at("ride", ONLY_S1, "s1").await;
+    edge_has(&env, "s1", "SELECT count(*) FROM orders".into(), 1).await;
+    let e1 = env.edge("s1").clone();
+    let base = clock::now();
+    let ready = [("ACCEPTED", 1), ("PICKING", 2), ("PACKED", 3), ("READY", 4)];
+    progress(&e1, "s1", &order, "ROUTED", base, &ready).await;
+    projected(&env, &[(order.as_str(), "READY")]).await;
+
+    // Only r1 is around: offered, declines; r2 turns up: offered, accepts.
+    position(&e1, "r1").await;
+    let first = offer_to(&env, "r1").await;
+    reply(&e1, &first, "r1", "declined").await;
+    position(&e1, "r2").await;
+    let second = offer_to(&env, "r2").await;
+    reply(&e1, &second, "r2", "accepted").await;
+    let db = env.running.cloud.projection().db().clone();
+    until(&env, "both replies projected", || {
+        let db = db.clone();
+        async move { count(&db, "SELECT count(*) FROM rm_replies").await == 2 }
+    })
+    .await;
+    // Nobody is offered an accepted order again, so these figures hold still.
+    let snapshot = env.rebuild().await;
+    let (r1, r2) = (rider(&snapshot, "r1"), rider(&snapshot, "r2"));
+    assert_eq!(
+        (&r1["state"], &r2["state"]),
+        (&json!("idle"), &json!("busy"))
+    );
+    assert_eq!(
+        (r1["offers_1h"].as_u64(), r1["declines_1h"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (r2["offers_1h"].as_u64(), r2["declines_1h"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(r2["deliveries_1h"], 0);
+    assert_eq!(
+        (r1["lat"].as_f64(), r1["home_store_id"].as_str()),
+        (Some(52.5), Some("s1"))
+    );
+    // The same as the read model's offers and replies.
+    let offers: Vec<(String, i64)> = env
+        .read_model(|conn| {
+            conn.prepare("SELECT rider_id, count(*) FROM rm_offers GROUP BY rider_id ORDER BY 1")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .await;
+    assert_eq!(offers, [("r1".to_owned(), 1), ("r2".to_owned(), 1)]);
+    let shown = snapshot["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == order.as_str())
+        .unwrap();
+    assert_eq!(shown["rider_id"], "r2");
+
+    // Delivered: r2 is free again with one delivery.
+    // Times after the READY event's (a status moves only forward in time).
+    let later = clock::now().max(base + time::Duration::seconds(4));
+    progress(
+        &e1,
+        "s1",
+        &order,
+        "READY",
+        later,
+        &[("PICKED_UP", 1), ("DELIVERED", 2)],
+    )
+    .await;
+    projected(&env, &[(order.as_str(), "DELIVERED")]).await;
+    let snapshot = env.rebuild().await;
+    let r2 = rider(&snapshot, "r2");
+    assert_eq!(
+        (&r2["state"], r2["deliveries_1h"].as_u64()),
+        (&json!("idle"), Some(1))
+    );
+    assert_eq!(store(&snapshot, "s1")["delivered_1h"], 1);
+    let (_, hq) = env
+        .api
+        .call(
+            Method::GET,
+            &format!("/admin/v1/orders/{order}"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(hq["rider_id"], "r2");
+
+    // The lists beside the snapshot.
+    let (code, roster) = env
+        .api
+        .call(Method::GET, "/admin/v1/riders", ADMIN, None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let entry = roster
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "r2")
+        .unwrap();
+    assert_eq!(
+        (&entry["vehicle"], &entry["state"]),
+        (&json!("bicycle"), &json!("idle"))
+    );
+    assert_eq!(entry["deliveries_1h"], 1);
+    let (code, body) = env
+        .api
+        .admin(
+            Method::PUT,
+            "/admin/v1/coupons/WELCOME",
+            json!({"percent_off": 10}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let (_, coupons) = env
+        .api
+        .call(Method::GET, "/admin/v1/coupons", ADMIN, None)
+        .await;
+    assert_eq!(
+        coupons,
+        json!([{"code": "WELCOME", "percent_off": 10, "amount_off_minor": 0,
+                "min_basket_minor": 0, "active": true}])
+    );
+    let (_, products) = env
+        .api
+        .call(Method::GET, "/admin/v1/products", ADMIN, None)
+        .await;
+    let products = products.as_array().unwrap();
+    assert_eq!(products.len(), 2);
+    assert_eq!(
+        (&products[1]["id"], &products[1]["price_minor"]),
+        (&json!("p2"), &json!(250))
+    );
+    assert_eq!(products[0]["gtins"], json!([]));
+    // Without HQ's credential there is no dashboard.
+    let (code, _) = env
+        .api
+        .call(Method::GET, "/admin/v1/dashboard", "nonsense", None)
+        .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    env.stop().await;
+}
+
+/// One Server-Sent Event: (event, id, data).
+type SseEvent = (String, String, Value);
+
+/// Reads events off a response body.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(base: &str, last_event_id: Option<u64>) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(format!("{base}/admin/v1/dashboard/events"))
+            .bearer_auth(ADMIN);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped), at most 30 s away.
+    async fn next(&mut self) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if !event.is_empty() {
+                    return (event, id, serde_json::from_str(&data).unwrap());
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the stream is open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_a_new_snapshot_after_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, shutdown) = start_cloud(dir.path()).await;
+    let api = Api::new(running.addr);
+    let customer = api.store_and_customer("s1").await;
+    let (code, _) = api
+        .admin(
+            Method::PUT,
+            "/admin/v1/products/p1",
+            json!({"name": "p1", "price_minor": 100}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+
+    let mut events = Events::open(&api.base, None).await;
+    let (event, id, mut first) = events.next().await;
+    assert_eq!(event, "snapshot");
+    assert_eq!(id, first["version"].to_string());
+    // The first snapshot may be from before the store was profiled; one with it follows.
+    while first["stores"][0]["id"] != "s1" {
+        let (_, id, next) = events.next().await;
+        assert!(next["version"].as_u64() > first["version"].as_u64());
+        assert_eq!(id, next["version"].to_string());
+        first = next;
+    }
+    // An order placed: a snapshot that has it follows.
+    let (code, placed) = api
+        .order(&customer, "k-1", common::api::order_of("p1", 1))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{placed}");
+    let with_order = loop {
+        let (_, _, snapshot) = events.next().await;
+        assert!(snapshot["version"].as_u64() > first["version"].as_u64());
+        if snapshot["orders"].as_array().unwrap().len() == 1 {
+            break snapshot;
+        }
+    };
+    assert_eq!(with_order["orders"][0]["id"], placed["order_id"]);
+
+    // A client that has the current version is not sent it again: its first event is newer.
+    let current = running.cloud.dashboard().rebuild().await.unwrap().version();
+    let mut resumed = Events::open(&api.base, Some(current)).await;
+    let (code, _) = api
+        .admin(
+            Method::POST,
+            "/admin/v1/stores/s1/pause",
+            json!({"paused": true, "reason": "test"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, id, snapshot) = resumed.next().await;
+    assert!(id.parse::<u64>().unwrap() > current, "{id} after {current}");
+    let mut snapshot = snapshot;
+    while snapshot["stores"][0]["paused"] != true {
+        snapshot = resumed.next().await.2;
+    }
+    assert_eq!(snapshot["stores"][0]["health"], "paused");
+
+    // The stream ends when the cloud shuts down.
+    shutdown.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(_)) = events.response.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end on shutdown");
+    running.wait().await.unwrap();
+}
+
+/// How long a build takes with 10,000 orders of the last 24 hours in the read model (9,000
+/// delivered, 500 cancelled, 500 open), 10 stores with 500 products each, 50 riders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_over_ten_thousand_orders_is_cheap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cloud_config(dir.path());
+    // No dispatcher planning over the open orders while the builds are timed.
+    config.dispatch.tick_ms = 3_600_000;
+    let shutdown = CancellationToken::new();
+    let running = flashkart_cloud::start(config, shutdown.clone())
+        .await
+        .unwrap();
+    let api = Api::new(running.addr);
+    let stores: Vec<String> = (0..10).map(|n| format!("s{n}")).collect();
+    for (n, id) in stores.iter().enumerate() {
+        running.cloud.register_store(id).await.unwrap();
+        let lon = 13.30 + 0.02 * n as f64;
+        let (code, body) = api
+            .admin(
+                Method::PUT,
+                &format!("/admin/v1/stores/{id}/profile"),
+                profile(id, lon, 13.2, 13.6, 30),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    for n in 0..50 {
+        let (code, body) = api
+            .admin(
+                Method::PUT,
+                &format!("/admin/v1/riders/r{n}"),
+                json!({"home_store_id": stores[n % 10], "name": format!("rider {n}")}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    running
+        .cloud
+        .write_catalog(|conn| {
+            for n in 0..500 {
+                conn.execute(
+                    "INSERT INTO products (id, name) VALUES (?1, ?1)",
+                    [format!("p{n}")],
+                )?;
+                conn.execute(
+                    "INSERT INTO prices (product_id, unit_price_minor) VALUES (?1, 100)",
+                    [format!("p{n}")],
+                )?;
+            }
+            Ok::<_, flashkart_sync::Error>(())
+        })
+        .await
+        .unwrap();
+    let now = clock::now();
+    let stores_for_rows = stores.clone();
+    running
+        .cloud
+        .projection()
+        .db()
+        .write(move |conn| {
+            let stores = stores_for_rows;
+            let at = |seconds_ago: i64| clock::rfc3339(now - time::Duration::seconds(seconds_ago));
+            for i in 0..10_000_i64 {
+                let id = format!("order-{i:05}");
+                let store = &stores[(i % 10) as usize];
+                // Placed between 22.8 and 0.6 hours ago: all inside the series' 24 hours.
+                let placed = 82_000 - i * 8;
+                let (status, open, last) = match i % 20 {
+                    0 => ("PICKING", 1, placed - 120),
+                    1 => ("CANCELLED", 0, placed - 60),
+                    _ => ("DELIVERED", 0, placed - 1_500),
+                };
+                conn.execute(
+                    "INSERT INTO rm_orders (id, store_id, customer_id, status, status_at,
+                        placed_at, promised_at, total_minor, lat, lon, open)
+                     VALUES (?1, ?2, 'c', ?3, ?4, ?5, ?6, 1234, 52.5, 13.4, ?7)",
+                    params![
+                        id,
+                        store,
+                        status,
+                        at(last),
+                        at(placed),
+                        at(placed - 1_800),
+                        open
+                    ],
+                )?;
+                let steps: &[(&str, i64)] = match status {
+                    "PICKING" => &[("ACCEPTED", 30), ("PICKING", 120)],
+                    "CANCELLED" => &[("ACCEPTED", 30), ("CANCELLED", 60)],
+                    _ => &[
+                        ("ACCEPTED", 30),
+                        ("PICKING", 60),
+                        ("PACKED", 200),
+                        ("READY", 260),
+                        ("PICKED_UP", 400),
+                        ("DELIVERED", 1_500),
+                    ],
+                };
+                for (n, (step, after)) in [("PENDING", 0), ("CONFIRMED", 0), ("ROUTED", 0)]
+                    .iter()
+                    .chain(steps.iter())
+                    .enumerate()
+                {
+                    let source = if n < 3 { "cloud" } else { "edge" };
+                    conn.execute(
+                        "INSERT INTO rm_timeline (event_id, order_id, store_id, status, at, source)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            format!("{id}/{n}"),
+                            id,
+                            store,
+                            step,
+                            at(placed - after),
+                            source
+                        ],
+                    )?;
+                }
+                if status == "DELIVERED" {
+                    let rider = format!("r{}", i % 50);
+                    let assignment = format!("a-{id}");
+                    conn.execute(
+                        "INSERT INTO rm_offers (assignment_id, store_id, order_id, rider_id,
+                            offered_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![assignment, store, id, rider, at(placed - 260)],
+                    )?;
+                    conn.execute(
+                        "INSERT INTO rm_replies (assignment_id, store_id, rider_id, reply, at)
+                         VALUES (?1, ?2, ?3, 'accepted', ?4)",
+                        params![assignment, store, rider, at(placed - 270)],
+                    )?;
+                }
+            }
+            for store in &stores {
+                for n in 0..500 {
+                    conn.execute(
+                        "INSERT INTO rm_stock (store_id, product_id, on_hand, reserved)
+                         VALUES (?1, ?2, ?3, 0)",
+                        params![store, format!("p{n}"), n % 7],
+                    )?;
+                }
+            }
+            for n in 0..50 {
+                conn.execute(
+                    "INSERT INTO rm_riders (rider_id, store_id, lat, lon, at)
+                     VALUES (?1, ?2, 52.5, 13.4, ?3)",
+                    params![format!("r{n}"), stores[n % 10], at(n as i64 * 5)],
+                )?;
+            }
+            Ok::<_, flashkart_sync::Error>(())
+        })
+        .await
+        .unwrap();
+
+    let dashboard = running.cloud.dashboard();
+    // A build that reads the whole series: an order placed in a finished hour changes it.
+    let mut whole = Vec::new();
+    for n in 0..5 {
+        let placed = clock::rfc3339(now - time::Duration::hours(5));
+        running
+            .cloud
+            .projection()
+            .db()
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO rm_orders (id, store_id, status, status_at, placed_at, open)
+                     VALUES (?1, 's0', 'CANCELLED', ?2, ?2, 0)",
+                    params![format!("extra-{n}"), placed],
+                )
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .unwrap();
+        let started = Instant::now();
+        dashboard.rebuild().await.unwrap();
+        whole.push(started.elapsed());
+    }
+    // The usual build: only the current hour of the series is read again.
+    let mut usual = Vec::new();
+    let mut published = None;
+    for _ in 0..9 {
+        let started = Instant::now();
+        published = Some(dashboard.rebuild().await.unwrap());
+        usual.push(started.elapsed());
+    }
+    whole.sort();
+    usual.sort();
+    let published = published.unwrap();
+    let snapshot: Value = serde_json::from_str(&published.json).unwrap();
+    println!(
+        "dashboard build over 10,000 orders: usual median {:?} (min {:?}, max {:?}), reading the \
+         whole series median {:?} (min {:?}, max {:?}); {} KiB of JSON, {} orders listed",
+        usual[4],
+        usual[0],
+        usual[8],
+        whole[2],
+        whole[0],
+        whole[4],
+        published.json.len() / 1024,
+        snapshot["orders"].as_array().unwrap().len()
+    );
+    assert_eq!(snapshot["stores"].as_array().unwrap().len(), 10);
+    assert_eq!(snapshot["riders"].as_array().unwrap().len(), 50);
+    let open: u64 = snapshot["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["open_orders"].as_u64().unwrap())
+        .sum();
+    assert_eq!(open, 500);
+    assert_eq!(
+        snapshot["series"]["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        10_005
+    );
+    // Generous: a shared two-core machine.
+    assert!(usual[4] < Duration::from_secs(1), "{usual:?}");
+    assert!(whole[2] < Duration::from_secs(2), "{whole:?}");
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
