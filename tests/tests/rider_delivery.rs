@@ -514,7 +514,9 @@ async fn an_accept_sent_into_a_cut_connection_arrives_once_after_the_reconnect()
     let relay = Relay::start(town.broker).await;
     let mut rider = town.rider(dir.path(), &env, relay.addr);
     // Online at the edge (its presence went through the relay) before the relay is armed.
-    town.edge_daemon.wait_for_line("rider presence", START);
+    // The presence line, not the first one: a dropped first connection logs online=false.
+    town.edge_daemon
+        .wait_for_line("rider presence rider=ria online=true", START);
     relay.armed.store(true, Ordering::SeqCst);
 
     let order_id = town.place_order("door-cut").await;
