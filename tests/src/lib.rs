@@ -6,6 +6,7 @@
 //! same cargo that runs the tests (a no-op when they are fresh) and found beside the test
 //! executable.
 
+pub mod browser;
 pub mod localstripe;
 pub mod relay;
 

@@ -11,8 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use flashkart_edge::Config;
 use flashkart_edge::config::RidersSection;
 use flashkart_hw::gs1::check::with_mod10;
 use flashkart_sync::client::ClientConfig;
+use flashkart_tests::browser::run_browser_tests;
 use flashkart_tests::{call_api, enrolment_code_when_ready};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -85,13 +85,6 @@ const USERS: &[(&str, &str, &str, &str)] = &[
 
 fn gtin(body: &str) -> String {
     with_mod10(body).expect("GTIN digits")
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_path_buf()
 }
 
 /// A JSON client for one base URL.
@@ -307,19 +300,12 @@ fn control(stage: Arc<Stage>) -> Router {
         .with_state(stage)
 }
 
-/// Chromium and playwright-core, as `scripts/install-test-deps` installs them, and zbarimg.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    let tools = workspace().join("target/test-tools");
-    assert!(
-        chromium.exists() && tools.join("node_modules/playwright-core").exists(),
-        "the browser tests need Debian's chromium and playwright-core: run scripts/install-test-deps"
-    );
+/// zbarimg, which the page test reads the enrolment QR code with.
+fn require_zbarimg() {
     assert!(
         Path::new("/usr/bin/zbarimg").exists(),
         "the HQ browser test reads the QR code with zbarimg: run scripts/install-test-deps"
     );
-    (chromium, tools)
 }
 
 fn square(area: (f64, f64, f64, f64)) -> Value {
@@ -329,7 +315,7 @@ fn square(area: (f64, f64, f64, f64)) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
-    let (chromium, tools) = browser_tools();
+    require_zbarimg();
     let dir = tempfile::tempdir().expect("tempdir");
     let shutdown = CancellationToken::new();
 
@@ -571,39 +557,16 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
         "rider": {"id": RIDERS[0].0, "name": RIDERS[0].1},
         "product": {"id": PRODUCTS[3].0, "name": PRODUCTS[3].1},
     });
-    let screenshots = workspace().join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).expect("screenshots dir");
-    let failures = workspace().join("target/browser-failures");
-    std::fs::create_dir_all(&failures).expect("failure screenshots dir");
-
-    let run = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg("--test-concurrency=1")
-        .arg("tests/browser/hq.test.mjs")
-        .current_dir(workspace())
-        .env("CLOUD_URL", &cloud_api.base)
-        .env("CONTROL_URL", format!("http://{control_addr}"))
-        .env("FIXTURE", fixture.to_string())
-        .env("SCREENSHOTS", &screenshots)
-        .env("FAILURE_SHOTS", &failures)
-        .env("TOOLS_DIR", &tools)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the browser tests finish within 4 minutes")
-        .expect("node runs");
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the browser tests failed ({}); the screens of failed tests are in {}",
-        output.status,
-        failures.display()
-    );
+    run_browser_tests(
+        "hq.test.mjs",
+        &[
+            ("CLOUD_URL", cloud_api.base.clone()),
+            ("CONTROL_URL", format!("http://{control_addr}")),
+            ("FIXTURE", fixture.to_string()),
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
 
     shutdown.cancel();
     let _ = control_task.await;

@@ -9,8 +9,7 @@
 //! orders at the cloud. Everything the test asserts, it asserts through the screen.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use flashkart_hw_sim::printer::PrinterSim;
 use flashkart_hw_sim::scale::ScaleSim;
 use flashkart_hw_sim::scanner::ScannerSim;
 use flashkart_sync::client::ClientConfig;
+use flashkart_tests::browser::run_browser_tests;
 use flashkart_tests::call_api;
 use flashkart_tests::relay::Relay;
 use reqwest::Method;
@@ -64,13 +64,6 @@ const MILK_CASE: &str = "1400638133393";
 
 fn gtin(body: &str) -> String {
     with_mod10(body).expect("GTIN digits")
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_path_buf()
 }
 
 fn devices(dev: &Path) -> DevicesConfig {
@@ -218,20 +211,8 @@ fn control(stage: Arc<Stage>) -> Router {
         .with_state(stage)
 }
 
-/// Chromium and playwright-core, as `scripts/install-test-deps` installs them.
-fn browser_tools() -> (PathBuf, PathBuf) {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    let tools = workspace().join("target/test-tools");
-    assert!(
-        chromium.exists() && tools.join("node_modules/playwright-core").exists(),
-        "the browser tests need Debian's chromium and playwright-core: run scripts/install-test-deps"
-    );
-    (chromium, tools)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_work_an_order_from_the_tablet_in_a_real_browser() {
-    let (chromium, tools) = browser_tools();
     let dir = tempfile::tempdir().expect("tempdir");
     let shutdown = CancellationToken::new();
 
@@ -459,39 +440,16 @@ async fn staff_work_an_order_from_the_tablet_in_a_real_browser() {
         "wrong_scan": format!("]E0{}", gtin("871000010003")),
         "case_label": format!("]C101{}17271231\u{1d}10LOT-42", gtin(MILK_CASE)),
     });
-    let screenshots = workspace().join("docs/screenshots");
-    std::fs::create_dir_all(&screenshots).expect("screenshots dir");
-    let failures = workspace().join("target/browser-failures");
-    std::fs::create_dir_all(&failures).expect("failure screenshots dir");
-
-    let run = tokio::process::Command::new("node")
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg("--test-concurrency=1")
-        .arg("tests/browser/tablet.test.mjs")
-        .current_dir(workspace())
-        .env("EDGE_URL", &edge_api.base)
-        .env("CONTROL_URL", format!("http://{control_addr}"))
-        .env("FIXTURE", fixture.to_string())
-        .env("SCREENSHOTS", &screenshots)
-        .env("FAILURE_SHOTS", &failures)
-        .env("TOOLS_DIR", &tools)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(360), run)
-        .await
-        .expect("the browser tests finish within 6 minutes")
-        .expect("node runs");
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success(),
-        "the browser tests failed ({}); the screens of failed tests are in {}",
-        output.status,
-        failures.display()
-    );
+    run_browser_tests(
+        "tablet.test.mjs",
+        &[
+            ("EDGE_URL", edge_api.base.clone()),
+            ("CONTROL_URL", format!("http://{control_addr}")),
+            ("FIXTURE", fixture.to_string()),
+        ],
+        Duration::from_secs(360),
+    )
+    .await;
 
     shutdown.cancel();
     let _ = control_task.await;
