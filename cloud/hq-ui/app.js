@@ -22,7 +22,7 @@
     'PICKED_UP', 'DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED'];
   const OPEN_COLUMNS = ['ACCEPTED', 'PICKING', 'PACKED', 'READY', 'ASSIGNED', 'PICKED_UP'];
   const CLOSED = ['DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED'];
-  const HEALTHS = ['ok', 'late', 'offline', 'paused'];
+  const HEALTHS = ['ok', 'degraded', 'late', 'offline', 'paused'];
   // What PUT /admin/v1/products/{id} and PUT /admin/v1/riders/{id} accept (both refuse
   // unknown fields): an edit sends back what it read, restricted to these.
   const PRODUCT_FIELDS = ['name', 'sku', 'category_id', 'unit', 'pack_size', 'unit_weight_g', 'plu', 'active',
@@ -246,7 +246,7 @@
     return HEALTHS.includes(health) ? t('health.' + health) : t('health.unknown');
   }
   function healthTag(health) {
-    const cls = { ok: 'ok', late: 'late', offline: 'offline', paused: 'paused' }[health] || 'offline';
+    const cls = { ok: 'ok', degraded: 'risk', late: 'late', offline: 'offline', paused: 'paused' }[health] || 'offline';
     return h('span', { class: 'tag ' + cls }, healthWord(health));
   }
   function riderWord(st) {
@@ -934,7 +934,37 @@
       h('dt', null, t('store.stockOuts')), h('dd', null, num(st.stock_outs)),
       h('dt', null, t('store.lowStock')), h('dd', null, num(st.low_stock)),
       h('dt', null, t('store.sla')), h('dd', null, st.sla_minutes ? t('store.slaValue', { n: st.sla_minutes }) : t('common.dash')),
-      h('dt', null, t('store.capacity')), h('dd', null, st.capacity ? t('store.capacityValue', { n: st.capacity }) : t('common.dash')));
+      h('dt', null, t('store.capacity')), h('dd', null, st.capacity ? t('store.capacityValue', { n: st.capacity }) : t('common.dash')),
+      h('dt', null, t('store.syncLag')), h('dd', { class: st.sync_lag_s >= 60 ? 'warm' : null },
+        st.sync_lag_s === null || st.sync_lag_s === undefined ? t('store.syncLagNone')
+          : t('store.syncLagValue', { lag: fmtLag(st.sync_lag_s), when: fmtAgo(st.sync_lag_at) })),
+      h('dt', null, t('store.devices')), h('dd', null, deviceList(st)));
+  }
+
+  /** A delay in words: tenths of a second under ten seconds, then whole seconds or minutes. */
+  function fmtLag(sec) {
+    const n = Number(sec);
+    if (n < 10) return t('common.secondsTenths', { n: n.toFixed(1) });
+    if (n < 120) return t('common.seconds', { n: Math.round(n) });
+    return t('common.minutes', { n: Math.round(n / 60) });
+  }
+
+  /** The store's devices as it reports them: a word for each, faults and reasons spelled out. */
+  function deviceList(st) {
+    const devices = st.devices || [];
+    if (!devices.length) return h('span', { class: 'muted' }, t('store.devicesNone'));
+    return h('ul', { class: 'plain devices', 'aria-label': t('store.devicesOf', { name: st.name }) }, devices.map((d) => {
+      const faulted = d.faults && d.faults.length > 0;
+      const down = d.health !== 'connected' || faulted;
+      // A connected printer with faults is a printer that cannot print: the fault is the news.
+      const word = faulted && d.health === 'connected' ? t('device.fault')
+        : ['connecting', 'connected', 'disconnected', 'unhealthy'].includes(d.health) ? t('device.' + d.health) : String(d.health);
+      const detail = [d.reason, ...(d.faults || [])].filter(Boolean).join(', ');
+      return h('li', null,
+        h('span', { class: 'tag ' + (down ? 'late' : 'ok') }, word), ' ',
+        h('strong', null, d.id), ' ', h('span', { class: 'muted' }, d.kind),
+        detail ? [' ', h('span', null, '(' + detail + ')')] : null);
+    }));
   }
 
   function riderCounts() {

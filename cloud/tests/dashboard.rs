@@ -1456,3 +1456,145 @@ async fn a_build_over_ten_thousand_orders_is_cheap() {
     shutdown.cancel();
     running.wait().await.unwrap();
 }
+
+/// The store writes its devices' rows, as its device feed does; `rows` are (id, kind, health,
+/// reason, faults), all changed `ago` seconds before now.
+async fn devices(db: &StoreDb, rows: &[(&str, &str, &str, String, &str)], ago: i64) {
+    let at = clock::rfc3339(clock::now() - time::Duration::seconds(ago));
+    let rows: Vec<(String, String, String, String, String)> = rows
+        .iter()
+        .map(|(id, kind, health, reason, faults)| {
+            (
+                (*id).to_owned(),
+                (*kind).to_owned(),
+                (*health).to_owned(),
+                reason.clone(),
+                (*faults).to_owned(),
+            )
+        })
+        .collect();
+    db.write(move |conn| {
+        for (id, kind, health, reason, faults) in &rows {
+            conn.execute(
+                "INSERT INTO device_status
+                    (device_id, store_id, kind, health, reason, faults, changed_at)
+                 VALUES (?1, 's1', ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (device_id) DO UPDATE SET health = excluded.health,
+                    reason = excluded.reason, faults = excluded.faults,
+                    changed_at = excluded.changed_at",
+                params![id, kind, health, reason, faults, at],
+            )?;
+        }
+        Ok::<_, flashkart_sync::Error>(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_devices_and_sync_lag_show_as_the_store_reports_them() {
+    let env = two_stores(None, 30).await;
+    let e1 = env.edge("s1").clone();
+    let projection = env.running.cloud.projection().db().clone();
+    let devices_projected = |n: i64| {
+        let projection = projection.clone();
+        move || {
+            let projection = projection.clone();
+            async move { count(&projection, "SELECT count(*) FROM rm_devices").await == n }
+        }
+    };
+    // A printer out of paper and a working scanner, changed 5 s ago; and two rows HQ will not
+    // show: a health nobody knows and a reason of 5,000 characters.
+    devices(
+        &e1,
+        &[
+            (
+                "printer-1",
+                "printer",
+                "connected",
+                String::new(),
+                "paper out",
+            ),
+            ("scanner-1", "scanner", "connected", String::new(), ""),
+            ("scale-1", "scale", "on fire", String::new(), ""),
+            ("scale-2", "scale", "unhealthy", "x".repeat(5_000), ""),
+        ],
+        5,
+    )
+    .await;
+    until(&env, "two device rows projected", devices_projected(2)).await;
+    let snapshot = env.rebuild().await;
+    let s1 = store(&snapshot, "s1");
+    assert_eq!(s1["health"], "degraded", "{s1}");
+    assert_eq!(s1["devices_down"], 1, "{s1}");
+    let listed: Vec<(&str, &str, Value)> = s1["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap(),
+                d["health"].as_str().unwrap(),
+                d["faults"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("printer-1", "connected", json!(["paper out"])),
+            ("scanner-1", "connected", json!([])),
+        ]
+    );
+    // The newest fact was 5 s old when it was projected (at most a few seconds more here).
+    let lag = s1["sync_lag_s"].as_f64().expect("a sync lag");
+    assert!((5.0..30.0).contains(&lag), "{s1}");
+    assert!(s1["sync_lag_at"].is_string(), "{s1}");
+    // Store s2 reported no timestamped fact yet: no lag figure, no devices.
+    let s2 = store(&snapshot, "s2");
+    assert!(s2["sync_lag_s"].is_null(), "{s2}");
+    assert_eq!(s2["devices"], json!([]), "{s2}");
+    assert_eq!(s2["health"], "ok", "{s2}");
+
+    // Paper loaded, the scanner taken out of the configuration: the store is healthy again.
+    devices(
+        &e1,
+        &[("printer-1", "printer", "connected", String::new(), "")],
+        0,
+    )
+    .await;
+    e1.write(|conn| {
+        conn.execute(
+            "DELETE FROM device_status WHERE device_id = 'scanner-1'",
+            [],
+        )
+        .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap();
+    until(&env, "the scanner's row gone", devices_projected(1)).await;
+    let healthy = {
+        let projection = projection.clone();
+        move || {
+            let projection = projection.clone();
+            async move {
+                count(
+                    &projection,
+                    "SELECT count(*) FROM rm_devices WHERE faults = ''",
+                )
+                .await
+                    == 1
+            }
+        }
+    };
+    until(&env, "the printer's faults cleared", healthy).await;
+    let snapshot = env.rebuild().await;
+    let s1 = store(&snapshot, "s1");
+    assert_eq!(
+        (s1["health"].as_str(), s1["devices_down"].as_u64()),
+        (Some("ok"), Some(0)),
+        "{s1}"
+    );
+    assert!(s1["sync_lag_s"].as_f64().unwrap() < 5.0, "{s1}");
+    env.stop().await;
+}

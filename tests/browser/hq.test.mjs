@@ -192,8 +192,8 @@ scenario('the map shows both stores and a placed order appears live', async ({ p
   const city = map(page);
   for (const st of [A, B]) {
     // The marker names the store and its health in words, on the map and to assistive technology.
-    await city.getByRole('img', { name: new RegExp(`^${esc(st.name)}: (OK|Late|Offline|Paused), `) }).waitFor();
-    await city.getByText(new RegExp(`^${esc(st.name)} — (OK|Late|Offline|Paused)$`)).waitFor();
+    await city.getByRole('img', { name: new RegExp(`^${esc(st.name)}: (OK|Device down|Late|Offline|Paused), `) }).waitFor();
+    await city.getByText(new RegExp(`^${esc(st.name)} — (OK|Device down|Late|Offline|Paused)$`)).waitFor();
   }
   await page.evaluate(() => { window.notReloaded = true; });
   const placed = await placeOrder();
@@ -326,6 +326,35 @@ scenario('an operator pauses a store and the next order goes to the other store'
   await cardA.getByRole('button', { name: `Resume ${A.name}` }).click();
   await expectOk(cardA, `${A.name} takes orders again.`);
   await cardA.getByRole('button', { name: `Pause ${A.name}` }).waitFor({ timeout: 20_000 });
+});
+
+scenario('a store reports its label printer out of paper and HQ sees it, then sees it fixed', async ({ page }) => {
+  await signIn(page, USERS.viewer);
+  await show(page, 'Stores');
+  const cardB = page.getByRole('article', { name: B.name, exact: true });
+  const devices = cardB.getByRole('list', { name: `Devices of ${B.name}` });
+  const printer = devices.getByRole('listitem').filter({ hasText: 'printer-1' });
+  await printer.getByText('Connected', { exact: true }).waitFor({ timeout: 20_000 });
+  await cardB.getByText('OK', { exact: true }).waitFor({ timeout: 20_000 });
+  // How late the store's facts reach HQ, and when that was measured.
+  await cardB.getByText(/^\d+(\.\d)? s \(measured /).waitFor();
+
+  // The paper runs out: the store's device feed writes it, sync carries it, HQ shows it.
+  await control('POST', '/printer', { paper_out: true });
+  await cardB.getByText('Device down', { exact: true }).waitFor({ timeout: 20_000 });
+  // The simulated Zebra stays silent to a status query while it is out of paper, as some do.
+  await printer.getByText('Fault', { exact: true }).waitFor();
+  await printer.getByText(/did not answer the status query/).waitFor();
+  await shot(page, 'hq-stores-device-down.png');
+  await show(page, 'Overview');
+  await map(page).getByText(`${B.name} — Device down`).waitFor({ timeout: 20_000 });
+
+  // Paper loaded: healthy again.
+  await control('POST', '/printer', { paper_out: false });
+  await show(page, 'Stores');
+  await cardB.getByText('OK', { exact: true }).waitFor({ timeout: 20_000 });
+  await printer.getByText('Connected', { exact: true }).waitFor({ timeout: 20_000 });
+  await printer.getByText(/did not answer the status query/).waitFor({ state: 'detached' });
 });
 
 scenario('a viewer sees no controls, and a write with their session is refused', async ({ page }) => {

@@ -21,8 +21,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use flashkart_cloud::CloudConfig;
 use flashkart_edge::Config;
+use flashkart_edge::config::DevicesConfig;
 use flashkart_edge::config::RidersSection;
 use flashkart_hw::gs1::check::with_mod10;
+use flashkart_hw::printer::PrinterLanguage;
+use flashkart_hw::printer::status::PrinterStatus;
+use flashkart_hw_sim::printer::PrinterSim;
 use flashkart_sync::client::ClientConfig;
 use flashkart_tests::browser::run_browser_tests;
 use flashkart_tests::{call_api, enrolment_code_when_ready};
@@ -129,6 +133,8 @@ struct StoreStage {
 
 /// What the control server reaches.
 struct Stage {
+    /// The second store's label printer (over a pty), whose paper the test takes out.
+    printer: PrinterSim,
     cloud: Client,
     customer: String,
     stores: HashMap<&'static str, StoreStage>,
@@ -294,9 +300,18 @@ fn control(stage: Arc<Stage>) -> Router {
         let step = body["step"].as_str().unwrap_or_default();
         stage.work(order_id, step).await.map(Json).map_err(failed)
     }
+    async fn printer(State(stage): State<Arc<Stage>>, Json(body): Json<Value>) -> Json<Value> {
+        let paper_out = body["paper_out"].as_bool().unwrap_or(false);
+        stage.printer.set_status(PrinterStatus {
+            paper_out,
+            ..PrinterStatus::default()
+        });
+        Json(json!({"paper_out": paper_out}))
+    }
     Router::new()
         .route("/orders", post(order))
         .route("/work", post(work))
+        .route("/printer", post(printer))
         .with_state(stage)
 }
 
@@ -306,6 +321,25 @@ fn require_zbarimg() {
         Path::new("/usr/bin/zbarimg").exists(),
         "the HQ browser test reads the QR code with zbarimg: run scripts/install-test-deps"
     );
+}
+
+/// The second store's one device: its label printer, polled twice a second.
+fn printer_config(dev: &Path) -> DevicesConfig {
+    let text = format!(
+        r#"
+label_printer = "printer-1"
+backoff_initial_ms = 20
+backoff_max_ms = 200
+printer_poll_ms = 500
+
+[[device]]
+id = "printer-1"
+location = {{ path = "{dev}/printer-1" }}
+kind = {{ type = "printer", language = "zpl", status_timeout_ms = 500, max_attempts = 2, retry_delay_ms = 100 }}
+"#,
+        dev = dev.display()
+    );
+    toml::from_str(&text).expect("devices config")
 }
 
 fn square(area: (f64, f64, f64, f64)) -> Value {
@@ -411,6 +445,15 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
 
     // The two stores, each synced to the cloud; the first runs the riders' service (so HQ can
     // issue its riders enrolment codes: they pin its CA).
+    // The second store reports its label printer's health to HQ.
+    let dev = dir.path().join("dev");
+    std::fs::create_dir_all(&dev).expect("device dir");
+    let printer = PrinterSim::spawn(
+        &dev.join("printer-1"),
+        PrinterLanguage::Zpl,
+        shutdown.clone(),
+    )
+    .expect("printer");
     let mut daemons = Vec::new();
     let mut stage_stores = HashMap::new();
     for (i, store) in STORES.iter().enumerate() {
@@ -433,6 +476,11 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
             shutdown_grace_secs: 2,
             riders,
             sync: Some(sync),
+            devices: if i == 1 {
+                printer_config(&dev)
+            } else {
+                DevicesConfig::default()
+            },
             ..Config::default()
         };
         let edge = flashkart_edge::start(config, shutdown.clone())
@@ -531,6 +579,7 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
     .await;
 
     let stage = Arc::new(Stage {
+        printer,
         cloud: cloud_api.clone(),
         customer,
         stores: stage_stores,

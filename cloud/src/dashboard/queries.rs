@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rusqlite::{Connection, params};
 
 use super::snapshot::{
-    FINISHED_STATUSES, Facts, HourFigures, OPEN_STATUSES, OrderSummary, Position,
+    DeviceSummary, FINISHED_STATUSES, Facts, HourFigures, OPEN_STATUSES, OrderSummary, Position,
+    SyncLag,
 };
 
 /// The moments a build reads at (RFC 3339, as the read model stores them).
@@ -118,6 +119,7 @@ pub fn facts(conn: &Connection, window: &Window) -> Result<Read, flashkart_sync:
     open_figures(&tx, window, &mut facts)?;
     hour_figures(&tx, window, &mut facts)?;
     stock(&tx, window, &mut facts)?;
+    devices_and_sync(&tx, &mut facts)?;
     orders(&tx, window, &mut facts)?;
     riders(&tx, window, &mut facts)?;
     let past = past_fingerprint(&tx, window)?;
@@ -218,6 +220,45 @@ fn stock(
         facts
             .stock
             .insert(row.get(0)?, (count(row.get(1)?), count(row.get(2)?)));
+    }
+    Ok(())
+}
+
+/// Every store's devices and sync lag: a few rows per store.
+fn devices_and_sync(conn: &Connection, facts: &mut Facts) -> Result<(), flashkart_sync::Error> {
+    let mut statement = conn.prepare_cached(
+        "SELECT store_id, device_id, kind, health, reason, faults, changed_at FROM rm_devices
+         ORDER BY store_id, device_id",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let faults: String = row.get(5)?;
+        let device = DeviceSummary {
+            id: row.get(1)?,
+            kind: row.get(2)?,
+            health: row.get(3)?,
+            reason: row.get(4)?,
+            faults: faults
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            changed_at: row.get(6)?,
+        };
+        facts.devices.entry(row.get(0)?).or_default().push(device);
+    }
+    let mut statement =
+        conn.prepare_cached("SELECT store_id, lag_ms, projected_at FROM rm_store_sync")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        facts.sync.insert(
+            row.get(0)?,
+            SyncLag {
+                lag_ms: row.get(1)?,
+                projected_at: row.get(2)?,
+            },
+        );
     }
     Ok(())
 }

@@ -72,11 +72,13 @@ impl Snapshot {
     }
 }
 
-/// How a store is doing, worst first: paused by HQ, not heard from, an order past its promise.
+/// How a store is doing, worst first: paused by HQ, not heard from, an order past its promise,
+/// a device it reports down or faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Ok,
+    Degraded,
     Late,
     Offline,
     Paused,
@@ -119,6 +121,44 @@ pub struct StoreSummary {
     pub stock_outs: u32,
     /// Active catalog products with 1-3 available.
     pub low_stock: u32,
+    /// Seconds from the store's newest fact (an order event, a rider's reply, a device change;
+    /// by the store's clock) to its projection here, in the latest step that carried one.
+    pub sync_lag_s: Option<f64>,
+    /// When that step was projected.
+    pub sync_lag_at: Option<String>,
+    /// The store's devices as it reports them, by id.
+    pub devices: Vec<DeviceSummary>,
+    /// Devices not connected or with faults.
+    pub devices_down: u32,
+}
+
+/// One device of a store, as the store's `device_status` row says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSummary {
+    pub id: String,
+    /// `scanner`, `scale` or `printer`.
+    pub kind: String,
+    /// `connecting`, `connected`, `disconnected` or `unhealthy`.
+    pub health: String,
+    /// Why it is not connected, in the store's words.
+    pub reason: String,
+    /// A printer's faults ("paper out").
+    pub faults: Vec<String>,
+    pub changed_at: String,
+}
+
+impl DeviceSummary {
+    /// Not working as it should: not connected, or a printer reporting a fault.
+    pub fn down(&self) -> bool {
+        self.health != "connected" || !self.faults.is_empty()
+    }
+}
+
+/// How late a store's facts reach the read model (`rm_store_sync`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncLag {
+    pub lag_ms: i64,
+    pub projected_at: String,
 }
 
 impl StoreSummary {
@@ -149,6 +189,10 @@ impl StoreSummary {
             pick_to_ready_s_1h,
             stock_outs,
             low_stock,
+            sync_lag_s,
+            sync_lag_at: _,
+            devices,
+            devices_down,
         } = self;
         *id == other.id
             && *name == other.name
@@ -173,6 +217,10 @@ impl StoreSummary {
             && *pick_to_ready_s_1h == other.pick_to_ready_s_1h
             && *stock_outs == other.stock_outs
             && *low_stock == other.low_stock
+            // Whole seconds: a lag that wavers by milliseconds is not news.
+            && sync_lag_s.map(f64::round) == other.sync_lag_s.map(f64::round)
+            && *devices == other.devices
+            && *devices_down == other.devices_down
     }
 }
 
@@ -282,6 +330,10 @@ pub struct Facts {
     pub delivered: BTreeMap<String, (u32, u32)>,
     /// Hour key -> mean pick seconds.
     pub pick: BTreeMap<String, f64>,
+    /// Store -> its devices (by id).
+    pub devices: BTreeMap<String, Vec<DeviceSummary>>,
+    /// Store -> its latest sync lag.
+    pub sync: BTreeMap<String, SyncLag>,
 }
 
 /// What the intake's liveness says of a store.
@@ -362,12 +414,18 @@ fn store_summary(store: &RoutableStore, facts: &Facts, contact: Contact) -> Stor
         .fold(0_u32, |sum, n| sum.saturating_add(*n));
     let hour = facts.hour.get(&p.id).cloned().unwrap_or_default();
     let (in_stock, low_stock) = facts.stock.get(&p.id).copied().unwrap_or((0, 0));
+    let devices = facts.devices.get(&p.id).cloned().unwrap_or_default();
+    let devices_down = devices.iter().filter(|d| d.down()).count();
+    let devices_down = u32::try_from(devices_down).unwrap_or(u32::MAX);
+    let sync = facts.sync.get(&p.id);
     let health = if p.paused {
         Health::Paused
     } else if !contact.online {
         Health::Offline
     } else if open.late > 0 {
         Health::Late
+    } else if devices_down > 0 {
+        Health::Degraded
     } else {
         Health::Ok
     };
@@ -395,6 +453,11 @@ fn store_summary(store: &RoutableStore, facts: &Facts, contact: Contact) -> Stor
         pick_to_ready_s_1h: hour.pick_to_ready_s,
         stock_outs: facts.catalog_products.saturating_sub(in_stock),
         low_stock,
+        // Tenths of a second: the figure is a delay people read, not a benchmark.
+        sync_lag_s: sync.map(|s| (s.lag_ms as f64 / 100.0).round() / 10.0),
+        sync_lag_at: sync.map(|s| s.projected_at.clone()),
+        devices,
+        devices_down,
     }
 }
 

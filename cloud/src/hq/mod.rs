@@ -21,10 +21,12 @@ use serde::Serialize;
 use crate::CloudError;
 use crate::registry::{hex, token_hash};
 
+mod moves;
 mod operations;
 mod records;
 pub mod users;
 
+pub use moves::OrderMove;
 pub use records::{
     Coupon, MAX_AREA_POSITIONS, OpeningHours, Placed, RosterRider, RoutableStore, StoreProfile,
 };
@@ -99,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "HQ users, sessions and the audit log",
         steps: &[Step::Sql(users::SCHEMA)],
+    },
+    Migration {
+        version: 4,
+        name: "orders on their way between stores",
+        steps: &[Step::Sql(moves::SCHEMA)],
     },
 ];
 

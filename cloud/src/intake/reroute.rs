@@ -9,21 +9,37 @@ use rusqlite::OptionalExtension;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::hq::OrderMove;
 use crate::projection::ShortReport;
 use crate::routing;
 
 use super::rows::read_order_rows;
-use super::{Customer, Intake, IntakeError, PlacedOrder, REROUTED, ReplicaLine};
+use super::{Customer, Intake, IntakeError, REROUTED, ReplicaLine};
+
+/// How often moves a stopped cloud left half-way are tried again while any is left.
+const MOVES_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Intake {
-    /// Follows the projector's short reports until shutdown.
+    /// Finishes moves a stopped cloud left half-way, then follows the projector's short
+    /// reports until shutdown.
     pub async fn run_short_handler(
         self: Arc<Self>,
         mut shorts: mpsc::Receiver<ShortReport>,
         shutdown: CancellationToken,
     ) {
+        // Moves a stopped cloud left half-way are finished first, then retried while any is
+        // left (a store's replica that could not be opened, say).
+        let mut resume = tokio::time::interval(MOVES_RETRY);
+        let mut moves_left = true;
         loop {
             let report = tokio::select! {
+                _ = resume.tick(), if moves_left => {
+                    match self.resume_moves().await {
+                        Ok(left) => moves_left = left > 0,
+                        Err(error) => tracing::warn!(%error, "unfinished moves not read"),
+                    }
+                    continue;
+                }
                 report = shorts.recv() => report,
                 () = shutdown.cancelled() => None,
             };
@@ -243,7 +259,7 @@ impl Intake {
                 view.store_id
             ))),
             Move::Cancelling => Err(RerouteRefused::Conflict(format!(
-                "order {order_id} is being cancelled"
+                "order {order_id} is being cancelled or moved"
             ))),
             Move::WasThere => Err(RerouteRefused::Conflict(format!(
                 "order {order_id} was at {to_store} before and was cancelled there"
@@ -257,7 +273,9 @@ impl Intake {
     /// Moves an order to store `to`: the cancellation is asked for at its store (which
     /// releases what it reserved), the same order (id, lines, PIN, promise) is written to `to`
     /// and the payment follows it. Nothing is written unless the store's replica shows the
-    /// order not started (no progress yet, ROUTED or ACCEPTED) and not being cancelled.
+    /// order not started (no progress yet, ROUTED or ACCEPTED) and not being cancelled. The
+    /// move is recorded in HQ's database before the first store is asked to cancel, so a
+    /// cloud stopped half-way finishes it when it is back ([`Intake::resume_moves`]).
     async fn move_order(
         &self,
         view: &crate::projection::OrderView,
@@ -265,9 +283,9 @@ impl Intake {
         cancel_reason: String,
         note: String,
     ) -> Result<Move, IntakeError> {
-        let Some(customer_id) = view.customer_id.clone() else {
+        if view.customer_id.is_none() {
             return Ok(Move::Unknown);
-        };
+        }
         // A store the order left has cancelled it; writing it there again would change nothing
         // (an order already in a replica is left as it is), so it would never be picked.
         let target = self.stores.replica(to).await?;
@@ -285,14 +303,29 @@ impl Intake {
         if was_there {
             return Ok(Move::WasThere);
         }
+        let order_move = OrderMove {
+            order_id: view.id.clone(),
+            from_store: view.store_id.clone(),
+            to_store: to.to_owned(),
+            requested_at: crate::clock::now_rfc3339(),
+            cancel_reason,
+            note,
+        };
+        if !self.hq.begin_move(order_move.clone()).await? {
+            return Ok(Move::Cancelling);
+        }
+        crate::faults::crash_point("reroute:after-intent");
         let from = self.stores.replica(&view.store_id).await?;
-        let order_id = view.id.clone();
-        let now = crate::clock::now_rfc3339();
+        let (order_id, at, reason) = (
+            view.id.clone(),
+            order_move.requested_at.clone(),
+            order_move.cancel_reason.clone(),
+        );
         // The check and the cancellation request are one transaction of the replica, so what
         // the store reported last is what was checked.
-        let moved = from
+        let checked = from
             .write(
-                move |conn| -> Result<Result<PlacedOrder, Move>, flashkart_sync::Error> {
+                move |conn| -> Result<Result<(), Move>, flashkart_sync::Error> {
                     let state: Option<(Option<String>, Option<String>)> = conn
                         .prepare_cached(
                             "SELECT p.status, o.cancel_requested_at FROM orders o
@@ -310,35 +343,109 @@ impl Intake {
                         }
                         Some(_) => {}
                     }
-                    let Some(order) = read_order_rows(conn, &order_id)? else {
-                        return Ok(Err(Move::Unknown));
-                    };
-                    cloud_writes::request_cancel(conn, &order_id, &now, &cancel_reason)?;
-                    Ok(Ok(order))
+                    cloud_writes::request_cancel(conn, &order_id, &at, &reason)?;
+                    Ok(Ok(()))
                 },
             )
+            .await;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                self.hq.end_move(&view.id).await?;
+                return Ok(refused);
+            }
+            // Whether the cancellation committed is unknown: the recorded move decides, at the
+            // next resume, from what the replica shows.
+            Err(error) => return Err(error.into()),
+        }
+        crate::faults::crash_point("reroute:after-cancel");
+        self.finish_move(&order_move).await?;
+        Ok(Move::Moved)
+    }
+
+    /// The rest of a move whose cancellation the first store's replica holds: the timeline
+    /// note, the payment, the order at the second store. Each step is idempotent, so a move
+    /// finished twice is finished once.
+    async fn finish_move(&self, order_move: &OrderMove) -> Result<(), IntakeError> {
+        let m = order_move;
+        let view = self.projection.order(&m.order_id).await?;
+        let from = self.stores.replica(&m.from_store).await?;
+        let order_id = m.order_id.clone();
+        let order = from
+            .db()
+            .read(move |conn| read_order_rows(conn, &order_id))
             .await?;
-        let mut order = match moved {
-            Ok(order) => order,
-            Err(refused) => return Ok(refused),
+        let (Some(view), Some(mut order)) = (view, order) else {
+            tracing::error!(order = %m.order_id, from = %m.from_store, "a recorded move names an order intake does not know: dropped");
+            self.hq.end_move(&m.order_id).await?;
+            return Ok(());
+        };
+        let Some(customer_id) = view.customer_id.clone() else {
+            self.hq.end_move(&m.order_id).await?;
+            return Ok(());
         };
         self.projection
-            .note(&view.id, &view.store_id, "REROUTED", note)
+            .note(&m.order_id, &m.from_store, "REROUTED", m.note.clone())
             .await?;
-        order.store_id = to.to_owned();
-        order.delivery_pin = self.hq.delivery_pin(&view.id).await?;
+        order.store_id = m.to_store.clone();
+        order.delivery_pin = self.hq.delivery_pin(&m.order_id).await?;
         order.promised_at = view.promised_at.clone().unwrap_or_default();
         let customer = Customer {
             id: customer_id,
             first_name: order.customer_first_name.clone(),
         };
         self.payments
-            .moved(&view.id, to)
+            .moved(&m.order_id, &m.to_store)
             .await
             .map_err(IntakeError::Payment)?;
         self.deliver_to_store(&customer, &order, REROUTED).await?;
-        tracing::info!(order = %view.id, from = %view.store_id, to, "rerouted");
-        Ok(Move::Moved)
+        self.hq.end_move(&m.order_id).await?;
+        tracing::info!(order = %m.order_id, from = %m.from_store, to = %m.to_store, "rerouted");
+        Ok(())
+    }
+
+    /// Finishes every move a stopped cloud left half-way, or drops those whose first store
+    /// was never asked to cancel. Says how many are still unfinished (a store's replica or a
+    /// database could not be reached; the next resume tries again).
+    pub async fn resume_moves(&self) -> Result<usize, IntakeError> {
+        let mut left = 0;
+        for m in self.hq.unfinished_moves().await? {
+            match self.resume_move(&m).await {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(order = %m.order_id, %error, "move not finished yet");
+                    left += 1;
+                }
+            }
+        }
+        Ok(left)
+    }
+
+    async fn resume_move(&self, m: &OrderMove) -> Result<(), IntakeError> {
+        let from = self.stores.replica(&m.from_store).await?;
+        let order_id = m.order_id.clone();
+        let cancel: Option<(Option<String>, Option<String>)> = from
+            .db()
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT cancel_requested_at, cancel_reason FROM orders WHERE id = ?1",
+                )?
+                .query_row([&order_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(flashkart_sync::Error::from)
+            })
+            .await?;
+        let ours = cancel.is_some_and(|(at, reason)| {
+            at.as_deref() == Some(m.requested_at.as_str())
+                && reason.as_deref() == Some(m.cancel_reason.as_str())
+        });
+        if ours {
+            tracing::info!(order = %m.order_id, from = %m.from_store, to = %m.to_store, "finishing a move a stopped cloud began");
+            self.finish_move(m).await
+        } else {
+            tracing::info!(order = %m.order_id, from = %m.from_store, "a move that never reached its store: dropped");
+            Ok(self.hq.end_move(&m.order_id).await?)
+        }
     }
 }
 
@@ -348,7 +455,7 @@ enum Move {
     Moved,
     /// Its store has started on it (the status there).
     Started(String),
-    /// A cancellation has been asked for already.
+    /// A cancellation has been asked for already, or the order is being moved.
     Cancelling,
     /// The other store had it before and has cancelled it.
     WasThere,
@@ -367,7 +474,7 @@ pub enum RerouteRefused {
     #[error("{0}")]
     Conflict(String),
     /// A database or payments failure, possibly after the first store was asked to cancel
-    /// (as with a short order's reroute, the move is not resumed).
+    /// (the move is recorded and finished by the next resume).
     #[error(transparent)]
     Intake(#[from] IntakeError),
 }

@@ -15,8 +15,53 @@ pub(super) fn fold(
     conn: &Connection,
     store_id: &str,
     rows: &Rows,
+    now: time::OffsetDateTime,
 ) -> Result<Vec<ShortReport>, flashkart_sync::Error> {
     let mut reports = Vec::new();
+    for (device_id, device) in &rows.devices {
+        match device {
+            Some(d) => conn
+                .prepare_cached(
+                    "INSERT INTO rm_devices
+                        (store_id, device_id, kind, health, reason, faults, changed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (store_id, device_id) DO UPDATE SET kind = excluded.kind,
+                        health = excluded.health, reason = excluded.reason,
+                        faults = excluded.faults, changed_at = excluded.changed_at",
+                )?
+                .execute(params![
+                    store_id,
+                    device_id,
+                    d.kind,
+                    d.health,
+                    d.reason,
+                    d.faults,
+                    d.changed_at
+                ])?,
+            None => conn
+                .prepare_cached("DELETE FROM rm_devices WHERE store_id = ?1 AND device_id = ?2")?
+                .execute([store_id, device_id])?,
+        };
+    }
+    if let Some(fact_at) = rows.newest_fact_at() {
+        // A store clock ahead of the cloud's (clamped to two minutes) reads as no lag.
+        let lag_ms = crate::clock::parse(fact_at)
+            .map(|at| (now - at).whole_milliseconds().max(0))
+            .and_then(|ms| i64::try_from(ms).ok())
+            .unwrap_or(0);
+        conn.prepare_cached(
+            "INSERT INTO rm_store_sync (store_id, fact_at, projected_at, lag_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (store_id) DO UPDATE SET fact_at = excluded.fact_at,
+                projected_at = excluded.projected_at, lag_ms = excluded.lag_ms",
+        )?
+        .execute(params![
+            store_id,
+            fact_at,
+            crate::clock::rfc3339(now),
+            lag_ms
+        ])?;
+    }
     for (id, product_id, qty, kind) in &rows.moves {
         let fresh = conn
             .prepare_cached("INSERT OR IGNORE INTO rm_moves (id) VALUES (?1)")?

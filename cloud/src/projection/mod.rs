@@ -55,6 +55,7 @@ const FOLLOWED: &[&str] = &[
     "rider_positions",
     "order_line_progress",
     "assignment_replies",
+    "device_status",
 ];
 
 /// Rows of one store to re-read: table -> packed primary keys.

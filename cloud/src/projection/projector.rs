@@ -105,7 +105,7 @@ impl Projection {
         let reports = self
             .db
             .write(move |conn| {
-                let reports = fold(conn, &store_id, &rows)?;
+                let reports = fold(conn, &store_id, &rows, crate::clock::now())?;
                 save_cursors(conn, &store_id, &cursors)?;
                 Ok::<_, flashkart_sync::Error>(reports)
             })

@@ -28,7 +28,38 @@ pub(super) struct Rows {
     pub(super) riders: Vec<(String, f64, f64, String)>,
     pub(super) line_progress: Vec<(String, i64, i64)>,
     pub(super) replies: Vec<(String, String, String, String)>,
+    /// Device status rows by device id; `None` when the store deleted the row.
+    pub(super) devices: Vec<(String, Option<DeviceRow>)>,
 }
+
+impl Rows {
+    /// The newest store-clock time among the facts re-read (order events, replies, device
+    /// changes; not riders' positions, whose times are the phones'), for the sync lag.
+    pub(super) fn newest_fact_at(&self) -> Option<&str> {
+        let events = self.events.iter().map(|e| e.at.as_str());
+        let replies = self.replies.iter().map(|r| r.3.as_str());
+        let devices = self
+            .devices
+            .iter()
+            .filter_map(|(_, d)| d.as_ref().map(|d| d.changed_at.as_str()));
+        events.chain(replies).chain(devices).max()
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct DeviceRow {
+    pub(super) kind: String,
+    pub(super) health: String,
+    pub(super) reason: String,
+    pub(super) faults: String,
+    pub(super) changed_at: String,
+}
+
+/// The longest device id, reason or fault list a store may report: enough for any real one,
+/// and a store cannot fill HQ's dashboard with megabytes of text.
+const MAX_DEVICE_TEXT: usize = 200;
+const DEVICE_KINDS: &[&str] = &["scanner", "scale", "printer"];
+const DEVICE_HEALTH: &[&str] = &["connecting", "connected", "disconnected", "unhealthy"];
 
 #[derive(Debug)]
 pub(super) struct EventRow {
@@ -224,6 +255,37 @@ pub(super) fn read_rows(
                         .optional()?;
                     if let Some(short) = short {
                         rows.line_progress.push((order_id, line_no, short));
+                    }
+                }
+                "device_status" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row = conn
+                        .prepare_cached(
+                            "SELECT kind, health, reason, faults, changed_at FROM device_status
+                             WHERE device_id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| {
+                            Ok(DeviceRow {
+                                kind: r.get(0)?,
+                                health: r.get(1)?,
+                                reason: r.get(2)?,
+                                faults: r.get(3)?,
+                                changed_at: r.get(4)?,
+                            })
+                        })
+                        .optional()?;
+                    let Some(mut device) = row else {
+                        rows.devices.push((id, None));
+                        continue;
+                    };
+                    let sane = id.len() <= MAX_DEVICE_TEXT
+                        && device.reason.len() <= MAX_DEVICE_TEXT
+                        && device.faults.len() <= MAX_DEVICE_TEXT
+                        && DEVICE_KINDS.contains(&device.kind.as_str())
+                        && DEVICE_HEALTH.contains(&device.health.as_str());
+                    if judge.sane(table, &id, sane, "not a device status HQ can show") {
+                        device.changed_at = clamp_store_time(&device.changed_at, now);
+                        rows.devices.push((id, Some(device)));
                     }
                 }
                 _ => {}

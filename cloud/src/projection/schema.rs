@@ -127,4 +127,34 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             Step::Sql("CREATE INDEX rm_replies_by_time ON rm_replies (at)"),
         ],
     },
+    Migration {
+        version: 5,
+        name: "store devices and sync lag",
+        steps: &[
+            // Each store's devices as its `device_status` rows say (health and faults).
+            Step::Sql(
+                "CREATE TABLE rm_devices (
+                    store_id TEXT NOT NULL,
+                    device_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    health TEXT NOT NULL,
+                    reason TEXT NOT NULL DEFAULT '',
+                    faults TEXT NOT NULL DEFAULT '',
+                    changed_at TEXT NOT NULL,
+                    PRIMARY KEY (store_id, device_id)
+                ) WITHOUT ROWID",
+            ),
+            // How late a store's facts reach the read model: for the latest projection step
+            // that carried a timestamped fact (an order event, a rider's reply, a device
+            // change), the newest fact's time at the store and when it was projected here.
+            Step::Sql(
+                "CREATE TABLE rm_store_sync (
+                    store_id TEXT PRIMARY KEY NOT NULL,
+                    fact_at TEXT NOT NULL,
+                    projected_at TEXT NOT NULL,
+                    lag_ms INTEGER NOT NULL
+                )",
+            ),
+        ],
+    },
 ];

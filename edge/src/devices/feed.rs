@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Host;
+use super::{Host, status};
 use crate::Error;
 use crate::config::devices::kind_name;
 use crate::events::Event;
@@ -60,6 +60,21 @@ async fn consume<H: Host>(
     mut events: mpsc::Receiver<DeviceEvent>,
     shutdown: CancellationToken,
 ) {
+    let configured: Vec<(String, String)> = app
+        .devices()
+        .config
+        .list
+        .iter()
+        .map(|d| (d.id.clone(), kind_name(&d.kind).to_owned()))
+        .collect();
+    let result = app
+        .write(DEVICES_ACTOR, move |conn, ctx| {
+            status::configure(conn, ctx, &configured)
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "device status rows not written");
+    }
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -89,6 +104,28 @@ pub(super) fn publish(
         message,
         detail,
     }]);
+}
+
+/// Who writes the device status rows.
+const DEVICES_ACTOR: &str = "devices";
+
+/// Amends `device`'s synced status row (see `status.rs`); a failure is logged, never fatal:
+/// the store works on whatever HQ is told.
+async fn report_status(
+    app: &impl Host,
+    device: &str,
+    kind: &str,
+    change: impl FnOnce(&mut status::Reported) + Send + 'static,
+) {
+    let (device_id, kind_owned) = (device.to_owned(), kind.to_owned());
+    let result = app
+        .write(DEVICES_ACTOR, move |conn, ctx| {
+            status::record(conn, ctx, &device_id, &kind_owned, change)
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(device, %error, "device status row not written");
+    }
 }
 
 async fn handle_event(app: &impl Host, event: DeviceEvent) {
@@ -143,11 +180,24 @@ async fn handle_event(app: &impl Host, event: DeviceEvent) {
                 message,
                 serde_json::to_value(&health).unwrap_or(Value::Null),
             );
+            let (word, reason) = status::health_words(&health);
+            report_status(app, &device, kind, move |row| {
+                row.health = word;
+                row.reason = reason;
+            })
+            .await;
         }
         DeviceEvent::PrinterStatus { device, faults, .. } => {
             app.metrics().printer_faults(&device, faults.len());
-            if let Ok(mut all) = app.devices().faults.lock() {
-                all.insert(device.clone(), faults.clone());
+            let before = app
+                .devices()
+                .faults
+                .lock()
+                .ok()
+                .and_then(|mut all| all.insert(device.clone(), faults.clone()));
+            if before.as_ref() != Some(&faults) {
+                let listed = faults.join(", ");
+                report_status(app, &device, "printer", move |row| row.faults = listed).await;
             }
             let message = if faults.is_empty() {
                 format!("printer {device}: ready")

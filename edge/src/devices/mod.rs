@@ -36,7 +36,8 @@
 //!   daemon stops between READY and the print, the label is not printed again by itself:
 //!   that is what the reprint is for.
 //! - **Health.** Device health, printer faults ("paper out") and print outcomes (with the
-//!   order they belong to) go onto the live stream, `GET /api/v1/devices` and `/metrics`.
+//!   order they belong to) go onto the live stream, `GET /api/v1/devices` and `/metrics`;
+//!   health and faults also go to HQ, as the synced `device_status` rows of `status.rs`.
 //!
 //! The devices never name the daemon's `App`: they reach the store through [`Host`], which
 //! `App` implements, so the daemon can hold its devices without the two importing each other.
@@ -64,6 +65,7 @@ use crate::work::staff::{Role, Session};
 
 mod feed;
 mod labels;
+mod status;
 
 pub use crate::config::DevicesConfig;
 pub use feed::start;

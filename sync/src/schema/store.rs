@@ -35,6 +35,7 @@ pub const SYNCED_TABLES: &[SyncedTable] = &[
     edge("delivery_attempts"),
     edge("store_certificates"),
     edge("cash_handins"),
+    edge("device_status"),
 ];
 
 const fn cloud_shared(name: &'static str) -> SyncedTable {
@@ -527,6 +528,31 @@ pub const MIGRATIONS: &[Migration] = &[
                 staff_id TEXT NOT NULL DEFAULT ''
             )",
             ),
+        ],
+    },
+    Migration {
+        version: 7,
+        name: "device status: each device's health and faults as the store sees them",
+        steps: &[
+            // edge-owned: one row per configured scanner, scale and printer, written when its
+            // health or its faults change (not on every status poll), so HQ sees a store's
+            // hardware as the store does. A device removed from the configuration is deleted.
+            Step::CreateCrr {
+                table: "device_status",
+                sql: "CREATE TABLE device_status (
+                device_id TEXT PRIMARY KEY NOT NULL,
+                store_id TEXT NOT NULL DEFAULT '',
+                -- 'scanner', 'scale' or 'printer'
+                kind TEXT NOT NULL DEFAULT '',
+                -- 'connecting', 'connected', 'disconnected' or 'unhealthy'
+                health TEXT NOT NULL DEFAULT 'connecting',
+                -- why it is disconnected or unhealthy; '' otherwise
+                reason TEXT NOT NULL DEFAULT '',
+                -- a printer's faults ('paper out', ...), comma-separated; '' when none
+                faults TEXT NOT NULL DEFAULT '',
+                changed_at TEXT NOT NULL DEFAULT ''
+            )",
+            },
         ],
     },
 ];

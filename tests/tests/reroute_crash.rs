@@ -1,0 +1,353 @@
+//! HQ moves an order from one store to another and the cloud dies half-way (a crash point,
+//! `FLASHKART_CRASH_AT`, aborts the real process there, as `kill -9` would). After the first
+//! store was asked to cancel, the restarted cloud finishes the move: the order ends at the
+//! second store, not cancelled at one and lost. Before that, the move is dropped and the order
+//! stays where it was, untouched, and can be moved again. The cloud is the real binary; the
+//! stores are store databases syncing with it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flashkart_sync::client::{self, ClientConfig};
+use flashkart_sync::{StoreConfig, StoreDb};
+use flashkart_tests::{Daemon, binary, call_api, url_in};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN: &str = "reroute-crash-admin-token";
+const START: Duration = Duration::from_secs(60);
+
+struct Cloud {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    url: String,
+    daemon: Option<Daemon>,
+}
+
+impl Cloud {
+    fn start(crash_at: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("cloud.toml");
+        write_config(&config, dir.path(), "127.0.0.1:0");
+        let mut cloud = Self {
+            dir,
+            config,
+            url: String::new(),
+            daemon: None,
+        };
+        cloud.run(crash_at);
+        // Restarts keep the address the stores sync with.
+        let listen = cloud.url.trim_start_matches("http://").to_owned();
+        write_config(&cloud.config, cloud.dir.path(), &listen);
+        cloud
+    }
+
+    fn run(&mut self, crash_at: &str) {
+        let cache = self.dir.path().join("cache");
+        let env = [
+            ("XDG_CACHE_HOME", cache.as_path()),
+            ("HOME", self.dir.path()),
+            ("FLASHKART_CRASH_AT", Path::new(crash_at)),
+        ];
+        let config = self.config.display().to_string();
+        let mut daemon = Daemon::start(
+            &binary("flashkart-cloud"),
+            &["run", "--config", &config],
+            &env,
+        );
+        self.url = url_in(&daemon.wait_for_line("cloud listening", START)).expect("cloud url");
+        self.daemon = Some(daemon);
+    }
+
+    /// Waits for the crash point to abort the process.
+    fn crashed(&mut self) {
+        let mut daemon = self.daemon.take().expect("a running cloud");
+        let status = daemon.wait(Duration::from_secs(60));
+        assert!(
+            !status.success(),
+            "the cloud was to abort at its crash point"
+        );
+        daemon.wait_for_line("crash point reached", Duration::from_secs(1));
+    }
+
+    fn daemon(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("a running cloud")
+    }
+}
+
+fn write_config(path: &Path, dir: &Path, listen: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "listen = \"{listen}\"\ndata_dir = \"{}\"\nadmin_token = \"{ADMIN}\"\n",
+            dir.join("cloud").display()
+        ),
+    )
+    .expect("cloud config");
+}
+
+async fn api(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
+    let (status, body) = call_api(http, method, url, ADMIN, body).await;
+    assert!(status.is_success(), "{url}: {status} {body}");
+    body
+}
+
+/// Polls `url` (as HQ) until `done` holds.
+async fn until(http: &reqwest::Client, url: &str, what: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call_api(http, Method::GET, url, ADMIN, None).await;
+        if status.is_success() && done(&body) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {what}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a store's database says of an order: (present, cancel requested, cancel reason).
+async fn at_store(db: &StoreDb, order_id: &str) -> (bool, Option<String>, Option<String>) {
+    let id = order_id.to_owned();
+    db.read(move |conn| {
+        let row = conn.query_row(
+            "SELECT cancel_requested_at, cancel_reason FROM orders WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        match row {
+            Ok((at, reason)) => Ok((true, at, reason)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok((false, None, None)),
+            Err(e) => Err(flashkart_sync::Error::from(e)),
+        }
+    })
+    .await
+    .expect("store read")
+}
+
+async fn store_until(
+    db: &StoreDb,
+    order_id: &str,
+    what: &str,
+    done: impl Fn(&(bool, Option<String>, Option<String>)) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = at_store(db, order_id).await;
+        if done(&seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// HQ's set-up through the API (two stores whose areas both cover the customer, milk, a
+/// customer) and both stores' databases syncing with the cloud, 10 milk each; the customer's
+/// token and the stores (s1 nearer the customer).
+async fn two_shops(
+    http: &reqwest::Client,
+    cloud: &Cloud,
+    stop: &CancellationToken,
+) -> (String, StoreDb, StoreDb) {
+    let base = cloud.url.clone();
+    let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.6, 52.4], [13.6, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
+    api(
+        http,
+        Method::PUT,
+        &format!("{base}/admin/v1/products/milk"),
+        Some(json!({"name": "milk", "price_minor": 250})),
+    )
+    .await;
+    let mut stores = Vec::new();
+    for (id, lon) in [("s1", 13.40), ("s2", 13.50)] {
+        let token = api(
+            http,
+            Method::POST,
+            &format!("{base}/admin/v1/stores"),
+            Some(json!({"id": id})),
+        )
+        .await["token"]
+            .as_str()
+            .expect("store token")
+            .to_owned();
+        api(
+            http,
+            Method::PUT,
+            &format!("{base}/admin/v1/stores/{id}/profile"),
+            Some(
+                json!({"name": id, "lat": 52.5, "lon": lon, "service_area": area,
+                        "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
+                        "capacity": 50, "sla_minutes": 30}),
+            ),
+        )
+        .await;
+        let mut config = StoreConfig::new(cloud.dir.path().join(format!("store-{id}.db")));
+        config.extension_dir = Some(cloud.dir.path().join("ext"));
+        let db = StoreDb::open(config, flashkart_sync::schema::store::MIGRATIONS)
+            .await
+            .expect("store database");
+        let store = id.to_owned();
+        db.write(move |conn| {
+            conn.execute(
+                "INSERT INTO stock_moves (id, store_id, product_id, qty, kind, actor, at)
+                 VALUES (?1, ?2, 'milk', 10, 'receive', 'test', '2026-01-01T00:00:00.000Z')",
+                [format!("stock-{store}"), store.clone()],
+            )
+            .map_err(flashkart_sync::Error::from)
+        })
+        .await
+        .expect("stock");
+        let mut sync = ClientConfig::new(&base, &token);
+        sync.long_poll_ms = 1_000;
+        sync.backoff_initial_ms = 20;
+        sync.backoff_max_ms = 200;
+        sync.local_poll_ms = 20;
+        client::spawn(sync, db.clone(), stop.clone()).expect("sync client");
+        stores.push(db);
+    }
+    until(
+        http,
+        &format!("{base}/admin/v1/stock/milk"),
+        "both stores' stock in the read model",
+        |v| v["s1"] == 10 && v["s2"] == 10,
+    )
+    .await;
+    let customer = api(
+        http,
+        Method::POST,
+        &format!("{base}/admin/v1/customers"),
+        Some(json!({"first_name": "Ada"})),
+    )
+    .await["token"]
+        .as_str()
+        .expect("customer token")
+        .to_owned();
+    let s2 = stores.pop().expect("s2");
+    let s1 = stores.pop().expect("s1");
+    (customer, s1, s2)
+}
+
+async fn place(http: &reqwest::Client, base: &str, customer: &str, key: &str) -> String {
+    let answer = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(customer)
+        .header("idempotency-key", key)
+        .json(
+            &json!({"address": {"text": "Here 1", "lat": 52.5, "lon": 13.41},
+                      "lines": [{"product_id": "milk", "qty": 1}],
+                      "payment": {"method": "cash"}}),
+        )
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let placed: Value = answer.json().await.expect("order JSON");
+    assert_eq!(placed["store_id"], "s1", "{placed}");
+    placed["order_id"].as_str().expect("order id").to_owned()
+}
+
+/// Asks HQ to move `order` to s2; the cloud dies before it answers.
+async fn reroute_dies(http: &reqwest::Client, base: &str, order: &str) {
+    let lost = http
+        .post(format!("{base}/admin/v1/orders/{order}/reroute"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"store_id": "s2", "reason": "s1 short-staffed"}))
+        .send()
+        .await;
+    assert!(lost.is_err(), "the cloud died before answering: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_after_the_first_store_cancelled_is_finished_after_a_restart() {
+    let http = reqwest::Client::new();
+    let stop = CancellationToken::new();
+    let mut cloud = Cloud::start("reroute:after-cancel");
+    let base = cloud.url.clone();
+    let (customer, s1, s2) = two_shops(&http, &cloud, &stop).await;
+    let order = place(&http, &base, &customer, "move-1").await;
+    store_until(&s1, &order, "the order at s1", |s| s.0).await;
+
+    reroute_dies(&http, &base, &order).await;
+    cloud.crashed();
+    cloud.run("");
+    cloud
+        .daemon()
+        .wait_for_line("finishing a move a stopped cloud began", START);
+
+    // s1 was asked to cancel (with HQ's reason), s2 has the order, HQ shows it at s2.
+    store_until(&s1, &order, "s1 asked to cancel", |s| {
+        s.2.as_deref() == Some("rerouted by HQ: s1 short-staffed")
+    })
+    .await;
+    store_until(&s2, &order, "the order at s2, not cancelled", |s| {
+        s.0 && s.1.is_none()
+    })
+    .await;
+    let view = format!("{base}/admin/v1/orders/{order}");
+    until(&http, &view, "HQ shows the order at s2", |v| {
+        v["order"]["store_id"] == "s2" && v.to_string().contains("REROUTED")
+    })
+    .await;
+    // Finished once: moving it back to a store that cancelled it is refused.
+    let (status, body) = call_api(
+        &http,
+        Method::POST,
+        &format!("{base}/admin/v1/orders/{order}/reroute"),
+        ADMIN,
+        Some(json!({"store_id": "s1", "reason": "back"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_before_the_first_store_was_asked_is_dropped_and_can_be_asked_again() {
+    let http = reqwest::Client::new();
+    let stop = CancellationToken::new();
+    let mut cloud = Cloud::start("reroute:after-intent");
+    let base = cloud.url.clone();
+    let (customer, s1, s2) = two_shops(&http, &cloud, &stop).await;
+    let order = place(&http, &base, &customer, "move-2").await;
+    store_until(&s1, &order, "the order at s1", |s| s.0).await;
+
+    reroute_dies(&http, &base, &order).await;
+    cloud.crashed();
+    cloud.run("");
+    cloud
+        .daemon()
+        .wait_for_line("a move that never reached its store: dropped", START);
+    assert_eq!(
+        at_store(&s1, &order).await,
+        (true, None, None),
+        "s1 untouched"
+    );
+    assert!(!at_store(&s2, &order).await.0, "s2 never got it");
+
+    // The order moves when asked again.
+    until(
+        &http,
+        &format!("{base}/admin/v1/dashboard"),
+        "both stores online",
+        |v| {
+            v["stores"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["online"] == true))
+        },
+    )
+    .await;
+    let moved = api(
+        &http,
+        Method::POST,
+        &format!("{base}/admin/v1/orders/{order}/reroute"),
+        Some(json!({"store_id": "s2", "reason": "s1 short-staffed"})),
+    )
+    .await;
+    assert_eq!(moved["store_id"], "s2", "{moved}");
+    store_until(&s2, &order, "the order at s2", |s| s.0).await;
+    stop.cancel();
+}
