@@ -28,6 +28,7 @@ pub mod registry;
 mod routes;
 pub mod routing;
 mod serve;
+pub mod storefront;
 pub mod stores;
 
 use std::net::SocketAddr;
@@ -183,6 +184,8 @@ pub async fn start_with(
     }
     let hq = Hq::open(options.config(config.data_dir.join("hq.db"))).await?;
     let projection = Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
+    let storefront =
+        storefront::Storefront::open(options.config(config.data_dir.join("storefront.db"))).await?;
     // Whatever was committed to a replica but not projected before the last stop is caught up
     // from the read model's cursors.
     for store_id in registry.store_ids().await? {
@@ -239,6 +242,7 @@ pub async fn start_with(
         intake: intake.clone(),
         payments: payments.clone(),
         dashboard: dashboard.clone(),
+        storefront: storefront.clone(),
         // Stripe retries a refused delivery for days; 20 refusals a minute is far above what
         // a misconfigured secret produces and far below what guessing one needs.
         webhook_throttle: Arc::new(http::throttle::FailureThrottle::new(
@@ -315,6 +319,15 @@ pub async fn start_with(
             shutdown.clone(),
         ));
         let showing = tokio::spawn(dashboard.run(shutdown.clone()));
+        let indexing = {
+            let (storefront, catalog, written, shutdown) = (
+                storefront.clone(),
+                stores.catalog().clone(),
+                stores.catalog_written(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move { storefront.run_feed(catalog, written, shutdown).await })
+        };
         let served = serve::serve(
             listener,
             router,
@@ -331,6 +344,7 @@ pub async fn start_with(
             ("dispatch", dispatching),
             ("payments", paying),
             ("dashboard", showing),
+            ("storefront index", indexing),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, task = name, "background task");
@@ -338,6 +352,7 @@ pub async fn start_with(
         }
         stores.close().await?;
         projection.close().await?;
+        storefront.close().await?;
         hq.close().await?;
         payments
             .close()

@@ -138,6 +138,10 @@ pub fn router(state: AppState) -> Router {
             get(payments::rider_statement),
         )
         .route("/api/v1/products", get(customer::products))
+        .route(
+            "/api/v1/storefront",
+            get(crate::api::storefront::storefront),
+        )
         // The HQ dashboard's data and controls.
         .route("/admin/v1/dashboard", get(crate::api::dashboard::snapshot))
         .route(

@@ -48,6 +48,8 @@ pub struct Stores {
     catalog: StoreDb,
     /// Wakes the fan-out: the catalog changed or a replica opened.
     fanout: Notify,
+    /// Bumped after every catalog write (the storefront's search index follows it).
+    catalog_written: tokio::sync::watch::Sender<u64>,
     fanout_chunk_bytes: usize,
     metrics: Arc<Metrics>,
 }
@@ -70,6 +72,7 @@ impl Stores {
             replicas: Mutex::new(HashMap::new()),
             catalog,
             fanout: Notify::new(),
+            catalog_written: tokio::sync::watch::Sender::new(0),
             fanout_chunk_bytes,
             metrics,
         })
@@ -117,7 +120,13 @@ impl Stores {
     {
         let result = self.catalog.write(write).await;
         self.fanout.notify_one();
+        self.catalog_written.send_modify(|n| *n = n.wrapping_add(1));
         result
+    }
+
+    /// Changes after every catalog write.
+    pub fn catalog_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.catalog_written.subscribe()
     }
 
     /// Merges catalog changes into every open replica whenever woken, until shut down.

@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod hq_app;
 pub mod hq_auth;
 pub mod payments;
+pub mod storefront;
 
 use crate::http::ApiError;
 

@@ -4,7 +4,7 @@
 //! failures are logged with the request id and the client sees only that id, so database
 //! paths and SQL never reach a caller.
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -202,6 +202,24 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<crate::storefront::StorefrontError> for ApiError {
+    fn from(error: crate::storefront::StorefrontError) -> Self {
+        use crate::storefront::{SearchError, StorefrontError};
+        match error {
+            StorefrontError::Search(
+                SearchError::TooLong { .. } | SearchError::TooManyWords { .. },
+            ) => Self::BadRequest(error.to_string()),
+            _ => Self::Internal(error.to_string()),
+        }
+    }
+}
+
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         Self::BadRequest(format!(
@@ -215,6 +233,11 @@ impl From<BytesRejection> for ApiError {
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+/// Query parameters whose rejection is an [`ApiError`] (400 with serde's message).
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
 
 /// A JSON body whose rejection is an [`ApiError`] (400 with serde's message). No content type
 /// is required: clients have always been able to post JSON without one.

@@ -33,6 +33,7 @@ pub struct AppState {
     pub intake: Arc<Intake>,
     pub payments: Arc<Payments>,
     pub dashboard: crate::dashboard::Dashboard,
+    pub storefront: crate::storefront::Storefront,
     /// Refused webhook signatures per client address.
     pub webhook_throttle: Arc<FailureThrottle>,
     /// Failed HQ sign-ins per client address.

@@ -26,6 +26,16 @@ fn new_delivery_pin() -> String {
     format!("{:04}", rand::rng().random_range(0..10_000_u32))
 }
 
+/// What an order to an address would get now ([`Intake::quote`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Quote {
+    pub store_id: String,
+    pub store_name: String,
+    pub eta_minutes: u32,
+    pub delivery_fee_minor: i64,
+    pub surge_factor: f64,
+}
+
 struct Product {
     active: bool,
     unit: String,
@@ -182,31 +192,7 @@ impl Intake {
         );
         let estimates = self.estimates();
         let choice = routing::choose(&candidates, &quantities, &estimates)?;
-
-        // Delivery fee: base + distance, times a surge from the store's demand per rider.
-        let demand = f64::from(
-            backlog
-                .get(&choice.store_id)
-                .copied()
-                .unwrap_or(0)
-                .saturating_add(1),
-        );
-        let supply = f64::from(riders.get(&choice.store_id).copied().unwrap_or(0));
-        let surge_factor = if supply == 0.0 {
-            self.config.surge_cap
-        } else {
-            (demand / supply).clamp(1.0, self.config.surge_cap)
-        };
-        let surge_factor = (surge_factor * 100.0).round() / 100.0;
-        let km = choice.distance_m / 1000.0;
-        let fee = (self.config.base_fee_minor as f64 + self.config.fee_per_km_minor as f64 * km)
-            * surge_factor;
-        // `as` would saturate a huge or NaN fee silently; refuse it instead.
-        let fee = fee.round();
-        if !(0.0..=MAX_FEE_MINOR).contains(&fee) {
-            return Err(out_of_range("the delivery fee"));
-        }
-        let delivery_fee_minor = fee as i64;
+        let (delivery_fee_minor, surge_factor) = self.delivery_fee(&choice, &backlog, &riders)?;
         let total_minor = items_minor
             .checked_sub(discount_minor)
             .and_then(|t| t.checked_add(delivery_fee_minor))
@@ -239,6 +225,73 @@ impl Intake {
             contactless: request.contactless,
             payment_method: request.payment.method().to_owned(),
             delivery_pin: (!request.contactless).then(new_delivery_pin),
+        })
+    }
+
+    /// The delivery fee of an order `choice` routed, and its surge factor: base + distance,
+    /// times a surge from the store's demand (its backlog and this order) per rider seen.
+    fn delivery_fee(
+        &self,
+        choice: &routing::Choice,
+        backlog: &BTreeMap<String, u32>,
+        riders: &BTreeMap<String, u32>,
+    ) -> Result<(i64, f64), IntakeError> {
+        let demand = f64::from(
+            backlog
+                .get(&choice.store_id)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(1),
+        );
+        let supply = f64::from(riders.get(&choice.store_id).copied().unwrap_or(0));
+        let surge_factor = if supply == 0.0 {
+            self.config.surge_cap
+        } else {
+            (demand / supply).clamp(1.0, self.config.surge_cap)
+        };
+        let surge_factor = (surge_factor * 100.0).round() / 100.0;
+        let km = choice.distance_m / 1000.0;
+        let fee = (self.config.base_fee_minor as f64 + self.config.fee_per_km_minor as f64 * km)
+            * surge_factor;
+        // `as` would saturate a huge or NaN fee silently; refuse it instead.
+        let fee = fee.round();
+        if !(0.0..=MAX_FEE_MINOR).contains(&fee) {
+            return Err(out_of_range("the delivery fee"));
+        }
+        Ok((fee as i64, surge_factor))
+    }
+
+    /// What an order to `(lat, lon)` would get now, before there is a basket: the store that
+    /// would take it (as routing chooses for an order whose lines every store has), the fee
+    /// and the ETA. Writes nothing; `Err` says why nobody can deliver there now.
+    pub async fn quote(&self, lat: f64, lon: f64) -> Result<Quote, IntakeError> {
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(IntakeError::Invalid(
+                "the address's position is not on the Earth".into(),
+            ));
+        }
+        let (backlog, riders) = tokio::try_join!(
+            self.projection.backlog(),
+            self.projection.riders_seen(crate::clock::rfc3339(
+                crate::clock::now() - time::Duration::minutes(10)
+            )),
+        )?;
+        let stores = self.hq.stores();
+        let candidates =
+            self.candidates(&stores, (lat, lon), &[], &BTreeMap::new(), &backlog, None);
+        let choice = routing::choose(&candidates, &[], &self.estimates())?;
+        let (delivery_fee_minor, surge_factor) = self.delivery_fee(&choice, &backlog, &riders)?;
+        let store_name = stores
+            .iter()
+            .find(|s| s.profile.id == choice.store_id)
+            .map(|s| s.profile.name.clone())
+            .unwrap_or_default();
+        Ok(Quote {
+            store_id: choice.store_id,
+            store_name,
+            eta_minutes: choice.eta_minutes.ceil() as u32,
+            delivery_fee_minor,
+            surge_factor,
         })
     }
 

@@ -24,6 +24,7 @@ mod reroute;
 mod rows;
 
 pub use cancel::{CancelAnswer, Canceller};
+pub use decide::Quote;
 pub use liveness::{InFlight, Liveness};
 pub use reroute::RerouteRefused;
 

@@ -1,7 +1,7 @@
 //! What the rest of the cloud reads from the read model (order views, stock for routing,
 //! backlogs and rider counts for dispatch, the dashboard's figures) and what intake records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -111,6 +111,24 @@ impl Projection {
                     }
                 }
                 Ok(out)
+            })
+            .await?)
+    }
+
+    /// Every product with pieces available at `store_id` (on hand minus reserved, above 0).
+    pub async fn stock_at(&self, store_id: &str) -> Result<HashMap<String, i64>, CloudError> {
+        let store_id = store_id.to_owned();
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT product_id, on_hand - reserved FROM rm_stock
+                         WHERE store_id = ?1 AND on_hand - reserved > 0",
+                    )?
+                    .query_map([&store_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
             })
             .await?)
     }
