@@ -32,6 +32,7 @@ pub struct CloudConfig {
     pub http: HttpLimits,
     pub payments: crate::payments::PaymentsConfig,
     pub hq: HqSettings,
+    pub customers: CustomersSettings,
 }
 
 /// HQ users' sign-in to the dashboard (`[hq]`).
@@ -57,6 +58,38 @@ impl Default for HqSettings {
             secure_cookie: false,
             max_failed_sign_ins: 10,
             sign_in_window_s: 300,
+        }
+    }
+}
+
+/// Customer accounts: sign-up, sign-in and their sessions (`[customers]`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomersSettings {
+    /// Mark the session cookie `Secure`: on wherever the customer web app is reached over TLS,
+    /// off for plain HTTP on loopback (the demo, tests). As `[hq] secure_cookie`.
+    pub secure_cookie: bool,
+    /// Days a sign-in (cookie or bearer token) lasts.
+    pub session_days: u32,
+    /// Failed sign-ins allowed in `sign_in_window_s`, counted both per client address and per
+    /// e-mail tried; past either the sign-in is answered 429 without a check.
+    pub max_failed_sign_ins: u32,
+    pub sign_in_window_s: u64,
+    /// Sign-ups allowed per client address in `sign_up_window_s` (each costs an argon2 hash
+    /// and a row).
+    pub max_sign_ups_per_window: u32,
+    pub sign_up_window_s: u64,
+}
+
+impl Default for CustomersSettings {
+    fn default() -> Self {
+        Self {
+            secure_cookie: false,
+            session_days: 30,
+            max_failed_sign_ins: 10,
+            sign_in_window_s: 300,
+            max_sign_ups_per_window: 20,
+            sign_up_window_s: 3600,
         }
     }
 }
@@ -269,6 +302,7 @@ impl Default for CloudConfig {
             http: HttpLimits::default(),
             payments: crate::payments::PaymentsConfig::default(),
             hq: HqSettings::default(),
+            customers: CustomersSettings::default(),
         }
     }
 }

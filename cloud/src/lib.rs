@@ -254,6 +254,7 @@ pub async fn start_with(
             Duration::from_secs(config.hq.sign_in_window_s.max(1)),
         )),
         hq_settings: config.hq.clone(),
+        customers: Arc::new(http::state::CustomerGate::new(config.customers.clone())),
         intake_grace_ms: config.intake.offline_grace_ms,
         enrolment_code_ttl: time::Duration::hours(i64::from(
             config.riders.enrolment_code_ttl_hours,

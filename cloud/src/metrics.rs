@@ -47,6 +47,7 @@ pub struct Metrics {
     pub payment_backlog: Family<OpLabels, Gauge>,
     pub webhooks_refused: Counter,
     pub hq_sign_ins_failed: Counter,
+    pub customer_sign_ins_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +70,7 @@ impl Default for Metrics {
             payment_backlog: Family::default(),
             webhooks_refused: Counter::default(),
             hq_sign_ins_failed: Counter::default(),
+            customer_sign_ins_failed: Counter::default(),
         }
     }
 }
@@ -141,6 +143,11 @@ impl Metrics {
             "hq_sign_ins_failed",
             "Refused HQ dashboard sign-ins (unknown user, wrong password)",
             self.hq_sign_ins_failed.clone(),
+        );
+        registry.register(
+            "customer_sign_ins_failed",
+            "Refused customer account sign-ins (unknown e-mail, wrong password)",
+            self.customer_sign_ins_failed.clone(),
         );
         registry.register(
             "webhooks_refused",

@@ -4,16 +4,19 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use flashkart_sync::protocol;
 
-use crate::api::{admin, catalog, customer, hq_auth, payments};
+use crate::api::{admin, catalog, customer, customer_account, hq_auth, payments};
 use crate::http::guard::{Caller, guard};
 use crate::http::state::AppState;
 use crate::http::{observe, sync};
 
 /// A sign-in body: a username and a password.
 const SIGN_IN_BODY_BYTES: usize = 4096;
+/// A customer account's bodies: sign-up (an e-mail, a password, a name), sign-in, a saved
+/// address (a label, at most 500 bytes of text, a position).
+const ACCOUNT_BODY_BYTES: usize = 4096;
 
 /// Every route that reads a body is guarded (`http/guard.rs`); routes without a body never read
 /// one. Every matched request gets an id and is counted (`http/observe.rs`).
@@ -110,6 +113,49 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/orders/{id}/cancel",
             guarded(post(payments::cancel_order), Caller::Viewer, admin_limit),
+        )
+        // Customer accounts: sign-up and sign-in are public, the rest a signed-in customer's.
+        .route(
+            "/api/v1/account/sign-up",
+            guarded(
+                post(customer_account::sign_up),
+                Caller::Public,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
+        .route(
+            "/api/v1/account/sign-in",
+            guarded(
+                post(customer_account::sign_in),
+                Caller::Public,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
+        .route(
+            "/api/v1/account/sign-out",
+            guarded(
+                post(customer_account::sign_out),
+                Caller::Customer,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
+        .route("/api/v1/account", get(customer_account::me))
+        .route(
+            "/api/v1/account/addresses",
+            guarded(
+                post(customer_account::add_address),
+                Caller::Customer,
+                ACCOUNT_BODY_BYTES,
+            )
+            .get(customer_account::addresses),
+        )
+        .route(
+            "/api/v1/account/addresses/{id}",
+            guarded(
+                delete(customer_account::delete_address),
+                Caller::Customer,
+                ACCOUNT_BODY_BYTES,
+            ),
         )
         .route(
             "/admin/v1/orders/{id}/refund",

@@ -1,7 +1,8 @@
 //! The JSON API for customers and HQ: order intake and status, the catalog, store profiles,
 //! coupons, customers and the per-store dashboard figures.
 //!
-//! Customers authenticate with their own bearer token; everything under `/admin/v1` takes HQ:
+//! Customers authenticate with a bearer token HQ issued, or with an account's session (bearer
+//! or cookie, `customer_account.rs`); everything under `/admin/v1` takes HQ:
 //! the admin token, or an HQ user's dashboard session (`hq_auth.rs`) within their role. Handlers name the caller they need as an extractor (`http/auth.rs`) and return
 //! `Result<_, ApiError>`; every failure is `{"error", "message"}` with a status chosen in
 //! `http/error.rs`, and a refused request writes nothing.
@@ -9,6 +10,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod customer;
+pub mod customer_account;
 pub mod dashboard;
 pub mod hq_app;
 pub mod hq_auth;

@@ -4,7 +4,9 @@
 //! their token hashes authenticate order intake; coupons price it; idempotency records make a
 //! retried `POST /api/v1/orders` return the first answer instead of a second order. None of it
 //! belongs in a store replica, so it lives in `<data_dir>/hq.db`, a plain SQLite database
-//! behind the same single-writer access as every other database of the cloud.
+//! behind the same single-writer access as every other database of the cloud. So do HQ's
+//! users (`users.rs`) and customers' accounts with their sessions and saved addresses
+//! (`accounts.rs`).
 //!
 //! Store profiles are read on every order, so they are also kept in memory, refreshed on each
 //! change (HQ edits them rarely). What each record is and the checks it must pass live in
@@ -21,6 +23,7 @@ use serde::Serialize;
 use crate::CloudError;
 use crate::registry::{hex, token_hash};
 
+pub mod accounts;
 mod moves;
 mod operations;
 mod records;
@@ -106,6 +109,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "orders on their way between stores",
         steps: &[Step::Sql(moves::SCHEMA)],
+    },
+    Migration {
+        version: 5,
+        name: "customer accounts",
+        steps: &[Step::Sql(accounts::SCHEMA)],
     },
 ];
 

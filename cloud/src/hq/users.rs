@@ -131,7 +131,7 @@ pub fn hash_password(password: &str) -> Result<String, CloudError> {
 }
 
 /// Whether `password` matches the PHC string `hash` (slow on purpose).
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(super) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -140,11 +140,11 @@ fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// Checked against when the username is unknown, so an unknown name takes as long as a known
-/// one and the timing does not tell which names exist.
-static DUMMY_HASH: std::sync::LazyLock<String> =
+/// one and the timing does not tell which names exist (customer sign-ins use it too).
+pub(super) static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not a password anyone has").unwrap_or_default());
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buffer);
     hex(&buffer)

@@ -10,11 +10,18 @@
 //! browser on its own, so a request that changes something must also carry the session's CSRF
 //! token in `X-CSRF-Token`, which only the dashboard's own script can read (from the sign-in
 //! answer or `/hq/api/me`).
+//!
+//! A customer is one of three: an HQ-issued bearer token (`fkc_`, the first customers and
+//! automation), an account session's token as bearer (`fks_`, the mobile app), or the same
+//! session in the `fk_customer` cookie (the web app), which like the dashboard's must echo the
+//! session's CSRF token on every change. A bearer decides alone; the cookie is looked at only
+//! without one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 
+use crate::hq::accounts::{AccountSession, SESSION_TOKEN_PREFIX};
 use crate::hq::users::HqRole;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -33,6 +40,8 @@ pub struct Admin {
 pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "fk_hq";
+/// The customer web app's session cookie.
+pub const CUSTOMER_COOKIE: &str = "fk_customer";
 /// The header a cookie-authenticated request that changes something echoes the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -54,15 +63,50 @@ impl Admin {
 
 /// The dashboard session's token from the `Cookie` headers, if any.
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// Cookie `name` from the `Cookie` headers, if any and not empty.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(key, _)| *key == name)
         .map(|(_, value)| value.trim())
         .filter(|value| !value.is_empty())
+}
+
+/// A customer's account session token: the bearer if there is one (it decides alone), else
+/// the web app's cookie. What sign-out ends.
+pub(crate) fn customer_session_token(headers: &HeaderMap) -> Option<&str> {
+    match bearer(headers) {
+        Some(token) => token.starts_with(SESSION_TOKEN_PREFIX).then_some(token),
+        None => cookie(headers, CUSTOMER_COOKIE),
+    }
+}
+
+/// Refuses (403) a cookie-authenticated change without the session's CSRF token.
+fn require_csrf(
+    method: &Method,
+    headers: &HeaderMap,
+    csrf_token: &str,
+    refusal: &str,
+) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let sent = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if same_secret(sent, csrf_token) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(refusal.into()))
+    }
 }
 
 /// Equal without an early exit, so the time taken does not say how much of a guess matched.
@@ -129,17 +173,12 @@ pub(crate) async fn admin(
         .session(token)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    if !matches!(*method, Method::GET | Method::HEAD) {
-        let sent = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !same_secret(sent, &session.csrf_token) {
-            return Err(ApiError::Forbidden(
-                "a change from the dashboard must carry its X-CSRF-Token".into(),
-            ));
-        }
-    }
+    require_csrf(
+        method,
+        headers,
+        &session.csrf_token,
+        "a change from the dashboard must carry its X-CSRF-Token",
+    )?;
     Ok(Admin {
         actor: session.username,
         role: session.role,
@@ -160,14 +199,59 @@ pub(crate) async fn store(state: &AppState, headers: &HeaderMap) -> Result<Store
         .ok_or(ApiError::Unauthorized)
 }
 
-pub(crate) async fn customer(state: &AppState, headers: &HeaderMap) -> Result<Customer, ApiError> {
-    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    let (id, first_name) = state
-        .hq
-        .customer(token)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    Ok(Customer { id, first_name })
+/// A customer signed in to an account (an e-mail and a password), not holding an HQ-issued
+/// token: the account routes need one.
+#[derive(Debug, Clone)]
+pub struct AccountCustomer(pub AccountSession);
+
+/// A customer, and their account session if they came with one.
+pub(crate) async fn customer(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(Customer, Option<AccountSession>), ApiError> {
+    let (session, via_cookie) = match bearer(headers) {
+        Some(token) if token.starts_with(SESSION_TOKEN_PREFIX) => {
+            (state.hq.account_session(token).await?, false)
+        }
+        Some(token) => {
+            let (id, first_name) = state
+                .hq
+                .customer(token)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            return Ok((Customer { id, first_name }, None));
+        }
+        None => {
+            let token = cookie(headers, CUSTOMER_COOKIE).ok_or(ApiError::Unauthorized)?;
+            (state.hq.account_session(token).await?, true)
+        }
+    };
+    let session = session.ok_or(ApiError::Unauthorized)?;
+    if via_cookie {
+        require_csrf(
+            method,
+            headers,
+            &session.csrf_token,
+            "a change from the web app must carry its X-CSRF-Token",
+        )?;
+    }
+    let customer = Customer {
+        id: session.customer_id.clone(),
+        first_name: session.first_name.clone(),
+    };
+    Ok((customer, Some(session)))
+}
+
+/// Leaves a customer (and their account session, if any) for the extractors.
+pub(crate) fn keep_customer(
+    extensions: &mut axum::http::Extensions,
+    (customer, session): (Customer, Option<AccountSession>),
+) {
+    extensions.insert(customer);
+    if let Some(session) = session {
+        extensions.insert(AccountCustomer(session));
+    }
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -208,10 +292,29 @@ impl FromRequestParts<AppState> for Customer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Customer>() {
-            Some(customer) => Ok(customer.clone()),
-            None => customer(state, &parts.headers).await,
+        if let Some(customer) = parts.extensions.get::<Customer>() {
+            return Ok(customer.clone());
         }
+        let found = customer(state, &parts.method, &parts.headers).await?;
+        let customer = found.0.clone();
+        keep_customer(&mut parts.extensions, found);
+        Ok(customer)
+    }
+}
+
+impl FromRequestParts<AppState> for AccountCustomer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.extensions.get::<Customer>().is_none() {
+            let found = customer(state, &parts.method, &parts.headers).await?;
+            keep_customer(&mut parts.extensions, found);
+        }
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            ApiError::Forbidden(
+                "this needs a customer account: sign in with an e-mail and a password".into(),
+            )
+        })
     }
 }
 

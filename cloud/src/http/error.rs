@@ -180,6 +180,19 @@ impl From<crate::intake::IntakeError> for ApiError {
     }
 }
 
+impl From<crate::hq::accounts::AccountError> for ApiError {
+    fn from(error: crate::hq::accounts::AccountError) -> Self {
+        use crate::hq::accounts::AccountError;
+        match error {
+            AccountError::Invalid(_) => Self::Unprocessable(error.to_string()),
+            AccountError::EmailTaken | AccountError::TooManyAddresses => {
+                Self::Conflict(error.to_string())
+            }
+            AccountError::Cloud(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::payments::PaymentError> for ApiError {
     fn from(error: crate::payments::PaymentError) -> Self {
         use crate::payments::PaymentError;

@@ -36,7 +36,8 @@ pub enum Caller {
     HqAdmin,
     /// Anyone: the handler authenticates (HQ sign-in); the guard only bounds the body.
     Public,
-    /// A customer's credential.
+    /// A customer's credential: an HQ-issued token, or an account session (its bearer token,
+    /// or its cookie with the session's CSRF token on a change).
     Customer,
     /// HQ (an operator or above) or a customer (the handler decides what each may do).
     Viewer,
@@ -91,8 +92,8 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
                 parts.extensions.insert(admin);
             }
             Caller::Customer => {
-                let customer = auth::customer(state, &parts.headers).await?;
-                parts.extensions.insert(customer);
+                let customer = auth::customer(state, &parts.method, &parts.headers).await?;
+                auth::keep_customer(&mut parts.extensions, customer);
             }
             Caller::Viewer => {
                 if let Ok(admin) = auth::admin(state, &parts.method, &parts.headers).await {
@@ -100,8 +101,8 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
                     hq = Some(admin.clone());
                     parts.extensions.insert(admin);
                 } else {
-                    let customer = auth::customer(state, &parts.headers).await?;
-                    parts.extensions.insert(customer);
+                    let customer = auth::customer(state, &parts.method, &parts.headers).await?;
+                    auth::keep_customer(&mut parts.extensions, customer);
                 }
             }
             Caller::Provider => {

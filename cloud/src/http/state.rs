@@ -39,8 +39,40 @@ pub struct AppState {
     /// Failed HQ sign-ins per client address.
     pub sign_in_throttle: Arc<FailureThrottle>,
     pub hq_settings: crate::config::HqSettings,
+    /// Customer accounts' settings and the bounds on their sign-ins and sign-ups.
+    pub customers: Arc<CustomerGate>,
     pub intake_grace_ms: u64,
     /// How long an enrolment code stays valid unless the request says less.
     pub enrolment_code_ttl: time::Duration,
     pub limits: Arc<HttpLimits>,
+}
+
+/// What customer sign-ins and sign-ups may cost: failures counted per client address and per
+/// e-mail tried (a guesser spread over many addresses still gets few tries at one account, one
+/// address few tries across many), and sign-ups per address.
+#[derive(Debug)]
+pub struct CustomerGate {
+    pub settings: crate::config::CustomersSettings,
+    /// Failed sign-ins per client address.
+    pub sign_ins_by_address: FailureThrottle,
+    /// Failed sign-ins per e-mail tried (trimmed and lower-cased, known or not).
+    pub sign_ins_by_email: FailureThrottle<String>,
+    /// Sign-ups per client address (each one counts: each costs an argon2 hash and a row).
+    pub sign_ups: FailureThrottle,
+}
+
+impl CustomerGate {
+    pub fn new(settings: crate::config::CustomersSettings) -> Self {
+        let window = std::time::Duration::from_secs(settings.sign_in_window_s.max(1));
+        let failures = settings.max_failed_sign_ins.max(1);
+        Self {
+            sign_ins_by_address: FailureThrottle::new(failures, window),
+            sign_ins_by_email: FailureThrottle::new(failures, window),
+            sign_ups: FailureThrottle::new(
+                settings.max_sign_ups_per_window.max(1),
+                std::time::Duration::from_secs(settings.sign_up_window_s.max(1)),
+            ),
+            settings,
+        }
+    }
 }

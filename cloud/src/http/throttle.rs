@@ -2,28 +2,30 @@
 //! failing is answered 429 without the check being made again, so guessing a secret (a webhook
 //! signing key, say) costs the guesser time and the cloud nothing.
 //!
-//! Failures are counted per IP address in a fixed window; the map holds at most
-//! `MAX_ADDRESSES` entries (a flood of addresses clears the oldest windows first), so it is
-//! bounded whatever the callers do. Behind a load balancer every caller shares its address and
-//! the limit becomes global, which still bounds the guessing.
+//! Failures are counted per key (an IP address, or for customer sign-ins also the e-mail
+//! tried) in a fixed window; the map holds at most `MAX_ADDRESSES` entries (a flood of keys
+//! clears the oldest windows first), so it is bounded whatever the callers do. Behind a load
+//! balancer every caller shares its address and the limit becomes global, which still bounds
+//! the guessing.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Addresses tracked at most.
+/// Keys (addresses, e-mails) tracked at most.
 const MAX_ADDRESSES: usize = 10_000;
 
-/// Failures allowed per address and window.
+/// Failures allowed per key (by default a client address) and window.
 #[derive(Debug)]
-pub struct FailureThrottle {
+pub struct FailureThrottle<K = IpAddr> {
     max_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    failures: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl FailureThrottle {
+impl<K: Eq + Hash> FailureThrottle<K> {
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures,
@@ -32,12 +34,12 @@ impl FailureThrottle {
         }
     }
 
-    /// `Err(seconds to wait)` while `ip` has used up its failures in the current window.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+    /// `Err(seconds to wait)` while `key` has used up its failures in the current window.
+    pub fn check(&self, key: K) -> Result<(), u64> {
         let Ok(failures) = self.failures.lock() else {
             return Ok(());
         };
-        match failures.get(&ip) {
+        match failures.get(&key) {
             Some((since, count)) if *count >= self.max_failures => {
                 let left = self.window.saturating_sub(since.elapsed());
                 if left.is_zero() {
@@ -50,19 +52,19 @@ impl FailureThrottle {
         }
     }
 
-    /// Counts a failed check from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+    /// Counts a failed check from `key`.
+    pub fn failed(&self, key: K) {
         let Ok(mut failures) = self.failures.lock() else {
             return;
         };
-        if failures.len() >= MAX_ADDRESSES && !failures.contains_key(&ip) {
+        if failures.len() >= MAX_ADDRESSES && !failures.contains_key(&key) {
             let window = self.window;
             failures.retain(|_, (since, _)| since.elapsed() < window);
             if failures.len() >= MAX_ADDRESSES {
                 failures.clear();
             }
         }
-        let entry = failures.entry(ip).or_insert((Instant::now(), 0));
+        let entry = failures.entry(key).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= self.window {
             *entry = (Instant::now(), 0);
         }
