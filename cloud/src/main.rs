@@ -54,9 +54,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { config } => {
             let config = load(config.as_ref())?;
             let shutdown = CancellationToken::new();
+            let signal = flashkart_cloud::lifecycle::shutdown_signal()?;
             let running = flashkart_cloud::start(config, shutdown.clone()).await?;
             tokio::spawn(async move {
-                flashkart_cloud::lifecycle::shutdown_signal().await;
+                signal.await;
                 tracing::info!("shutting down");
                 shutdown.cancel();
             });

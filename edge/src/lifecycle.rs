@@ -19,13 +19,18 @@ pub fn init_logging() {
         .init();
 }
 
-/// Waits for SIGTERM or SIGINT and names the one that came.
-pub async fn shutdown_signal() -> std::io::Result<&'static str> {
+/// Installs the SIGTERM and SIGINT handlers now and returns the wait for either, naming the
+/// one that came. Installed before the daemon starts serving, a signal sent the moment it is
+/// ready (a supervisor, a test) is a clean stop, not the default action that kills it.
+pub fn shutdown_signal()
+-> std::io::Result<impl std::future::Future<Output = &'static str> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     })
 }

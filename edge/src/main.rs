@@ -77,19 +77,17 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir().display(), "starting flashkart-edge");
     let shutdown = CancellationToken::new();
+    let signal =
+        flashkart_edge::lifecycle::shutdown_signal().context("installing signal handlers")?;
+    tokio::pin!(signal);
     let running = flashkart_edge::start(config, shutdown.clone())
         .await
         .context("starting the daemon")?;
-    let signal = flashkart_edge::lifecycle::shutdown_signal();
-    tokio::pin!(signal);
     let wait = running.wait();
     tokio::pin!(wait);
     tokio::select! {
         result = &mut wait => return result.context("the daemon stopped"),
-        signal = &mut signal => {
-            let name = signal.context("installing signal handlers")?;
-            tracing::info!(signal = name, "shutdown requested");
-        }
+        name = &mut signal => tracing::info!(signal = name, "shutdown requested"),
     }
     shutdown.cancel();
     wait.await.context("shutting down")

@@ -27,8 +27,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Shoppers(args) => {
             let shutdown = CancellationToken::new();
             let stop = shutdown.clone();
+            let signal = flashkart_cloud::lifecycle::shutdown_signal()?;
             tokio::spawn(async move {
-                flashkart_cloud::lifecycle::shutdown_signal().await;
+                signal.await;
                 tracing::info!("stopping the shoppers");
                 stop.cancel();
             });

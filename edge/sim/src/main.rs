@@ -59,11 +59,11 @@ where
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
+        let signal =
+            flashkart_edge::lifecycle::shutdown_signal().context("installing signal handlers")?;
         tokio::spawn(async move {
-            match flashkart_edge::lifecycle::shutdown_signal().await {
-                Ok(name) => tracing::info!(signal = name, "stopping the {what}"),
-                Err(error) => tracing::warn!(%error, "no signal handlers"),
-            }
+            let name = signal.await;
+            tracing::info!(signal = name, "stopping the {what}");
             stop.cancel();
         });
         Ok(simulate(shutdown).await?)
