@@ -938,7 +938,17 @@
       h('dt', null, t('store.syncLag')), h('dd', { class: st.sync_lag_s >= 60 ? 'warm' : null },
         st.sync_lag_s === null || st.sync_lag_s === undefined ? t('store.syncLagNone')
           : t('store.syncLagValue', { lag: fmtLag(st.sync_lag_s), when: fmtAgo(st.sync_lag_at) })),
+      h('dt', null, t('store.rating7d')), h('dd', null, fmtRatings(st)),
       h('dt', null, t('store.devices')), h('dd', null, deviceList(st)));
+  }
+
+  /** Customers' ratings of the last 7 days: mean order and delivery stars and how many. */
+  function fmtRatings(st) {
+    if (!st.ratings_7d) return h('span', { class: 'muted' }, t('store.rating7dNone'));
+    const stars = (v) => (v === null || v === undefined ? t('common.dash') : Number(v).toFixed(1));
+    return t('store.rating7dValue', {
+      n: st.ratings_7d, order: stars(st.rating_order_7d), delivery: stars(st.rating_delivery_7d),
+    });
   }
 
   /** A delay in words: tenths of a second under ten seconds, then whole seconds or minutes. */

@@ -149,6 +149,12 @@ window.STRINGS = {
   'store.syncLag': 'Sync lag',
   'store.syncLagValue': '{lag} (measured {when})',
   'store.syncLagNone': 'not measured yet',
+  'store.rating7d': 'Customer rating (7 days)',
+  'store.rating7dValue': {
+    one: 'order {order} / 5, delivery {delivery} / 5 from 1 rating',
+    other: 'order {order} / 5, delivery {delivery} / 5 from {n} ratings',
+  },
+  'store.rating7dNone': 'no ratings yet',
   'store.devices': 'Devices',
   'store.devicesNone': 'none reported',
   'store.devicesOf': 'Devices of {name}',

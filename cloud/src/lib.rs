@@ -62,6 +62,7 @@ pub struct Cloud {
     stores: Arc<Stores>,
     projection: Projection,
     dashboard: dashboard::Dashboard,
+    hq: Hq,
 }
 
 impl Cloud {
@@ -96,6 +97,11 @@ impl Cloud {
     /// HQ's dashboard (its published snapshots; a build on demand).
     pub fn dashboard(&self) -> &dashboard::Dashboard {
         &self.dashboard
+    }
+
+    /// HQ's database (profiles, roster, customers, ratings).
+    pub fn hq(&self) -> &Hq {
+        &self.hq
     }
 
     /// The catalog database (read it freely).
@@ -243,6 +249,7 @@ pub async fn start_with(
         payments: payments.clone(),
         dashboard: dashboard.clone(),
         storefront: storefront.clone(),
+        rider_speed_kmh: config.dispatch.rider_speed_kmh,
         // Stripe retries a refused delivery for days; 20 refusals a minute is far above what
         // a misconfigured secret produces and far below what guessing one needs.
         webhook_throttle: Arc::new(http::throttle::FailureThrottle::new(
@@ -286,6 +293,7 @@ pub async fn start_with(
         stores: stores.clone(),
         projection: projection.clone(),
         dashboard: dashboard.clone(),
+        hq: hq.clone(),
     };
     let router = routes::router(state);
     let task = tokio::spawn(async move {

@@ -17,6 +17,8 @@ const SIGN_IN_BODY_BYTES: usize = 4096;
 /// A customer account's bodies: sign-up (an e-mail, a password, a name), sign-in, a saved
 /// address (a label, at most 500 bytes of text, a position).
 const ACCOUNT_BODY_BYTES: usize = 4096;
+/// A rating: two stars and a comment of at most 500 characters (up to 2,000 bytes of UTF-8).
+const RATING_BODY_BYTES: usize = 4096;
 
 /// Every route that reads a body is guarded (`http/guard.rs`); routes without a body never read
 /// one. Every matched request gets an id and is counted (`http/observe.rs`).
@@ -110,6 +112,19 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/api/v1/orders/{id}", get(customer::get_order))
+        .route(
+            "/api/v1/orders/{id}/events",
+            get(crate::api::tracking::order_events),
+        )
+        .route(
+            "/api/v1/orders/{id}/rating",
+            guarded(
+                post(crate::api::ratings::rate_order),
+                Caller::Customer,
+                RATING_BODY_BYTES,
+            )
+            .get(crate::api::ratings::get_rating),
+        )
         .route(
             "/api/v1/orders/{id}/cancel",
             guarded(post(payments::cancel_order), Caller::Viewer, admin_limit),

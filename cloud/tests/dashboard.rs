@@ -3,7 +3,9 @@
 //! synced, as their staff's scans would be). The snapshot's figures equal what independent SQL
 //! over the read model (and `store_figures`) says; a paused store gets no new order; a reroute
 //! moves an untouched order and refuses a picked one; the event stream sends a new snapshot
-//! after a change; a build over 10,000 orders is timed.
+//! after a change; a build over 10,000 orders is timed. The customer's own tracking stream is
+//! here too, since it needs the same city: it follows an order to the door with the rider's
+//! position and a fresh ETA.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1115,9 +1117,13 @@ struct Events {
 
 impl Events {
     async fn open(base: &str, last_event_id: Option<u64>) -> Self {
+        Self::connect(base, "/admin/v1/dashboard/events", ADMIN, last_event_id).await
+    }
+
+    async fn connect(base: &str, path: &str, token: &str, last_event_id: Option<u64>) -> Self {
         let mut request = reqwest::Client::new()
-            .get(format!("{base}/admin/v1/dashboard/events"))
-            .bearer_auth(ADMIN);
+            .get(format!("{base}{path}"))
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
@@ -1130,6 +1136,22 @@ impl Events {
         Self {
             response,
             buffer: String::new(),
+        }
+    }
+
+    /// Waits (at most 30 s) for the server to end the stream.
+    async fn ended(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Some(chunk) = tokio::time::timeout_at(deadline, self.response.chunk())
+            .await
+            .expect("the stream ends within 30 s")
+            .unwrap()
+        {
+            let text = String::from_utf8_lossy(&chunk);
+            assert!(
+                text.lines().all(|l| l.is_empty() || l.starts_with(':')),
+                "no event after the last: {text}"
+            );
         }
     }
 
@@ -1596,5 +1618,158 @@ async fn a_stores_devices_and_sync_lag_show_as_the_store_reports_them() {
         "{s1}"
     );
     assert!(s1["sync_lag_s"].as_f64().unwrap() < 5.0, "{s1}");
+    env.stop().await;
+}
+
+/// The store's rider `rider` reports a fix at `(lat, lon)`.
+async fn fix(db: &StoreDb, rider: &str, (lat, lon): (f64, f64)) {
+    let rider = rider.to_owned();
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at)
+             VALUES (?1, 's1', ?2, ?3, ?4)
+             ON CONFLICT (rider_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon,
+                at = excluded.at",
+            params![rider, lat, lon, clock::now_rfc3339()],
+        )
+        .map_err(flashkart_sync::Error::from)
+    })
+    .await
+    .unwrap();
+}
+
+/// Minutes from `from` to the door at the default rider speed (18 km/h).
+fn minutes_to(from: (f64, f64), door: (f64, f64)) -> i64 {
+    (flashkart_cloud::area::distance_m(from, door) / 300.0).ceil() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_follows_the_order_to_the_door() {
+    let env = two_stores(Some(100), 30).await;
+    let (code, body) = env
+        .api
+        .admin(
+            Method::PUT,
+            "/admin/v1/riders/r1",
+            json!({"home_store_id": "s1", "name": "Rita"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let order = env.order_at("track", ONLY_S1, "s1").await;
+    let path = format!("/api/v1/orders/{order}/events");
+
+    // Nobody else follows it.
+    let (code, other) = env
+        .api
+        .admin(
+            Method::POST,
+            "/admin/v1/customers",
+            json!({"first_name": "Bo"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let other = other["token"].as_str().unwrap();
+    for (token, status) in [
+        (other, StatusCode::NOT_FOUND),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", env.api.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
+
+    let mut events = Events::connect(&env.api.base, &path, &env.customer, None).await;
+    let (event, id, first) = events.next().await;
+    assert_eq!((event.as_str(), id.as_str()), ("order", "1"));
+    assert_eq!(first["status"], "ROUTED", "{first}");
+    assert_eq!(
+        first["delivery_pin"].as_str().map(str::len),
+        Some(4),
+        "{first}"
+    );
+    assert!(first["rider"].is_null(), "{first}");
+    assert!(
+        (29..=30).contains(&first["eta_minutes"].as_i64().unwrap()),
+        "{first}"
+    );
+
+    // The store works it: each step is pushed.
+    let e1 = env.edge("s1").clone();
+    let base = clock::now();
+    let ready = [("ACCEPTED", 1), ("PICKING", 2), ("PACKED", 3), ("READY", 4)];
+    progress(&e1, "s1", &order, "ROUTED", base, &ready).await;
+    let mut seen = vec!["ROUTED".to_owned()];
+    while seen.last().map(String::as_str) != Some("READY") {
+        let (_, _, view) = events.next().await;
+        let status = view["status"].as_str().unwrap().to_owned();
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+    }
+
+    // Rita takes it: once it is picked up, her position and an ETA from it.
+    let start = (52.50, 13.42);
+    fix(&e1, "r1", start).await;
+    let offer = offer_to(&env, "r1").await;
+    reply(&e1, &offer, "r1", "accepted").await;
+    progress(&e1, "s1", &order, "READY", base, &[("PICKED_UP", 5)]).await;
+    let on_its_way = loop {
+        let (_, _, view) = events.next().await;
+        if view["status"] == "PICKED_UP" && !view["rider"].is_null() {
+            break view;
+        }
+    };
+    assert_eq!(
+        (
+            on_its_way["rider"]["lat"].as_f64(),
+            on_its_way["rider"]["lon"].as_f64()
+        ),
+        (Some(start.0), Some(start.1))
+    );
+    assert_eq!(
+        on_its_way["eta_minutes"].as_i64(),
+        Some(minutes_to(start, ONLY_S1)),
+        "{on_its_way}"
+    );
+    // She rides on: the dot moves and the ETA shrinks.
+    let nearer = (52.50, 13.37);
+    fix(&e1, "r1", nearer).await;
+    let moved = loop {
+        let (_, _, view) = events.next().await;
+        if view["rider"]["lon"].as_f64() == Some(nearer.1) {
+            break view;
+        }
+    };
+    let eta = moved["eta_minutes"].as_i64().unwrap();
+    assert_eq!(eta, minutes_to(nearer, ONLY_S1));
+    assert!(eta < on_its_way["eta_minutes"].as_i64().unwrap());
+
+    // Delivered: the last event, then the stream ends.
+    progress(&e1, "s1", &order, "PICKED_UP", base, &[("DELIVERED", 6)]).await;
+    let last = loop {
+        let (_, _, view) = events.next().await;
+        if view["finished"] == true {
+            break view;
+        }
+    };
+    assert_eq!(last["status"], "DELIVERED");
+    assert!(
+        last["delivery_pin"].is_null() && last["eta_minutes"].is_null(),
+        "{last}"
+    );
+    let statuses: Vec<&str> = last["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    for status in ["ACCEPTED", "READY", "PICKED_UP", "DELIVERED"] {
+        assert!(statuses.contains(&status), "{statuses:?}");
+    }
+    events.ended().await;
     env.stop().await;
 }

@@ -75,6 +75,9 @@ pub async fn get_order(
         view["lines"] = serde_json::to_value(lines)
             .map_err(|e| ApiError::Internal(format!("order lines: {e}")))?;
         view["rider_id"] = rider_id.into();
+        // The customer's rating once they gave one (`api/ratings.rs`).
+        view["rating"] = serde_json::to_value(state.hq.rating(&id).await?)
+            .map_err(|e| ApiError::Internal(format!("rating: {e}")))?;
     }
     Ok(Json(view).into_response())
 }

@@ -15,7 +15,9 @@ pub mod dashboard;
 pub mod hq_app;
 pub mod hq_auth;
 pub mod payments;
+pub mod ratings;
 pub mod storefront;
+pub mod tracking;
 
 use crate::http::ApiError;
 

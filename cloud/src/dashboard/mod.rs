@@ -43,6 +43,9 @@ const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// The slowest: ages and riders going offline change with time alone.
 const REFRESH: Duration = Duration::from_secs(5);
 
+/// The window of a store's customer-rating figure.
+pub const RATINGS_WINDOW: time::Duration = time::Duration::days(7);
+
 /// How long a request waits for the first snapshot after the cloud starts.
 const FIRST_BUILD_WAIT: Duration = Duration::from_secs(10);
 
@@ -238,7 +241,13 @@ impl Dashboard {
     async fn build(&self, now: time::OffsetDateTime) -> Result<Snapshot, CloudError> {
         let inner = &self.inner;
         let stores = inner.hq.stores();
-        let (roster, catalog_ids) = tokio::try_join!(inner.hq.riders(), self.catalog_ids())?;
+        // Customers' ratings live in hq.db, beside the roster, not in the read model.
+        let week_ago = crate::clock::rfc3339(now - RATINGS_WINDOW);
+        let (roster, catalog_ids, ratings) = tokio::try_join!(
+            inner.hq.riders(),
+            self.catalog_ids(),
+            inner.hq.store_ratings(&week_ago)
+        )?;
         let hours = snapshot::series_hours(now);
         let (first_hour, current_hour) = match (hours.first(), hours.last()) {
             (Some(first), Some(last)) => {
@@ -283,6 +292,7 @@ impl Dashboard {
             (None, Some(past)) => past.fill(&mut facts),
             (None, None) => {}
         }
+        facts.ratings = ratings;
         let liveness = &inner.intake.liveness;
         let contact = |store_id: &str| snapshot::Contact {
             online: liveness.online(store_id, inner.grace),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::hq::ratings::StoreRatings;
 use crate::hq::{RosterRider, RoutableStore};
 
 /// Statuses of an order that is not finished: from routed until the customer has it. An order
@@ -130,6 +131,12 @@ pub struct StoreSummary {
     pub devices: Vec<DeviceSummary>,
     /// Devices not connected or with faults.
     pub devices_down: u32,
+    /// Mean order stars customers gave in the last 7 days (`None` without ratings).
+    pub rating_order_7d: Option<f64>,
+    /// Mean delivery stars customers gave in the last 7 days.
+    pub rating_delivery_7d: Option<f64>,
+    /// Ratings given in the last 7 days.
+    pub ratings_7d: u32,
 }
 
 /// One device of a store, as the store's `device_status` row says.
@@ -193,6 +200,9 @@ impl StoreSummary {
             sync_lag_at: _,
             devices,
             devices_down,
+            rating_order_7d,
+            rating_delivery_7d,
+            ratings_7d,
         } = self;
         *id == other.id
             && *name == other.name
@@ -221,6 +231,9 @@ impl StoreSummary {
             && sync_lag_s.map(f64::round) == other.sync_lag_s.map(f64::round)
             && *devices == other.devices
             && *devices_down == other.devices_down
+            && *rating_order_7d == other.rating_order_7d
+            && *rating_delivery_7d == other.rating_delivery_7d
+            && *ratings_7d == other.ratings_7d
     }
 }
 
@@ -334,6 +347,9 @@ pub struct Facts {
     pub devices: BTreeMap<String, Vec<DeviceSummary>>,
     /// Store -> its latest sync lag.
     pub sync: BTreeMap<String, SyncLag>,
+    /// Store -> its customers' ratings of the last 7 days (from `hq.db`, not the read model:
+    /// merged in by `Dashboard::build`).
+    pub ratings: BTreeMap<String, StoreRatings>,
 }
 
 /// What the intake's liveness says of a store.
@@ -418,6 +434,7 @@ fn store_summary(store: &RoutableStore, facts: &Facts, contact: Contact) -> Stor
     let devices_down = devices.iter().filter(|d| d.down()).count();
     let devices_down = u32::try_from(devices_down).unwrap_or(u32::MAX);
     let sync = facts.sync.get(&p.id);
+    let rated = facts.ratings.get(&p.id).copied().unwrap_or_default();
     let health = if p.paused {
         Health::Paused
     } else if !contact.online {
@@ -458,6 +475,9 @@ fn store_summary(store: &RoutableStore, facts: &Facts, contact: Contact) -> Stor
         sync_lag_at: sync.map(|s| s.projected_at.clone()),
         devices,
         devices_down,
+        rating_order_7d: rated.mean_order_stars,
+        rating_delivery_7d: rated.mean_delivery_stars,
+        ratings_7d: rated.count,
     }
 }
 

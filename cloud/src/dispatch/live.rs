@@ -5,7 +5,8 @@
 //!
 //! A rider can only hear offers from the store whose broker the phone is connected to (the
 //! store its latest position came through), so each store has its own dispatcher over the
-//! riders at that store; HQ's roster adds vehicle, capacity, rating and shift. Answers come
+//! riders at that store; HQ's roster adds vehicle, capacity, rating and shift (customers'
+//! ratings replace the roster's rating once there are enough, `hq/ratings.rs`). Answers come
 //! back as `assignment_replies` rows through the read model: an acceptance takes the orders out
 //! of the pool, a decline or an expiry bars that rider from them and the next tick cascades to
 //! the next best, and a rider whose positions stop coming is treated as offline (their pending
@@ -147,6 +148,20 @@ impl LiveDispatch {
         );
         let positions = self.positions(stale).await?;
         let (open_orders, held) = self.open_orders().await?;
+        // Customers' ratings take over from the roster's once a rider has enough of them
+        // (`hq::ratings::effective_rating`): one bounded query a tick, for the riders online.
+        let around: Vec<&crate::hq::RosterRider> = roster
+            .iter()
+            .filter(|r| !open_orders.is_empty() && positions.contains_key(&r.id))
+            .collect();
+        let ratings = self
+            .hq
+            .effective_ratings(&around)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "riders' ratings unread; the roster's stand");
+                HashMap::new()
+            });
 
         // Riders who went offline since the last tick: their pending offers are re-planned.
         let mut online: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -216,7 +231,7 @@ impl LiveDispatch {
                             _ => Vehicle::Bicycle,
                         },
                         capacity: r.capacity,
-                        rating: r.rating,
+                        rating: ratings.get(&r.id).copied().unwrap_or(r.rating),
                         home_store: Some(StoreId(
                             self.orders.id(&format!("store:{}", r.home_store_id)),
                         )),

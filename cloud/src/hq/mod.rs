@@ -5,8 +5,8 @@
 //! retried `POST /api/v1/orders` return the first answer instead of a second order. None of it
 //! belongs in a store replica, so it lives in `<data_dir>/hq.db`, a plain SQLite database
 //! behind the same single-writer access as every other database of the cloud. So do HQ's
-//! users (`users.rs`) and customers' accounts with their sessions and saved addresses
-//! (`accounts.rs`).
+//! users (`users.rs`), customers' accounts with their sessions and saved addresses
+//! (`accounts.rs`) and customers' ratings of their delivered orders (`ratings.rs`).
 //!
 //! Store profiles are read on every order, so they are also kept in memory, refreshed on each
 //! change (HQ edits them rarely). What each record is and the checks it must pass live in
@@ -26,6 +26,7 @@ use crate::registry::{hex, token_hash};
 pub mod accounts;
 mod moves;
 mod operations;
+pub mod ratings;
 mod records;
 pub mod users;
 
@@ -114,6 +115,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "customer accounts",
         steps: &[Step::Sql(accounts::SCHEMA)],
+    },
+    Migration {
+        version: 6,
+        name: "ratings",
+        steps: &[Step::Sql(ratings::SCHEMA)],
     },
 ];
 

@@ -193,6 +193,17 @@ impl From<crate::hq::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::hq::ratings::RatingError> for ApiError {
+    fn from(error: crate::hq::ratings::RatingError) -> Self {
+        use crate::hq::ratings::RatingError;
+        match error {
+            RatingError::Invalid(_) => Self::Unprocessable(error.to_string()),
+            RatingError::AlreadyRated(_) => Self::Conflict(error.to_string()),
+            RatingError::Cloud(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::payments::PaymentError> for ApiError {
     fn from(error: crate::payments::PaymentError) -> Self {
         use crate::payments::PaymentError;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub payments: Arc<Payments>,
     pub dashboard: crate::dashboard::Dashboard,
     pub storefront: crate::storefront::Storefront,
+    /// Riders' speed for the customer's ETA from the rider's position (dispatch's setting).
+    pub rider_speed_kmh: f64,
     /// Refused webhook signatures per client address.
     pub webhook_throttle: Arc<FailureThrottle>,
     /// Failed HQ sign-ins per client address.

@@ -163,7 +163,7 @@ pub struct RoutedOrder {
     pub steps: Vec<(Option<&'static str>, &'static str, &'static str)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEntry {
     pub status: String,
     pub from: Option<String>,
