@@ -109,7 +109,8 @@ pub fn router(state: AppState) -> Router {
                 post(customer::place_order),
                 Caller::Customer,
                 limits.max_order_body_bytes,
-            ),
+            )
+            .get(customer::my_orders),
         )
         .route("/api/v1/orders/{id}", get(customer::get_order))
         .route(

@@ -764,6 +764,45 @@ async fn an_account_customer_orders_and_nobody_else_reads_the_order() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Ada's history: her two orders, newest first; Bo's is empty; nobody has none.
+    let (status, history) = api
+        .call(Method::GET, "/api/v1/orders", &ada.token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let listed: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{history}");
+    assert_eq!(
+        listed[1], order_id,
+        "the first order is the older: {history}"
+    );
+    let (status, newest) = web(
+        &api,
+        &ada,
+        Method::GET,
+        "/api/v1/orders?limit=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(newest.as_array().map(Vec::len), Some(1), "{newest}");
+    assert_eq!(newest[0]["id"], listed[0]);
+    let (status, none) = api
+        .call(Method::GET, "/api/v1/orders", &bo.token, None)
+        .await;
+    assert_eq!((status, none), (StatusCode::OK, json!([])));
+    let (status, _) = api.call(Method::GET, "/api/v1/orders", "", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/orders?limit=lots", &ada.token, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // The HQ-issued token goes on working for its own orders.
     let (status, placed) = api.order(&hq_customer, "hq-1", order_of("milk", 1)).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");

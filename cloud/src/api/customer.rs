@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::http::auth::Viewer;
-use crate::http::error::{ApiError, IdempotencyKey, Json, Path};
+use crate::http::error::{ApiError, IdempotencyKey, Json, Path, Query};
 use crate::http::state::AppState;
 use crate::intake::{Customer, OrderRequest};
 
@@ -80,6 +80,32 @@ pub async fn get_order(
             .map_err(|e| ApiError::Internal(format!("rating: {e}")))?;
     }
     Ok(Json(view).into_response())
+}
+
+/// Orders a history page lists when the request does not say, and at most.
+const HISTORY_DEFAULT: u32 = 20;
+const HISTORY_MAX: u32 = 100;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/orders[?limit=N]`: the customer's own orders, newest first (20 unless `limit`
+/// says, at most 100).
+pub async fn my_orders(
+    State(state): State<AppState>,
+    customer: Customer,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
+    let orders = state
+        .projection
+        .customer_orders(&customer.id, limit)
+        .await?;
+    Ok(Json(orders).into_response())
 }
 
 /// Wrong PINs after which the store locks an order for support (the edge's rule too).

@@ -188,6 +188,18 @@ pub struct OrderView {
     pub timeline: Vec<TimelineEntry>,
 }
 
+/// One order of a customer's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderSummary {
+    pub id: String,
+    pub store_id: String,
+    pub status: String,
+    pub status_at: String,
+    pub placed_at: String,
+    pub promised_at: Option<String>,
+    pub total_minor: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreFigures {
     pub store_id: String,

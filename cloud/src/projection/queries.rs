@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::CloudError;
 
-use super::{OrderView, Projection, RoutedOrder, StoreFigures, TimelineEntry};
+use super::{OrderSummary, OrderView, Projection, RoutedOrder, StoreFigures, TimelineEntry};
 
 impl Projection {
     /// Records an order intake routed (status ROUTED, with the cloud's own timeline entries).
@@ -171,6 +171,40 @@ impl Projection {
         Ok(self
             .db
             .read(move |conn| order_view(conn, &order_id))
+            .await?)
+    }
+
+    /// `customer_id`'s orders, newest first, at most `limit`.
+    pub async fn customer_orders(
+        &self,
+        customer_id: &str,
+        limit: u32,
+    ) -> Result<Vec<OrderSummary>, CloudError> {
+        let customer_id = customer_id.to_owned();
+        Ok(self
+            .db
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT id, store_id, status, status_at, placed_at, promised_at,
+                            total_minor
+                         FROM rm_orders WHERE customer_id = ?1
+                         ORDER BY placed_at DESC, id DESC LIMIT ?2",
+                    )?
+                    .query_map(rusqlite::params![customer_id, limit], |r| {
+                        Ok(OrderSummary {
+                            id: r.get(0)?,
+                            store_id: r.get(1)?,
+                            status: r.get(2)?,
+                            status_at: r.get(3)?,
+                            placed_at: r.get(4)?,
+                            promised_at: r.get(5)?,
+                            total_minor: r.get(6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
             .await?)
     }
 

@@ -157,4 +157,12 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             ),
         ],
     },
+    Migration {
+        version: 6,
+        name: "orders by customer",
+        // A customer's order history, newest first, without reading every order.
+        steps: &[Step::Sql(
+            "CREATE INDEX rm_orders_by_customer ON rm_orders (customer_id, placed_at)",
+        )],
+    },
 ];
