@@ -9,103 +9,17 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::api::Api;
+use common::city::*;
 use common::*;
-use flashkart_cloud::RunningCloud;
 use flashkart_cloud::clock;
 use flashkart_cloud::hq::RosterRider;
 use flashkart_cloud::hq::ratings::{OrderRating, RIDER_MIN_RATINGS, RIDER_WINDOW};
-use flashkart_sync::StoreDb;
-use flashkart_sync::client::{self, SyncStatus};
 use reqwest::{Method, StatusCode};
 use rusqlite::params;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-/// Inside only store 1's area.
-const ONLY_S1: (f64, f64) = (52.50, 13.35);
-
-struct Env {
-    dir: tempfile::TempDir,
-    running: RunningCloud,
-    shutdown: CancellationToken,
-    api: Api,
-    customer: String,
-    edges: Vec<(StoreDb, CancellationToken)>,
-    status: watch::Receiver<SyncStatus>,
-}
-
-fn profile(name: &str, lon: f64, west: f64, east: f64) -> Value {
-    json!({
-        "name": name, "lat": 52.50, "lon": lon,
-        "service_area": {"type": "Polygon", "coordinates": [[[west, 52.4], [east, 52.4], [east, 52.6], [west, 52.6], [west, 52.4]]]},
-        "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-        "capacity": 50, "sla_minutes": 30
-    })
-}
-
-/// Stores s1 (west) and s2 (east), both syncing, with p1 in stock; dispatch ticks every 100 ms.
-async fn two_stores() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = cloud_config(dir.path());
-    config.dispatch.tick_ms = 100;
-    let shutdown = CancellationToken::new();
-    let running = flashkart_cloud::start(config, shutdown.clone())
-        .await
-        .unwrap();
-    let api = Api::new(running.addr);
-    let mut edges = Vec::new();
-    let mut status = None;
-    for (store, lon, west, east) in [("s1", 13.42, 13.30, 13.50), ("s2", 13.58, 13.55, 13.70)] {
-        let token = running.cloud.register_store(store).await.unwrap();
-        let (code, body) = api
-            .admin(
-                Method::PUT,
-                &format!("/admin/v1/stores/{store}/profile"),
-                profile(store, lon, west, east),
-            )
-            .await;
-        assert_eq!(code, StatusCode::OK, "{body}");
-        let db = open_edge(dir.path(), store).await;
-        edge_stock_move(&db, store, format!("{store}-stock"), 10).await;
-        let stop = CancellationToken::new();
-        let handle =
-            client::spawn(client_config(&api.base, &token), db.clone(), stop.clone()).unwrap();
-        status.get_or_insert(handle.status.clone());
-        edges.push((db, stop));
-    }
-    let (code, body) = api
-        .admin(
-            Method::PUT,
-            "/admin/v1/products/p1",
-            json!({"name": "p1", "price_minor": 100}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
-    let customer = new_customer(&api, "Ada").await;
-    let env = Env {
-        dir,
-        running,
-        shutdown,
-        api,
-        customer,
-        edges,
-        status: status.unwrap(),
-    };
-    let projection = env.running.cloud.projection().db().clone();
-    until(&env, "the stock projected", || {
-        let projection = projection.clone();
-        async move { count(&projection, "SELECT count(*) FROM rm_stock").await == 2 }
-    })
-    .await;
-    env
-}
 
 async fn new_customer(api: &Api, name: &str) -> String {
     let (code, body) = api
@@ -120,39 +34,8 @@ async fn new_customer(api: &Api, name: &str) -> String {
 }
 
 impl Env {
-    async fn stop(self) {
-        for (_, stop) in &self.edges {
-            stop.cancel();
-        }
-        self.shutdown.cancel();
-        self.running.wait().await.unwrap();
-    }
-
-    fn s1(&self) -> &StoreDb {
-        &self.edges[0].0
-    }
-
     fn hq_path(&self) -> PathBuf {
         self.dir.path().join("cloud").join("hq.db")
-    }
-
-    /// Places an order of one p1 at store s1; its id.
-    async fn order(&self, key: &str) -> String {
-        let (code, body) = self
-            .api
-            .order(
-                &self.customer,
-                key,
-                json!({
-                    "address": {"text": "Here 1", "lat": ONLY_S1.0, "lon": ONLY_S1.1},
-                    "lines": [{"product_id": "p1", "qty": 1}],
-                    "payment": {"method": "cash"}
-                }),
-            )
-            .await;
-        assert_eq!(code, StatusCode::CREATED, "{body}");
-        assert_eq!(body["store_id"], "s1", "{body}");
-        body["order_id"].as_str().unwrap().to_owned()
     }
 
     async fn rate(&self, token: &str, order: &str, body: Value) -> (StatusCode, Value) {
@@ -178,94 +61,12 @@ impl Env {
     }
 }
 
-/// Waits (on the stores' sync and the projector, at most 30 s) until `done` holds.
-async fn until<F, Fut>(env: &Env, what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let mut status = env.status.clone();
-    let mut projected = env.running.cloud.projection().projected();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if done().await {
-            return;
-        }
-        tokio::select! {
-            _ = status.changed() => {}
-            _ = projected.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            () = tokio::time::sleep_until(deadline) => panic!("{what}: not within 30 s"),
-        }
-    }
-}
-
-async fn projected(env: &Env, order: &str, status: &str) {
-    let db = env.running.cloud.projection().db().clone();
-    let sql =
-        format!("SELECT count(*) FROM rm_orders WHERE id = '{order}' AND status = '{status}'");
-    until(env, &sql.clone(), || {
-        let (db, sql) = (db.clone(), sql.clone());
-        async move { count(&db, sql).await == 1 }
-    })
-    .await;
-}
-
-/// The store moves an order from `from` through `steps` (status, seconds after `base`), as its
-/// staff's scans would: one event per step and the order's progress row.
-async fn progress(
-    db: &StoreDb,
-    order: &str,
-    from: &str,
-    base: OffsetDateTime,
-    steps: &[(&'static str, i64)],
-) {
-    let (order, from, steps) = (order.to_owned(), from.to_owned(), steps.to_vec());
-    db.write(move |conn| {
-        let mut from = from;
-        for (to, seconds) in &steps {
-            let at = clock::rfc3339(base + time::Duration::seconds(*seconds));
-            conn.execute(
-                "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
-                 VALUES (?1, 's1', ?2, ?3, ?4, 'pia', ?5)",
-                params![uuid::Uuid::now_v7().to_string(), order, from, to, at],
-            )?;
-            conn.execute(
-                "INSERT INTO order_progress (order_id, store_id, status, status_at)
-                 VALUES (?1, 's1', ?2, ?3)
-                 ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,
-                    status_at = excluded.status_at",
-                params![order, to, at],
-            )?;
-            from = (*to).to_owned();
-        }
-        Ok::<_, flashkart_sync::Error>(())
-    })
-    .await
-    .unwrap();
-}
-
-async fn position(db: &StoreDb, rider: &str) {
-    let rider = rider.to_owned();
-    db.write(move |conn| {
-        conn.execute(
-            "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at)
-             VALUES (?1, 's1', 52.5, 13.42, ?2)
-             ON CONFLICT (rider_id) DO UPDATE SET at = excluded.at",
-            params![rider, clock::now_rfc3339()],
-        )
-        .map_err(flashkart_sync::Error::from)
-    })
-    .await
-    .unwrap();
-}
-
 /// The rider accepts the offer live dispatch made them for `order` (waiting for it).
 async fn accept(env: &Env, rider: &str, order: &str) {
     let sql = format!(
         "SELECT count(*) FROM assignments WHERE rider_id = '{rider}' AND order_id = '{order}'"
     );
-    let db = env.s1().clone();
+    let db = env.edge("s1").clone();
     until(env, &sql.clone(), || {
         let (db, sql) = (db.clone(), sql.clone());
         async move { count(&db, sql).await >= 1 }
@@ -273,7 +74,7 @@ async fn accept(env: &Env, rider: &str, order: &str) {
     .await;
     let (rider, order) = (rider.to_owned(), order.to_owned());
     let (reply_rider, reply_order) = (rider.clone(), order.clone());
-    env.s1()
+    env.edge("s1")
         .write(move |conn| {
             let assignment: String = conn.query_row(
                 "SELECT id FROM assignments WHERE rider_id = ?1 AND order_id = ?2 LIMIT 1",
@@ -328,15 +129,6 @@ fn synthetic(
     }
 }
 
-fn store<'a>(snapshot: &'a Value, id: &str) -> &'a Value {
-    snapshot["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap()
-}
-
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => (a - b).abs() < 1e-9,
@@ -347,7 +139,7 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashboard() {
-    let env = two_stores().await;
+    let env = two_stores(Some(100), 30).await;
     let (code, body) = env
         .api
         .admin(
@@ -359,8 +151,8 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
     assert_eq!(code, StatusCode::OK, "{body}");
 
     // The order goes through the store and live dispatch: r1 accepts it, it is delivered.
-    let order = env.order("rate-1").await;
-    let e1 = env.s1().clone();
+    let order = env.order_at("rate-1", ONLY_S1, "s1").await;
+    let e1 = env.edge("s1").clone();
     let db = e1.clone();
     until(&env, "the order at s1", || {
         let db = db.clone();
@@ -369,8 +161,8 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
     .await;
     let base = clock::now();
     let ready = [("ACCEPTED", 1), ("PICKING", 2), ("PACKED", 3), ("READY", 4)];
-    progress(&e1, &order, "ROUTED", base, &ready).await;
-    projected(&env, &order, "READY").await;
+    progress(&e1, "s1", &order, "ROUTED", base, &ready).await;
+    projected(&env, &[(order.as_str(), "READY")]).await;
 
     // Not delivered yet: 409, and nothing stored.
     let good = json!({"delivery_stars": 1, "order_stars": 4, "comment": "  cold and late  "});
@@ -386,13 +178,14 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
     let later = clock::now().max(base + time::Duration::seconds(4));
     progress(
         &e1,
+        "s1",
         &order,
         "READY",
         later,
         &[("PICKED_UP", 1), ("DELIVERED", 2)],
     )
     .await;
-    projected(&env, &order, "DELIVERED").await;
+    projected(&env, &[(order.as_str(), "DELIVERED")]).await;
 
     // Not the customer's own order: 404 whether rating or reading, as for the order itself.
     let other = new_customer(&env.api, "Bob").await;
@@ -599,7 +392,7 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_without_ratings_shows_none() {
-    let env = two_stores().await;
+    let env = two_stores(Some(100), 30).await;
     let published = env.running.cloud.dashboard().rebuild().await.unwrap();
     let snapshot: Value = serde_json::from_str(&published.json).unwrap();
     for id in ["s1", "s2"] {

@@ -1,11 +1,13 @@
 //! Shared helpers of the cloud's sync tests: a cloud on a free port, edge databases, writes
 //! that look like a store's and the cloud's, and a TCP proxy that breaks connections.
-//! [`api`] calls the HTTP API as an admin and a customer; [`raw_store`] is a store speaking the
+//! [`api`] calls the HTTP API as an admin and a customer; [`city`] is two stores and a cloud
+//! with orders moving; [`raw_store`] is a store speaking the
 //! sync protocol by hand; [`pki`] makes the certificates TLS tests serve.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
+pub mod city;
 pub mod pki;
 pub mod raw_store;
 
