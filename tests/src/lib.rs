@@ -7,6 +7,7 @@
 //! executable.
 
 pub mod browser;
+pub mod crashing_cloud;
 pub mod localstripe;
 pub mod relay;
 

@@ -4,94 +4,34 @@
 //! authorisation. The cloud is the real binary; the store is a store database syncing with it;
 //! the gateway is localstripe.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
+use flashkart_tests::call_api;
+use flashkart_tests::crashing_cloud::CrashingCloud;
 use flashkart_tests::localstripe::LocalStripe;
-use flashkart_tests::{Daemon, binary, call_api, url_in};
 use reqwest::{Method, StatusCode};
 use rusqlite::params;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "crash-admin-token";
-const START: Duration = Duration::from_secs(60);
 
-struct Cloud {
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    url: String,
-    daemon: Option<Daemon>,
+/// A cloud paying through localstripe, to abort at `crash_at` if given.
+fn start_cloud(stripe: &LocalStripe, crash_at: Option<&str>) -> CrashingCloud {
+    start_cloud_with(stripe, crash_at, "")
 }
 
-impl Cloud {
-    fn start(stripe: &LocalStripe, crash_at: Option<&str>) -> Self {
-        Self::start_with(stripe, crash_at, "")
-    }
-
-    /// `payments` adds lines to the `[payments]` section.
-    fn start_with(stripe: &LocalStripe, crash_at: Option<&str>, payments: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("cloud.toml");
-        write_config(&config, dir.path(), "127.0.0.1:0", stripe, payments);
-        let mut cloud = Self {
-            dir,
-            config,
-            url: String::new(),
-            daemon: None,
-        };
-        cloud.run(crash_at);
-        // Restarts keep the address the edge syncs with.
-        let listen = cloud.url.trim_start_matches("http://").to_owned();
-        write_config(&cloud.config, cloud.dir.path(), &listen, stripe, payments);
-        cloud
-    }
-
-    fn run(&mut self, crash_at: Option<&str>) {
-        let cache = self.dir.path().join("cache");
-        let crash = Path::new(crash_at.unwrap_or(""));
-        let env = [
-            ("XDG_CACHE_HOME", cache.as_path()),
-            ("HOME", self.dir.path()),
-            ("FLASHKART_CRASH_AT", crash),
-        ];
-        let config = self.config.display().to_string();
-        let mut daemon = Daemon::start(
-            &binary("flashkart-cloud"),
-            &["run", "--config", &config],
-            &env,
-        );
-        self.url = url_in(&daemon.wait_for_line("cloud listening", START)).expect("cloud url");
-        self.daemon = Some(daemon);
-    }
-
-    /// Waits for the crash point to abort the process.
-    fn crashed(&mut self) {
-        let mut daemon = self.daemon.take().expect("a running cloud");
-        let status = daemon.wait(Duration::from_secs(60));
-        assert!(
-            !status.success(),
-            "the cloud was to abort at its crash point"
-        );
-        daemon.wait_for_line("crash point reached", Duration::from_secs(1));
-    }
-}
-
-fn write_config(path: &Path, dir: &Path, listen: &str, stripe: &LocalStripe, payments: &str) {
-    std::fs::write(
-        path,
-        format!(
-            "listen = \"{listen}\"\ndata_dir = \"{}\"\nadmin_token = \"{ADMIN}\"\n\n\
-             [payments]\nretry_initial_ms = 100\nretry_max_ms = 500\n{payments}\n\
-             [payments.stripe]\napi_base = \"{}\"\nsecret_key = \"{}\"\n",
-            dir.join("cloud").display(),
-            stripe.base_url(),
-            stripe.secret_key()
-        ),
-    )
-    .expect("cloud config");
+/// As [`start_cloud`]; `payments` adds lines to the `[payments]` section.
+fn start_cloud_with(stripe: &LocalStripe, crash_at: Option<&str>, payments: &str) -> CrashingCloud {
+    let sections = format!(
+        "[payments]\nretry_initial_ms = 100\nretry_max_ms = 500\n{payments}\n\
+         [payments.stripe]\napi_base = \"{}\"\nsecret_key = \"{}\"\n",
+        stripe.base_url(),
+        stripe.secret_key()
+    );
+    CrashingCloud::start(ADMIN, &sections, crash_at)
 }
 
 async fn api(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
@@ -145,7 +85,10 @@ async fn store_write(db: &StoreDb, sql: &'static str, args: Vec<String>) {
 
 /// HQ's set-up through the API (a store, its profile, milk, a customer) and the store's
 /// database syncing with the cloud; the customer's token, the store and its sync's stop.
-async fn open_shop(http: &reqwest::Client, cloud: &Cloud) -> (String, StoreDb, CancellationToken) {
+async fn open_shop(
+    http: &reqwest::Client,
+    cloud: &CrashingCloud,
+) -> (String, StoreDb, CancellationToken) {
     let base = cloud.url.clone();
     let token = api(
         http,
@@ -223,7 +166,7 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     let stripe = LocalStripe::start().await;
     let http = reqwest::Client::new();
     // The first run dies right after the provider authorises the first order.
-    let mut cloud = Cloud::start(&stripe, Some("after-gateway:authorise"));
+    let mut cloud = start_cloud(&stripe, Some("after-gateway:authorise"));
     let base = cloud.url.clone();
     let (customer, store, stop) = open_shop(&http, &cloud).await;
     // 1. Authorisation: the provider authorised, the cloud died before writing it down. The
@@ -404,9 +347,7 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     assert_eq!(balances["refunds"], 100, "{balances}");
 
     stop.cancel();
-    if let Some(daemon) = cloud.daemon.take() {
-        daemon.terminate(Duration::from_secs(30));
-    }
+    cloud.stop();
     stripe.stop().await;
 }
 
@@ -414,7 +355,7 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
 async fn an_authorisation_whose_order_never_reached_a_store_is_voided() {
     let stripe = LocalStripe::start().await;
     let http = reqwest::Client::new();
-    let mut cloud = Cloud::start_with(
+    let mut cloud = start_cloud_with(
         &stripe,
         Some("after-gateway:authorise"),
         "abandoned_after_s = 1",
@@ -449,8 +390,6 @@ async fn an_authorisation_whose_order_never_reached_a_store_is_voided() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();
-    if let Some(daemon) = cloud.daemon.take() {
-        daemon.terminate(Duration::from_secs(30));
-    }
+    cloud.stop();
     stripe.stop().await;
 }

@@ -5,87 +5,19 @@
 //! stays where it was, untouched, and can be moved again. The cloud is the real binary; the
 //! stores are store databases syncing with it.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
-use flashkart_tests::{Daemon, binary, call_api, url_in};
+use flashkart_tests::call_api;
+use flashkart_tests::crashing_cloud::CrashingCloud;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "reroute-crash-admin-token";
+/// How long a restarted cloud may take to resume a move.
 const START: Duration = Duration::from_secs(60);
-
-struct Cloud {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-    daemon: Option<Daemon>,
-}
-
-impl Cloud {
-    fn start(crash_at: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("cloud.toml");
-        write_config(&config, dir.path(), "127.0.0.1:0");
-        let mut cloud = Self {
-            dir,
-            config,
-            url: String::new(),
-            daemon: None,
-        };
-        cloud.run(crash_at);
-        // Restarts keep the address the stores sync with.
-        let listen = cloud.url.trim_start_matches("http://").to_owned();
-        write_config(&cloud.config, cloud.dir.path(), &listen);
-        cloud
-    }
-
-    fn run(&mut self, crash_at: &str) {
-        let cache = self.dir.path().join("cache");
-        let env = [
-            ("XDG_CACHE_HOME", cache.as_path()),
-            ("HOME", self.dir.path()),
-            ("FLASHKART_CRASH_AT", Path::new(crash_at)),
-        ];
-        let config = self.config.display().to_string();
-        let mut daemon = Daemon::start(
-            &binary("flashkart-cloud"),
-            &["run", "--config", &config],
-            &env,
-        );
-        self.url = url_in(&daemon.wait_for_line("cloud listening", START)).expect("cloud url");
-        self.daemon = Some(daemon);
-    }
-
-    /// Waits for the crash point to abort the process.
-    fn crashed(&mut self) {
-        let mut daemon = self.daemon.take().expect("a running cloud");
-        let status = daemon.wait(Duration::from_secs(60));
-        assert!(
-            !status.success(),
-            "the cloud was to abort at its crash point"
-        );
-        daemon.wait_for_line("crash point reached", Duration::from_secs(1));
-    }
-
-    fn daemon(&mut self) -> &mut Daemon {
-        self.daemon.as_mut().expect("a running cloud")
-    }
-}
-
-fn write_config(path: &Path, dir: &Path, listen: &str) {
-    std::fs::write(
-        path,
-        format!(
-            "listen = \"{listen}\"\ndata_dir = \"{}\"\nadmin_token = \"{ADMIN}\"\n",
-            dir.join("cloud").display()
-        ),
-    )
-    .expect("cloud config");
-}
 
 async fn api(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
     let (status, body) = call_api(http, method, url, ADMIN, body).await;
@@ -150,7 +82,7 @@ async fn store_until(
 /// token and the stores (s1 nearer the customer).
 async fn two_shops(
     http: &reqwest::Client,
-    cloud: &Cloud,
+    cloud: &CrashingCloud,
     stop: &CancellationToken,
 ) -> (String, StoreDb, StoreDb) {
     let base = cloud.url.clone();
@@ -265,7 +197,7 @@ async fn reroute_dies(http: &reqwest::Client, base: &str, order: &str) {
 async fn a_move_cut_after_the_first_store_cancelled_is_finished_after_a_restart() {
     let http = reqwest::Client::new();
     let stop = CancellationToken::new();
-    let mut cloud = Cloud::start("reroute:after-cancel");
+    let mut cloud = CrashingCloud::start(ADMIN, "", Some("reroute:after-cancel"));
     let base = cloud.url.clone();
     let (customer, s1, s2) = two_shops(&http, &cloud, &stop).await;
     let order = place(&http, &base, &customer, "move-1").await;
@@ -273,7 +205,7 @@ async fn a_move_cut_after_the_first_store_cancelled_is_finished_after_a_restart(
 
     reroute_dies(&http, &base, &order).await;
     cloud.crashed();
-    cloud.run("");
+    cloud.run(None);
     cloud
         .daemon()
         .wait_for_line("finishing a move a stopped cloud began", START);
@@ -309,7 +241,7 @@ async fn a_move_cut_after_the_first_store_cancelled_is_finished_after_a_restart(
 async fn a_move_cut_before_the_first_store_was_asked_is_dropped_and_can_be_asked_again() {
     let http = reqwest::Client::new();
     let stop = CancellationToken::new();
-    let mut cloud = Cloud::start("reroute:after-intent");
+    let mut cloud = CrashingCloud::start(ADMIN, "", Some("reroute:after-intent"));
     let base = cloud.url.clone();
     let (customer, s1, s2) = two_shops(&http, &cloud, &stop).await;
     let order = place(&http, &base, &customer, "move-2").await;
@@ -317,7 +249,7 @@ async fn a_move_cut_before_the_first_store_was_asked_is_dropped_and_can_be_asked
 
     reroute_dies(&http, &base, &order).await;
     cloud.crashed();
-    cloud.run("");
+    cloud.run(None);
     cloud
         .daemon()
         .wait_for_line("a move that never reached its store: dropped", START);
