@@ -49,15 +49,12 @@ struct SignedIn {
 }
 
 fn cookie(state: &AppState, value: &str, max_age_s: u64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.customers.settings.secure_cookie {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{CUSTOMER_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
-    ))
-    .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))
+    auth::session_set_cookie(
+        CUSTOMER_COOKIE,
+        value,
+        max_age_s,
+        state.customers.settings.secure_cookie,
+    )
 }
 
 /// `status` with the session as the answer and as the cookie.

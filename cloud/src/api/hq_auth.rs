@@ -49,15 +49,12 @@ fn check_username(username: &str) -> Result<(), ApiError> {
 }
 
 fn cookie(state: &AppState, value: &str, max_age_s: u64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.hq_settings.secure_cookie {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
-    ))
-    .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))
+    auth::session_set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age_s,
+        state.hq_settings.secure_cookie,
+    )
 }
 
 /// `POST /hq/api/sign-in`: a session cookie for a right password. Failures count per client

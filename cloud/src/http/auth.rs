@@ -136,6 +136,22 @@ pub enum Viewer {
     Customer(Customer),
 }
 
+/// A `Set-Cookie` value for the session cookie `name` (HQ's or a customer's): HttpOnly, so no
+/// script reads it; SameSite=Strict, so no other site's page sends it; `Secure` where the
+/// app is reached over TLS. `max_age_s` 0 clears it.
+pub(crate) fn session_set_cookie(
+    name: &str,
+    value: &str,
+    max_age_s: u64,
+    secure: bool,
+) -> Result<axum::http::HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    axum::http::HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+    ))
+    .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))
+}
+
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
