@@ -18,6 +18,7 @@ use flashkart_cloud::dispatch::travel::{PlanarMetres, Point, TravelTime};
 use flashkart_cloud::dispatch::{DispatchConfig, Dispatcher};
 
 use crate::mdrp::{Courier, Instance, Parameters};
+use crate::solution::{self, Place, Solution};
 
 /// A trip a policy commits: one courier, orders of one restaurant in drop-off sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,8 +159,17 @@ fn service_times(instance: &Instance) -> ServiceTimes {
 
 struct CourierState {
     position: Point,
+    /// Where the courier is, as the solution files name it.
+    place: Place,
     free_at: f64,
     delivered: usize,
+}
+
+/// What a replay produced: its figures and the solution they were computed from.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub metrics: Metrics,
+    pub solution: Solution,
 }
 
 #[derive(Clone, Copy)]
@@ -169,12 +179,12 @@ struct Delivery {
 }
 
 /// Replays `instance`, asking `policy` for trips every `tick_minutes` from the first order or
-/// shift start until no courier can pick up any more.
+/// shift start until no courier can pick up any more; records every trip and move.
 pub fn replay(
     instance: &Instance,
     policy: &mut dyn Policy,
     tick_minutes: f64,
-) -> Result<Metrics, ReplayError> {
+) -> Result<Replayed, ReplayError> {
     let parameters = &instance.parameters;
     let travel = travel(instance);
     let half_pickup = parameters.pickup_service / 2.0;
@@ -184,6 +194,7 @@ pub fn replay(
         .iter()
         .map(|courier| CourierState {
             position: courier.start,
+            place: Place::Start,
             free_at: courier.on_time,
             delivered: 0,
         })
@@ -191,6 +202,7 @@ pub fn replay(
     let mut deliveries: Vec<Option<Delivery>> = vec![None; instance.orders.len()];
     let mut taken = vec![false; instance.orders.len()];
     let mut trips = 0_usize;
+    let mut record = Solution::new(instance.orders.len());
     let mut by_placement: Vec<usize> = (0..instance.orders.len()).collect();
     by_placement.sort_by(|&a, &b| {
         instance.orders[a]
@@ -299,30 +311,60 @@ pub fn replay(
                 if pickup > courier.off_time {
                     return Err(rule("pickup after the courier's off time"));
                 }
+                let restaurant_index = instance.orders[indices[0]].restaurant;
+                record.moves.push(solution::Move {
+                    courier: courier_index,
+                    departure: now,
+                    origin: state.place,
+                    destination: Place::Restaurant(restaurant_index),
+                });
                 let mut clock = pickup + half_pickup;
                 let mut here = restaurant.position;
+                let mut place = Place::Restaurant(restaurant_index);
                 for &index in &indices {
                     let order = &instance.orders[index];
+                    record.moves.push(solution::Move {
+                        courier: courier_index,
+                        departure: clock,
+                        origin: place,
+                        destination: Place::Dropoff(index),
+                    });
                     clock += travel.minutes(here, order.dropoff);
                     let delivered = clock + half_dropoff;
                     deliveries[index] = Some(Delivery {
                         click_to_door: delivered - order.placed_at,
                         ready_to_pickup: pickup - order.ready_at,
                     });
+                    record.orders[index] = Some(solution::Delivered {
+                        pickup_at: pickup,
+                        dropoff_at: delivered,
+                        courier: courier_index,
+                    });
                     taken[index] = true;
                     clock = delivered + half_dropoff;
                     here = order.dropoff;
+                    place = Place::Dropoff(index);
                 }
+                record.assignments.push(solution::Assignment {
+                    assigned_at: now,
+                    pickup_at: pickup,
+                    courier: courier_index,
+                    orders: indices.clone(),
+                });
                 taken_count += indices.len();
                 trips += 1;
                 state.free_at = clock;
                 state.position = here;
+                state.place = place;
                 state.delivered += indices.len();
             }
         }
         now += tick_minutes;
     }
-    Ok(score(instance, &couriers, &deliveries, trips))
+    Ok(Replayed {
+        metrics: score(instance, &couriers, &deliveries, trips),
+        solution: record,
+    })
 }
 
 /// Orders a courier's hourly guarantee already pays for.
@@ -415,7 +457,7 @@ mod tests {
             "order\tx\ty\tplacement_time\trestaurant\tready_time\no1\t1000\t0\t0\tr1\t10\n",
             "courier\tx\ty\ton_time\toff_time\nc1\t250\t0\t0\t60\n",
         )?;
-        let metrics = replay(&instance, &mut GreedyPolicy::for_instance(&instance), 1.0)?;
+        let metrics = replay(&instance, &mut GreedyPolicy::for_instance(&instance), 1.0)?.metrics;
         assert_eq!(metrics.orders_delivered, 1);
         assert_eq!(metrics.click_to_door_mean, 24.0);
         assert_eq!(metrics.ready_to_pickup_mean, 0.0);
@@ -431,12 +473,13 @@ mod tests {
             "courier\tx\ty\ton_time\toff_time\nc1\t0\t0\t0\t30\n",
         )?;
         for metrics in [
-            replay(&instance, &mut GreedyPolicy::for_instance(&instance), 1.0)?,
+            replay(&instance, &mut GreedyPolicy::for_instance(&instance), 1.0)?.metrics,
             replay(
                 &instance,
                 &mut DispatcherPolicy::for_instance(&instance, DispatchConfig::default()),
                 1.0,
-            )?,
+            )?
+            .metrics,
         ] {
             assert_eq!(metrics.orders_delivered, 0);
             assert_eq!(metrics.orders_undelivered, 1);
@@ -456,7 +499,8 @@ mod tests {
             &instance,
             &mut DispatcherPolicy::for_instance(&instance, DispatchConfig::default()),
             1.0,
-        )?;
+        )?
+        .metrics;
         assert_eq!(metrics.orders_delivered, 3);
         assert_eq!(metrics.orders_per_trip, 3.0);
         Ok(())
