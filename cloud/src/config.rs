@@ -33,6 +33,8 @@ pub struct CloudConfig {
     pub payments: crate::payments::PaymentsConfig,
     pub hq: HqSettings,
     pub customers: CustomersSettings,
+    /// E-mail and push notifications to customers (`[notifications]`).
+    pub notifications: crate::notify::NotificationsConfig,
 }
 
 /// HQ users' sign-in to the dashboard (`[hq]`).
@@ -79,6 +81,11 @@ pub struct CustomersSettings {
     /// and a row).
     pub max_sign_ups_per_window: u32,
     pub sign_up_window_s: u64,
+    /// Password reset requests allowed in `password_reset_window_s`, counted both per client
+    /// address and per e-mail (each may send an e-mail); past either the request is answered
+    /// 429. Failed reset confirmations are bounded like failed sign-ins.
+    pub max_password_resets: u32,
+    pub password_reset_window_s: u64,
 }
 
 impl Default for CustomersSettings {
@@ -90,6 +97,8 @@ impl Default for CustomersSettings {
             sign_in_window_s: 300,
             max_sign_ups_per_window: 20,
             sign_up_window_s: 3600,
+            max_password_resets: 5,
+            password_reset_window_s: 3600,
         }
     }
 }
@@ -303,6 +312,7 @@ impl Default for CloudConfig {
             payments: crate::payments::PaymentsConfig::default(),
             hq: HqSettings::default(),
             customers: CustomersSettings::default(),
+            notifications: crate::notify::NotificationsConfig::default(),
         }
     }
 }
@@ -314,10 +324,18 @@ impl CloudConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| CloudError::Config {
+        let config: Self = toml::from_str(&text).map_err(|e| CloudError::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        config
+            .notifications
+            .validate()
+            .map_err(|message| CloudError::Config {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        Ok(config)
     }
 
     /// Takes the payment secrets from the environment when set there, so they need not be

@@ -21,6 +21,7 @@ mod http;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod payments;
 pub mod projection;
 pub mod readmodel;
@@ -238,7 +239,7 @@ pub async fn start_with(
         registry: registry.clone(),
         stores: stores.clone(),
         read_model,
-        metrics,
+        metrics: metrics.clone(),
         prometheus,
         admin_token_sha256: token_hash(&admin_token),
         compress_min_bytes: config.sync.compress_min_bytes,
@@ -288,6 +289,27 @@ pub async fn start_with(
         data_dir = %config.data_dir.display(),
         "cloud listening"
     );
+    // Links in notifications lead to the customer app, which this listener serves unless
+    // `public_url` names where customers reach it.
+    let public_url = config
+        .notifications
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let sender = notify::Sender::new(
+        notify::Outboxes {
+            readmodel: projection.db().clone(),
+            payments: payments.db().clone(),
+            hq: hq.db().clone(),
+        },
+        config.notifications.clone(),
+        public_url,
+        metrics.clone(),
+    )
+    .map_err(|message| CloudError::Config {
+        path: "[notifications]".into(),
+        message,
+    })?;
     let cloud = Cloud {
         registry: registry.clone(),
         stores: stores.clone(),
@@ -328,6 +350,7 @@ pub async fn start_with(
             shutdown.clone(),
         ));
         let showing = tokio::spawn(dashboard.run(shutdown.clone()));
+        let notifying = tokio::spawn(sender.run(shutdown.clone()));
         let indexing = {
             let (storefront, catalog, written, shutdown) = (
                 storefront.clone(),
@@ -353,6 +376,7 @@ pub async fn start_with(
             ("dispatch", dispatching),
             ("payments", paying),
             ("dashboard", showing),
+            ("notifications", notifying),
             ("storefront index", indexing),
         ] {
             if let Err(error) = task.await {

@@ -30,6 +30,20 @@ pub struct StoreLabels {
     pub store: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `email`, `webhook`
+    pub channel: String,
+    pub kind: String,
+    /// `sent`, `failed`, `skipped`, `uncertain`
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
 /// Every metric the cloud exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -48,6 +62,9 @@ pub struct Metrics {
     pub webhooks_refused: Counter,
     pub hq_sign_ins_failed: Counter,
     pub customer_sign_ins_failed: Counter,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub notifications_pending: Family<ChannelLabels, Gauge>,
+    pub password_resets: Counter,
 }
 
 impl Default for Metrics {
@@ -71,6 +88,9 @@ impl Default for Metrics {
             webhooks_refused: Counter::default(),
             hq_sign_ins_failed: Counter::default(),
             customer_sign_ins_failed: Counter::default(),
+            notifications: Family::default(),
+            notifications_pending: Family::default(),
+            password_resets: Counter::default(),
         }
     }
 }
@@ -153,6 +173,22 @@ impl Metrics {
             "webhooks_refused",
             "Webhook deliveries refused (bad signature, stale, replayed, malformed)",
             self.webhooks_refused.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications by channel, kind and outcome (sent; failed after the last retry; \
+             skipped: no one to send to; uncertain: the cloud stopped mid-send, not resent)",
+            self.notifications.clone(),
+        );
+        registry.register(
+            "notifications_pending",
+            "Notifications waiting in the outboxes, by channel",
+            self.notifications_pending.clone(),
+        );
+        registry.register(
+            "password_resets",
+            "Password reset requests taken (known e-mails or not: the count must not tell which)",
+            self.password_resets.clone(),
         );
         registry.register(
             "readmodel_changes",

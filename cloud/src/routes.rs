@@ -15,7 +15,7 @@ use crate::http::{observe, sync};
 /// A sign-in body: a username and a password.
 const SIGN_IN_BODY_BYTES: usize = 4096;
 /// A customer account's bodies: sign-up (an e-mail, a password, a name), sign-in, a saved
-/// address (a label, at most 500 bytes of text, a position).
+/// address (a label, at most 500 bytes of text, a position), a password reset.
 const ACCOUNT_BODY_BYTES: usize = 4096;
 /// A rating: two stars and a comment of at most 500 characters (up to 2,000 bytes of UTF-8).
 const RATING_BODY_BYTES: usize = 4096;
@@ -33,6 +33,13 @@ pub fn router(state: AppState) -> Router {
     );
     Router::new()
         .merge(crate::api::hq_app::routes())
+        .merge(crate::api::customer_app::routes(
+            state
+                .payments
+                .card_form()
+                .and_then(|form| form.origin())
+                .as_deref(),
+        ))
         .route(
             protocol::HELLO_PATH,
             guarded(post(sync::hello), Caller::Store, sync_limit),
@@ -148,6 +155,22 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route(
+            "/api/v1/account/password-reset",
+            guarded(
+                post(customer_account::request_password_reset),
+                Caller::Public,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
+        .route(
+            "/api/v1/account/password-reset/confirm",
+            guarded(
+                post(customer_account::confirm_password_reset),
+                Caller::Public,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
+        .route(
             "/api/v1/account/sign-out",
             guarded(
                 post(customer_account::sign_out),
@@ -177,6 +200,15 @@ pub fn router(state: AppState) -> Router {
             "/admin/v1/orders/{id}/refund",
             guarded(post(payments::refund_order), Caller::HqAdmin, admin_limit),
         )
+        .route("/api/v1/payments/config", get(payments::payment_options))
+        .route(
+            "/api/v1/payments/card-setup",
+            guarded(
+                post(payments::card_setup),
+                Caller::Customer,
+                ACCOUNT_BODY_BYTES,
+            ),
+        )
         .route(
             "/api/v1/payments/stripe/webhook",
             guarded(
@@ -204,6 +236,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/storefront",
             get(crate::api::storefront::storefront),
         )
+        .route("/api/v1/areas", get(crate::api::areas::areas))
         // The HQ dashboard's data and controls.
         .route("/admin/v1/dashboard", get(crate::api::dashboard::snapshot))
         .route(

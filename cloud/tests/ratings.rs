@@ -275,6 +275,18 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
         hq_view["order"]["customer_id"]
     );
     assert_eq!(hq_view["rating"]["store_id"], "s1");
+    // The customer's order view shows it as the customer's answer did: no rider.
+    let (code, mine) = env
+        .api
+        .call(
+            Method::GET,
+            &format!("/api/v1/orders/{order}"),
+            &env.customer,
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(mine["rating"], got, "{mine}");
 
     // Dispatch's rating of r1: the roster's 4.5 until RIDER_MIN_RATINGS rated deliveries...
     let hq = env.running.cloud.hq();

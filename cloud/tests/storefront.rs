@@ -1,13 +1,14 @@
 //! The storefront against a real cloud with one store syncing through the real client: for an
 //! address, the store that would deliver, the fee and ETA, and only what that store has in
 //! stock, found by a search with a typo or a half word, or listed by category; an address
-//! outside every area is told so; a catalog change reaches the search without a restart.
+//! outside every area is told so; a catalog change reaches the search without a restart. The
+//! delivery areas the customer app draws are public.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::api::Api;
+use common::api::{Api, area};
 use common::*;
 use flashkart_sync::StoreDb;
 use flashkart_sync::client;
@@ -173,6 +174,16 @@ async fn a_customer_sees_what_the_store_for_their_address_can_deliver_now() {
         "{far}"
     );
     assert_eq!(far["products"], json!([]));
+
+    // The map the app places the door on: each store's name, position and area, public, and
+    // nothing of the profile that is HQ's.
+    let (code, areas) = api.call(Method::GET, "/api/v1/areas", "", None).await;
+    assert_eq!(code, StatusCode::OK, "{areas}");
+    assert_eq!(
+        areas,
+        json!({"stores": [{"id": "s1", "name": "Berlin", "lat": 52.5, "lon": 13.4,
+                           "service_area": area(5)}]})
+    );
 
     // Bad input: a clear 400, never a panic.
     for bad in [

@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
+import { serveFromTree, watch } from './pages.mjs';
 
 const require = createRequire(process.env.TOOLS_DIR + '/');
 const { chromium } = require('playwright-core');
@@ -75,25 +76,10 @@ function scenario(title, fn) {
 
 async function open(viewport = { width: 1440, height: 900 }) {
   const context = await browser.newContext({ viewport, baseURL: CLOUD });
-  if (UI_DIR) {
-    await context.route(/\/hq\/($|ui\/[a-z.]+$)/, async (route) => {
-      const real = await route.fetch();
-      const name = new URL(route.request().url()).pathname.replace(/^\/hq\/(ui\/)?/, '') || 'index.html';
-      await route.fulfill({ response: real, body: fs.readFileSync(path.join(UI_DIR, name), 'utf8') });
-    });
-  }
+  if (UI_DIR) await serveFromTree(context, UI_DIR, '/hq/');
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
-  const problems = [];
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', async (m) => {
-    if (process.env.UI_DEBUG) {
-      const args = await Promise.all(m.args().map((a) => a.jsonValue().catch(() => '?')));
-      console.log('[page ' + m.type() + ']', m.text(), JSON.stringify(args));
-    }
-    const text = m.text();
-    if (/Content Security Policy|missing string|Uncaught/i.test(text)) problems.push(m.type() + ': ' + text);
-  });
+  const problems = watch(page);
   const done = async () => {
     await context.close();
     assert.deepEqual(problems, [], 'the page logged errors');

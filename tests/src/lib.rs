@@ -10,6 +10,7 @@ pub mod browser;
 pub mod crashing_cloud;
 pub mod localstripe;
 pub mod relay;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! The Stripe adapter against a real HTTP peer, localstripe: authorise with manual capture,
 //! partial capture, void, full and partial refunds, declines at attach and at confirmation,
 //! finding an authorisation again by its idempotency key, an unreachable or restarted gateway,
-//! and webhooks signed by localstripe checked by our verifier.
+//! webhooks signed by localstripe checked by our verifier, and a card registered in the browser
+//! through a SetupIntent.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -400,4 +401,76 @@ async fn localstripes_webhook_signatures_verify() {
         event.object["metadata"]["flashkart_key"],
         "authorise-webhook-decline"
     );
+}
+
+/// The customer app's card form: the cloud starts a SetupIntent, the browser confirms it at
+/// the provider with the card and only the publishable key (as Stripe.js does), and the
+/// payment method it gets back authorises like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_registered_in_the_browser_through_a_setup_intent_authorises() {
+    let stripe = LocalStripe::start().await;
+    let gateway = gateway_for(&stripe.base_url());
+    let setup = gateway.card_setup("setup-browser-1").await.expect("setup");
+    assert!(setup.id.starts_with("seti_"), "{setup:?}");
+    assert!(setup.client_secret.starts_with(&setup.id), "{setup:?}");
+
+    let browser = reqwest::Client::new();
+    let confirm = |client_secret: &str| {
+        browser
+            .post(format!(
+                "{}/v1/setup_intents/{}/confirm",
+                stripe.base_url(),
+                setup.id
+            ))
+            .header("origin", "http://127.0.0.1:7800")
+            .form(&[
+                ("key", "pk_test_browser"),
+                ("client_secret", client_secret),
+                ("payment_method_data[type]", "card"),
+                ("payment_method_data[card][number]", GOOD_CARD),
+                ("payment_method_data[card][exp_month]", "12"),
+                ("payment_method_data[card][exp_year]", "2040"),
+                ("payment_method_data[card][cvc]", "123"),
+            ])
+            .send()
+    };
+    // Without the client secret the publishable key alone gets nothing.
+    let guessed = confirm("seti_guess_secret_x").await.expect("confirm");
+    assert!(!guessed.status().is_success(), "{}", guessed.status());
+    let answer = confirm(&setup.client_secret).await.expect("confirm");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    // The page reads the answer from another origin: the provider must allow it.
+    assert_eq!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://127.0.0.1:7800")
+    );
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    let payment_method = body["payment_method"]
+        .as_str()
+        .expect("payment method")
+        .to_owned();
+    assert!(payment_method.starts_with("pm_"), "{body}");
+
+    let gateway_customer = gateway
+        .create_customer("cust-browser", "customer-browser")
+        .await
+        .expect("customer");
+    let intent = gateway
+        .authorise(&AuthoriseRequest {
+            idempotency_key: "authorise-browser".into(),
+            order_id: "order-browser".into(),
+            customer_id: "cust-browser".into(),
+            gateway_customer,
+            payment_method,
+            amount_minor: 1234,
+            currency: "EUR".into(),
+        })
+        .await
+        .expect("authorise");
+    assert_eq!(intent.status, IntentStatus::RequiresCapture, "{intent:?}");
+    stripe.stop().await;
 }

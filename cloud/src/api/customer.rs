@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::api::ratings::RatingView;
 use crate::http::auth::Viewer;
 use crate::http::error::{ApiError, IdempotencyKey, Json, Path, Query};
 use crate::http::state::AppState;
@@ -35,8 +36,7 @@ pub async fn place_order(
 }
 
 /// `GET /api/v1/orders/{id}` (the customer's own orders) and `GET /admin/v1/orders/{id}`
-/// (any order, with what support needs besides: PIN failures, the lines at the store, the
-/// rider).
+/// (any order, with what support needs besides: PIN failures and the rider).
 pub async fn get_order(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -56,28 +56,34 @@ pub async fn get_order(
     // The customer tells the rider the PIN at the door; support reads it to help.
     let delivery_pin = state.hq.delivery_pin(&id).await?;
     let payment = state.payments.payment(&id).await?;
+    // The basket as its store has it (as ordered, with what was picked, short or substituted):
+    // the customer's order page and re-order show it, HQ's support view too. And the rating,
+    // once the customer gave one (`api/ratings.rs`).
+    let lines = crate::dashboard::detail::order_lines(&state.stores, &order.store_id, &id).await?;
+    let rating = state.hq.rating(&id).await?;
+    // HQ sees the rider rated; the customer's view does not name them.
+    let rating = match &viewer {
+        Viewer::Admin => serde_json::to_value(rating),
+        Viewer::Customer(_) => serde_json::to_value(rating.map(RatingView::from)),
+    }
+    .map_err(|e| ApiError::Internal(format!("rating: {e}")))?;
     let mut view = serde_json::json!({
         "order": order,
         "eta_minutes": eta_minutes,
         "delivery_pin": delivery_pin,
         "payment": payment,
+        "lines": serde_json::to_value(lines)
+            .map_err(|e| ApiError::Internal(format!("order lines: {e}")))?,
+        "rating": rating,
     });
     if matches!(viewer, Viewer::Admin) {
         let failures = pin_failures(&state, &order.store_id, &id).await?;
         view["pin_failures"] = failures.into();
         view["flagged_for_support"] = (failures >= PIN_STRIKES).into();
-        // HQ also sees the basket as its store has it (picked, short, substituted) and the
-        // rider who took it; a customer's view stays as it was.
-        let (lines, rider_id) = tokio::try_join!(
-            crate::dashboard::detail::order_lines(&state.stores, &order.store_id, &id),
-            crate::dashboard::detail::order_rider(&state.projection, &id),
-        )?;
-        view["lines"] = serde_json::to_value(lines)
-            .map_err(|e| ApiError::Internal(format!("order lines: {e}")))?;
-        view["rider_id"] = rider_id.into();
-        // The customer's rating once they gave one (`api/ratings.rs`).
-        view["rating"] = serde_json::to_value(state.hq.rating(&id).await?)
-            .map_err(|e| ApiError::Internal(format!("rating: {e}")))?;
+        // Who rode it is HQ's business (dispatch, support), not the customer's.
+        view["rider_id"] = crate::dashboard::detail::order_rider(&state.projection, &id)
+            .await?
+            .into();
     }
     Ok(Json(view).into_response())
 }

@@ -7,7 +7,9 @@
 //! echoes the CSRF token from the answer, or from `GET /api/v1/account` after a reload, on
 //! every change). Sign-ins fail with one answer whatever was wrong, and are held back per client
 //! address and per e-mail tried, so guessing costs the guesser time and the cloud nothing;
-//! sign-ups are bounded per address. Who is calling is decided in `http/auth.rs`; what may be
+//! sign-ups are bounded per address. A forgotten password is reset through an e-mailed link:
+//! the request answers the same whether the e-mail has an account or not, and is bounded per
+//! address and per e-mail; refused confirmations are bounded per address. Who is calling is decided in `http/auth.rs`; what may be
 //! stored, in `hq/accounts.rs`.
 
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::hq::accounts::{AccountSession, NewAccount, NewAddress};
+use crate::hq::accounts::{AccountError, AccountSession, NewAccount, NewAddress, normalize_email};
 use crate::http::auth::{self, AccountCustomer, CUSTOMER_COOKIE};
 use crate::http::error::{ApiError, Json, Path};
 use crate::http::state::AppState;
@@ -36,6 +38,19 @@ pub struct SignUp {
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    token: String,
     password: String,
 }
 
@@ -131,6 +146,75 @@ pub async fn sign_in(
     };
     tracing::info!(customer_id = %session.customer_id, %ip, "customer signed in");
     signed_in(&state, StatusCode::OK, token, session)
+}
+
+/// `POST /api/v1/account/password-reset` `{email}`: 202 `{"status": "sent"}` whether or not
+/// the e-mail has an account (the link goes out only if it has); 422 for something that is
+/// not an e-mail, 429 once the address or the e-mail has used up its requests.
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<ResetRequest>,
+) -> Result<Response, ApiError> {
+    let ip = peer.ip();
+    let gate = &state.customers;
+    gate.resets_by_address
+        .check(ip)
+        .map_err(|seconds| too_many(format!("too many password resets from {ip}"), seconds))?;
+    let email = normalize_email(&body.email)
+        .ok_or_else(|| ApiError::Unprocessable("email must look like name@example.com".into()))?;
+    // Keyed by a hash, as for sign-ins.
+    let email_key = token_hash(&email);
+    gate.resets_by_email
+        .check(email_key.clone())
+        .map_err(|seconds| too_many("too many password resets for this e-mail".into(), seconds))?;
+    gate.resets_by_address.failed(ip);
+    gate.resets_by_email.failed(email_key);
+    state.hq.request_password_reset(email).await?;
+    state.metrics.password_resets.inc();
+    tracing::info!(%ip, "password reset requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": "sent"})),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/account/password-reset/confirm` `{token, password}`: 204 with the new
+/// password set, every session of the customer ended and the link spent; 422 for a token
+/// that is unknown, used or expired, or a password sign-up would refuse (nothing changed);
+/// 429 once the address has had too many refused.
+pub async fn confirm_password_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<ResetConfirm>,
+) -> Result<Response, ApiError> {
+    let ip = peer.ip();
+    let gate = &state.customers;
+    gate.reset_confirms_by_address
+        .check(ip)
+        .map_err(|seconds| {
+            too_many(
+                format!("too many refused password resets from {ip}"),
+                seconds,
+            )
+        })?;
+    match state
+        .hq
+        .confirm_password_reset(&body.token, body.password)
+        .await
+    {
+        Ok(customer_id) => {
+            tracing::info!(%customer_id, %ip, "password reset: new password set, sessions ended");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(error @ AccountError::Invalid(_)) => {
+            gate.reset_confirms_by_address.failed(ip);
+            tracing::warn!(%ip, "password reset refused");
+            Err(error.into())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// `POST /api/v1/account/sign-out`: ends the session it was sent with (a cookie's needs its

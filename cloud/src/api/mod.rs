@@ -8,9 +8,11 @@
 //! `http/error.rs`, and a refused request writes nothing.
 
 pub mod admin;
+pub mod areas;
 pub mod catalog;
 pub mod customer;
 pub mod customer_account;
+pub mod customer_app;
 pub mod dashboard;
 pub mod hq_app;
 pub mod hq_auth;

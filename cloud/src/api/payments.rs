@@ -46,6 +46,44 @@ pub async fn cancel_order(
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
+/// `GET /api/v1/payments/config`: how a customer may pay here. Cash at the door always; a
+/// card when a provider and its publishable key are configured, with where the browser
+/// registers it (the card goes to the provider, never to FlashKart).
+pub async fn payment_options(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let card = state.payments.card_form();
+    let mut methods = vec!["cash"];
+    if card.is_some() {
+        methods.push("card");
+    }
+    Ok(Json(serde_json::json!({ "methods": methods, "card": card })).into_response())
+}
+
+/// `POST /api/v1/payments/card-setup`: a signed-in customer's card form. The provider's setup
+/// id and client secret, which the browser confirms at the provider with the card and the
+/// publishable key to get the payment method (`pm_...`) it orders with.
+pub async fn card_setup(
+    State(state): State<AppState>,
+    customer: crate::intake::Customer,
+) -> Result<Response, ApiError> {
+    let form = state.payments.card_form().ok_or_else(|| {
+        ApiError::from(crate::payments::PaymentError::Unavailable(
+            "cards are not taken in the browser here; pay cash on delivery".into(),
+        ))
+    })?;
+    let setup = state.payments.card_setup(&customer.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "setup_id": setup.id,
+            "client_secret": setup.client_secret,
+            "provider": form.provider,
+            "api_base": form.api_base,
+            "publishable_key": form.publishable_key,
+        })),
+    )
+        .into_response())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {

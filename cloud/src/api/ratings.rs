@@ -31,9 +31,9 @@ pub struct RateOrder {
     comment: Option<String>,
 }
 
-/// What the customer sees of their rating.
+/// What the customer sees of their rating (here and in their order's view).
 #[derive(Debug, Serialize)]
-struct RatingView {
+pub(crate) struct RatingView {
     order_id: String,
     delivery_stars: u8,
     order_stars: u8,

@@ -9,6 +9,12 @@
 //! for account customers unchanged. Passwords are argon2id as for HQ users, and an unknown
 //! e-mail costs the same check as a known one. Only a session token's SHA-256 is stored; its
 //! CSRF token guards the cookie path the way the dashboard's does. None of it leaves `hq.db`.
+//!
+//! A forgotten password is reset through a link e-mailed to the account's address: a random
+//! single-use token (only its SHA-256 stored) that works for [`RESET_VALID_MINUTES`], whose
+//! e-mail is enqueued in the same transaction as the token (`notify`), so there is never a
+//! token without its e-mail or the other way round. Setting the new password spends every
+//! link of the customer and ends every session, so whoever knew the old password is out.
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -38,6 +44,15 @@ pub const MAX_SESSIONS: usize = 20;
 /// Every session token starts with this, so the bearer of one is looked up as a session and
 /// any other bearer as an HQ-issued customer token (`fkc_`).
 pub const SESSION_TOKEN_PREFIX: &str = "fks_";
+/// How long a password reset link works.
+pub const RESET_VALID_MINUTES: i64 = 30;
+/// Live (unused, unexpired) reset links per customer, at most: further requests send nothing
+/// until one is used or expires, so nobody can fill a customer's inbox or the table.
+pub const MAX_LIVE_RESETS: i64 = 3;
+/// Every reset token starts with this (a token pasted in the wrong place is recognisable).
+const RESET_TOKEN_PREFIX: &str = "fkr_";
+/// What an unknown, used or expired reset token gets.
+const RESET_TOKEN_REFUSED: &str = "this reset link is unknown, used or expired: ask for a new one";
 /// A session's `last_used_at` is written at most this often (a write per request would make
 /// every read a write).
 const LAST_USED_EVERY_S: i64 = 60;
@@ -73,6 +88,17 @@ pub(super) const SCHEMA: &str = "
         created_at TEXT NOT NULL
     );
     CREATE INDEX customer_addresses_by_customer ON customer_addresses (customer_id, id);
+";
+
+pub(super) const RESET_SCHEMA: &str = "
+    CREATE TABLE password_resets (
+        token_sha256 TEXT PRIMARY KEY NOT NULL,
+        customer_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    CREATE INDEX password_resets_by_customer ON password_resets (customer_id, expires_at);
 ";
 
 /// What an account operation can refuse; `http/error.rs` gives each its status.
@@ -256,6 +282,20 @@ fn insert_session(
         params![customer_id, MAX_SESSIONS],
     )?;
     Ok(())
+}
+
+/// The customer a live (known, unused, unexpired at `now`) reset token is for.
+fn live_reset(
+    conn: &rusqlite::Connection,
+    token_sha256: &str,
+    now: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT customer_id FROM password_resets
+         WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2",
+    )?
+    .query_row(params![token_sha256, now], |r| r.get(0))
+    .optional()
 }
 
 impl Hq {
@@ -449,6 +489,120 @@ impl Hq {
             })
             .await?;
         Ok(())
+    }
+
+    /// Starts a password reset for `email` (already normalised): for an account with that
+    /// e-mail, a new reset token and its e-mail in the outbox, in one transaction; for none,
+    /// nothing. The caller answers the same either way, and both take one write transaction,
+    /// so neither the answer nor its time tells whether the account exists.
+    pub async fn request_password_reset(&self, email: String) -> Result<(), CloudError> {
+        let token = format!("{RESET_TOKEN_PREFIX}{}", random_hex(32));
+        let token_sha256 = token_hash(&token);
+        let now = crate::clock::now();
+        let expires_at = crate::clock::rfc3339(now + time::Duration::minutes(RESET_VALID_MINUTES));
+        let now = crate::clock::rfc3339(now);
+        let enqueued = self
+            .db
+            .write(move |conn| {
+                conn.execute("DELETE FROM password_resets WHERE expires_at <= ?1", [&now])?;
+                let customer: Option<String> = conn
+                    .prepare_cached("SELECT customer_id FROM customer_accounts WHERE email = ?1")?
+                    .query_row([&email], |r| r.get(0))
+                    .optional()?;
+                let Some(customer) = customer else {
+                    return Ok(false);
+                };
+                let live: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM password_resets
+                         WHERE customer_id = ?1 AND used_at IS NULL AND expires_at > ?2",
+                    )?
+                    .query_row(params![customer, now], |r| r.get(0))?;
+                if live >= MAX_LIVE_RESETS {
+                    tracing::warn!(customer_id = %customer, "password reset not sent: links still live");
+                    return Ok(false);
+                }
+                conn.execute(
+                    "INSERT INTO password_resets (token_sha256, customer_id, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![token_sha256, customer, now, expires_at],
+                )?;
+                crate::notify::enqueue(
+                    conn,
+                    &crate::notify::Notification {
+                        kind: crate::notify::Kind::PasswordReset,
+                        about: &token_sha256,
+                        order_id: None,
+                        customer_id: Some(&customer),
+                        payload: serde_json::json!({
+                            "token": token,
+                            "expires_at": expires_at,
+                            "valid_minutes": RESET_VALID_MINUTES,
+                        }),
+                    },
+                )?;
+                tracing::info!(customer_id = %customer, "password reset e-mail enqueued");
+                Ok::<_, flashkart_sync::Error>(true)
+            })
+            .await?;
+        if enqueued {
+            crate::notify::wake();
+        }
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token; returns the customer. The token must be live
+    /// (known, unused, unexpired) and the password one sign-up would take, else
+    /// [`AccountError::Invalid`] and nothing changes. Every reset link of the customer is
+    /// spent and every session ended.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        password: String,
+    ) -> Result<String, AccountError> {
+        if !password_length_ok(&password) {
+            return Err(AccountError::Invalid(format!(
+                "a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters"
+            )));
+        }
+        let token_sha256 = token_hash(token);
+        // Looked up first, so a wrong token costs no password hash.
+        let (lookup, now) = (token_sha256.clone(), crate::clock::now_rfc3339());
+        let found = self
+            .db
+            .read(move |conn| live_reset(conn, &lookup, &now).map_err(flashkart_sync::Error::from))
+            .await?;
+        if found.is_none() {
+            return Err(AccountError::Invalid(RESET_TOKEN_REFUSED.into()));
+        }
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| CloudError::Task(e.to_string()))??;
+        let now = crate::clock::now_rfc3339();
+        let reset = self
+            .db
+            .write(move |conn| {
+                // Again under the single writer: of two confirmations with one token, one wins.
+                let Some(customer) = live_reset(conn, &token_sha256, &now)? else {
+                    return Ok(None);
+                };
+                conn.execute(
+                    "UPDATE customer_accounts SET password_hash = ?2 WHERE customer_id = ?1",
+                    params![customer, password_hash],
+                )?;
+                conn.execute(
+                    "UPDATE password_resets SET used_at = ?2
+                     WHERE customer_id = ?1 AND used_at IS NULL",
+                    params![customer, now],
+                )?;
+                conn.execute(
+                    "DELETE FROM customer_sessions WHERE customer_id = ?1",
+                    [&customer],
+                )?;
+                Ok::<_, flashkart_sync::Error>(Some(customer))
+            })
+            .await?;
+        reset.ok_or_else(|| AccountError::Invalid(RESET_TOKEN_REFUSED.into()))
     }
 
     /// A customer's saved addresses, in the order they were saved.

@@ -121,6 +121,14 @@ const MIGRATIONS: &[Migration] = &[
         name: "ratings",
         steps: &[Step::Sql(ratings::SCHEMA)],
     },
+    Migration {
+        version: 7,
+        name: "password resets and the notification outbox",
+        steps: &[
+            Step::Sql(accounts::RESET_SCHEMA),
+            Step::Sql(crate::notify::SCHEMA),
+        ],
+    },
 ];
 
 /// The HQ database and the in-memory copy of the store profiles.
@@ -154,6 +162,11 @@ impl Hq {
 
     pub async fn close(&self) -> Result<(), CloudError> {
         Ok(self.db.close().await?)
+    }
+
+    /// The database (the notification sender reads customers' e-mails and drains its outbox).
+    pub fn db(&self) -> &StoreDb {
+        &self.db
     }
 
     async fn reload_stores(&self) -> Result<(), CloudError> {

@@ -61,6 +61,12 @@ pub struct CustomerGate {
     pub sign_ins_by_email: FailureThrottle<String>,
     /// Sign-ups per client address (each one counts: each costs an argon2 hash and a row).
     pub sign_ups: FailureThrottle,
+    /// Password reset requests per client address and per e-mail (each one counts: each may
+    /// send an e-mail).
+    pub resets_by_address: FailureThrottle,
+    pub resets_by_email: FailureThrottle<String>,
+    /// Refused reset confirmations (unknown, used or expired tokens) per client address.
+    pub reset_confirms_by_address: FailureThrottle,
 }
 
 impl CustomerGate {
@@ -74,6 +80,15 @@ impl CustomerGate {
                 settings.max_sign_ups_per_window.max(1),
                 std::time::Duration::from_secs(settings.sign_up_window_s.max(1)),
             ),
+            resets_by_address: FailureThrottle::new(
+                settings.max_password_resets.max(1),
+                std::time::Duration::from_secs(settings.password_reset_window_s.max(1)),
+            ),
+            resets_by_email: FailureThrottle::new(
+                settings.max_password_resets.max(1),
+                std::time::Duration::from_secs(settings.password_reset_window_s.max(1)),
+            ),
+            reset_confirms_by_address: FailureThrottle::new(failures, window),
             settings,
         }
     }

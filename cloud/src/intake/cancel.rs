@@ -106,6 +106,7 @@ impl Intake {
                     &view.store_id,
                     "CANCEL_REQUESTED",
                     format!("{who}: {reason}"),
+                    None,
                 )
                 .await?;
             tracing::info!(order_id = %view.id, store_id = %view.store_id, who, "cancellation requested");
@@ -134,6 +135,7 @@ impl Intake {
                     &view.store_id,
                     "REFUNDED",
                     format!("HQ: {reason}"),
+                    None,
                 )
                 .await?;
             return Ok(answer("refund_requested"));

@@ -97,12 +97,25 @@ impl Intake {
             .filter(|(_, _, _, short)| *short > 0)
             .map(|(line_no, product, _, short)| format!("line {line_no} ({product}) short {short}"))
             .collect();
+        // The customer hears of short lines from this decision, not from the store's report:
+        // an order moved whole to another store lacks nothing.
+        let missing: Vec<serde_json::Value> = lines
+            .iter()
+            .filter(|(_, _, _, short)| *short > 0)
+            .map(|(line_no, product, _, short)| {
+                serde_json::json!({"line_no": line_no, "product_id": product, "short_qty": short})
+            })
+            .collect();
         self.projection
             .note(
                 &report.order_id,
                 &report.store_id,
                 "PARTIAL_CONFIRMED",
                 format!("confirmed partial, to refund: {}", short.join(", ")),
+                Some((
+                    crate::notify::Kind::ItemsShort,
+                    serde_json::json!({"store_id": report.store_id, "lines": missing}),
+                )),
             )
             .await?;
         Ok(())
@@ -385,7 +398,7 @@ impl Intake {
             return Ok(());
         };
         self.projection
-            .note(&m.order_id, &m.from_store, "REROUTED", m.note.clone())
+            .note(&m.order_id, &m.from_store, "REROUTED", m.note.clone(), None)
             .await?;
         order.store_id = m.to_store.clone();
         order.delivery_pin = self.hq.delivery_pin(&m.order_id).await?;

@@ -35,6 +35,7 @@ impl Intake {
                 promised_at: order.promised_at.clone(),
                 total_minor: order.total_minor,
                 delivery_fee_minor: order.delivery_fee_minor,
+                currency: order.currency.clone(),
                 lat: order.lat,
                 lon: order.lon,
                 steps: steps.to_vec(),

@@ -12,7 +12,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ledger;
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[
+    PAYMENTS,
+    Migration {
+        version: 2,
+        name: "notification outbox",
+        // Refund notifications, written in the transaction that books the refund.
+        steps: &[Step::Sql(crate::notify::SCHEMA)],
+    },
+];
+
+const PAYMENTS: Migration = Migration {
     version: 1,
     name: "payments, gateway calls, webhook events, flags, ledger",
     steps: &[
@@ -115,7 +125,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
         ),
         Step::Sql(ledger::SCHEMA),
     ],
-}];
+};
 
 /// One order's payment as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

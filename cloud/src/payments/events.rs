@@ -66,6 +66,7 @@ impl Payments {
             Ok(applied) => {
                 if applied {
                     self.wake.notify_one();
+                    crate::notify::wake();
                 }
                 Ok(Received {
                     event_id: event.id,

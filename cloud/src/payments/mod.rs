@@ -32,11 +32,28 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use book::{Flag, Payment};
-use gateway::{AuthoriseRequest, Gateway, GatewayError, IntentStatus};
+use gateway::{AuthoriseRequest, CardSetup, Gateway, GatewayError, IntentStatus};
 pub use ledger::Economics;
 
 use crate::clock::now_rfc3339;
 use crate::metrics::{GatewayCallLabels, Metrics};
+
+/// Where and with which key a customer's browser registers a card at the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CardForm {
+    pub provider: &'static str,
+    pub api_base: String,
+    pub publishable_key: String,
+}
+
+impl CardForm {
+    /// The provider API's origin (`https://api.stripe.com`), which the customer app's page
+    /// must be allowed to reach.
+    pub fn origin(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.api_base).ok()?;
+        matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
+    }
+}
 
 /// How a customer pays for an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +229,37 @@ impl Payments {
 
     pub fn economics(&self) -> &Economics {
         &self.config.economics
+    }
+
+    /// Where a customer's browser registers a card: the provider's API and publishable key;
+    /// `None` unless a gateway and a publishable key are configured.
+    pub fn card_form(&self) -> Option<CardForm> {
+        let stripe = self.config.stripe.as_ref()?;
+        if self.gateway.is_none() || stripe.publishable_key.is_empty() {
+            return None;
+        }
+        Some(CardForm {
+            provider: "stripe",
+            api_base: stripe.api_base.trim_end_matches('/').to_owned(),
+            publishable_key: stripe.publishable_key.clone(),
+        })
+    }
+
+    /// Starts a card setup at the provider for a customer's browser to complete.
+    pub async fn card_setup(&self, customer_id: &str) -> Result<CardSetup, PaymentError> {
+        let Some(gateway) = self.gateway.clone().filter(|_| self.card_form().is_some()) else {
+            return Err(PaymentError::Unavailable(
+                "cards are not taken in the browser here; pay cash on delivery".into(),
+            ));
+        };
+        // A fresh key per setup: each is a new card form, and one left unused costs nothing.
+        let key = format!("setup:{customer_id}:{}", uuid::Uuid::now_v7());
+        let setup = gateway.card_setup(&key).await;
+        self.count("card_setup", if setup.is_ok() { "ok" } else { "error" });
+        setup.map_err(|error| match error {
+            GatewayError::Unavailable(m) => PaymentError::Unavailable(m),
+            other => PaymentError::Unavailable(other.to_string()),
+        })
     }
 
     fn count(&self, op: &str, result: &str) {

@@ -319,7 +319,9 @@ impl Payments {
                 })?;
                 finish_call(conn, &payment, &call, &result, amount_minor, &at)
             })
-            .await
+            .await?;
+        crate::notify::wake();
+        Ok(())
     }
 }
 
@@ -371,6 +373,20 @@ pub(super) fn finish_call(
                  WHERE order_id = ?1",
             )?
             .execute(params![payment.order_id, amount_minor, at])?;
+            // The customer hears of it from the transaction that books it (`notify`).
+            crate::notify::enqueue(
+                conn,
+                &crate::notify::Notification {
+                    kind: crate::notify::Kind::Refunded,
+                    about: &call.idempotency_key,
+                    order_id: Some(&payment.order_id),
+                    customer_id: Some(&payment.customer_id),
+                    payload: serde_json::json!({
+                        "amount_minor": amount_minor,
+                        "currency": payment.currency,
+                    }),
+                },
+            )?;
             Ok(())
         }
         _ => Ok(()),

@@ -1,12 +1,33 @@
 //! Folding re-read rows into the global tables. Ledger rows are keyed by their UUIDv7 ids, so
 //! each is counted once however often it is delivered, and the sums stay exact.
+//!
+//! What the customer is told about (a rider on the way, delivered, cancelled, a line
+//! substituted) is enqueued here, in the fold's transaction (`notify`): an event only when
+//! its timeline row is new, a line under its natural key, so folding again adds nothing.
+//! Short lines are told by intake's partial confirmation instead (an order short everywhere at
+//! its first store may move whole to another).
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ShortReport;
 use super::rows::Rows;
+use crate::notify::{self, Kind, Notification};
+
+/// Store statuses the customer is notified of.
+const NOTIFIED: &[(&str, Kind)] = &[
+    ("PICKED_UP", Kind::RiderOnTheWay),
+    ("DELIVERED", Kind::Delivered),
+    ("CANCELLED", Kind::Cancelled),
+];
+
+/// What folding found: orders with short lines (for intake) and whether a notification was
+/// enqueued (the sender is woken after the commit).
+pub(super) struct Folded {
+    pub(super) reports: Vec<ShortReport>,
+    pub(super) enqueued: bool,
+}
 
 /// Statuses after which an order no longer counts against its store's capacity.
 const CLOSED_STATUSES: &[&str] = &["PICKED_UP", "DELIVERED", "CLOSED", "CANCELLED", "REFUNDED"];
@@ -16,8 +37,9 @@ pub(super) fn fold(
     store_id: &str,
     rows: &Rows,
     now: time::OffsetDateTime,
-) -> Result<Vec<ShortReport>, flashkart_sync::Error> {
+) -> Result<Folded, flashkart_sync::Error> {
     let mut reports = Vec::new();
+    let mut enqueued = false;
     for (device_id, device) in &rows.devices {
         match device {
             Some(d) => conn
@@ -119,17 +141,55 @@ pub(super) fn fold(
             event.at,
             open
         ])?;
+        if let Some((_, kind)) = NOTIFIED.iter().find(|(s, _)| *s == event.to_status) {
+            // Only the store the order is routed to speaks for it: the first store's
+            // cancellation of a rerouted order is not the customer's news.
+            let routed_here = conn
+                .prepare_cached("SELECT 1 FROM rm_orders WHERE id = ?1 AND store_id = ?2")?
+                .query_row(params![event.order_id, store_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if routed_here {
+                enqueued |= notify::enqueue(
+                    conn,
+                    &Notification {
+                        kind: *kind,
+                        about: &event.order_id,
+                        order_id: Some(&event.order_id),
+                        customer_id: None,
+                        payload: serde_json::json!({"store_id": store_id, "at": event.at}),
+                    },
+                )?;
+            }
+        }
     }
     let mut short_orders = BTreeSet::new();
-    for (order_id, line_no, short) in &rows.line_progress {
-        if *short > 0 {
+    for line in &rows.line_progress {
+        if line.short_qty > 0 {
             conn.prepare_cached(
                 "INSERT INTO rm_short_lines (order_id, line_no, store_id, short_qty)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (order_id, line_no, store_id) DO UPDATE SET short_qty = excluded.short_qty",
             )?
-            .execute(params![order_id, line_no, store_id, short])?;
-            short_orders.insert(order_id.clone());
+            .execute(params![line.order_id, line.line_no, store_id, line.short_qty])?;
+            short_orders.insert(line.order_id.clone());
+        }
+        if line.substitute_product_id.is_some() {
+            enqueued |= notify::enqueue(
+                conn,
+                &Notification {
+                    kind: Kind::LineSubstituted,
+                    about: &format!("{}/{}", line.order_id, line.line_no),
+                    order_id: Some(&line.order_id),
+                    customer_id: None,
+                    payload: serde_json::json!({
+                        "store_id": store_id,
+                        "line_no": line.line_no,
+                        "product_id": line.product_id,
+                        "substitute_product_id": line.substitute_product_id,
+                    }),
+                },
+            )?;
         }
     }
     for (rider_id, lat, lon, at) in &rows.riders {
@@ -154,5 +214,5 @@ pub(super) fn fold(
             store_id: store_id.to_owned(),
         });
     }
-    Ok(reports)
+    Ok(Folded { reports, enqueued })
 }

@@ -157,6 +157,8 @@ pub struct RoutedOrder {
     pub promised_at: String,
     pub total_minor: i64,
     pub delivery_fee_minor: i64,
+    /// The currency of the amounts (the confirmation e-mail states the total in it).
+    pub currency: String,
     pub lat: f64,
     pub lon: f64,
     /// The cloud's own transitions: (from, to, note).

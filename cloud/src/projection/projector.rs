@@ -102,15 +102,18 @@ impl Projection {
                 .await?
         };
         let store_id = store_id.to_owned();
-        let reports = self
+        let folded = self
             .db
             .write(move |conn| {
-                let reports = fold(conn, &store_id, &rows, crate::clock::now())?;
+                let folded = fold(conn, &store_id, &rows, crate::clock::now())?;
                 save_cursors(conn, &store_id, &cursors)?;
-                Ok::<_, flashkart_sync::Error>(reports)
+                Ok::<_, flashkart_sync::Error>(folded)
             })
             .await?;
-        Ok((reports, more))
+        if folded.enqueued {
+            crate::notify::wake();
+        }
+        Ok((folded.reports, more))
     }
 }
 

@@ -10,10 +10,13 @@ use crate::CloudError;
 use super::{OrderSummary, OrderView, Projection, RoutedOrder, StoreFigures, TimelineEntry};
 
 impl Projection {
-    /// Records an order intake routed (status ROUTED, with the cloud's own timeline entries).
+    /// Records an order intake routed (status ROUTED, with the cloud's own timeline entries);
+    /// a new order's confirmation is enqueued for the customer in the same transaction (once
+    /// per order: a replay or a reroute finds it there).
     pub async fn record_routed(&self, order: RoutedOrder) -> Result<(), CloudError> {
-        self.db
-            .write(move |conn| -> Result<(), flashkart_sync::Error> {
+        let enqueued = self
+            .db
+            .write(move |conn| -> Result<bool, flashkart_sync::Error> {
                 conn.prepare_cached(
                     "INSERT INTO rm_orders (id, store_id, customer_id, status, status_at,
                         placed_at, promised_at, total_minor, delivery_fee_minor, lat, lon)
@@ -50,26 +53,49 @@ impl Projection {
                         note
                     ])?;
                 }
-                Ok(())
+                if !order.steps.iter().any(|(_, to, _)| *to == "CONFIRMED") {
+                    return Ok(false);
+                }
+                Ok(crate::notify::enqueue(
+                    conn,
+                    &crate::notify::Notification {
+                        kind: crate::notify::Kind::OrderConfirmed,
+                        about: &order.id,
+                        order_id: Some(&order.id),
+                        customer_id: Some(&order.customer_id),
+                        payload: serde_json::json!({
+                            "store_id": order.store_id,
+                            "total_minor": order.total_minor,
+                            "currency": order.currency,
+                        }),
+                    },
+                )?)
             })
             .await?;
         self.written.send_modify(|n| *n = n.wrapping_add(1));
+        if enqueued {
+            crate::notify::wake();
+        }
         Ok(())
     }
 
-    /// Adds a cloud entry to an order's timeline (a partial confirmation, a reroute).
+    /// Adds a cloud entry to an order's timeline (a partial confirmation, a reroute), with
+    /// what the customer is to be told of it (`tell`: kind and payload) enqueued in the same
+    /// transaction the first time the entry is written.
     pub async fn note(
         &self,
         order_id: &str,
         store_id: &str,
         status: &str,
         note: String,
+        tell: Option<(crate::notify::Kind, serde_json::Value)>,
     ) -> Result<(), CloudError> {
         let (order_id, store_id, status) =
             (order_id.to_owned(), store_id.to_owned(), status.to_owned());
-        self.db
+        let enqueued = self
+            .db
             .write(move |conn| {
-                conn.execute(
+                let fresh = conn.execute(
                     "INSERT OR IGNORE INTO rm_timeline
                         (event_id, order_id, store_id, status, at, actor, source, note)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'cloud', 'cloud', ?6)",
@@ -81,11 +107,26 @@ impl Projection {
                         crate::clock::now_rfc3339(),
                         note
                     ],
-                )
-                .map_err(flashkart_sync::Error::from)
+                )?;
+                let Some((kind, payload)) = tell.filter(|_| fresh > 0) else {
+                    return Ok(false);
+                };
+                Ok::<_, flashkart_sync::Error>(crate::notify::enqueue(
+                    conn,
+                    &crate::notify::Notification {
+                        kind,
+                        about: &format!("{order_id}/{store_id}"),
+                        order_id: Some(&order_id),
+                        customer_id: None,
+                        payload,
+                    },
+                )?)
             })
             .await?;
         self.written.send_modify(|n| *n = n.wrapping_add(1));
+        if enqueued {
+            crate::notify::wake();
+        }
         Ok(())
     }
 

@@ -26,7 +26,7 @@ pub(super) struct Rows {
     pub(super) events: Vec<EventRow>,
     pub(super) moves: Vec<(String, String, i64, String)>,
     pub(super) riders: Vec<(String, f64, f64, String)>,
-    pub(super) line_progress: Vec<(String, i64, i64)>,
+    pub(super) line_progress: Vec<LineRow>,
     pub(super) replies: Vec<(String, String, String, String)>,
     /// Device status rows by device id; `None` when the store deleted the row.
     pub(super) devices: Vec<(String, Option<DeviceRow>)>,
@@ -44,6 +44,17 @@ impl Rows {
             .filter_map(|(_, d)| d.as_ref().map(|d| d.changed_at.as_str()));
         events.chain(replies).chain(devices).max()
     }
+}
+
+/// A line's progress at the store: what was short and what was substituted.
+#[derive(Debug)]
+pub(super) struct LineRow {
+    pub(super) order_id: String,
+    pub(super) line_no: i64,
+    pub(super) short_qty: i64,
+    /// The product ordered (the cloud's order line).
+    pub(super) product_id: Option<String>,
+    pub(super) substitute_product_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -246,15 +257,26 @@ pub(super) fn read_rows(
                     if !judge.vouched(table, &order_id, ROUTED_HERE, &order, NOT_ROUTED_HERE)? {
                         continue;
                     }
-                    let short: Option<i64> = conn
+                    let line = conn
                         .prepare_cached(
-                            "SELECT short_qty FROM order_line_progress
-                             WHERE order_id = ?1 AND line_no = ?2 AND store_id = ?3",
+                            "SELECT p.short_qty, l.product_id, p.substitute_product_id
+                             FROM order_line_progress p
+                             LEFT JOIN order_lines l
+                                ON l.order_id = p.order_id AND l.line_no = p.line_no
+                             WHERE p.order_id = ?1 AND p.line_no = ?2 AND p.store_id = ?3",
                         )?
-                        .query_row(params![order_id, line_no, store_id], |r| r.get(0))
+                        .query_row(params![order_id, line_no, store_id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
                         .optional()?;
-                    if let Some(short) = short {
-                        rows.line_progress.push((order_id, line_no, short));
+                    if let Some((short_qty, product_id, substitute_product_id)) = line {
+                        rows.line_progress.push(LineRow {
+                            order_id,
+                            line_no,
+                            short_qty,
+                            product_id,
+                            substitute_product_id,
+                        });
                     }
                 }
                 "device_status" => {

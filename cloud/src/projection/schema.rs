@@ -165,4 +165,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX rm_orders_by_customer ON rm_orders (customer_id, placed_at)",
         )],
     },
+    Migration {
+        version: 7,
+        name: "notification outbox",
+        // Written in the same transactions as the orders and events that cause them.
+        steps: &[Step::Sql(crate::notify::SCHEMA)],
+    },
 ];

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use flashkart_cloud::RunningCloud;
 use flashkart_cloud::clock;
+use flashkart_cloud::{CloudConfig, RunningCloud};
 use flashkart_sync::StoreDb;
 use flashkart_sync::client::{self, SyncStatus};
 use reqwest::{Method, StatusCode};
@@ -49,11 +49,22 @@ pub fn profile(name: &str, lon: f64, west: f64, east: f64, sla_minutes: u32) -> 
 /// Store s1 (west, SLA 30) with 10 of p1 and s2 (east, SLA `s2_sla`) with 2, both syncing; p2
 /// is in the catalog and in stock nowhere.
 pub async fn two_stores(dispatch_tick_ms: Option<u64>, s2_sla: u32) -> Env {
+    two_stores_with(
+        |config| {
+            if let Some(tick) = dispatch_tick_ms {
+                config.dispatch.tick_ms = tick;
+            }
+        },
+        s2_sla,
+    )
+    .await
+}
+
+/// [`two_stores`] with the cloud's configuration changed by `configure` first.
+pub async fn two_stores_with(configure: impl FnOnce(&mut CloudConfig), s2_sla: u32) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut config = cloud_config(dir.path());
-    if let Some(tick) = dispatch_tick_ms {
-        config.dispatch.tick_ms = tick;
-    }
+    configure(&mut config);
     let shutdown = CancellationToken::new();
     let running = flashkart_cloud::start(config, shutdown.clone())
         .await

@@ -95,8 +95,22 @@ pub struct Refund {
     pub idempotency_key: Option<String>,
 }
 
+/// A provider's card setup a customer's browser completes with the card itself, so the card
+/// never passes through FlashKart: the browser confirms it at the provider with the client
+/// secret and the publishable key and gets back a payment method (`pm_...`) to order with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardSetup {
+    /// The provider's id (`seti_...`).
+    pub id: String,
+    /// What the browser confirms the setup with (it can do nothing else).
+    pub client_secret: String,
+}
+
 /// One payment provider.
 pub trait Gateway: Send + Sync + std::fmt::Debug {
+    /// Starts a card setup for a customer's browser to complete at the provider.
+    fn card_setup<'a>(&'a self, idempotency_key: &'a str) -> GatewayFuture<'a, CardSetup>;
+
     /// Makes the provider's customer for a FlashKart customer (cards are attached to it);
     /// returns the provider's id (`cus_...`). The caller stores it and passes it in every
     /// [`AuthoriseRequest`] after.

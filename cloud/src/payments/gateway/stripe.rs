@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::{AuthoriseRequest, Gateway, GatewayError, GatewayFuture, Intent, IntentStatus, Refund};
+use super::{
+    AuthoriseRequest, CardSetup, Gateway, GatewayError, GatewayFuture, Intent, IntentStatus, Refund,
+};
 
 /// Metadata key holding FlashKart's idempotency key on intents and refunds.
 const KEY_METADATA: &str = "flashkart_key";
@@ -76,6 +78,9 @@ pub struct StripeConfig {
     /// `sk_live_...` / `sk_test_...` (or a restricted `rk_` key allowing payment intents,
     /// payment methods, customers and refunds).
     pub secret_key: Secret,
+    /// `pk_live_...` / `pk_test_...`: given to customers' browsers, which register a card at
+    /// Stripe with it (a SetupIntent's confirmation); empty: the customer app offers cash only.
+    pub publishable_key: String,
     /// The `Stripe-Version` to speak, so that an account's default version changing cannot
     /// change the answers under the adapter; empty: the account's default.
     pub api_version: String,
@@ -91,6 +96,7 @@ impl Default for StripeConfig {
         Self {
             api_base: "https://api.stripe.com".into(),
             secret_key: Secret::default(),
+            publishable_key: String::new(),
             api_version: "2024-06-20".into(),
             connect_timeout_ms: 5_000,
             request_timeout_ms: 30_000,
@@ -107,6 +113,10 @@ pub enum StripeConfigError {
     BadSecret,
     #[error("payments: bad Stripe api_base `{0}`: {1}")]
     BadApiBase(String, &'static str),
+    #[error(
+        "payments: the Stripe publishable key must start with `pk_` and hold only letters, digits and `_`"
+    )]
+    BadPublishableKey,
     #[error("payments: bad Stripe api_version `{0}`")]
     BadApiVersion(String),
     #[error("payments: cannot build the HTTP client: {0}")]
@@ -165,6 +175,15 @@ impl StripeGateway {
         }
         if config.secret_key.is_empty() {
             return Err(StripeConfigError::NoSecret);
+        }
+        // It ends up in a page's script and its security policy: nothing but an id.
+        let key = &config.publishable_key;
+        if !key.is_empty()
+            && (!key.starts_with("pk_")
+                || key.len() > 255
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(StripeConfigError::BadPublishableKey);
         }
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", config.secret_key.expose()))
@@ -321,6 +340,27 @@ impl StripeGateway {
 }
 
 impl Gateway for StripeGateway {
+    fn card_setup<'a>(&'a self, idempotency_key: &'a str) -> GatewayFuture<'a, CardSetup> {
+        Box::pin(async move {
+            check_key(idempotency_key)?;
+            let setup: WireSetup = self
+                .post(
+                    "card_setup",
+                    "/v1/setup_intents",
+                    &[("payment_method_types[0]".to_owned(), "card".to_owned())],
+                    idempotency_key,
+                )
+                .await?;
+            check_id(&setup.id).map_err(|_| unreadable("setup intent id"))?;
+            // `<id>_secret_<random>`: the same alphabet as ids.
+            check_id(&setup.client_secret).map_err(|_| unreadable("client secret"))?;
+            Ok(CardSetup {
+                id: setup.id,
+                client_secret: setup.client_secret,
+            })
+        })
+    }
+
     fn create_customer<'a>(
         &'a self,
         customer_id: &'a str,
@@ -766,6 +806,12 @@ fn captured_by_charge(charge: &serde_json::Value) -> Option<i64> {
     } else {
         Some(0)
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WireSetup {
+    id: String,
+    client_secret: String,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
