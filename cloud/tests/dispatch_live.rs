@@ -1,7 +1,8 @@
 //! Live dispatch through real sync: a store database (synced by the real client) reports an
 //! order READY and two riders' positions; the cloud offers the order to the nearer rider by
 //! writing an assignment into the store's replica; the rider declines and the offer cascades
-//! to the other rider, who accepts, after which nobody else is offered the order.
+//! to the other rider, who accepts, after which nobody else is offered the order; once that
+//! rider has delivered, the next order can go to them at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -200,6 +201,87 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         let _ = tokio::time::timeout(Duration::from_secs(2), ticks.changed()).await;
     }
     assert_eq!(assignments(&db).await.len(), 2);
+
+    // "far" delivers within a minute (the cloud guessed a trip of 15 at acceptance) and waits
+    // right at the store, "near" has wandered off: the next order goes to "far" at once.
+    let (o, now) = (order.clone(), flashkart_cloud::clock::now_rfc3339());
+    db.write(move |conn| {
+        for (from, to) in [("READY", "PICKED_UP"), ("PICKED_UP", "DELIVERED")] {
+            conn.execute(
+                "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+                 VALUES (?1, 's1', ?2, ?3, ?4, 'far', ?5)",
+                params![uuid::Uuid::now_v7().to_string(), o, from, to, now],
+            )?;
+        }
+        conn.execute(
+            "UPDATE order_progress SET status = 'DELIVERED', status_at = ?2 WHERE order_id = ?1",
+            params![o, now],
+        )?;
+        for (rider, lat) in [("far", 52.5001), ("near", 52.56)] {
+            conn.execute(
+                "UPDATE rider_positions SET lat = ?2, at = ?3 WHERE rider_id = ?1",
+                params![rider, lat, now],
+            )?;
+        }
+        Ok::<_, flashkart_sync::Error>(())
+    })
+    .await
+    .unwrap();
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let projected = projected.clone();
+        async move {
+            count(
+                &projected,
+                "SELECT count(*) FROM rm_orders WHERE status = 'DELIVERED'",
+            )
+            .await
+                == 1
+        }
+    })
+    .await;
+    let placed: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(customer["token"].as_str().unwrap())
+        .header("idempotency-key", "o-2")
+        .json(
+            &json!({"address": {"text": "Here 2", "lat": 52.52, "lon": 13.41},
+                      "lines": [{"product_id": "milk", "qty": 1}],
+                      "payment": {"method": "cash"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next = placed["order_id"].as_str().expect("order id").to_owned();
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { count(&db, "SELECT count(*) FROM orders").await == 2 }
+    })
+    .await;
+    let (o, now) = (next.clone(), flashkart_cloud::clock::now_rfc3339());
+    db.write(move |conn| {
+        conn.execute(
+            "INSERT INTO order_progress (order_id, store_id, status, status_at) VALUES (?1, 's1', 'READY', ?2)",
+            params![o, now],
+        )?;
+        conn.execute(
+            "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+             VALUES (?1, 's1', ?2, 'PACKED', 'READY', 'pia', ?3)",
+            params![uuid::Uuid::now_v7().to_string(), o, now],
+        )?;
+        Ok::<_, flashkart_sync::Error>(())
+    })
+    .await
+    .unwrap();
+    wait_for(&mut status, Duration::from_secs(30), || {
+        let db = db.clone();
+        async move { assignments(&db).await.len() == 3 }
+    })
+    .await;
+    let third = assignments(&db).await;
+    assert_eq!(third[2].1, "far", "{third:?}");
 
     store_shutdown.cancel();
     shutdown.cancel();

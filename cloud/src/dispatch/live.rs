@@ -141,6 +141,13 @@ impl LiveDispatch {
     pub async fn tick(&mut self) -> Result<usize, CloudError> {
         let now = self.minutes();
         self.handle_replies(now).await?;
+        // A rider whose orders are all delivered (or cancelled) is free now, not when the
+        // estimate made at acceptance runs out: otherwise a quick trip idles the rider for
+        // the rest of it while orders wait.
+        if !self.busy_until.is_empty() {
+            let carrying = self.carrying().await?;
+            self.busy_until.retain(|rider, _| carrying.contains(rider));
+        }
 
         let roster = self.hq.riders().await?;
         let stale = crate::clock::rfc3339(
@@ -399,6 +406,29 @@ impl LiveDispatch {
             }
         }
         Ok(())
+    }
+
+    /// Riders with an accepted order not yet finished (accepted in the last day: no trip
+    /// takes longer, and the time bound keeps the query on its index).
+    async fn carrying(&self) -> Result<BTreeSet<String>, CloudError> {
+        let since = crate::clock::rfc3339(crate::clock::now() - time::Duration::days(1));
+        Ok(self
+            .projection
+            .db()
+            .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let riders = conn
+                    .prepare_cached(
+                        "SELECT DISTINCT r.rider_id FROM rm_replies r
+                         JOIN rm_offers f ON f.assignment_id = r.assignment_id
+                         JOIN rm_orders o ON o.id = f.order_id
+                         WHERE r.at >= ?1 AND r.reply = 'accepted'
+                           AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')",
+                    )?
+                    .query_map([since], |r| r.get(0))?
+                    .collect::<Result<BTreeSet<String>, _>>()?;
+                Ok(riders)
+            })
+            .await?)
     }
 
     /// Latest position of every rider seen since `since`: rider -> (store, lat, lon).
