@@ -378,3 +378,40 @@ fn default_data_dir() -> PathBuf {
         |d| d.data_dir().to_path_buf(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../deploy/cloud.example.toml");
+
+    #[test]
+    fn the_example_config_loads_and_names_every_section() {
+        let config: CloudConfig = toml::from_str(EXAMPLE).expect("the example parses");
+        config
+            .notifications
+            .validate()
+            .expect("the example's notifications are valid");
+        config
+            .payments
+            .economics
+            .validate()
+            .expect("the example's economics are valid");
+        // A section added to the code must be shown to operators too.
+        let defaults = toml::Table::try_from(CloudConfig::default()).expect("defaults as TOML");
+        for (section, value) in &defaults {
+            if value.is_table() {
+                assert!(
+                    EXAMPLE.contains(&format!("[{section}]")),
+                    "deploy/cloud.example.toml has no [{section}]"
+                );
+            }
+        }
+        for section in ["tls", "payments.stripe", "notifications.webhook"] {
+            assert!(
+                EXAMPLE.contains(&format!("[{section}]")),
+                "deploy/cloud.example.toml does not show [{section}]"
+            );
+        }
+    }
+}
