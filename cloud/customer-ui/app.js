@@ -558,7 +558,8 @@
     const [x, y] = view.xy(lat, lon);
     return svg('g', { role: 'img', 'aria-label': name, 'data-lat': lat, 'data-lon': lon },
       svg('circle', { class: kind, cx: x.toFixed(1), cy: y.toFixed(1), r: r }),
-      kind === 'store' ? svg('text', { x: (x + 9).toFixed(1), y: (y + 4).toFixed(1), text: name }) : null);
+      // Named on the map too: a dot's colour alone does not say whose it is.
+      svg('text', { x: (x + r + 3).toFixed(1), y: (y + 4).toFixed(1), text: name }));
   }
 
   // ---------------------------------------------------------------------------------------
