@@ -46,6 +46,44 @@ async fn reply(db: &flashkart_sync::StoreDb, assignment: &str, rider: &str, answ
     .unwrap();
 }
 
+/// Places a cash order for one milk as the customer; its id.
+async fn place(http: &reqwest::Client, base: &str, customer: &str, key: &str) -> String {
+    let placed: Value = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(customer)
+        .header("idempotency-key", key)
+        .json(
+            &json!({"address": {"text": format!("Here {key}"), "lat": 52.52, "lon": 13.41},
+                      "lines": [{"product_id": "milk", "qty": 1}],
+                      "payment": {"method": "cash"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    placed["order_id"].as_str().expect("order id").to_owned()
+}
+
+/// The store reports `order` READY (its progress row and the event), as its staff would.
+fn mark_ready(
+    conn: &rusqlite::Connection,
+    order: &str,
+    now: &str,
+) -> Result<(), flashkart_sync::Error> {
+    conn.execute(
+        "INSERT INTO order_progress (order_id, store_id, status, status_at) VALUES (?1, 's1', 'READY', ?2)",
+        params![order, now],
+    )?;
+    conn.execute(
+        "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+         VALUES (?1, 's1', ?2, 'PACKED', 'READY', 'pia', ?3)",
+        params![uuid::Uuid::now_v7().to_string(), order, now],
+    )?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_cascade_from_a_declining_rider_to_the_next() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,22 +154,8 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         store_shutdown.clone(),
     )
     .unwrap();
-    let placed: Value = http
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(customer["token"].as_str().unwrap())
-        .header("idempotency-key", "o-1")
-        .json(
-            &json!({"address": {"text": "Here 1", "lat": 52.52, "lon": 13.41},
-                      "lines": [{"product_id": "milk", "qty": 1}],
-                      "payment": {"method": "cash"}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order = placed["order_id"].as_str().expect("order id").to_owned();
+    let customer_token = customer["token"].as_str().unwrap().to_owned();
+    let order = place(&http, &base, &customer_token, "o-1").await;
     let mut status = handle.status.clone();
     wait_for(&mut status, Duration::from_secs(30), || {
         let db = db.clone();
@@ -140,15 +164,7 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
     .await;
     let (o, now) = (order.clone(), flashkart_cloud::clock::now_rfc3339());
     db.write(move |conn| {
-        conn.execute(
-            "INSERT INTO order_progress (order_id, store_id, status, status_at) VALUES (?1, 's1', 'READY', ?2)",
-            params![o, now],
-        )?;
-        conn.execute(
-            "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
-             VALUES (?1, 's1', ?2, 'PACKED', 'READY', 'pia', ?3)",
-            params![uuid::Uuid::now_v7().to_string(), o, now],
-        )?;
+        mark_ready(conn, &o, &now)?;
         for (rider, lat) in [("near", 52.501), ("far", 52.51)] {
             conn.execute(
                 "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at) VALUES (?1, 's1', ?2, 13.40, ?3)",
@@ -239,42 +255,16 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         }
     })
     .await;
-    let placed: Value = http
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(customer["token"].as_str().unwrap())
-        .header("idempotency-key", "o-2")
-        .json(
-            &json!({"address": {"text": "Here 2", "lat": 52.52, "lon": 13.41},
-                      "lines": [{"product_id": "milk", "qty": 1}],
-                      "payment": {"method": "cash"}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let next = placed["order_id"].as_str().expect("order id").to_owned();
+    let next = place(&http, &base, &customer_token, "o-2").await;
     wait_for(&mut status, Duration::from_secs(30), || {
         let db = db.clone();
         async move { count(&db, "SELECT count(*) FROM orders").await == 2 }
     })
     .await;
     let (o, now) = (next.clone(), flashkart_cloud::clock::now_rfc3339());
-    db.write(move |conn| {
-        conn.execute(
-            "INSERT INTO order_progress (order_id, store_id, status, status_at) VALUES (?1, 's1', 'READY', ?2)",
-            params![o, now],
-        )?;
-        conn.execute(
-            "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
-             VALUES (?1, 's1', ?2, 'PACKED', 'READY', 'pia', ?3)",
-            params![uuid::Uuid::now_v7().to_string(), o, now],
-        )?;
-        Ok::<_, flashkart_sync::Error>(())
-    })
-    .await
-    .unwrap();
+    db.write(move |conn| mark_ready(conn, &o, &now))
+        .await
+        .unwrap();
     wait_for(&mut status, Duration::from_secs(30), || {
         let db = db.clone();
         async move { assignments(&db).await.len() == 3 }

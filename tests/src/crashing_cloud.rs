@@ -104,3 +104,28 @@ impl CrashingCloud {
             .unwrap_or_else(|| panic!("no running cloud"))
     }
 }
+
+/// Places a cash order for one milk at (52.5, 13.41) as `bearer` with the idempotency key
+/// `key`: the status and the answer, or `None` when the cloud died before it answered (what
+/// the crash tests place before and after a crash point).
+pub async fn place_milk_order(
+    http: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+    key: &str,
+) -> Option<(reqwest::StatusCode, serde_json::Value)> {
+    let answer = http
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(bearer)
+        .header("idempotency-key", key)
+        .json(&serde_json::json!({
+            "address": {"text": "Here 1", "lat": 52.5, "lon": 13.41},
+            "lines": [{"product_id": "milk", "qty": 1}],
+            "payment": {"method": "cash"}
+        }))
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status();
+    Some((status, answer.json().await.ok()?))
+}

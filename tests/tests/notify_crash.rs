@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
-use flashkart_tests::crashing_cloud::CrashingCloud;
+use flashkart_tests::crashing_cloud::{CrashingCloud, place_milk_order};
 use flashkart_tests::smtp::SmtpSink;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -105,20 +105,7 @@ async fn shop(http: &reqwest::Client, cloud: &CrashingCloud, stop: &Cancellation
 /// Places the order (idempotency key `key`): its id, or `None` when the cloud died before it
 /// answered.
 async fn place(http: &reqwest::Client, base: &str, session: &str, key: &str) -> Option<String> {
-    let answer = http
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(session)
-        .header("idempotency-key", key)
-        .json(
-            &json!({"address": {"text": "Here 1", "lat": 52.5, "lon": 13.41},
-                      "lines": [{"product_id": "milk", "qty": 1}],
-                      "payment": {"method": "cash"}}),
-        )
-        .send()
-        .await
-        .ok()?;
-    let status = answer.status();
-    let placed: Value = answer.json().await.ok()?;
+    let (status, placed) = place_milk_order(http, base, session, key).await?;
     assert!(status.is_success(), "{status} {placed}");
     Some(placed["order_id"].as_str().expect("order id").to_owned())
 }

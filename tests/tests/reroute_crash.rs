@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
-use flashkart_tests::crashing_cloud::CrashingCloud;
+use flashkart_tests::crashing_cloud::{CrashingCloud, place_milk_order};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -164,20 +164,10 @@ async fn two_shops(
 }
 
 async fn place(http: &reqwest::Client, base: &str, customer: &str, key: &str) -> String {
-    let answer = http
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(customer)
-        .header("idempotency-key", key)
-        .json(
-            &json!({"address": {"text": "Here 1", "lat": 52.5, "lon": 13.41},
-                      "lines": [{"product_id": "milk", "qty": 1}],
-                      "payment": {"method": "cash"}}),
-        )
-        .send()
+    let (status, placed) = place_milk_order(http, base, customer, key)
         .await
         .expect("order");
-    assert_eq!(answer.status(), StatusCode::CREATED);
-    let placed: Value = answer.json().await.expect("order JSON");
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!(placed["store_id"], "s1", "{placed}");
     placed["order_id"].as_str().expect("order id").to_owned()
 }
