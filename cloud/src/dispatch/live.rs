@@ -13,23 +13,33 @@
 //! offer is withdrawn and re-planned). Orders are planned from ACCEPTED on, with a ready time
 //! estimated from their status, so a rider can be on the way while the bag is packed.
 //!
-//! The dispatcher's own state (pending offers, refusals) lives in memory; after a restart,
-//! orders with an unanswered offer still running are left alone until it expires.
+//! The dispatcher's state survives a restart: its pending offers and refusals are rows in the
+//! read model (`durable`), written before the book in memory changes, and the book is rebuilt
+//! from them before the first tick. An offer still running after a restart stays pending (the
+//! rider's accept is honoured), one that ran out meanwhile expires and cascades at the first
+//! tick, and refusals stand. The rest is derived from the read model: replies count while their
+//! offer is pending (so each is handled once, with no cursor), and a rider is busy while an
+//! order they accepted is unfinished. Times in rows are wall-clock (`crate::clock`); the
+//! planner's minutes are counted from this process's start, converted both ways by
+//! `Minutes`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flashkart_sync::cloud_writes;
-use rusqlite::params;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::CloudError;
 use crate::config::DispatchSettings;
+use crate::dispatch::durable::{self, Closed, NewOffer};
+use crate::dispatch::offers::Offer;
 use crate::dispatch::{
     DispatchConfig, Dispatcher, Haversine, Order, OrderId, Point, Rider, RiderId, StoreId, Vehicle,
 };
 use crate::hq::Hq;
+use crate::metrics::{DispatchReplyLabels, Metrics, StoreLabels};
 use crate::projection::Projection;
 use crate::stores::Stores;
 
@@ -56,6 +66,32 @@ impl Interner {
     }
 }
 
+/// The planner's clock: minutes since `epoch` (this process's start), so that the pure core's
+/// `f64` minutes stay small while the rows hold wall-clock times that outlive the process.
+#[derive(Debug, Clone, Copy)]
+struct Minutes {
+    epoch: OffsetDateTime,
+}
+
+impl Minutes {
+    fn of(self, at: OffsetDateTime) -> f64 {
+        (at - self.epoch).as_seconds_f64() / 60.0
+    }
+
+    fn now(self) -> f64 {
+        self.of(crate::clock::now())
+    }
+
+    /// A stored timestamp in minutes; `None` for one that is not RFC 3339.
+    fn parse(self, text: &str) -> Option<f64> {
+        crate::clock::parse(text).map(|at| self.of(at))
+    }
+
+    fn wall(self, minutes: f64) -> OffsetDateTime {
+        self.epoch + time::Duration::seconds_f64(minutes * 60.0)
+    }
+}
+
 /// An open order as the read model has it.
 struct OpenOrder {
     id: String,
@@ -73,18 +109,17 @@ pub struct LiveDispatch {
     hq: Hq,
     projection: Projection,
     stores: Arc<Stores>,
+    metrics: Arc<Metrics>,
     dispatchers: BTreeMap<String, Dispatcher<Haversine>>,
     riders: Interner,
     orders: Interner,
-    started: Instant,
-    /// Replies already handled (rowid in `rm_replies`).
-    replies_seen: i64,
+    clock: Minutes,
+    /// Whether the offer books were rebuilt from their rows (before the first tick).
+    restored: bool,
     /// Riders online at the last tick, by store.
     online: BTreeMap<String, BTreeSet<String>>,
     /// Open orders at the last tick.
     open: BTreeSet<String>,
-    /// Riders on a trip, free again at this tick time.
-    busy_until: HashMap<String, f64>,
 }
 
 impl LiveDispatch {
@@ -93,20 +128,23 @@ impl LiveDispatch {
         hq: Hq,
         projection: Projection,
         stores: Arc<Stores>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             settings,
             hq,
             projection,
             stores,
+            metrics,
             dispatchers: BTreeMap::new(),
             riders: Interner::default(),
             orders: Interner::default(),
-            started: Instant::now(),
-            replies_seen: 0,
+            clock: Minutes {
+                epoch: crate::clock::now(),
+            },
+            restored: false,
             online: BTreeMap::new(),
             open: BTreeSet::new(),
-            busy_until: HashMap::new(),
         }
     }
 
@@ -126,10 +164,6 @@ impl LiveDispatch {
         }
     }
 
-    fn minutes(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() / 60.0
-    }
-
     fn dispatch_config(&self) -> DispatchConfig {
         DispatchConfig {
             offer_timeout: self.settings.offer_timeout_s / 60.0,
@@ -137,17 +171,74 @@ impl LiveDispatch {
         }
     }
 
-    /// One tick: replies, riders, orders, plan, offers.
-    pub async fn tick(&mut self) -> Result<usize, CloudError> {
-        let now = self.minutes();
-        self.handle_replies(now).await?;
-        // A rider whose orders are all delivered (or cancelled) is free now, not when the
-        // estimate made at acceptance runs out: otherwise a quick trip idles the rider for
-        // the rest of it while orders wait.
-        if !self.busy_until.is_empty() {
-            let carrying = self.carrying().await?;
-            self.busy_until.retain(|rider, _| carrying.contains(rider));
+    /// The store's dispatcher, created on first use.
+    fn dispatcher(&mut self, store_id: &str) -> &mut Dispatcher<Haversine> {
+        let config = self.dispatch_config();
+        let speed = self.settings.rider_speed_kmh * 1000.0 / 60.0;
+        self.dispatchers
+            .entry(store_id.to_owned())
+            .or_insert_with(|| {
+                Dispatcher::new(
+                    config,
+                    Haversine {
+                        metres_per_minute: speed,
+                    },
+                )
+            })
+    }
+
+    /// Rebuilds the offer books from their rows. Offers that ran out while the cloud was down
+    /// stay in the book for now: the first tick takes the answers the stores recorded in time,
+    /// then expires the rest (and cascades them).
+    async fn restore(&mut self) -> Result<(), CloudError> {
+        let saved = self.projection.db().read(durable::load).await?;
+        let (pending, refusals) = (saved.pending.len(), saved.refusals.len());
+        let mut offers: BTreeMap<(String, String), Offer> = BTreeMap::new();
+        for row in saved.pending {
+            let rider = RiderId(self.riders.id(&row.rider_id));
+            let order = OrderId(self.orders.id(&row.order_id));
+            // Our own timestamps; one that does not parse makes the offer expire at once.
+            let offered_at = self.clock.parse(&row.offered_at).unwrap_or(f64::MIN);
+            let expires_at = self.clock.parse(&row.expires_at).unwrap_or(f64::MIN);
+            // Not marked online: right after a start the read model's positions may be older
+            // than the riders' phones, and an offer must not be withdrawn for that.
+            self.open.insert(row.order_id.clone());
+            offers
+                .entry((row.store_id, row.rider_id))
+                .or_insert_with(|| Offer {
+                    rider,
+                    orders: Vec::new(),
+                    offered_at,
+                    expires_at,
+                })
+                .orders
+                .push(order);
         }
+        for ((store_id, _), offer) in offers {
+            self.dispatcher(&store_id).restore_offer(offer);
+        }
+        for refusal in saved.refusals {
+            let rider = RiderId(self.riders.id(&refusal.rider_id));
+            let order = OrderId(self.orders.id(&refusal.order_id));
+            // Orders finished while the cloud was down are forgotten at the first tick.
+            self.open.insert(refusal.order_id);
+            self.dispatcher(&refusal.store_id)
+                .restore_refusal(rider, order);
+        }
+        self.publish_pending();
+        tracing::info!(pending, refusals, "dispatch state restored");
+        Ok(())
+    }
+
+    /// One tick: replies, expiries, riders, orders, plan, offers.
+    pub async fn tick(&mut self) -> Result<usize, CloudError> {
+        if !self.restored {
+            self.restore().await?;
+            self.restored = true;
+        }
+        let now = self.clock.now();
+        self.handle_replies().await?;
+        self.expire(now).await?;
 
         let roster = self.hq.riders().await?;
         let stale = crate::clock::rfc3339(
@@ -178,31 +269,43 @@ impl LiveDispatch {
                 .or_default()
                 .insert(rider.clone());
         }
+        let mut gone_riders: Vec<(String, String)> = Vec::new();
         for (store, riders) in &self.online {
             for rider in riders {
                 if !online
                     .get(store)
                     .is_some_and(|now_online| now_online.contains(rider))
                 {
-                    let id = RiderId(self.riders.id(rider));
-                    if let Some(dispatcher) = self.dispatchers.get_mut(store) {
-                        dispatcher.rider_offline(id);
-                    }
+                    gone_riders.push((store.clone(), rider.clone()));
                 }
             }
         }
+        self.withdraw(&gone_riders).await?;
         self.online = online;
 
         // Orders that left the pool are finished for the dispatcher.
         let now_open: BTreeSet<String> = open_orders.iter().map(|o| o.id.clone()).collect();
-        for gone in self.open.difference(&now_open) {
-            let id = OrderId(self.orders.id(gone));
-            for dispatcher in self.dispatchers.values_mut() {
-                dispatcher.order_finished(id);
+        let gone: Vec<String> = self.open.difference(&now_open).cloned().collect();
+        if !gone.is_empty() {
+            let forget = gone.clone();
+            self.projection
+                .db()
+                .write(move |conn| durable::forget_orders(conn, &forget))
+                .await?;
+            for order in &gone {
+                let id = OrderId(self.orders.id(order));
+                for dispatcher in self.dispatchers.values_mut() {
+                    dispatcher.order_finished(id);
+                }
             }
         }
         self.open = now_open;
 
+        let busy = if open_orders.is_empty() {
+            HashMap::new()
+        } else {
+            self.busy().await?
+        };
         let now_unix = crate::clock::now().unix_timestamp();
         let store_points: HashMap<String, Point> = self
             .hq
@@ -245,7 +348,7 @@ impl LiveDispatch {
                         guaranteed_orders_left: 0,
                         shift_end: now + 24.0 * 60.0,
                         position: Point { x: *lon, y: *lat },
-                        free_at: self.busy_until.get(&r.id).copied().unwrap_or(now).max(now),
+                        free_at: busy.get(&r.id).copied().unwrap_or(now).max(now),
                     })
                 })
                 .collect();
@@ -260,10 +363,7 @@ impl LiveDispatch {
                     store: store_key,
                     pickup,
                     dropoff: Point { x: o.lon, y: o.lat },
-                    placed_at: now
-                        - crate::clock::parse(&o.placed_at).map_or(0.0, |placed| {
-                            (crate::clock::now() - placed).as_seconds_f64() / 60.0
-                        }),
+                    placed_at: self.clock.parse(&o.placed_at).unwrap_or(now),
                     ready_at: now + ready_in_minutes(&o.status),
                     target_minutes: self.settings.target_minutes,
                 })
@@ -271,164 +371,317 @@ impl LiveDispatch {
             if orders.is_empty() {
                 continue;
             }
-            let config = self.dispatch_config();
-            let speed = self.settings.rider_speed_kmh * 1000.0 / 60.0;
-            let dispatcher = self.dispatchers.entry(store_id.clone()).or_insert_with(|| {
-                Dispatcher::new(
-                    config,
-                    Haversine {
-                        metres_per_minute: speed,
-                    },
-                )
-            });
-            let plan = dispatcher.tick(now, &riders, &orders);
-            for assignment in plan.offers {
-                let Some(rider) = self.riders.name(assignment.rider.0).map(str::to_owned) else {
-                    continue;
-                };
+            let plan = self.dispatcher(&store_id).tick(now, &riders, &orders);
+            let mut unsent = plan.offers.iter();
+            while let Some(assignment) = unsent.next() {
+                let rider = self.riders.name(assignment.rider.0).map(str::to_owned);
                 let order_ids: Vec<String> = assignment
                     .orders
                     .iter()
                     .filter_map(|o| self.orders.name(o.0).map(str::to_owned))
                     .collect();
-                self.offer(&store_id, &rider, &order_ids).await?;
+                // Interned names, always there; an offer without them is not sent, so not kept.
+                let Some(rider) = rider.filter(|_| order_ids.len() == assignment.orders.len())
+                else {
+                    self.dispatcher(&store_id).rider_offline(assignment.rider);
+                    continue;
+                };
+                if let Err(error) = self.offer(&store_id, &rider, &order_ids, now).await {
+                    // The book holds an offer iff its rows exist: this one and the rest of
+                    // the plan were not written, so they leave the book and are re-planned.
+                    let dispatcher = self.dispatcher(&store_id);
+                    dispatcher.rider_offline(assignment.rider);
+                    for rest in unsent {
+                        dispatcher.rider_offline(rest.rider);
+                    }
+                    self.publish_pending();
+                    return Err(error);
+                }
                 offers_sent += order_ids.len();
             }
         }
+        self.publish_pending();
         Ok(offers_sent)
     }
 
-    /// Writes one offer (one assignment row per order of the trip) into the store's replica.
+    /// Writes one offer: first its rows in the read model (the offer and its pending rows, one
+    /// transaction), then one `assignments` row per order of the trip into the store's
+    /// replica. In that order, because a crash between the two then leaves an offer the rider
+    /// never heard of, which expires; the other way round the rider could accept an offer the
+    /// cloud does not know and the order would go to a second rider too. A replica write that
+    /// fails takes the read model's rows back.
     async fn offer(
         &self,
         store_id: &str,
         rider: &str,
         orders: &[String],
+        now: f64,
     ) -> Result<(), CloudError> {
-        let offered = crate::clock::now();
-        let expires =
-            offered + time::Duration::milliseconds((self.settings.offer_timeout_s * 1000.0) as i64);
-        let rows: Vec<(String, String)> = orders
-            .iter()
-            .map(|order| (uuid::Uuid::now_v7().to_string(), order.clone()))
-            .collect();
-        let (store, rider_id) = (store_id.to_owned(), rider.to_owned());
-        let (offered_at, expires_at) = (
-            crate::clock::rfc3339(offered),
-            crate::clock::rfc3339(expires),
-        );
-        let replica = self.stores.replica(store_id).await?;
-        {
-            let (rows, store, rider_id, offered_at, expires_at) = (
-                rows.clone(),
-                store.clone(),
-                rider_id.clone(),
-                offered_at.clone(),
-                expires_at.clone(),
-            );
-            replica
+        let offer = NewOffer {
+            store_id: store_id.to_owned(),
+            rider_id: rider.to_owned(),
+            rows: orders
+                .iter()
+                .map(|order| (uuid::Uuid::now_v7().to_string(), order.clone()))
+                .collect(),
+            offered_at: crate::clock::rfc3339(self.clock.wall(now)),
+            expires_at: crate::clock::rfc3339(
+                self.clock.wall(now + self.settings.offer_timeout_s / 60.0),
+            ),
+        };
+        let recorded = offer.clone();
+        self.projection
+            .db()
+            .write(move |conn| durable::record_offer(conn, &recorded))
+            .await?;
+        let sent = offer.clone();
+        let written = match self.stores.replica(store_id).await {
+            Ok(replica) => replica
                 .write(move |conn| -> Result<(), flashkart_sync::Error> {
-                    for (id, order) in &rows {
+                    for (id, order) in &sent.rows {
                         cloud_writes::insert_assignment(
                             conn,
                             &cloud_writes::AssignmentRow {
                                 id,
-                                store_id: &store,
+                                store_id: &sent.store_id,
                                 order_id: order,
-                                rider_id: &rider_id,
-                                offered_at: &offered_at,
-                                expires_at: &expires_at,
+                                rider_id: &sent.rider_id,
+                                offered_at: &sent.offered_at,
+                                expires_at: &sent.expires_at,
                             },
                         )?;
                     }
                     Ok(())
                 })
-                .await?;
+                .await
+                .map_err(CloudError::from),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            let undone = self
+                .projection
+                .db()
+                .write(move |conn| durable::unrecord_offer(conn, &offer))
+                .await;
+            if let Err(undo) = undone {
+                // The rows stay, and so does the offer in the book: it expires like an offer
+                // the rider never heard of.
+                tracing::error!(%undo, %error, store = store_id, rider, "an unsent offer stays recorded");
+                return Ok(());
+            }
+            return Err(error);
         }
-        self.projection
-            .db()
-            .write(move |conn| -> Result<(), flashkart_sync::Error> {
-                for (id, order) in &rows {
-                    conn.prepare_cached(
-                        "INSERT OR IGNORE INTO rm_offers
-                            (assignment_id, store_id, order_id, rider_id, offered_at, expires_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![id, store, order, rider_id, offered_at, expires_at])?;
-                }
-                Ok(())
+        self.metrics
+            .dispatch_offers
+            .get_or_create(&StoreLabels {
+                store: store_id.to_owned(),
             })
-            .await?;
+            .inc();
         tracing::info!(store = store_id, rider, orders = ?orders, "offered");
         Ok(())
     }
 
-    /// Folds riders' answers into the dispatchers.
-    async fn handle_replies(&mut self, now: f64) -> Result<(), CloudError> {
-        let after = self.replies_seen;
-        let replies: Vec<(i64, String, String, String)> = self
-            .projection
-            .db()
-            .read(move |conn| -> Result<_, flashkart_sync::Error> {
-                let rows = conn
-                    .prepare_cached(
-                        "SELECT r.rowid, r.store_id, r.rider_id, r.reply FROM rm_replies r
-                         JOIN rm_offers o ON o.assignment_id = r.assignment_id
-                         WHERE r.rowid > ?1 ORDER BY r.rowid",
-                    )?
-                    .query_map([after], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                Ok(rows)
-            })
-            .await?;
-        for (rowid, store, rider, reply) in replies {
-            self.replies_seen = self.replies_seen.max(rowid);
-            let id = RiderId(self.riders.id(&rider));
-            let Some(dispatcher) = self.dispatchers.get_mut(&store) else {
+    /// Folds riders' answers to pending offers into the books: the stores' replies, each
+    /// handled once (its offer's pending rows go in the same transaction).
+    async fn handle_replies(&mut self) -> Result<(), CloudError> {
+        let answers = self.projection.db().read(durable::answers).await?;
+        let mut closed: Vec<(Closed, &'static str)> = Vec::new();
+        for answer in answers {
+            let rider = RiderId(self.riders.id(&answer.rider_id));
+            let Some(offer) = self
+                .dispatchers
+                .get(&answer.store_id)
+                .and_then(|d| d.offers().pending(rider))
+            else {
                 continue;
             };
-            match reply.as_str() {
-                "accepted" => {
-                    if dispatcher.accept(id, now).is_ok() {
-                        // Busy for a trip's worth of time; the next position reports say more.
-                        self.busy_until
-                            .insert(rider.clone(), now + self.settings.target_minutes / 2.0);
-                        tracing::info!(store, rider, "offer accepted");
-                    }
-                }
-                _ => {
-                    if dispatcher.decline(id).is_ok() {
-                        tracing::info!(store, rider, reply, "offer refused; cascading");
-                    }
-                }
+            let kind = match answer.reply.as_str() {
+                "accepted" => "accepted",
+                "declined" => "declined",
+                _ => "expired",
+            };
+            let barred = if kind == "accepted" {
+                Vec::new()
+            } else {
+                self.order_names(offer)
+            };
+            closed.push((
+                Closed {
+                    store_id: answer.store_id,
+                    rider_id: answer.rider_id,
+                    barred,
+                },
+                kind,
+            ));
+        }
+        self.close(closed).await
+    }
+
+    /// Ends the offers not answered in time, as declines (the next tick cascades them).
+    async fn expire(&mut self, now: f64) -> Result<(), CloudError> {
+        let mut closed: Vec<(Closed, &'static str)> = Vec::new();
+        for (store_id, dispatcher) in &self.dispatchers {
+            for offer in dispatcher.offers().overdue(now) {
+                let Some(rider_id) = self.riders.name(offer.rider.0) else {
+                    continue;
+                };
+                closed.push((
+                    Closed {
+                        store_id: store_id.clone(),
+                        rider_id: rider_id.to_owned(),
+                        barred: self.order_names(&offer),
+                    },
+                    "expired",
+                ));
             }
         }
+        self.close(closed).await
+    }
+
+    /// Takes offers out of the books: rows first, then memory, then the counts.
+    async fn close(&mut self, closed: Vec<(Closed, &'static str)>) -> Result<(), CloudError> {
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Closed> = closed.iter().map(|(c, _)| c.clone()).collect();
+        let at = crate::clock::now_rfc3339();
+        self.projection
+            .db()
+            .write(move |conn| durable::close_offers(conn, &rows, &at))
+            .await?;
+        for (offer, answer) in closed {
+            let rider = RiderId(self.riders.id(&offer.rider_id));
+            let Some(dispatcher) = self.dispatchers.get_mut(&offer.store_id) else {
+                continue;
+            };
+            let ended = match answer {
+                "accepted" => dispatcher.accepted(rider).is_ok(),
+                _ => dispatcher.decline(rider).is_ok(),
+            };
+            if !ended {
+                continue;
+            }
+            self.metrics
+                .dispatch_replies
+                .get_or_create(&DispatchReplyLabels {
+                    store: offer.store_id.clone(),
+                    answer: answer.to_owned(),
+                })
+                .inc();
+            match answer {
+                "accepted" => {
+                    tracing::info!(
+                        store = offer.store_id,
+                        rider = offer.rider_id,
+                        "offer accepted"
+                    );
+                }
+                _ => tracing::info!(
+                    store = offer.store_id,
+                    rider = offer.rider_id,
+                    answer,
+                    "offer refused; cascading"
+                ),
+            }
+        }
+        self.publish_pending();
         Ok(())
     }
 
-    /// Riders with an accepted order not yet finished (accepted in the last day: no trip
-    /// takes longer, and the time bound keeps the query on its index).
-    async fn carrying(&self) -> Result<BTreeSet<String>, CloudError> {
+    /// Withdraws the pending offers of riders who went offline (not refusals: they may get
+    /// the orders again once back).
+    async fn withdraw(&mut self, riders: &[(String, String)]) -> Result<(), CloudError> {
+        let withdrawn: Vec<Closed> = riders
+            .iter()
+            .filter(|(store, rider)| {
+                let id = self.riders.ids.get(rider.as_str()).copied();
+                id.is_some_and(|id| {
+                    self.dispatchers
+                        .get(store)
+                        .is_some_and(|d| d.offers().pending(RiderId(id)).is_some())
+                })
+            })
+            .map(|(store, rider)| Closed {
+                store_id: store.clone(),
+                rider_id: rider.clone(),
+                barred: Vec::new(),
+            })
+            .collect();
+        if withdrawn.is_empty() {
+            return Ok(());
+        }
+        let rows = withdrawn.clone();
+        let at = crate::clock::now_rfc3339();
+        self.projection
+            .db()
+            .write(move |conn| durable::close_offers(conn, &rows, &at))
+            .await?;
+        for offer in withdrawn {
+            let rider = RiderId(self.riders.id(&offer.rider_id));
+            if let Some(dispatcher) = self.dispatchers.get_mut(&offer.store_id) {
+                dispatcher.rider_offline(rider);
+                tracing::info!(
+                    store = offer.store_id,
+                    rider = offer.rider_id,
+                    "rider offline; offer withdrawn"
+                );
+            }
+        }
+        self.publish_pending();
+        Ok(())
+    }
+
+    fn order_names(&self, offer: &Offer) -> Vec<String> {
+        offer
+            .orders
+            .iter()
+            .filter_map(|o| self.orders.name(o.0).map(str::to_owned))
+            .collect()
+    }
+
+    /// Sets the pending-offers gauge of every store with a dispatcher.
+    fn publish_pending(&self) {
+        for (store_id, dispatcher) in &self.dispatchers {
+            self.metrics
+                .dispatch_offers_pending
+                .get_or_create(&StoreLabels {
+                    store: store_id.clone(),
+                })
+                .set(
+                    i64::try_from(dispatcher.offers().pending_offers().count()).unwrap_or(i64::MAX),
+                );
+        }
+    }
+
+    /// When each rider carrying accepted orders is free again, in planner minutes: half the
+    /// target time after their latest acceptance, or as soon as those orders are delivered or
+    /// cancelled (then they are not here). Accepted in the last day: no trip takes longer, and
+    /// the time bound keeps the query on its index.
+    async fn busy(&self) -> Result<HashMap<String, f64>, CloudError> {
         let since = crate::clock::rfc3339(crate::clock::now() - time::Duration::days(1));
-        Ok(self
+        let accepted: Vec<(String, String)> = self
             .projection
             .db()
             .read(move |conn| -> Result<_, flashkart_sync::Error> {
                 let riders = conn
                     .prepare_cached(
-                        "SELECT DISTINCT r.rider_id FROM rm_replies r
+                        "SELECT r.rider_id, max(r.at) FROM rm_replies r
                          JOIN rm_offers f ON f.assignment_id = r.assignment_id
                          JOIN rm_orders o ON o.id = f.order_id
                          WHERE r.at >= ?1 AND r.reply = 'accepted'
-                           AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')",
+                           AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')
+                         GROUP BY r.rider_id",
                     )?
-                    .query_map([since], |r| r.get(0))?
-                    .collect::<Result<BTreeSet<String>, _>>()?;
+                    .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(riders)
             })
-            .await?)
+            .await?;
+        let trip = self.settings.target_minutes / 2.0;
+        Ok(accepted
+            .into_iter()
+            .filter_map(|(rider, at)| Some((rider, self.clock.parse(&at)? + trip)))
+            .collect())
     }
 
     /// Latest position of every rider seen since `since`: rider -> (store, lat, lon).

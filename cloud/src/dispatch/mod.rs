@@ -6,11 +6,13 @@
 //! matched to riders by a min-cost assignment (`matching`) over the cost of predicted lateness
 //! and travel, and answers to offers go through the offer book (`offers`). `live` is the one
 //! part that is not pure: it feeds the core from the read model on a timer and writes its
-//! offers into the stores' replicas.
+//! offers into the stores' replicas, keeping the offer book as rows (`durable`) so that it
+//! survives a restart.
 //!
 //! All times are `f64` minutes on the caller's clock.
 
 pub mod bundle;
+pub(crate) mod durable;
 pub mod greedy;
 pub mod live;
 pub mod matching;
@@ -229,6 +231,22 @@ impl<T: TravelTime> Dispatcher<T> {
     /// orders to [`Dispatcher::tick`]).
     pub fn accept(&mut self, rider: RiderId, now: f64) -> Result<Offer, OfferError> {
         self.offers.accept(rider, now)
+    }
+
+    /// The store recorded the rider's acceptance (it judges the timeout, so this holds even
+    /// after `expires_at` on the caller's clock).
+    pub fn accepted(&mut self, rider: RiderId) -> Result<Offer, OfferError> {
+        self.offers.accepted(rider)
+    }
+
+    /// Puts back an offer still pending when the caller last stopped.
+    pub fn restore_offer(&mut self, offer: Offer) {
+        self.offers.record(offer);
+    }
+
+    /// Puts back a refusal recorded before the caller last stopped.
+    pub fn restore_refusal(&mut self, rider: RiderId, order: OrderId) {
+        self.offers.bar(rider, order);
     }
 
     /// The rider declined: the next tick offers the orders to the next best rider.

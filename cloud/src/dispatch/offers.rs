@@ -93,8 +93,42 @@ impl OfferBook {
         Some(offer)
     }
 
+    /// The rider accepted and the store recorded it in time: the store judges the timeout
+    /// (it refuses a late answer), so its acceptance stands even if it reaches the caller
+    /// after `expires_at`, as it does when the caller was down in between.
+    pub fn accepted(&mut self, rider: RiderId) -> Result<Offer, OfferError> {
+        let offer = self
+            .pending
+            .remove(&rider)
+            .ok_or(OfferError::NoPendingOffer(rider))?;
+        self.release(&offer);
+        Ok(offer)
+    }
+
+    /// Bars `rider` from `order` as a refusal would: a refusal recorded before a restart.
+    pub fn bar(&mut self, rider: RiderId, order: OrderId) {
+        let riders = self.refused.entry(order).or_default();
+        if !riders.contains(&rider) {
+            riders.push(rider);
+        }
+    }
+
     pub fn pending(&self, rider: RiderId) -> Option<&Offer> {
         self.pending.get(&rider)
+    }
+
+    /// Every pending offer, in no particular order.
+    pub fn pending_offers(&self) -> impl Iterator<Item = &Offer> {
+        self.pending.values()
+    }
+
+    /// The offers [`OfferBook::expire`] would end at `now`.
+    pub fn overdue(&self, now: f64) -> Vec<Offer> {
+        self.pending
+            .values()
+            .filter(|offer| now > offer.expires_at)
+            .cloned()
+            .collect()
     }
 
     /// Whether the order waits on an answer (and so is not re-planned).
@@ -120,10 +154,7 @@ impl OfferBook {
 
     fn refuse(&mut self, offer: &Offer) {
         for &order in &offer.orders {
-            let riders = self.refused.entry(order).or_default();
-            if !riders.contains(&offer.rider) {
-                riders.push(offer.rider);
-            }
+            self.bar(offer.rider, order);
         }
     }
 }
@@ -168,6 +199,22 @@ mod tests {
         assert!(book.pending(RiderId(2)).is_some());
         assert_eq!(book.expire(6.0).len(), 1);
         assert_eq!(book.refused_by(OrderId(20)), &[RiderId(2)]);
+    }
+
+    #[test]
+    fn a_restored_book_holds_and_bars_as_before() {
+        let mut book = OfferBook::default();
+        book.record(offer(1, &[10, 11], 1.0));
+        book.bar(RiderId(2), OrderId(10));
+        book.bar(RiderId(2), OrderId(10));
+        assert_eq!(book.refused_by(OrderId(10)), &[RiderId(2)]);
+        assert_eq!(book.overdue(0.5), Vec::new());
+        assert_eq!(book.overdue(2.0), vec![offer(1, &[10, 11], 1.0)]);
+        // The store recorded the acceptance in time; it arrives late here.
+        assert_eq!(book.accepted(RiderId(1)), Ok(offer(1, &[10, 11], 1.0)));
+        assert!(!book.is_held(OrderId(11)));
+        assert!(book.refused_by(OrderId(11)).is_empty());
+        assert_eq!(book.pending_offers().count(), 0);
     }
 
     #[test]

@@ -171,4 +171,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         // Written in the same transactions as the orders and events that cause them.
         steps: &[Step::Sql(crate::notify::SCHEMA)],
     },
+    Migration {
+        version: 8,
+        name: "dispatcher state",
+        // Live dispatch's pending offers and refusals as rows, so a restart forgets neither.
+        steps: &[Step::Sql(crate::dispatch::durable::SCHEMA)],
+    },
 ];

@@ -1,0 +1,314 @@
+//! Live dispatch's offer book as rows in the read model (`rm_dispatch_pending`,
+//! `rm_dispatch_refusals`), so that a restarted cloud carries on where it stopped: an offer a
+//! rider may still accept stays pending, and a rider who declined an order is never offered it
+//! again.
+//!
+//! Only what cannot be derived is stored. What an offer is (its orders, when it was made and
+//! when it runs out) is its `rm_offers` rows; whether it was answered is `rm_replies`; which
+//! riders are busy follows from their accepted, unfinished orders. So there is no cursor into
+//! the replies either: a reply counts for the dispatcher while its offer is still pending, and
+//! handling it deletes the pending rows in the same transaction, so it is handled once however
+//! often the cloud restarts.
+//!
+//! These are plain functions over a connection, run inside the read model's write (one
+//! transaction) or read closures, off the async runtime. The caller changes its in-memory book
+//! only after the rows are committed, so an offer is in the book iff its rows exist.
+
+use rusqlite::{Connection, params};
+
+/// The tables (read model migration 8).
+pub const SCHEMA: &str = "
+    -- Offers waiting on an answer, one row per order of the trip; deleted when the offer is
+    -- answered, expires or is withdrawn. A rider has at most one pending offer per store.
+    CREATE TABLE rm_dispatch_pending (
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        -- drop-off sequence within the trip
+        seq INTEGER NOT NULL,
+        -- the order's offer (rm_offers: the order, offered_at, expires_at)
+        assignment_id TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (store_id, rider_id, seq)
+    ) WITHOUT ROWID;
+    -- Riders who declined an order or let its offer expire: never offered it again. Deleted
+    -- once the order leaves the dispatcher's pool (taken, delivered, cancelled).
+    CREATE TABLE rm_dispatch_refusals (
+        order_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (order_id, store_id, rider_id)
+    ) WITHOUT ROWID;
+";
+
+/// One order of a pending offer, with its offer's times as `rm_offers` has them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PendingRow {
+    pub store_id: String,
+    pub rider_id: String,
+    pub order_id: String,
+    pub offered_at: String,
+    pub expires_at: String,
+}
+
+/// A rider barred from an order at a store.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RefusalRow {
+    pub store_id: String,
+    pub order_id: String,
+    pub rider_id: String,
+}
+
+/// Everything the offer books held when the cloud last stopped.
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    /// In store, rider and drop-off order.
+    pub pending: Vec<PendingRow>,
+    pub refusals: Vec<RefusalRow>,
+}
+
+/// A store's answer to a pending offer: the rider's reply as recorded there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub store_id: String,
+    pub rider_id: String,
+    /// `accepted`, `declined` or `expired` (the projection lets nothing else in).
+    pub reply: String,
+}
+
+/// One new offer's rows: one `(assignment id, order id)` per order, in drop-off order.
+#[derive(Debug, Clone)]
+pub(crate) struct NewOffer {
+    pub store_id: String,
+    pub rider_id: String,
+    pub rows: Vec<(String, String)>,
+    pub offered_at: String,
+    pub expires_at: String,
+}
+
+/// An offer leaving the book.
+#[derive(Debug, Clone)]
+pub(crate) struct Closed {
+    pub store_id: String,
+    pub rider_id: String,
+    /// The orders the rider is barred from (declined or expired); empty when accepted or
+    /// withdrawn.
+    pub barred: Vec<String>,
+}
+
+pub(crate) fn load(conn: &Connection) -> Result<Saved, flashkart_sync::Error> {
+    let pending = conn
+        .prepare_cached(
+            "SELECT p.store_id, p.rider_id, o.order_id, o.offered_at, o.expires_at
+             FROM rm_dispatch_pending p JOIN rm_offers o ON o.assignment_id = p.assignment_id
+             ORDER BY p.store_id, p.rider_id, p.seq",
+        )?
+        .query_map([], |r| {
+            Ok(PendingRow {
+                store_id: r.get(0)?,
+                rider_id: r.get(1)?,
+                order_id: r.get(2)?,
+                offered_at: r.get(3)?,
+                expires_at: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let refusals = conn
+        .prepare_cached("SELECT store_id, order_id, rider_id FROM rm_dispatch_refusals")?
+        .query_map([], |r| {
+            Ok(RefusalRow {
+                store_id: r.get(0)?,
+                order_id: r.get(1)?,
+                rider_id: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Saved { pending, refusals })
+}
+
+/// The first reply (in the order the read model took them in) to each pending offer.
+pub(crate) fn answers(conn: &Connection) -> Result<Vec<Answer>, flashkart_sync::Error> {
+    let rows: Vec<Answer> = conn
+        .prepare_cached(
+            "SELECT p.store_id, p.rider_id, r.reply FROM rm_dispatch_pending p
+             JOIN rm_replies r ON r.assignment_id = p.assignment_id
+             ORDER BY r.rowid",
+        )?
+        .query_map([], |r| {
+            Ok(Answer {
+                store_id: r.get(0)?,
+                rider_id: r.get(1)?,
+                reply: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut first: Vec<Answer> = Vec::with_capacity(rows.len());
+    for answer in rows {
+        if !first
+            .iter()
+            .any(|a| a.store_id == answer.store_id && a.rider_id == answer.rider_id)
+        {
+            first.push(answer);
+        }
+    }
+    Ok(first)
+}
+
+/// Records a new offer: its `rm_offers` rows and its pending rows, replacing the rider's
+/// previous pending offer at that store (as the book does).
+pub(crate) fn record_offer(
+    conn: &Connection,
+    offer: &NewOffer,
+) -> Result<(), flashkart_sync::Error> {
+    conn.prepare_cached("DELETE FROM rm_dispatch_pending WHERE store_id = ?1 AND rider_id = ?2")?
+        .execute(params![offer.store_id, offer.rider_id])?;
+    for (seq, (assignment_id, order_id)) in offer.rows.iter().enumerate() {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO rm_offers
+                (assignment_id, store_id, order_id, rider_id, offered_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            assignment_id,
+            offer.store_id,
+            order_id,
+            offer.rider_id,
+            offer.offered_at,
+            offer.expires_at
+        ])?;
+        conn.prepare_cached(
+            "INSERT INTO rm_dispatch_pending (store_id, rider_id, seq, assignment_id)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            offer.store_id,
+            offer.rider_id,
+            seq as i64,
+            assignment_id
+        ])?;
+    }
+    Ok(())
+}
+
+/// Takes back an offer that never reached the store (its replica write failed): the offer
+/// is as if never made.
+pub(crate) fn unrecord_offer(
+    conn: &Connection,
+    offer: &NewOffer,
+) -> Result<(), flashkart_sync::Error> {
+    for (assignment_id, _) in &offer.rows {
+        conn.prepare_cached("DELETE FROM rm_dispatch_pending WHERE assignment_id = ?1")?
+            .execute([assignment_id])?;
+        conn.prepare_cached("DELETE FROM rm_offers WHERE assignment_id = ?1")?
+            .execute([assignment_id])?;
+    }
+    Ok(())
+}
+
+/// Offers leave the book: their pending rows go, and refusals bar their riders.
+pub(crate) fn close_offers(
+    conn: &Connection,
+    closed: &[Closed],
+    at: &str,
+) -> Result<(), flashkart_sync::Error> {
+    for offer in closed {
+        conn.prepare_cached(
+            "DELETE FROM rm_dispatch_pending WHERE store_id = ?1 AND rider_id = ?2",
+        )?
+        .execute(params![offer.store_id, offer.rider_id])?;
+        for order_id in &offer.barred {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO rm_dispatch_refusals (order_id, store_id, rider_id, at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![order_id, offer.store_id, offer.rider_id, at])?;
+        }
+    }
+    Ok(())
+}
+
+/// Orders that left the pool (taken, delivered, cancelled): their refusals no longer matter.
+pub(crate) fn forget_orders(
+    conn: &Connection,
+    orders: &[String],
+) -> Result<(), flashkart_sync::Error> {
+    for order_id in orders {
+        conn.prepare_cached("DELETE FROM rm_dispatch_refusals WHERE order_id = ?1")?
+            .execute([order_id])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(
+            "CREATE TABLE rm_offers (assignment_id TEXT PRIMARY KEY NOT NULL, store_id TEXT NOT NULL,
+                order_id TEXT NOT NULL, rider_id TEXT NOT NULL, offered_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL);
+             CREATE TABLE rm_replies (assignment_id TEXT PRIMARY KEY NOT NULL, store_id TEXT NOT NULL,
+                rider_id TEXT NOT NULL, reply TEXT NOT NULL, at TEXT NOT NULL);",
+        )
+        .expect("read model tables");
+        conn.execute_batch(SCHEMA).expect("dispatch tables");
+        conn
+    }
+
+    fn offer(rider: &str, rows: &[(&str, &str)]) -> NewOffer {
+        NewOffer {
+            store_id: "s1".into(),
+            rider_id: rider.into(),
+            rows: rows
+                .iter()
+                .map(|(a, o)| ((*a).to_owned(), (*o).to_owned()))
+                .collect(),
+            offered_at: "2026-01-01T00:00:00.000Z".into(),
+            expires_at: "2026-01-01T00:01:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn offers_answers_and_refusals_round_trip() {
+        let conn = db();
+        record_offer(&conn, &offer("near", &[("a1", "o1"), ("a2", "o2")])).expect("recorded");
+        let saved = load(&conn).expect("loaded");
+        assert_eq!(
+            saved
+                .pending
+                .iter()
+                .map(|p| p.order_id.as_str())
+                .collect::<Vec<_>>(),
+            ["o1", "o2"]
+        );
+        assert!(answers(&conn).expect("answers").is_empty());
+        // Two replies to one offer: the first counts.
+        conn.execute_batch(
+            "INSERT INTO rm_replies VALUES ('a2', 's1', 'near', 'declined', 't');
+             INSERT INTO rm_replies VALUES ('a1', 's1', 'near', 'accepted', 't');",
+        )
+        .expect("replies");
+        let answered = answers(&conn).expect("answers");
+        assert_eq!(answered.len(), 1);
+        assert_eq!(answered[0].reply, "declined");
+        let closed = Closed {
+            store_id: "s1".into(),
+            rider_id: "near".into(),
+            barred: vec!["o1".into(), "o2".into()],
+        };
+        close_offers(&conn, &[closed], "t").expect("closed");
+        // Handled once: with the pending rows gone, the replies no longer count.
+        assert!(answers(&conn).expect("answers").is_empty());
+        let saved = load(&conn).expect("loaded");
+        assert!(saved.pending.is_empty());
+        assert_eq!(saved.refusals.len(), 2);
+        forget_orders(&conn, &["o1".into()]).expect("forgotten");
+        assert_eq!(load(&conn).expect("loaded").refusals.len(), 1);
+        // An offer that never reached the store leaves nothing behind.
+        let unsent = offer("far", &[("a3", "o3")]);
+        record_offer(&conn, &unsent).expect("recorded");
+        unrecord_offer(&conn, &unsent).expect("unrecorded");
+        assert!(load(&conn).expect("loaded").pending.is_empty());
+    }
+}
