@@ -10,6 +10,7 @@
 //! - [`devices`]: store hardware (scanners, the pack scale, the label printer).
 //! - [`riders`]: the riders' MQTT broker and service.
 //! - [`link`]: the links that run beside the API: sync with the cloud and the rider desk.
+//! - [`backup`]: scheduled backups of the store database, and restoring one.
 //!
 //! Everything is stored in the cr-sqlite store database of `flashkart-sync`, written through
 //! its single writer ([`app::App::write`]) so every invariant is checked inside the
@@ -20,6 +21,7 @@
 pub mod allocator;
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod devices;

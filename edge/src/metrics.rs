@@ -34,6 +34,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabels {
     device: String,
     kind: String,
@@ -65,6 +70,9 @@ pub struct Metrics {
     rider_connections: Gauge,
     riders_online: Gauge,
     sign_in_failures: Family<ReasonLabels, Counter>,
+    backups: Family<ResultLabels, Counter>,
+    backup_last_success: Gauge,
+    backup_last_bytes: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -150,8 +158,30 @@ impl Default for Metrics {
              figures do not tell which ids exist; account_locked; client_locked)",
             sign_in_failures.clone(),
         );
+        let backups = Family::<ResultLabels, Counter>::default();
+        let backup_last_success = Gauge::default();
+        let backup_last_bytes = Gauge::default();
+        registry.register(
+            "backups",
+            "Scheduled backups of the store database, by result (ok, failed)",
+            backups.clone(),
+        );
+        registry.register(
+            "backup_last_success_unixtime",
+            "When the last verified backup was written, in seconds since the Unix epoch (0: none \
+             since start)",
+            backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_last_bytes",
+            "Size of the last verified backup, in bytes",
+            backup_last_bytes.clone(),
+        );
         Self {
             registry,
+            backups,
+            backup_last_success,
+            backup_last_bytes,
             sign_in_failures,
             rider_connections,
             riders_online,
@@ -254,6 +284,27 @@ impl Metrics {
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         self.rider_connections.set(gauge(stats.sessions));
         self.riders_online.set(gauge(online));
+    }
+
+    /// A scheduled backup that failed.
+    pub fn backup_failed(&self) {
+        self.backups
+            .get_or_create(&ResultLabels {
+                result: "failed".to_owned(),
+            })
+            .inc();
+    }
+
+    /// A scheduled backup written and verified: its size and when it finished.
+    pub fn backup_succeeded(&self, bytes: u64, unix_secs: i64) {
+        self.backups
+            .get_or_create(&ResultLabels {
+                result: "ok".to_owned(),
+            })
+            .inc();
+        self.backup_last_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.backup_last_success.set(unix_secs);
     }
 
     /// Counts a stream client for as long as the returned guard lives.

@@ -71,6 +71,9 @@ pub async fn start_on(
         source,
     })?;
     let db_path = config.db_path();
+    // One daemon per data directory; `flashkart-edge restore` checks the same lock.
+    let data_dir_lock = crate::backup::DataDirLock::acquire(&config.data_dir())
+        .map_err(|e| Error::Conflict(e.to_string()))?;
     let mut store_config = StoreConfig::new(&db_path);
     store_config.synchronous = config.synchronous;
     store_config.extension_dir = config.extension_dir.clone();
@@ -88,6 +91,15 @@ pub async fn start_on(
     if config.dev_endpoints {
         tracing::warn!("dev endpoints are on (/api/v1/dev/*): not for production");
     }
+
+    // Scheduled backups of the store database (on unless `[backup] enabled = false`).
+    let backup_task = config.backup.enabled.then(|| {
+        crate::backup::spawn(
+            crate::backup::Schedule::from_config(&config),
+            app.clone(),
+            shutdown.clone(),
+        )
+    });
 
     // Store hardware (none unless configured): the manager's tasks end with `shutdown`.
     let devices_task = crate::devices::start(&app, shutdown.clone())?;
@@ -203,8 +215,15 @@ pub async fn start_on(
         {
             tracing::error!(%error, "device task failed");
         }
+        if let Some(backup_task) = backup_task
+            && let Err(error) = backup_task.await
+        {
+            tracing::error!(%error, "backup task failed");
+        }
         drop(app);
         let closed = db.close().await;
+        // Released only once the database is closed: a restore may go ahead from here.
+        drop(data_dir_lock);
         match served {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "HTTP server failed"),

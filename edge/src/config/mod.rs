@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::work::pack::PackConfig;
 
+pub mod backup;
 pub mod devices;
 pub mod riders;
 pub mod variable_measure;
 
+pub use backup::BackupConfig;
 pub use devices::DevicesConfig;
 pub use riders::RidersSection;
 pub use variable_measure::VariableMeasureConfig;
@@ -63,6 +65,9 @@ pub struct Config {
     /// Sync with the cloud (`[sync]`: `cloud_url`, `token`, ...); without it the store runs
     /// alone and takes orders through the intake endpoint.
     pub sync: Option<flashkart_sync::client::ClientConfig>,
+    /// Scheduled online backups of the store database (`[backup]`; on by default, every 6
+    /// hours into `<data_dir>/backups`, the newest 8 kept).
+    pub backup: BackupConfig,
 }
 
 impl Default for Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             riders: None,
             sync: None,
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -111,6 +117,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.sign_in.validate().map_err(Error::Config)?;
         self.variable_measure.layouts().map_err(Error::Config)?;
+        self.backup.validate().map_err(Error::Config)?;
         if !(1..=240).contains(&self.ready_within_minutes) {
             return Err(Error::Config(format!(
                 "ready_within_minutes {} is outside 1..=240",
@@ -158,6 +165,7 @@ impl Config {
         if let Some(v) = var("FLASHKART_EDGE_EXTENSION_DIR") {
             self.extension_dir = Some(v.into());
         }
+        self.backup.apply_env(&var).map_err(Error::Config)?;
         Ok(())
     }
 
@@ -174,6 +182,11 @@ impl Config {
     /// The store database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir().join("store.db")
+    }
+
+    /// Where backups of the store database are written.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup.dir_in(&self.data_dir())
     }
 }
 

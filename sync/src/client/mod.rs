@@ -66,6 +66,10 @@ pub struct SyncStatus {
     /// Totals since start.
     pub pushed_changes: u64,
     pub pulled_changes: u64,
+    /// Pull answers that left nothing more to pull: after one, the store has merged everything
+    /// the cloud had for it when it answered (a restored edge waits for this, see
+    /// edge/src/backup).
+    pub complete_pulls: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub sessions: u64,
@@ -445,8 +449,10 @@ impl Client {
                     from = last;
                 }
             }
+            let complete = !response.more;
             self.status.send_modify(|s| {
                 s.pulled_changes += pulled;
+                s.complete_pulls += u64::from(complete);
                 s.last_success_unix_ms = Some(now_ms());
             });
             self.track(Direction::Pull, !response.more);
