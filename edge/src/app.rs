@@ -185,8 +185,16 @@ impl App {
             self.metrics.stock_move(kind.as_str());
         }
         for event in &events {
-            if let Event::Order { change, .. } = event {
+            if let Event::Order {
+                order_id,
+                status,
+                change,
+                actor,
+                ..
+            } = event
+            {
                 self.metrics.order_change(change);
+                crate::work::trace::order_changed(order_id, *status, change, actor);
             }
         }
         self.hub.publish(events);

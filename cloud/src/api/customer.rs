@@ -9,22 +9,38 @@ use crate::api::ratings::RatingView;
 use crate::http::auth::Viewer;
 use crate::http::error::{ApiError, IdempotencyKey, Json, Path, Query};
 use crate::http::state::AppState;
-use crate::intake::{Customer, OrderRequest};
+use crate::intake::{Customer, OrderRequest, trace};
 
 /// `POST /api/v1/orders`
 pub async fn place_order(
     State(state): State<AppState>,
     customer: Customer,
     IdempotencyKey(key): IdempotencyKey,
+    headers: axum::http::HeaderMap,
     Json(request): Json<OrderRequest>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let (order, replayed) = state.intake.place(&customer, &key, request).await?;
+    // The caller's trace joins the order's here (intake::trace says why the order id is the
+    // trace id); the answer's `traceparent` names the order's trace.
+    let client_trace_id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace::client_trace_id);
+    let span = tracing::info_span!(
+        "intake",
+        client_trace_id = client_trace_id.as_deref().unwrap_or("")
+    );
+    let (order, replayed) =
+        tracing::Instrument::instrument(state.intake.place(&customer, &key, request), span).await?;
     state
         .metrics
         .intake_seconds
         .observe(started.elapsed().as_secs_f64());
+    let traceparent = HeaderValue::from_str(&trace::traceparent(&order.order_id));
     let mut response = (StatusCode::CREATED, Json(order)).into_response();
+    if let Ok(value) = traceparent {
+        response.headers_mut().insert("traceparent", value);
+    }
     if replayed {
         response
             .headers_mut()

@@ -109,7 +109,7 @@ impl Intake {
                     None,
                 )
                 .await?;
-            tracing::info!(order_id = %view.id, store_id = %view.store_id, who, "cancellation requested");
+            tracing::info!(order_id = %view.id, trace_id = %super::trace::trace_id(&view.id), store_id = %view.store_id, who, "cancellation requested");
             return Ok(answer("cancel_requested"));
         }
         if matches!(by, Canceller::Hq) && matches!(status.as_str(), "DELIVERED" | "CLOSED") {

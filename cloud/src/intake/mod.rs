@@ -15,13 +15,15 @@
 //!
 //! The parts: idempotency is here (a key is decided once), `decide` validates, prices and
 //! routes without writing, `rows` writes and reads the order rows of a replica, `reroute`
-//! handles short reports, and `liveness` tracks which stores are online.
+//! handles short reports, `liveness` tracks which stores are online, and `trace` gives each
+//! order the trace id its log lines carry (the order id, see there why).
 
 mod cancel;
 mod decide;
 mod liveness;
 mod reroute;
 mod rows;
+pub mod trace;
 
 pub use cancel::{CancelAnswer, Canceller};
 pub use decide::Quote;
@@ -33,6 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::CloudError;
 use crate::config::IntakeConfig;
@@ -260,6 +263,7 @@ impl Intake {
         request.payment.validate().map_err(IntakeError::Invalid)?;
         let payment = request.payment.clone();
         let order = self.decide(customer, request).await?;
+        let span = order_span(&order.order_id, &order.store_id);
         let placed = Placed {
             request_sha256: request_sha256.to_owned(),
             order_id: order.order_id.clone(),
@@ -271,7 +275,19 @@ impl Intake {
         if kept.order_id != order.order_id {
             return self.replay(customer, request_sha256, kept, &payment).await;
         }
-        self.pay_and_deliver(customer, &order, &payment).await?;
+        async {
+            tracing::info!(
+                customer_id = %customer.id,
+                lines = order.lines.len(),
+                total_minor = order.total_minor,
+                currency = %order.currency,
+                payment = %order.payment_method,
+                "order placed and routed"
+            );
+            self.pay_and_deliver(customer, &order, &payment).await
+        }
+        .instrument(span)
+        .await?;
         Ok((order, false))
     }
 
@@ -318,7 +334,23 @@ impl Intake {
             .map_err(|e| CloudError::Corrupt(format!("idempotency record: {e}")))?;
         // The first attempt may have stopped before the payment, the store or the read model
         // had it; a declined card is declined again.
-        self.pay_and_deliver(customer, &order, payment).await?;
+        async {
+            tracing::info!("order placed again under its idempotency key: replayed");
+            self.pay_and_deliver(customer, &order, payment).await
+        }
+        .instrument(order_span(&order.order_id, &order.store_id))
+        .await?;
         Ok((order, true))
     }
+}
+
+/// The span every log line about an order's journey through the cloud runs in: the order, its
+/// trace id ([`trace::trace_id`]) and the store it is routed to.
+pub(crate) fn order_span(order_id: &str, store_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "order",
+        order_id = %order_id,
+        trace_id = %trace::trace_id(order_id),
+        store_id = %store_id
+    )
 }

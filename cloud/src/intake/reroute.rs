@@ -45,7 +45,7 @@ impl Intake {
             };
             let Some(report) = report else { return };
             if let Err(error) = self.on_short(&report).await {
-                tracing::warn!(order = %report.order_id, %error, "short lines not handled");
+                tracing::warn!(order = %report.order_id, trace_id = %super::trace::trace_id(&report.order_id), %error, "short lines not handled");
             }
         }
     }
@@ -413,7 +413,7 @@ impl Intake {
             .map_err(IntakeError::Payment)?;
         self.deliver_to_store(&customer, &order, REROUTED).await?;
         self.hq.end_move(&m.order_id).await?;
-        tracing::info!(order = %m.order_id, from = %m.from_store, to = %m.to_store, "rerouted");
+        tracing::info!(order = %m.order_id, trace_id = %super::trace::trace_id(&m.order_id), from = %m.from_store, to = %m.to_store, "rerouted");
         Ok(())
     }
 
@@ -426,7 +426,7 @@ impl Intake {
             match self.resume_move(&m).await {
                 Ok(()) => {}
                 Err(error) => {
-                    tracing::warn!(order = %m.order_id, %error, "move not finished yet");
+                    tracing::warn!(order = %m.order_id, trace_id = %super::trace::trace_id(&m.order_id), %error, "move not finished yet");
                     left += 1;
                 }
             }
@@ -453,10 +453,10 @@ impl Intake {
                 && reason.as_deref() == Some(m.cancel_reason.as_str())
         });
         if ours {
-            tracing::info!(order = %m.order_id, from = %m.from_store, to = %m.to_store, "finishing a move a stopped cloud began");
+            tracing::info!(order = %m.order_id, trace_id = %super::trace::trace_id(&m.order_id), from = %m.from_store, to = %m.to_store, "finishing a move a stopped cloud began");
             self.finish_move(m).await
         } else {
-            tracing::info!(order = %m.order_id, from = %m.from_store, "a move that never reached its store: dropped");
+            tracing::info!(order = %m.order_id, trace_id = %super::trace::trace_id(&m.order_id), from = %m.from_store, "a move that never reached its store: dropped");
             Ok(self.hq.end_move(&m.order_id).await?)
         }
     }

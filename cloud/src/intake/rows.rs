@@ -25,6 +25,12 @@ impl Intake {
         replica
             .write(move |conn| write_order_rows(conn, &rows))
             .await?;
+        tracing::info!(
+            order_id = %order.order_id,
+            trace_id = %super::trace::trace_id(&order.order_id),
+            store_id = %order.store_id,
+            "order written to the store's replica"
+        );
         self.projection
             .record_routed(RoutedOrder {
                 id: order.order_id.clone(),

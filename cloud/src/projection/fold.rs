@@ -27,6 +27,9 @@ const NOTIFIED: &[(&str, Kind)] = &[
 pub(super) struct Folded {
     pub(super) reports: Vec<ShortReport>,
     pub(super) enqueued: bool,
+    /// The store's order events new to the read model: (order id, from, to, actor), logged
+    /// with the order's trace id once the fold has committed.
+    pub(super) events: Vec<(String, Option<String>, String, String)>,
 }
 
 /// Statuses after which an order no longer counts against its store's capacity.
@@ -40,6 +43,7 @@ pub(super) fn fold(
 ) -> Result<Folded, flashkart_sync::Error> {
     let mut reports = Vec::new();
     let mut enqueued = false;
+    let mut events = Vec::new();
     for (device_id, device) in &rows.devices {
         match device {
             Some(d) => conn
@@ -123,6 +127,12 @@ pub(super) fn fold(
         if fresh == 0 {
             continue;
         }
+        events.push((
+            event.order_id.clone(),
+            event.from_status.clone(),
+            event.to_status.clone(),
+            event.actor.clone(),
+        ));
         let open = !CLOSED_STATUSES.contains(&event.to_status.as_str());
         // Only the store the order is routed to moves its status (after a reroute the first
         // store's cancellation stays in the timeline only); the latest event wins.
@@ -214,5 +224,9 @@ pub(super) fn fold(
             store_id: store_id.to_owned(),
         });
     }
-    Ok(Folded { reports, enqueued })
+    Ok(Folded {
+        reports,
+        enqueued,
+        events,
+    })
 }

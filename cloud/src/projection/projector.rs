@@ -101,17 +101,27 @@ impl Projection {
                 })
                 .await?
         };
-        let store_id = store_id.to_owned();
-        let folded = self
-            .db
-            .write(move |conn| {
+        let folded = {
+            let store_id = store_id.to_owned();
+            self.db.write(move |conn| {
                 let folded = fold(conn, &store_id, &rows, crate::clock::now())?;
                 save_cursors(conn, &store_id, &cursors)?;
                 Ok::<_, flashkart_sync::Error>(folded)
             })
-            .await?;
+        }
+        .await?;
         if folded.enqueued {
             crate::notify::wake();
+        }
+        // After the commit, so a fold that rolled back (and is folded again) is not logged.
+        for (order_id, from, to, actor) in &folded.events {
+            let _order = crate::intake::order_span(order_id, store_id).entered();
+            tracing::info!(
+                from = from.as_deref().unwrap_or(""),
+                to = %to,
+                actor = %actor,
+                "store event projected"
+            );
         }
         Ok((folded.reports, more))
     }

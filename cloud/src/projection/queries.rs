@@ -378,3 +378,47 @@ fn order_view(
         .collect::<Result<_, _>>()?;
     Ok(Some(order))
 }
+
+/// Most PACKED events [`Projection::pick_seconds_since`] reads: far above an hour's packs at
+/// every store, so it bounds a scrape without cutting a real figure.
+const MAX_PICKS: i64 = 50_000;
+
+impl Projection {
+    /// Seconds from each order's first ACCEPTED at a store to its PACKED there, for the orders
+    /// packed since `since` (RFC 3339), by store: the pick times `/metrics` turns into
+    /// quantiles. Read along the (status, at) index for the window and the by-order index for
+    /// each order's acceptance, at most [`MAX_PICKS`] packs.
+    pub async fn pick_seconds_since(
+        &self,
+        since: String,
+    ) -> Result<BTreeMap<String, Vec<f64>>, CloudError> {
+        Ok(self
+            .db
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT p.store_id, (julianday(p.at) - julianday((SELECT min(a.at)
+                        FROM rm_timeline a INDEXED BY rm_timeline_by_order
+                        WHERE a.order_id = p.order_id AND a.store_id = p.store_id
+                          AND a.status = 'ACCEPTED'))) * 86400.0
+                     FROM rm_timeline p INDEXED BY rm_timeline_by_status
+                     WHERE p.status = 'PACKED' AND p.at >= ?1
+                     ORDER BY p.at DESC LIMIT ?2",
+                )?;
+                let mut rows = statement.query(params![since, MAX_PICKS])?;
+                let mut picks: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                while let Some(row) = rows.next()? {
+                    let store: String = row.get(0)?;
+                    // An order packed without an ACCEPTED seen here has no pick time.
+                    if let Some(seconds) = row.get::<_, Option<f64>>(1)? {
+                        // Milliseconds, as the timestamps have them (julianday leaves noise).
+                        picks
+                            .entry(store)
+                            .or_default()
+                            .push((seconds * 1000.0).round() / 1000.0);
+                    }
+                }
+                Ok::<_, flashkart_sync::Error>(picks)
+            })
+            .await?)
+    }
+}

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::riders::Riders;
 use crate::work::orders;
+use crate::work::trace::trace_id;
 
 /// Starts the sync client and the inbox; both end with `shutdown`.
 pub fn start(
@@ -92,9 +93,12 @@ async fn run_inbox(
 ) {
     // Work left over from before a restart is handled first.
     let mut pulled = u64::MAX;
+    // After a restore, store work waits for the cloud to send back what the old database wrote.
+    let mut catch_up = crate::backup::CatchUp::after_restore(app.db.path());
     loop {
-        let now_pulled = status.borrow_and_update().pulled_changes;
-        if now_pulled != pulled {
+        let now = status.borrow_and_update().clone();
+        let now_pulled = now.pulled_changes;
+        if !catch_up.hold_back(&app, &now).await && now_pulled != pulled {
             pulled = now_pulled;
             if let Err(error) = process(&app).await {
                 tracing::warn!(%error, "processing rows from the cloud");
@@ -164,8 +168,12 @@ pub async fn process(app: &App) -> Result<(), Error> {
             .write("cloud", move |conn, ctx| orders::arrive(conn, ctx, &id))
             .await
         {
-            Ok(arrival) => tracing::info!(order_id, status = ?arrival.status, "order arrived"),
-            Err(error) => tracing::warn!(order_id, %error, "order could not be taken in"),
+            Ok(arrival) => {
+                tracing::info!(order_id, trace_id = %trace_id(&order_id), status = ?arrival.status, "order arrived")
+            }
+            Err(error) => {
+                tracing::warn!(order_id, trace_id = %trace_id(&order_id), %error, "order could not be taken in")
+            }
         }
     }
     for order_id in cancelled {
@@ -176,8 +184,12 @@ pub async fn process(app: &App) -> Result<(), Error> {
             })
             .await
         {
-            Ok(_) => tracing::info!(order_id, "cancellation honoured"),
-            Err(error) => tracing::warn!(order_id, %error, "cancellation not honoured"),
+            Ok(_) => {
+                tracing::info!(order_id, trace_id = %trace_id(&order_id), "cancellation honoured")
+            }
+            Err(error) => {
+                tracing::warn!(order_id, trace_id = %trace_id(&order_id), %error, "cancellation not honoured")
+            }
         }
     }
     Ok(())

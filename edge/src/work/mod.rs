@@ -16,3 +16,4 @@ pub mod pack;
 pub mod pick;
 pub mod staff;
 pub mod stock;
+pub mod trace;
