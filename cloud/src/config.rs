@@ -25,6 +25,10 @@ pub struct CloudConfig {
     pub synchronous: Synchronous,
     /// Where the cr-sqlite library is extracted; the user's cache directory when unset.
     pub extension_dir: Option<PathBuf>,
+    /// PostgreSQL for the parts of the cloud that can share it between instances (today the
+    /// store registry); SQLite files in `data_dir` when unset. `FLASHKART_DATABASE_URL`
+    /// overrides it, so a password need not be written into the file.
+    pub database_url: Option<crate::postgres::DatabaseUrl>,
     pub sync: SyncLimits,
     pub intake: IntakeConfig,
     pub dispatch: DispatchSettings,
@@ -33,8 +37,64 @@ pub struct CloudConfig {
     pub payments: crate::payments::PaymentsConfig,
     pub hq: HqSettings,
     pub customers: CustomersSettings,
+    /// Several instances on one PostgreSQL (`[cluster]`); read only with `database_url`.
+    pub cluster: ClusterSettings,
     /// E-mail and push notifications to customers (`[notifications]`).
     pub notifications: crate::notify::NotificationsConfig,
+}
+
+/// Instances sharing one PostgreSQL database (`[cluster]`): each store is served by the one
+/// instance holding its lease (see `leases.rs`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Where the other instances reach this one, e.g. `http://10.1.2.3:7800` (a pod's own
+    /// address); the bound listener's address when unset, which must then not be 0.0.0.0.
+    pub advertise_url: Option<String>,
+    /// How long a store's lease lasts unrenewed: how soon the stores of an instance that died
+    /// move to the others. Renewed every third of it.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            advertise_url: None,
+            lease_ms: 15_000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(300..=600_000).contains(&self.lease_ms) {
+            return Err("cluster.lease_ms must be 300..=600000".into());
+        }
+        if let Some(url) = &self.advertise_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| format!("cluster.advertise_url `{url}`: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!(
+                    "cluster.advertise_url `{url}` must be an http(s) URL with a host"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL other instances forward to: the configured one, else the bound address.
+    pub fn advertised(&self, bound: SocketAddr, scheme: &str) -> Result<String, String> {
+        if let Some(url) = &self.advertise_url {
+            return Ok(url.trim_end_matches('/').to_owned());
+        }
+        if bound.ip().is_unspecified() {
+            return Err(format!(
+                "the cloud listens on {bound}, which other instances cannot dial: set \
+                 cluster.advertise_url (or FLASHKART_ADVERTISE_URL) to this instance's address"
+            ));
+        }
+        Ok(format!("{scheme}://{bound}"))
+    }
 }
 
 /// HQ users' sign-in to the dashboard (`[hq]`).
@@ -304,6 +364,7 @@ impl Default for CloudConfig {
             tls: None,
             synchronous: Synchronous::Full,
             extension_dir: None,
+            database_url: None,
             sync: SyncLimits::default(),
             intake: IntakeConfig::default(),
             dispatch: DispatchSettings::default(),
@@ -312,6 +373,7 @@ impl Default for CloudConfig {
             payments: crate::payments::PaymentsConfig::default(),
             hq: HqSettings::default(),
             customers: CustomersSettings::default(),
+            cluster: ClusterSettings::default(),
             notifications: crate::notify::NotificationsConfig::default(),
         }
     }
@@ -331,6 +393,7 @@ impl CloudConfig {
         config
             .notifications
             .validate()
+            .and_then(|()| config.cluster.validate())
             .map_err(|message| CloudError::Config {
                 path: path.to_path_buf(),
                 message,
@@ -338,11 +401,37 @@ impl CloudConfig {
         Ok(config)
     }
 
-    /// Takes the payment secrets from the environment when set there, so they need not be
-    /// written into a config file: `FLASHKART_STRIPE_SECRET_KEY` (with the default API base
-    /// unless the file names one) and `FLASHKART_STRIPE_WEBHOOK_SECRET`.
-    pub fn secrets_from_env(mut self) -> Self {
+    /// Takes what the environment sets over the file: the secrets, so they need not be written
+    /// into a config file (`FLASHKART_DATABASE_URL`, `FLASHKART_STRIPE_SECRET_KEY` with the
+    /// default API base unless the file names one, `FLASHKART_STRIPE_WEBHOOK_SECRET`), and
+    /// `FLASHKART_ADVERTISE_URL`, known only once a pod runs.
+    pub fn overrides_from_env(mut self) -> Result<Self, CloudError> {
         use crate::payments::gateway::stripe::Secret;
+        if let Some(url) = std::env::var("FLASHKART_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            let url = crate::postgres::DatabaseUrl::parse(&url).map_err(|message| {
+                CloudError::Config {
+                    path: "FLASHKART_DATABASE_URL".into(),
+                    message,
+                }
+            })?;
+            self.database_url = Some(url);
+        }
+        // Not a secret, but known only once the pod runs (its own IP).
+        if let Some(url) = std::env::var("FLASHKART_ADVERTISE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            self.cluster.advertise_url = Some(url);
+            self.cluster
+                .validate()
+                .map_err(|message| CloudError::Config {
+                    path: "FLASHKART_ADVERTISE_URL".into(),
+                    message,
+                })?;
+        }
         if let Some(key) = std::env::var("FLASHKART_STRIPE_SECRET_KEY")
             .ok()
             .filter(|k| !k.is_empty())
@@ -357,7 +446,7 @@ impl CloudConfig {
         {
             self.payments.webhook_secret = Some(Secret::new(secret));
         }
-        self
+        Ok(self)
     }
 
     /// Defaults with the data under `data_dir` and the listener on a free loopback port: what

@@ -30,6 +30,11 @@ pub enum CloudError {
     UnknownStore(String),
     #[error("database: {0}")]
     Store(#[from] flashkart_sync::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// Cannot serve now, may later (an instance stopping).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("corrupt registry: {0}")]
     Corrupt(String),
     #[error("payments: {0}")]

@@ -19,10 +19,12 @@ mod faults;
 pub mod hq;
 mod http;
 pub mod intake;
+pub mod leases;
 pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod payments;
+pub mod postgres;
 pub mod projection;
 pub mod readmodel;
 pub mod registry;
@@ -170,7 +172,18 @@ pub async fn start_with(
         synchronous: config.synchronous,
         extension_dir: config.extension_dir.clone(),
     };
-    let registry = Registry::open(options.config(config.data_dir.join("registry.db"))).await?;
+    config
+        .cluster
+        .validate()
+        .map_err(|message| CloudError::Config {
+            path: "[cluster]".into(),
+            message,
+        })?;
+    let postgres = match &config.database_url {
+        Some(url) => Some(postgres::Postgres::connect(url).await?),
+        None => None,
+    };
+    let registry = open_registry(&options, postgres.clone()).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let limits = ReplicaLimits {
         max_wait: Duration::from_millis(config.sync.max_wait_ms),
@@ -235,6 +248,44 @@ pub async fn start_with(
         vec![Arc::new(counter), Arc::new(projection.clone())];
     read_models.extend(read_model);
     let read_model: Arc<dyn ReadModel> = Arc::new(All(read_models));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CloudError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| CloudError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let leases =
+        match &postgres {
+            Some(pg) => {
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let url = config.cluster.advertised(addr, scheme).map_err(|message| {
+                    CloudError::Config {
+                        path: "[cluster]".into(),
+                        message,
+                    }
+                })?;
+                let ttl = Duration::from_millis(config.cluster.lease_ms);
+                Some(Arc::new(leases::Leases::open(pg.clone(), url, ttl).await?))
+            }
+            None => None,
+        };
+    // Requests for stores another instance serves are sent on to it; a pull may wait the whole
+    // long-poll there.
+    let forwarder = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.sync.max_wait_ms) + Duration::from_secs(30))
+        .build()
+        .map_err(|e| CloudError::Config {
+            path: "[cluster]".into(),
+            message: format!("forwarding client: {e}"),
+        })?;
     let state = http::AppState {
         registry: registry.clone(),
         stores: stores.clone(),
@@ -268,17 +319,9 @@ pub async fn start_with(
             config.riders.enrolment_code_ttl_hours,
         )),
         limits: Arc::new(config.http.clone()),
+        leases: leases.clone(),
+        forwarder,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| CloudError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| CloudError::Listen {
-        addr: config.listen,
-        source,
-    })?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -341,6 +384,7 @@ pub async fn start_with(
                 hq.clone(),
                 projection.clone(),
                 stores.clone(),
+                metrics.clone(),
             )
             .run(shutdown.clone()),
         );
@@ -350,6 +394,14 @@ pub async fn start_with(
             shutdown.clone(),
         ));
         let showing = tokio::spawn(dashboard.run(shutdown.clone()));
+        let leasing = {
+            let (leases, shutdown) = (leases.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Some(leases) = leases {
+                    leases.run(shutdown).await;
+                }
+            })
+        };
         let notifying = tokio::spawn(sender.run(shutdown.clone()));
         let indexing = {
             let (storefront, catalog, written, shutdown) = (
@@ -378,6 +430,7 @@ pub async fn start_with(
             ("dashboard", showing),
             ("notifications", notifying),
             ("storefront index", indexing),
+            ("store leases", leasing),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, task = name, "background task");
@@ -392,6 +445,9 @@ pub async fn start_with(
             .await
             .map_err(|e| CloudError::Payments(e.to_string()))?;
         registry.close().await?;
+        if let Some(postgres) = &postgres {
+            postgres.close();
+        }
         tracing::info!("cloud stopped");
         served
     });
@@ -462,11 +518,29 @@ pub async fn register_offline(
         path: config.data_dir.clone(),
         source,
     })?;
-    let registry = Registry::open(options.config(config.data_dir.join("registry.db"))).await?;
+    let postgres = match &config.database_url {
+        Some(url) => Some(postgres::Postgres::connect(url).await?),
+        None => None,
+    };
+    let registry = open_registry(&options, postgres.clone()).await?;
     let token = match registration {
         Registration::New => registry.register(store_id).await,
         Registration::Rotate { release_site } => registry.rotate(store_id, release_site).await,
     };
     registry.close().await?;
+    if let Some(postgres) = &postgres {
+        postgres.close();
+    }
     token
+}
+
+/// The registry in PostgreSQL when the cloud has one, else in `registry.db`.
+async fn open_registry(
+    options: &DbOptions,
+    postgres: Option<postgres::Postgres>,
+) -> Result<Registry, CloudError> {
+    match postgres {
+        Some(postgres) => Registry::open_postgres(postgres).await,
+        None => Registry::open(options.config(options.data_dir.join("registry.db"))).await,
+    }
 }

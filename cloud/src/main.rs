@@ -10,6 +10,14 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(version, about = "FlashKart cloud aggregator")]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line, for a log collector).
+    #[arg(
+        long,
+        global = true,
+        env = "FLASHKART_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: flashkart_cloud::lifecycle::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,13 +52,16 @@ fn load(config: Option<&PathBuf>) -> anyhow::Result<CloudConfig> {
         }
         None => CloudConfig::default(),
     };
-    Ok(config.secrets_from_env())
+    Ok(config.overrides_from_env()?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flashkart_cloud::lifecycle::init_logging();
-    match Cli::parse().command {
+    // Parsed first: the log format is a flag (or FLASHKART_LOG_FORMAT) and logging starts
+    // before the configuration is read.
+    let cli = Cli::parse();
+    flashkart_cloud::lifecycle::init_logging_as(cli.log_format);
+    match cli.command {
         Command::Run { config } => {
             let config = load(config.as_ref())?;
             let shutdown = CancellationToken::new();

@@ -117,10 +117,17 @@ async fn registering_again_conflicts_and_rotation_keeps_the_edge() {
 async fn register_store_cli_refuses_an_existing_store_unless_rotating() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cloud.toml");
+    // The command and the cloud started after it must share the database.
+    let database_url =
+        common::postgres::backend_is_postgres().then(common::postgres::fresh_database);
+    let database_line = database_url
+        .as_ref()
+        .map(|url| format!("database_url = \"{}\"\n", url.expose()))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\nextension_dir = \"{}\"\n",
+            "data_dir = \"{}\"\nextension_dir = \"{}\"\n{database_line}",
             dir.path().join("cloud").display(),
             dir.path().join("ext").display()
         ),
@@ -157,6 +164,7 @@ async fn register_store_cli_refuses_an_existing_store_unless_rotating() {
     // The running cloud sees the rotated token, not the first one.
     let mut cloud_config = cloud_config(dir.path());
     cloud_config.data_dir = dir.path().join("cloud");
+    cloud_config.database_url = database_url;
     let shutdown = CancellationToken::new();
     let running = flashkart_cloud::start(cloud_config, shutdown.clone())
         .await

@@ -76,6 +76,7 @@ impl From<CloudError> for ApiError {
             CloudError::BadStoreId(_) => Self::BadRequest(error.to_string()),
             CloudError::StoreExists(_) => Self::Conflict(error.to_string()),
             CloudError::UnknownStore(_) => Self::NotFound(error.to_string()),
+            CloudError::Unavailable(message) => Self::Unavailable(message),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -47,6 +47,10 @@ pub struct AppState {
     /// How long an enrolment code stays valid unless the request says less.
     pub enrolment_code_ttl: time::Duration,
     pub limits: Arc<HttpLimits>,
+    /// Which instance serves which store, when instances share PostgreSQL.
+    pub leases: Option<Arc<crate::leases::Leases>>,
+    /// Sends sync requests on to the instance serving their store.
+    pub forwarder: reqwest::Client,
 }
 
 /// What customer sign-ins and sign-ups may cost: failures counted per client address and per

@@ -12,7 +12,8 @@ use prost::Message;
 use crate::http::auth::{BoundStore, StoreCaller};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::metrics::StoreLabels;
+use crate::leases::Owner;
+use crate::metrics::{OpLabels, StoreFiguresNow, StoreLabels};
 
 pub async fn hello(
     State(state): State<AppState>,
@@ -20,6 +21,9 @@ pub async fn hello(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Serve::There(url) = serve_where(&state, &auth.store_id, &headers, true).await? {
+        return forward(&state, &url, protocol::HELLO_PATH, &headers, body).await;
+    }
     let _live = state.intake.liveness.enter(&auth.store_id);
     let request: HelloRequest = decode(&state, &headers, &body, sync_limit(&state))?;
     let site: [u8; 16] = request
@@ -39,6 +43,12 @@ pub async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let epoch = match serve_where(&state, &auth.store_id, &headers, false).await? {
+        Serve::There(url) => {
+            return forward(&state, &url, protocol::PUSH_PATH, &headers, body).await;
+        }
+        Serve::Here(epoch) => epoch,
+    };
     let _live = state.intake.liveness.enter(&auth.store_id);
     let request: PushRequest = decode(&state, &headers, &body, state.limits.max_push_body_bytes)?;
     let chunk = request
@@ -83,6 +93,18 @@ pub async fn push(
     let pushed = applying
         .await
         .map_err(|e| ApiError::Internal(format!("push task: {e}")))??;
+    // The fence: acknowledge only while the lease is still ours at the epoch we served under.
+    // An instance that lost the store meanwhile applied to a replica nobody reads any more;
+    // the edge pushes again at the new owner.
+    if let (Some(leases), Some(epoch)) = (&state.leases, epoch)
+        && !leases.still_ours(&auth.store_id, epoch).await?
+    {
+        state.metrics.sync_pushes_fenced.inc();
+        return Err(ApiError::Unavailable(format!(
+            "store {} moved to another cloud instance; push again",
+            auth.store_id
+        )));
+    }
     encode(&state, &headers, &pushed.response)
 }
 
@@ -92,6 +114,9 @@ pub async fn pull(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Serve::There(url) = serve_where(&state, &auth.store_id, &headers, false).await? {
+        return forward(&state, &url, protocol::PULL_PATH, &headers, body).await;
+    }
     let _live = state.intake.liveness.enter(&auth.store_id);
     let request: PullRequest = decode(&state, &headers, &body, sync_limit(&state))?;
     let replica = state.stores.replica(&auth.store_id).await?;
@@ -103,7 +128,20 @@ pub async fn pull(
     encode(&state, &headers, &response)
 }
 
+/// `/metrics`. The business gauges (orders by state, pick time, on-time share, stock-outs,
+/// sync lag) are figures of the read model, not events, so they are read here, at scrape time:
+/// the store figures from a fresh dashboard snapshot (its bounded queries, one build at a
+/// time, off the runtime), the pick times from the last hour of PACKED events; then the
+/// process and runtime gauges. A read that fails is logged and leaves the other series
+/// standing: a busy read model must not blank the whole scrape.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let _one_scrape = state.metrics.scraped.refreshing.lock().await;
+    refresh_business(&state).await;
+    state.metrics.set_runtime();
+    if let Some(leases) = &state.leases {
+        let held = i64::try_from(leases.held().len()).unwrap_or(i64::MAX);
+        state.metrics.store_leases_held.set(held);
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &state.prometheus)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -115,6 +153,141 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         text,
     )
         .into_response())
+}
+
+async fn refresh_business(state: &AppState) {
+    let snapshot = match state.dashboard.rebuild().await {
+        Ok(published) => Some(published),
+        Err(error) => {
+            tracing::warn!(%error, "metrics: dashboard figures not read; using the last ones");
+            state.dashboard.latest().await
+        }
+    };
+    let hour_ago = crate::clock::rfc3339(crate::clock::now() - time::Duration::HOUR);
+    let picks = match state.projection.pick_seconds_since(hour_ago).await {
+        Ok(picks) => picks,
+        Err(error) => {
+            tracing::warn!(%error, "metrics: pick times not read");
+            Default::default()
+        }
+    };
+    let stores: Vec<StoreFiguresNow> = snapshot
+        .map(|published| {
+            published
+                .snapshot
+                .stores
+                .iter()
+                .map(|s| StoreFiguresNow {
+                    store: s.id.clone(),
+                    orders_by_state: s
+                        .orders_by_state
+                        .iter()
+                        .map(|(state, n)| (state.clone(), *n))
+                        .collect(),
+                    delivered_1h: s.delivered_1h,
+                    on_time_share_1h: s.on_time_share_1h,
+                    stock_outs: s.stock_outs,
+                    low_stock: s.low_stock,
+                    sync_lag_s: s.sync_lag_s,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    state.metrics.set_business(&stores, &picks);
+}
+
+/// The header of a forwarded sync request, naming the instance that forwarded it. The instance
+/// it reaches serves it or refuses it, never forwards it again, so two instances that disagree
+/// for a moment about a store's owner cannot bounce a request between them.
+const FORWARDED_BY: &str = "x-flashkart-forwarded-by";
+
+/// Where a store's sync request is served.
+enum Serve {
+    /// Here, with the lease epoch a push is fenced with (none on a single instance).
+    Here(Option<i64>),
+    /// By the instance at this base URL.
+    There(String),
+}
+
+/// Asks the leases who serves the store: a hello takes or renews the lease (`claim`), a push or
+/// pull goes by what this instance holds.
+async fn serve_where(
+    state: &AppState,
+    store_id: &str,
+    headers: &HeaderMap,
+    claim: bool,
+) -> Result<Serve, ApiError> {
+    let Some(leases) = &state.leases else {
+        return Ok(Serve::Here(None));
+    };
+    let owner = if claim {
+        leases.claim(store_id).await?
+    } else {
+        leases.owner(store_id).await?
+    };
+    match owner {
+        Owner::Us { epoch } => Ok(Serve::Here(Some(epoch))),
+        Owner::Other { .. } if headers.contains_key(FORWARDED_BY) => Err(ApiError::Unavailable(
+            format!("store {store_id} is moving between cloud instances; try again"),
+        )),
+        Owner::Other { url } => Ok(Serve::There(url)),
+    }
+}
+
+/// Sends a sync request on to the instance serving its store and hands its answer back as it
+/// came (status, body, encoding): the owner authenticates and decides everything again.
+async fn forward(
+    state: &AppState,
+    url: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let op = path.rsplit('/').next().unwrap_or(path).to_owned();
+    state
+        .metrics
+        .sync_forwarded
+        .get_or_create(&OpLabels { op })
+        .inc();
+    let mut request = state.forwarder.post(format!("{url}{path}")).body(body);
+    for name in [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::ACCEPT_ENCODING,
+    ] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value.clone());
+        }
+    }
+    if let Some(leases) = &state.leases {
+        request = request.header(FORWARDED_BY, leases.instance());
+    }
+    let answer = request.send().await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "the cloud instance serving this store did not answer: {e}"
+        ))
+    })?;
+    let mut response = Response::builder().status(answer.status());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::WWW_AUTHENTICATE,
+        header::RETRY_AFTER,
+    ] {
+        if let Some(value) = answer.headers().get(&name) {
+            response = response.header(name, value.clone());
+        }
+    }
+    let body = answer.bytes().await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "the cloud instance serving this store broke off: {e}"
+        ))
+    })?;
+    state.metrics.bytes_out.inc_by(body.len() as u64);
+    response
+        .body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::Internal(format!("forwarded answer: {e}")))
 }
 
 /// The body limit of hello and pull (a push has its own, larger one).

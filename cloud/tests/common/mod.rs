@@ -2,13 +2,15 @@
 //! that look like a store's and the cloud's, and a TCP proxy that breaks connections.
 //! [`api`] calls the HTTP API as an admin and a customer; [`city`] is two stores and a cloud
 //! with orders moving; [`raw_store`] is a store speaking the
-//! sync protocol by hand; [`pki`] makes the certificates TLS tests serve.
+//! sync protocol by hand; [`pki`] makes the certificates TLS tests serve; [`postgres`] gives a
+//! test its own PostgreSQL database.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod city;
 pub mod pki;
+pub mod postgres;
 pub mod raw_store;
 
 use std::net::SocketAddr;
@@ -32,6 +34,9 @@ pub fn cloud_config(dir: &Path) -> CloudConfig {
     let mut config = CloudConfig::ephemeral(dir.join("cloud"));
     config.admin_token = Some(ADMIN.into());
     config.extension_dir = Some(dir.join("ext"));
+    if postgres::backend_is_postgres() {
+        config.database_url = Some(postgres::database_for(dir));
+    }
     config
 }
 

@@ -1,0 +1,246 @@
+//! Which cloud instance serves which store, when several share one PostgreSQL database.
+//!
+//! A store's replica is a file of the instance that serves its sync sessions, so exactly one
+//! instance may apply its changes and acknowledge them. That instance holds the store's lease:
+//! a row in `store_leases` with an expiry it renews every third of the lease time, and an
+//! epoch that grows each time the lease changes hands. Every time comparison is PostgreSQL's
+//! `now()`, one clock for all instances.
+//!
+//! An instance asked about a store leased to another forwards the request to the owner's
+//! address (`http/sync.rs`). An instance that dies stops renewing, and its stores go to
+//! whichever instance an edge reaches next once the lease runs out; a clean stop releases
+//! them at once. The epoch fences a stale owner (one that was paused past its lease, say): a
+//! push is acknowledged only after the instance has checked, after applying it, that the lease
+//! is still its own at the epoch it took, so an edge never holds an acknowledgement from an
+//! instance that had lost the store. The new owner's replica lacks what the old one applied;
+//! the edge's next hello learns the new replica's position and pushes from there, so nothing
+//! acknowledged is lost and replaying what the replica has is a no-op.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::CloudError;
+use crate::postgres::{self, Postgres};
+
+const MIGRATIONS: &[postgres::Migration] = &[postgres::Migration {
+    version: 1,
+    name: "store leases",
+    sql: "CREATE TABLE store_leases (
+        store_id TEXT PRIMARY KEY NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        owner_url TEXT NOT NULL,
+        epoch BIGINT NOT NULL CHECK (epoch > 0),
+        expires_at TIMESTAMPTZ NOT NULL
+    )",
+}];
+
+/// Who serves a store right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This instance, at this epoch.
+    Us { epoch: i64 },
+    /// Another live instance, reachable at this base URL.
+    Other { url: String },
+}
+
+/// This instance's leases.
+#[derive(Debug)]
+pub struct Leases {
+    pg: Postgres,
+    /// This instance's id, new at every start: a restarted instance is a new owner.
+    instance: String,
+    /// Where the other instances reach this one.
+    url: String,
+    ttl: Duration,
+    /// The stores this instance believes it holds, with their epochs.
+    held: Mutex<HashMap<String, i64>>,
+    /// True once the leases are given up at shutdown: requests still arriving while the server
+    /// drains must not take them back. Claims hold it shared for their whole statement, so the
+    /// release (exclusive) waits for a claim already under way instead of being undone by it.
+    released: tokio::sync::RwLock<bool>,
+}
+
+impl Leases {
+    pub async fn open(pg: Postgres, url: String, ttl: Duration) -> Result<Self, CloudError> {
+        pg.migrate("leases", MIGRATIONS).await?;
+        let instance = uuid::Uuid::now_v7().to_string();
+        tracing::info!(%instance, %url, ttl_ms = ttl.as_millis() as u64, "store leases");
+        Ok(Self {
+            pg,
+            instance,
+            url,
+            ttl,
+            held: Mutex::new(HashMap::new()),
+            released: tokio::sync::RwLock::new(false),
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The stores held now, with their epochs.
+    pub fn held(&self) -> HashMap<String, i64> {
+        self.lock_held().clone()
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        // A panic while holding this lock cannot leave the map half-changed (single inserts
+        // and removes), so a poisoned lock is still a correct map.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes or renews the store's lease unless another instance holds it unexpired.
+    pub async fn claim(&self, store_id: &str) -> Result<Owner, CloudError> {
+        let released = self.released.read().await;
+        if *released {
+            return Err(CloudError::Unavailable(
+                "this cloud instance is stopping; try again".into(),
+            ));
+        }
+        let client = self.pg.client().await?;
+        let ttl = self.ttl.as_secs_f64();
+        let taken = client
+            .query_opt(
+                "INSERT INTO store_leases (store_id, owner, owner_url, epoch, expires_at)
+                 VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4))
+                 ON CONFLICT (store_id) DO UPDATE SET
+                    owner = EXCLUDED.owner,
+                    owner_url = EXCLUDED.owner_url,
+                    epoch = CASE WHEN store_leases.owner = EXCLUDED.owner
+                                 THEN store_leases.epoch ELSE store_leases.epoch + 1 END,
+                    expires_at = EXCLUDED.expires_at
+                 WHERE store_leases.owner = EXCLUDED.owner OR store_leases.expires_at <= now()
+                 RETURNING epoch",
+                &[&store_id, &self.instance, &self.url, &ttl],
+            )
+            .await?;
+        if let Some(row) = taken {
+            let epoch: i64 = row.get(0);
+            let previous = self.lock_held().insert(store_id.to_owned(), epoch);
+            if previous != Some(epoch) {
+                tracing::info!(store = store_id, epoch, "store lease taken");
+            }
+            return Ok(Owner::Us { epoch });
+        }
+        self.lock_held().remove(store_id);
+        let url = client
+            .query_opt(
+                "SELECT owner_url FROM store_leases WHERE store_id = $1",
+                &[&store_id],
+            )
+            .await?
+            .map(|row| row.get::<_, String>(0))
+            .ok_or_else(|| CloudError::UnknownStore(store_id.to_owned()))?;
+        Ok(Owner::Other { url })
+    }
+
+    /// The owner as this instance last knew it: held means ours without asking PostgreSQL
+    /// (for reads, where serving a store just lost does no harm); else a [`claim`](Self::claim).
+    pub async fn owner(&self, store_id: &str) -> Result<Owner, CloudError> {
+        let held = self.lock_held().get(store_id).copied();
+        match held {
+            Some(epoch) => Ok(Owner::Us { epoch }),
+            None => self.claim(store_id).await,
+        }
+    }
+
+    /// The fence: whether the store's lease is still this instance's at `epoch` and unexpired.
+    pub async fn still_ours(&self, store_id: &str, epoch: i64) -> Result<bool, CloudError> {
+        let row = self
+            .pg
+            .client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM store_leases
+                 WHERE store_id = $1 AND owner = $2 AND epoch = $3 AND expires_at > now()",
+                &[&store_id, &self.instance, &epoch],
+            )
+            .await?;
+        if row.is_none() {
+            self.lose(store_id);
+        }
+        Ok(row.is_some())
+    }
+
+    fn lose(&self, store_id: &str) {
+        if self.lock_held().remove(store_id).is_some() {
+            tracing::warn!(store = store_id, "store lease lost to another instance");
+        }
+    }
+
+    /// Extends every lease held; those another instance took meanwhile are dropped.
+    pub async fn renew(&self) -> Result<(), CloudError> {
+        let held = self.held();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let stores: Vec<String> = held.keys().cloned().collect();
+        let ttl = self.ttl.as_secs_f64();
+        let renewed: HashMap<String, i64> = self
+            .pg
+            .client()
+            .await?
+            .query(
+                "UPDATE store_leases SET expires_at = now() + make_interval(secs => $3)
+                 WHERE owner = $1 AND store_id = ANY($2)
+                 RETURNING store_id, epoch",
+                &[&self.instance, &stores, &ttl],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for (store, epoch) in held {
+            if renewed.get(&store) != Some(&epoch) {
+                self.lose(&store);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every lease up, so other instances take the stores at once. The rows stay, expired,
+    /// so the next owner's epoch is still higher than this one's.
+    pub async fn release_all(&self) -> Result<(), CloudError> {
+        *self.released.write().await = true;
+        self.lock_held().clear();
+        let released = self
+            .pg
+            .client()
+            .await?
+            .execute(
+                "UPDATE store_leases SET expires_at = now()
+                 WHERE owner = $1 AND expires_at > now()",
+                &[&self.instance],
+            )
+            .await?;
+        self.lock_held().clear();
+        tracing::info!(released, "store leases released");
+        Ok(())
+    }
+
+    /// Renews every third of the lease time until shutdown, then releases.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.ttl / 3);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
+            if let Err(error) = self.renew().await {
+                // Not renewed, the leases run out and other instances take the stores; pushes
+                // here are fenced meanwhile, so a failing database costs availability only.
+                tracing::warn!(%error, "store leases not renewed");
+            }
+        }
+        if let Err(error) = self.release_all().await {
+            tracing::warn!(%error, "store leases not released; they run out instead");
+        }
+    }
+}
