@@ -67,6 +67,21 @@ impl Leases {
     pub async fn open(pg: Postgres, url: String, ttl: Duration) -> Result<Self, CloudError> {
         pg.migrate("leases", MIGRATIONS).await?;
         let instance = uuid::Uuid::now_v7().to_string();
+        // Leases held at this address belong to an earlier run of this instance: this one has
+        // the address now, so that run is gone. Expire them rather than have its stores wait
+        // out the lease time after a crash and restart.
+        let inherited = pg
+            .client()
+            .await?
+            .execute(
+                "UPDATE store_leases SET expires_at = now()
+                 WHERE owner_url = $1 AND owner <> $2 AND expires_at > now()",
+                &[&url, &instance],
+            )
+            .await?;
+        if inherited > 0 {
+            tracing::info!(inherited, "leases of this address's previous run expired");
+        }
         tracing::info!(%instance, %url, ttl_ms = ttl.as_millis() as u64, "store leases");
         Ok(Self {
             pg,

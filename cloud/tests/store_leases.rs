@@ -1,6 +1,7 @@
 //! Several cloud instances on one PostgreSQL: each store is served by the one instance holding
 //! its lease, the others forward its sync requests there; a stopped instance's stores move at
-//! once, a killed one's within the lease time; a stale owner acknowledges nothing; and the
+//! once, a killed one's within the lease time (at once when it comes back at its address); a
+//! stale owner acknowledges nothing; and the
 //! store's edge goes on syncing through all of it without losing an acknowledged change.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -303,47 +304,7 @@ async fn a_killed_instances_stores_move_within_the_lease_time() {
     let pg = Postgres::connect(&url).await.unwrap();
 
     // B is the real binary, so it can be killed with SIGKILL: nothing of it runs afterwards.
-    let b_dir = dir.path().join("b");
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let config = b_dir.join("cloud.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nextension_dir = \"{}\"\n\
-             admin_token = \"{ADMIN}\"\ndatabase_url = \"{}\"\n[cluster]\nlease_ms = {}\n",
-            b_dir.join("data").display(),
-            dir.path().join("ext").display(),
-            url.expose(),
-            lease.as_millis()
-        ),
-    )
-    .unwrap();
-    let mut b = std::process::Command::new(env!("CARGO_BIN_EXE_flashkart-cloud"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("FLASHKART_LOG_FORMAT", "text")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b_url = {
-        let stderr = BufReader::new(b.stderr.take().unwrap());
-        let mut lines = stderr.lines();
-        let url = loop {
-            let line = lines.next().expect("B logs its address").unwrap();
-            if line.contains("cloud listening") {
-                let start = line.find("http://").expect("url in the line");
-                let url: String = line[start..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                break url;
-            }
-        };
-        // Keep draining B's log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        url
-    };
+    let (mut b, b_url) = spawn_cloud(dir.path(), "127.0.0.1:0", &url, lease);
 
     let site = [9_u8; 16];
     let at_b = RawStore::register(&b_url, "s1", site).await;
@@ -389,4 +350,76 @@ async fn a_killed_instances_stores_move_within_the_lease_time() {
     assert_eq!(status, StatusCode::OK);
     projected_move(&a.running.cloud, "after-kill").await;
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_restarted_at_its_address_takes_its_stores_back_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::postgres::fresh_database();
+    // A lease far longer than the test: only inheriting it can explain a quick return.
+    let lease = Duration::from_secs(120);
+    let pg = Postgres::connect(&url).await.unwrap();
+    let (mut first, address) = spawn_cloud(dir.path(), "127.0.0.1:0", &url, lease);
+    let store = RawStore::register(&address, "s1", [4; 16]).await;
+    assert_eq!(leases(&pg).await, vec![("s1".into(), address.clone(), 1)]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let listen = address.trim_start_matches("http://").to_owned();
+    let (mut second, again) = spawn_cloud(dir.path(), &listen, &url, lease);
+    assert_eq!(again, address);
+    store.hello().await;
+    assert_eq!(leases(&pg).await, vec![("s1".into(), address, 2)]);
+    let (status, _) = store.push(stock_move("s1", "after-restart", 1)).await;
+    assert_eq!(status, StatusCode::OK);
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+/// The real `flashkart-cloud run` on `listen` with its data under `dir/bin`, sharing `url`;
+/// returns the child and the base URL it logged.
+fn spawn_cloud(
+    dir: &Path,
+    listen: &str,
+    url: &DatabaseUrl,
+    lease: Duration,
+) -> (std::process::Child, String) {
+    let own = dir.join("bin");
+    std::fs::create_dir_all(&own).unwrap();
+    let config = own.join("cloud.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{listen}\"\ndata_dir = \"{}\"\nextension_dir = \"{}\"\n\
+             admin_token = \"{ADMIN}\"\ndatabase_url = \"{}\"\n[cluster]\nlease_ms = {}\n",
+            own.join("data").display(),
+            dir.join("ext").display(),
+            url.expose(),
+            lease.as_millis()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flashkart-cloud"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("FLASHKART_LOG_FORMAT", "text")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let base = loop {
+        let line = lines.next().expect("the cloud logs its address").unwrap();
+        if line.contains("cloud listening") {
+            let start = line.find("http://").expect("url in the line");
+            break line[start..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect::<String>();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
 }
