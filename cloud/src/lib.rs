@@ -20,7 +20,6 @@ pub mod hq;
 mod http;
 pub mod intake;
 pub mod leases;
-pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod payments;

@@ -17,7 +17,7 @@ struct Cli {
         env = "FLASHKART_LOG_FORMAT",
         default_value = "text"
     )]
-    log_format: flashkart_cloud::lifecycle::LogFormat,
+    log_format: flashkart_process::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,16 +60,16 @@ async fn main() -> anyhow::Result<()> {
     // Parsed first: the log format is a flag (or FLASHKART_LOG_FORMAT) and logging starts
     // before the configuration is read.
     let cli = Cli::parse();
-    flashkart_cloud::lifecycle::init_logging_as(cli.log_format);
+    flashkart_process::init_logging_as(cli.log_format);
     match cli.command {
         Command::Run { config } => {
             let config = load(config.as_ref())?;
             let shutdown = CancellationToken::new();
-            let signal = flashkart_cloud::lifecycle::shutdown_signal()?;
+            let signal = flashkart_process::shutdown_signal()?;
             let running = flashkart_cloud::start(config, shutdown.clone()).await?;
             tokio::spawn(async move {
-                signal.await;
-                tracing::info!("shutting down");
+                let name = signal.await;
+                tracing::info!(signal = name, "shutting down");
                 shutdown.cancel();
             });
             running.wait().await?;

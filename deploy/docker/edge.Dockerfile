@@ -40,6 +40,7 @@ WORKDIR /src
 # Every workspace member, so cargo can load the workspace (only flashkart-edge is built).
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
+COPY process process
 COPY sync sync
 COPY hw hw
 COPY edge edge

@@ -28,7 +28,6 @@ pub mod devices;
 mod error;
 pub mod events;
 pub mod kinds;
-pub mod lifecycle;
 pub mod limits;
 pub mod link;
 pub mod lockout;

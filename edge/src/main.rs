@@ -17,7 +17,7 @@ struct Cli {
         env = "FLASHKART_LOG_FORMAT",
         default_value = "text"
     )]
-    log_format: flashkart_edge::lifecycle::LogFormat,
+    log_format: flashkart_process::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     // Parsed first: the log format is a flag (or FLASHKART_LOG_FORMAT) and logging starts
     // before the configuration is read.
     let cli = Cli::parse();
-    flashkart_edge::lifecycle::init_logging_as(cli.log_format);
+    flashkart_process::init_logging_as(cli.log_format);
     tracing::debug!(allocator_tuned, "allocator settings");
     match cli.command {
         Command::Run {
@@ -160,8 +160,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn run(config: flashkart_edge::Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir().display(), "starting flashkart-edge");
     let shutdown = CancellationToken::new();
-    let signal =
-        flashkart_edge::lifecycle::shutdown_signal().context("installing signal handlers")?;
+    let signal = flashkart_process::shutdown_signal().context("installing signal handlers")?;
     tokio::pin!(signal);
     let running = flashkart_edge::start(config, shutdown.clone())
         .await

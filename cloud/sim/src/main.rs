@@ -22,15 +22,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flashkart_cloud::lifecycle::init_logging();
+    flashkart_process::init_logging();
     match Cli::parse().command {
         Command::Shoppers(args) => {
             let shutdown = CancellationToken::new();
             let stop = shutdown.clone();
-            let signal = flashkart_cloud::lifecycle::shutdown_signal()?;
+            let signal = flashkart_process::shutdown_signal()?;
             tokio::spawn(async move {
-                signal.await;
-                tracing::info!("stopping the shoppers");
+                let name = signal.await;
+                tracing::info!(signal = name, "stopping the shoppers");
                 stop.cancel();
             });
             flashkart_cloud_sim::shoppers::run(args, shutdown).await?;

@@ -29,7 +29,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    flashkart_edge::lifecycle::init_logging();
+    flashkart_process::init_logging();
     match Cli::parse().command {
         Command::Device(sim) => until_signal("simulator", |shutdown| {
             flashkart_edge_sim::devices::run(sim, shutdown)
@@ -59,8 +59,7 @@ where
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let signal =
-            flashkart_edge::lifecycle::shutdown_signal().context("installing signal handlers")?;
+        let signal = flashkart_process::shutdown_signal().context("installing signal handlers")?;
         tokio::spawn(async move {
             let name = signal.await;
             tracing::info!(signal = name, "stopping the {what}");

@@ -1,12 +1,5 @@
-//! How an edge process starts its logging and learns that it should stop.
-//!
-//! The daemon and the store simulators (`flashkart-edge-sim`) run side by side on a store's
-//! machine and under the demo; they log alike (plain text, coloured only when stderr is a
-//! terminal so log files and journald get no colour codes, or JSON lines for a log collector:
-//! [`LogFormat`]) and stop alike on SIGTERM (systemd) or SIGINT (Ctrl-C).
-//!
-//! The cloud has its own copy of the format switch: edge and cloud share no crate that
-//! logging would belong in, and two small functions are cheaper than a new crate.
+//! The log format switch: human-readable text for terminals and journald (coloured only when
+//! stderr is a terminal, so log files get no colour codes), or JSON lines for a log collector.
 
 use std::io::IsTerminal;
 
@@ -113,22 +106,6 @@ pub fn init_logging_as(format: LogFormat) {
         std::io::stderr,
         ansi,
     ));
-}
-
-/// Installs the SIGTERM and SIGINT handlers now and returns the wait for either, naming the
-/// one that came. Installed before the daemon starts serving, a signal sent the moment it is
-/// ready (a supervisor, a test) is a clean stop, not the default action that kills it.
-pub fn shutdown_signal()
--> std::io::Result<impl std::future::Future<Output = &'static str> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    })
 }
 
 #[cfg(test)]
