@@ -471,7 +471,8 @@ impl Scene {
             .map_or(0, |value| value.trim().parse().unwrap())
     }
 
-    /// Waits until a series of the running cloud's `/metrics` has `value`.
+    /// Waits until a series of the running cloud's `/metrics` has `value`: looked at again
+    /// after each sync round of the store, or every 100 ms while the store cannot sync.
     async fn wait_metric(&mut self, series: &str, value: i64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -483,7 +484,7 @@ impl Scene {
                 tokio::time::Instant::now() < deadline,
                 "{series} is {now}, not {value}"
             );
-            let _ = tokio::time::timeout_at(deadline, self.status.changed()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.status.changed()).await;
         }
     }
 
@@ -599,5 +600,45 @@ async fn an_offer_that_runs_out_across_a_restart_cascades_to_the_next_rider() {
     assert_eq!(second[1].1, "far", "{second:?}");
     scene.wait_metric(EXPIRED, 1).await;
     assert_eq!(scene.metric(OFFERS).await, 1);
+    scene.finish().await;
+}
+
+/// The store records the first acceptance of an order; when it reaches the cloud only after
+/// the cloud saw the offer run out and cascaded it, the acceptance stands and the cascaded offer
+/// is withdrawn (not left to run out, not re-planned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acceptance_that_reaches_the_cloud_after_its_offer_ran_out_stands() {
+    let mut scene = Scene::start(&[("near", 52.501), ("far", 52.51)], |config| {
+        config.dispatch.offer_timeout_s = 5.0;
+    })
+    .await;
+    scene.ready_order("o-1").await;
+    let first = scene.offers(1).await;
+    assert_eq!(first[0].1, "near");
+
+    // "near" accepts in time at the store while the store cannot reach the cloud; the cloud
+    // sees the offer run out and offers the order to "far".
+    scene.proxy.stall(true);
+    reply(&scene.db, &first[0].0, "near", "accepted").await;
+    scene.wait_metric(EXPIRED, 1).await;
+    scene.wait_metric(OFFERS, 2).await;
+
+    // The link is back: "far"'s offer reaches the store, "near"'s acceptance the cloud, which
+    // withdraws "far"'s offer well before it would run out.
+    scene.proxy.stall(false);
+    let both = scene.offers(2).await;
+    assert_eq!(both[1].1, "far", "{both:?}");
+    scene.wait_metric(PENDING, 0).await;
+    assert_eq!(scene.metric(EXPIRED).await, 1);
+    assert_eq!(
+        scene.metric(ACCEPTED).await,
+        0,
+        "no offer was pending when it came"
+    );
+    assert_eq!(
+        scene.metric(OFFERS).await,
+        2,
+        "the order was not offered again"
+    );
     scene.finish().await;
 }

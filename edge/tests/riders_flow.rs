@@ -1,7 +1,8 @@
 //! Acceptance: an edge riders service over a real store database, three simulated riders over
 //! TLS with their certificates, and an independent MQTT client (mosquitto_sub): offer ->
 //! accept -> arrival -> pickup scan -> delivered with the order states matching; declines,
-//! expiries, throttled positions, and offers re-published after a restart.
+//! expiries, throttled positions, offers re-published after a restart, and one rider per order
+//! when two offers of it meet at the store.
 
 #![allow(clippy::unwrap_used)]
 
@@ -287,6 +288,105 @@ async fn open_offers_are_published_again_after_a_restart() {
     assert_eq!(
         (topic.as_str(), payload.len()),
         ("/tenants/r1/edge/offers/a1", 0)
+    );
+    edge.riders.shutdown().await;
+    db.close().await.unwrap();
+}
+
+/// The cloud cascades an offer it saw expire, and an acceptance the store recorded just in
+/// time can reach it after that: the store then holds two offers of one order. The first
+/// acceptance stands; the second rider's is refused as `taken` and records nothing, while a
+/// decline of the second offer is still recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rider_cannot_accept_an_order_another_rider_took() {
+    tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path()).await;
+    seed_store(&db).await;
+    seed_rider(&db, "r1", "c1").await;
+    seed_rider(&db, "r2", "c2").await;
+    seed_ready_order(&db, "o1", "FK-L1").await;
+    let mut edge = start_edge(&db, dir.path()).await;
+    let mut creds = Vec::new();
+    for (rider, code) in [("r1", "c1"), ("r2", "c2")] {
+        let bundle = edge
+            .riders
+            .enrol(rider, code, ClientKey::Generate)
+            .await
+            .unwrap();
+        creds.push(write_creds(dir.path(), rider, &bundle));
+    }
+    assign(&db, "a1", "o1", "r1", 600).await;
+    assign(&db, "b1", "o1", "r2", 600).await;
+    edge.riders.assignments_changed();
+
+    let answer = |assignment: &str, accept: bool| {
+        pb::Reply {
+            assignment_id: assignment.into(),
+            accept,
+        }
+        .encode_to_vec()
+    };
+    assert!(
+        publish(
+            edge.tls_port,
+            &creds[0],
+            "r1-phone",
+            "/tenants/r1/replies",
+            &answer("a1", true)
+        )
+        .await
+    );
+    wait_for(&mut edge.events, |e| {
+        matches!(e, RiderEvent::Replied { assignment_id, reply, .. }
+            if assignment_id == "a1" && reply == "accepted")
+        .then_some(())
+    })
+    .await;
+
+    assert!(
+        publish(
+            edge.tls_port,
+            &creds[1],
+            "r2-phone",
+            "/tenants/r2/replies",
+            &answer("b1", true)
+        )
+        .await
+    );
+    let code = wait_for(&mut edge.events, |e| match e {
+        RiderEvent::Refused { rider_id, code, .. } if rider_id == "r2" => Some(code.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, "taken");
+    let accepted = "SELECT a.rider_id FROM assignments a
+         JOIN assignment_replies r ON r.assignment_id = a.id
+         WHERE a.order_id = ?1 AND r.reply = 'accepted'";
+    assert_eq!(
+        query(&db, accepted, "o1").await,
+        vec![vec!["r1".to_owned()]]
+    );
+
+    assert!(
+        publish(
+            edge.tls_port,
+            &creds[1],
+            "r2-phone",
+            "/tenants/r2/replies",
+            &answer("b1", false)
+        )
+        .await
+    );
+    wait_for(&mut edge.events, |e| {
+        matches!(e, RiderEvent::Replied { assignment_id, reply, .. }
+            if assignment_id == "b1" && reply == "declined")
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        query(&db, accepted, "o1").await,
+        vec![vec!["r1".to_owned()]]
     );
     edge.riders.shutdown().await;
     db.close().await.unwrap();

@@ -153,6 +153,30 @@ pub(crate) fn answers(conn: &Connection) -> Result<Vec<Answer>, flashkart_sync::
     Ok(first)
 }
 
+/// Riders whose pending offer holds an order another rider's offer took: the store records
+/// the first acceptance of an order and refuses later ones as `taken`, and an acceptance can
+/// reach the cloud after the cloud saw its offer expire and cascaded the order. Offers with a
+/// reply of their own are left to [`answers`]. Each (store, rider) once.
+pub(crate) fn taken_elsewhere(
+    conn: &Connection,
+) -> Result<Vec<(String, String)>, flashkart_sync::Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT DISTINCT p.store_id, p.rider_id FROM rm_dispatch_pending p
+             JOIN rm_offers o ON o.assignment_id = p.assignment_id
+             WHERE NOT EXISTS (SELECT 1 FROM rm_dispatch_pending q
+                               JOIN rm_replies qr ON qr.assignment_id = q.assignment_id
+                               WHERE q.store_id = p.store_id AND q.rider_id = p.rider_id)
+               AND EXISTS (SELECT 1 FROM rm_offers f
+                           JOIN rm_replies fr ON fr.assignment_id = f.assignment_id
+                           WHERE f.order_id = o.order_id AND f.assignment_id <> o.assignment_id
+                             AND fr.reply = 'accepted')
+             ORDER BY p.store_id, p.rider_id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
 /// Records a new offer: its `rm_offers` rows and its pending rows, replacing the rider's
 /// previous pending offer at that store (as the book does).
 pub(crate) fn record_offer(
@@ -310,5 +334,31 @@ mod tests {
         record_offer(&conn, &unsent).expect("recorded");
         unrecord_offer(&conn, &unsent).expect("unrecorded");
         assert!(load(&conn).expect("loaded").pending.is_empty());
+    }
+
+    #[test]
+    fn an_offer_of_an_order_another_rider_accepted_is_found_once() {
+        let conn = db();
+        // "near"'s offer of o1 ended at the cloud (expired) and was cascaded to "far", whose
+        // trip also holds o2; "spare" holds o3, which nobody took.
+        conn.execute_batch("INSERT INTO rm_offers VALUES ('a1', 's1', 'o1', 'near', 't0', 't1');")
+            .expect("the first offer");
+        record_offer(&conn, &offer("far", &[("b1", "o1"), ("b2", "o2")])).expect("recorded");
+        record_offer(&conn, &offer("spare", &[("c3", "o3")])).expect("recorded");
+        assert!(taken_elsewhere(&conn).expect("query").is_empty());
+        // Declined or expired elsewhere takes nothing.
+        conn.execute_batch("INSERT INTO rm_replies VALUES ('a1', 's1', 'near', 'expired', 't');")
+            .expect("reply");
+        assert!(taken_elsewhere(&conn).expect("query").is_empty());
+        conn.execute_batch("UPDATE rm_replies SET reply = 'accepted' WHERE assignment_id = 'a1';")
+            .expect("reply");
+        assert_eq!(
+            taken_elsewhere(&conn).expect("query"),
+            [("s1".to_owned(), "far".to_owned())]
+        );
+        // An offer answered itself is the answers' to handle, not withdrawn.
+        conn.execute_batch("INSERT INTO rm_replies VALUES ('b2', 's1', 'far', 'accepted', 't');")
+            .expect("reply");
+        assert!(taken_elsewhere(&conn).expect("query").is_empty());
     }
 }

@@ -10,7 +10,9 @@
 //! back as `assignment_replies` rows through the read model: an acceptance takes the orders out
 //! of the pool, a decline or an expiry bars that rider from them and the next tick cascades to
 //! the next best, and a rider whose positions stop coming is treated as offline (their pending
-//! offer is withdrawn and re-planned). Orders are planned from ACCEPTED on, with a ready time
+//! offer is withdrawn and re-planned). The store takes the first acceptance of an order and
+//! refuses later ones, so an acceptance recorded there in time stands even when it reaches the
+//! cloud after the cloud expired its offer and cascaded: the cascaded offer is withdrawn. Orders are planned from ACCEPTED on, with a ready time
 //! estimated from their status, so a rider can be on the way while the bag is packed.
 //!
 //! The dispatcher's state survives a restart: its pending offers and refusals are rows in the
@@ -239,6 +241,9 @@ impl LiveDispatch {
         let now = self.clock.now();
         self.handle_replies().await?;
         self.expire(now).await?;
+        let taken = self.projection.db().read(durable::taken_elsewhere).await?;
+        self.withdraw(&taken, "order taken by another rider; offer withdrawn")
+            .await?;
 
         let roster = self.hq.riders().await?;
         let stale = crate::clock::rfc3339(
@@ -280,7 +285,8 @@ impl LiveDispatch {
                 }
             }
         }
-        self.withdraw(&gone_riders).await?;
+        self.withdraw(&gone_riders, "rider offline; offer withdrawn")
+            .await?;
         self.online = online;
 
         // Orders that left the pool are finished for the dispatcher.
@@ -588,9 +594,14 @@ impl LiveDispatch {
         Ok(())
     }
 
-    /// Withdraws the pending offers of riders who went offline (not refusals: they may get
-    /// the orders again once back).
-    async fn withdraw(&mut self, riders: &[(String, String)]) -> Result<(), CloudError> {
+    /// Withdraws the pending offers of `(store, rider)`s: riders who went offline, or whose
+    /// offer holds an order another rider took. Not refusals: the rider may get the orders
+    /// again (once back, or when the trip is re-planned without the taken order).
+    async fn withdraw(
+        &mut self,
+        riders: &[(String, String)],
+        why: &'static str,
+    ) -> Result<(), CloudError> {
         let withdrawn: Vec<Closed> = riders
             .iter()
             .filter(|(store, rider)| {
@@ -620,11 +631,7 @@ impl LiveDispatch {
             let rider = RiderId(self.riders.id(&offer.rider_id));
             if let Some(dispatcher) = self.dispatchers.get_mut(&offer.store_id) {
                 dispatcher.rider_offline(rider);
-                tracing::info!(
-                    store = offer.store_id,
-                    rider = offer.rider_id,
-                    "rider offline; offer withdrawn"
-                );
+                tracing::info!(store = offer.store_id, rider = offer.rider_id, "{why}");
             }
         }
         self.publish_pending();

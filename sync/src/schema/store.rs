@@ -555,4 +555,13 @@ pub const MIGRATIONS: &[Migration] = &[
             },
         ],
     },
+    Migration {
+        version: 8,
+        name: "assignments by order: one rider per order is checked on every acceptance",
+        steps: &[
+            // Local, like every index: the store refuses a second acceptance of an order and
+            // keeps offers of a taken order off the phones, each a lookup by order.
+            Step::Sql("CREATE INDEX assignments_by_order ON assignments (order_id)"),
+        ],
+    },
 ];

@@ -53,6 +53,26 @@ impl<D: OrderDesk> Service<D> {
                     ));
                 }
                 let now = clock::now();
+                // One rider per order. The cloud cascades an offer it saw expire to the next
+                // rider, and an acceptance recorded here just in time may reach it only
+                // after that: the later acceptance is the one refused, here, where both land.
+                if accept && expires_at > now {
+                    let taken: Option<String> = conn
+                        .query_row(
+                            "SELECT a.rider_id FROM assignments a
+                             JOIN assignment_replies r ON r.assignment_id = a.id
+                             WHERE a.order_id = ?1 AND a.id <> ?2 AND r.reply = 'accepted'",
+                            [&order_id, &assignment],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    if taken.is_some() {
+                        return Ok(ReplyOutcome::Refused(
+                            "taken",
+                            format!("order {order_id} is already taken by another rider"),
+                        ));
+                    }
+                }
                 let (reply, outcome) = if expires_at <= now {
                     ("expired", ReplyOutcome::Expired)
                 } else if accept {
@@ -119,6 +139,10 @@ impl<D: OrderDesk> Service<D> {
                 self.refuse(rider, Inbound::Reply, "expired", "the offer expired");
             }
             Ok(ReplyOutcome::Refused(code, message)) => {
+                if code == "taken" {
+                    // Off the phone too; the scan does not publish it again.
+                    self.withdraw_offer(rider, assignment_id);
+                }
                 self.refuse(rider, Inbound::Reply, code, &message);
             }
             Err(error) => {

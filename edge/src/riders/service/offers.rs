@@ -16,7 +16,9 @@ use crate::riders::{Error, RiderEvent, clock};
 
 impl<D: OrderDesk> Service<D> {
     /// Publishes offers for unanswered assignments not yet published by this run (so after a
-    /// restart every open offer is published again), and expires overdue ones.
+    /// restart every open offer is published again), and expires overdue ones. An offer of an
+    /// order another rider has taken is neither: the cloud withdraws it once it hears of the
+    /// acceptance.
     pub(super) async fn scan_assignments(&mut self) {
         let store_id = self.config.store_id.clone();
         let open = self
@@ -31,7 +33,10 @@ impl<D: OrderDesk> Service<D> {
                      FROM assignments a
                      LEFT JOIN assignment_replies r ON r.assignment_id = a.id
                      LEFT JOIN orders o ON o.id = a.order_id
-                     WHERE a.store_id = ?1 AND a.expires_at >= ?2 AND r.assignment_id IS NULL",
+                     WHERE a.store_id = ?1 AND a.expires_at >= ?2 AND r.assignment_id IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM assignments t
+                                       JOIN assignment_replies tr ON tr.assignment_id = t.id
+                                       WHERE t.order_id = a.order_id AND tr.reply = 'accepted')",
                 )?;
                 let rows = statement
                     .query_map(
