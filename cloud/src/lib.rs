@@ -201,7 +201,10 @@ pub async fn start_with(
     for store_id in registry.store_ids().await? {
         stores.replica(&store_id).await?;
     }
-    let hq = Hq::open(options.config(config.data_dir.join("hq.db"))).await?;
+    let hq = match &postgres {
+        Some(postgres) => Hq::open_postgres(postgres.clone()).await?,
+        None => Hq::open(options.config(config.data_dir.join("hq.db"))).await?,
+    };
     let projection = Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
     let storefront =
         storefront::Storefront::open(options.config(config.data_dir.join("storefront.db"))).await?;
@@ -342,7 +345,7 @@ pub async fn start_with(
         notify::Outboxes {
             readmodel: projection.db().clone(),
             payments: payments.db().clone(),
-            hq: hq.db().clone(),
+            hq: hq.clone(),
         },
         config.notifications.clone(),
         public_url,

@@ -87,6 +87,10 @@ impl std::fmt::Debug for DatabaseUrl {
 #[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    /// Kept for connections outside the pool (a LISTEN needs one of its own for as long as
+    /// it listens); holds the password, so never printed. Behind an `Arc` so the pool stays
+    /// a cheap handle to clone.
+    config: std::sync::Arc<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -106,7 +110,7 @@ impl Postgres {
             .parse()
             .map_err(|e| CloudError::Postgres(format!("database_url: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -119,7 +123,10 @@ impl Postgres {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| CloudError::Postgres(format!("connection pool: {e}")))?;
-        let postgres = Self { pool };
+        let postgres = Self {
+            pool,
+            config: std::sync::Arc::new(config),
+        };
         postgres.client().await?.simple_query("SELECT 1").await?;
         Ok(postgres)
     }
@@ -130,6 +137,21 @@ impl Postgres {
             .get()
             .await
             .map_err(|e| CloudError::Postgres(format!("no connection: {e}")))
+    }
+
+    /// A connection of its own, outside the pool, and the connection's driver: what LISTEN
+    /// needs, since a pooled connection goes back to the pool (and stops listening) as soon
+    /// as it is dropped. The caller polls the driver (`poll_message`) for notifications.
+    pub async fn dedicated(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        CloudError,
+    > {
+        Ok(self.config.connect(NoTls).await?)
     }
 
     /// Brings `component`'s tables up to the last of `migrations` (ordered by version).

@@ -9,10 +9,9 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use common::api::{Api, order_of};
-use common::{ADMIN, cloud_config};
+use common::{ADMIN, cloud_config, hq_sql};
 use flashkart_cloud::{CloudConfig, RunningCloud};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -128,17 +127,6 @@ async fn web(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Rows in `hq.db` (read-only, beside the running cloud).
-fn rows(dir: &Path, table: &str) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(
-        dir.join("cloud/hq.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
-}
-
 async fn start(config: CloudConfig) -> (RunningCloud, CancellationToken, Api) {
     let shutdown = CancellationToken::new();
     let running = flashkart_cloud::start(config, shutdown.clone())
@@ -166,8 +154,8 @@ async fn sign_up_sign_in_and_sessions_by_cookie_and_bearer() {
     assert!(body["expires_at"].is_string(), "{body}");
     assert_eq!(
         (
-            rows(dir.path(), "customers"),
-            rows(dir.path(), "customer_accounts")
+            hq_sql::rows(dir.path(), "customers").await,
+            hq_sql::rows(dir.path(), "customer_accounts").await
         ),
         (1, 1)
     );
@@ -243,8 +231,8 @@ async fn sign_up_sign_in_and_sessions_by_cookie_and_bearer() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         (
-            rows(dir.path(), "customers"),
-            rows(dir.path(), "customer_accounts")
+            hq_sql::rows(dir.path(), "customers").await,
+            hq_sql::rows(dir.path(), "customer_accounts").await
         ),
         (1, 1),
         "nothing written"
@@ -318,7 +306,7 @@ async fn sign_up_sign_in_and_sessions_by_cookie_and_bearer() {
         .call(Method::POST, path, &mobile.token, Some(home.clone()))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(rows(dir.path(), "customer_addresses"), 2);
+    assert_eq!(hq_sql::rows(dir.path(), "customer_addresses").await, 2);
 
     // No credential, an unknown session, an HQ-issued token on the account routes.
     let (status, _) = api.call(Method::GET, "/api/v1/account", "", None).await;
@@ -415,16 +403,11 @@ async fn sign_up_sign_in_and_sessions_by_cookie_and_bearer() {
         .call(Method::GET, "/api/v1/account", &late.token, None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    {
-        let conn = rusqlite::Connection::open(dir.path().join("cloud/hq.db")).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        conn.execute(
-            "UPDATE customer_sessions SET expires_at = '2020-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
-    }
+    hq_sql::execute(
+        dir.path(),
+        "UPDATE customer_sessions SET expires_at = '2020-01-01T00:00:00.000Z'",
+    )
+    .await;
     let (status, _) = api
         .call(Method::GET, "/api/v1/account", &late.token, None)
         .await;
@@ -532,7 +515,7 @@ async fn failed_sign_ins_are_held_back_per_address_and_per_email() {
     .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(rows(dir.path(), "customer_accounts"), 5);
+    assert_eq!(hq_sql::rows(dir.path(), "customer_accounts").await, 5);
 
     shutdown.cancel();
     running.wait().await.unwrap();
@@ -605,7 +588,7 @@ async fn saved_addresses_are_each_customers_own() {
             .await;
         assert_eq!(got, status, "{bad}: {body}");
     }
-    assert_eq!(rows(dir.path(), "customer_addresses"), 1);
+    assert_eq!(hq_sql::rows(dir.path(), "customer_addresses").await, 1);
 
     // Bo sees none of Ada's and cannot delete hers.
     let (status, list) = api.call(Method::GET, path, &bo.token, None).await;

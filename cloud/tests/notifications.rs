@@ -21,7 +21,7 @@ use common::api::Api;
 use common::city::{BOTH, ONLY_S1, progress, projected, two_stores_with, until};
 use common::{cloud_config, count};
 use flashkart_cloud::clock;
-use flashkart_cloud::notify::NotificationsConfig;
+use flashkart_cloud::notify::{NotificationsConfig, Outbox, OutboxEntry};
 use flashkart_cloud::{CloudConfig, RunningCloud};
 use flashkart_sync::StoreDb;
 use flashkart_tests::localstripe::LocalStripe;
@@ -468,17 +468,10 @@ async fn an_smtp_server_down_at_first_gets_the_email_once_it_is_up() {
     );
 
     // Refused connections are retried with backoff; the row waits as pending.
-    let hq = running.cloud.hq().db().clone();
+    let hq = running.cloud.hq().outbox();
     eventually("a few refused attempts", || {
         let hq = hq.clone();
-        async move {
-            count(
-                &hq,
-                "SELECT count(*) FROM notify_outbox WHERE state = 'pending' AND attempts >= 3",
-            )
-            .await
-                == 1
-        }
+        async move { outbox_count(&hq, |e| e.state == "pending" && e.attempts >= 3).await == 1 }
     })
     .await;
     let metrics = api
@@ -498,25 +491,11 @@ async fn an_smtp_server_down_at_first_gets_the_email_once_it_is_up() {
         .await;
     eventually("the row sent", || {
         let hq = hq.clone();
-        async move {
-            count(
-                &hq,
-                "SELECT count(*) FROM notify_outbox WHERE state = 'sent'",
-            )
-            .await
-                == 1
-        }
+        async move { outbox_count(&hq, |e| e.state == "sent").await == 1 }
     })
     .await;
     // Sent means wiped: the link's token is kept nowhere in the clear.
-    assert_eq!(
-        count(
-            &hq,
-            "SELECT count(*) FROM notify_outbox WHERE payload LIKE '%fkr_%'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(outbox_count(&hq, |e| e.payload.contains("fkr_")).await, 0);
     assert_eq!(smtp.mails().len(), 1);
     shutdown.cancel();
     running.wait().await.unwrap();
@@ -538,15 +517,17 @@ async fn an_email_is_given_up_after_its_last_attempt() {
         request_reset(&api, "ivy@example.com").await.0,
         StatusCode::ACCEPTED
     );
-    let hq = running.cloud.hq().db().clone();
+    let hq = running.cloud.hq().outbox();
     eventually("the e-mail given up", || {
         let hq = hq.clone();
         async move {
-            count(
-                &hq,
-                "SELECT count(*) FROM notify_outbox
-                 WHERE state = 'failed' AND attempts = 3 AND last_error LIKE 'smtp:%'",
-            )
+            outbox_count(&hq, |e| {
+                e.state == "failed"
+                    && e.attempts == 3
+                    && e.last_error
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("smtp:"))
+            })
             .await
                 == 1
         }
@@ -688,8 +669,8 @@ async fn a_password_is_reset_through_the_emailed_link_once() {
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{body}");
 
     // Nothing more was sent: one e-mail, for the one account asked about.
-    let hq = running.cloud.hq().db().clone();
-    assert_eq!(count(&hq, "SELECT count(*) FROM notify_outbox").await, 1);
+    let hq = running.cloud.hq().outbox();
+    assert_eq!(outbox_count(&hq, |_| true).await, 1);
     assert_eq!(smtp.mails().len(), 1);
     shutdown.cancel();
     running.wait().await.unwrap();
@@ -813,25 +794,16 @@ async fn an_email_cut_by_a_crash_mid_send_is_uncertain_and_never_sent_again() {
         request_reset(&api, "gus@example.com").await.0,
         StatusCode::ACCEPTED
     );
-    let hq = running.cloud.hq().db().clone();
-    assert_eq!(
-        count(
-            &hq,
-            "SELECT count(*) FROM notify_outbox WHERE state = 'pending'"
-        )
-        .await,
-        1
-    );
+    let hq = running.cloud.hq().outbox();
+    assert_eq!(outbox_count(&hq, |e| e.state == "pending").await, 1);
     shutdown.cancel();
     running.wait().await.unwrap();
     // As a crash between the claim and the server's answer leaves it.
-    let conn = rusqlite::Connection::open(dir.path().join("cloud/hq.db")).unwrap();
-    conn.execute(
+    common::hq_sql::execute(
+        dir.path(),
         "UPDATE notify_outbox SET state = 'sending', attempts = 1",
-        [],
     )
-    .unwrap();
-    drop(conn);
+    .await;
 
     let mut config = cloud_config(dir.path());
     config.notifications = notifications(smtp.addr, None);
@@ -844,18 +816,16 @@ async fn an_email_cut_by_a_crash_mid_send_is_uncertain_and_never_sent_again() {
     );
     smtp.wait_for("the second reset", WAIT, |m| !m.is_empty())
         .await;
-    let hq = running.cloud.hq().db().clone();
-    let states = {
-        let hq = hq.clone();
-        hq.read(|conn| {
-            conn.prepare("SELECT state, payload FROM notify_outbox ORDER BY id")?
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(flashkart_sync::Error::from)
-        })
+    let states: Vec<(String, String)> = running
+        .cloud
+        .hq()
+        .outbox()
+        .entries()
         .await
         .unwrap()
-    };
+        .into_iter()
+        .map(|e| (e.state, e.payload))
+        .collect();
     assert_eq!(states[0], ("uncertain".to_owned(), "{}".to_owned()));
     let metrics = api
         .http
@@ -873,6 +843,17 @@ async fn an_email_cut_by_a_crash_mid_send_is_uncertain_and_never_sent_again() {
     assert_eq!(smtp.mails().len(), 1);
     shutdown.cancel();
     running.wait().await.unwrap();
+}
+
+/// Rows of HQ's outbox that `matches`.
+async fn outbox_count(outbox: &Outbox, matches: impl Fn(&OutboxEntry) -> bool) -> usize {
+    outbox
+        .entries()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| matches(e))
+        .count()
 }
 
 async fn start(config: CloudConfig) -> (RunningCloud, CancellationToken) {

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::api::Api;
 use common::city::*;
 use common::*;
@@ -34,10 +32,6 @@ async fn new_customer(api: &Api, name: &str) -> String {
 }
 
 impl Env {
-    fn hq_path(&self) -> PathBuf {
-        self.dir.path().join("cloud").join("hq.db")
-    }
-
     async fn rate(&self, token: &str, order: &str, body: Value) -> (StatusCode, Value) {
         self.api
             .call(
@@ -370,20 +364,22 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
     let since = clock::rfc3339(
         clock::parse(snapshot["at"].as_str().unwrap()).unwrap() - time::Duration::days(7),
     );
-    let conn = rusqlite::Connection::open_with_flags(
-        env.hq_path(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
     for id in ["s1", "s2"] {
-        let (n, order_mean, delivery_mean): (i64, Option<f64>, Option<f64>) = conn
-            .query_row(
-                "SELECT count(*), avg(order_stars), avg(delivery_stars) FROM order_ratings
-                 WHERE store_id = ?1 AND created_at >= ?2",
-                params![id, since],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let row = hq_sql::row(
+            env.dir.path(),
+            &format!(
+                "SELECT CAST(count(*) AS TEXT), CAST(avg(order_stars) AS TEXT),
+                    CAST(avg(delivery_stars) AS TEXT)
+                 FROM order_ratings WHERE store_id = '{id}' AND created_at >= '{since}'"
+            ),
+        )
+        .await;
+        let number = |i: usize| row[i].as_deref().map(|v| v.parse::<f64>().unwrap());
+        let (n, order_mean, delivery_mean) = (
+            number(0).map(|n| n as i64).unwrap_or(0),
+            number(1),
+            number(2),
+        );
         let shown = store(&snapshot, id);
         assert_eq!(shown["ratings_7d"].as_i64(), Some(n), "{id}: {shown}");
         assert!(
@@ -398,7 +394,6 @@ async fn customers_rate_delivered_orders_and_ratings_feed_dispatch_and_the_dashb
     let s1 = store(&snapshot, "s1");
     assert_eq!(s1["ratings_7d"], RIDER_MIN_RATINGS);
     assert_eq!(store(&snapshot, "s2")["ratings_7d"], RIDER_WINDOW);
-    drop(conn);
     env.stop().await;
 }
 

@@ -19,8 +19,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::Hq;
 use super::users::{DUMMY_HASH, hash_password, random_hex, verify_password};
+use super::{Backend, Hq};
 use crate::CloudError;
 use crate::registry::token_hash;
 
@@ -91,6 +91,46 @@ pub(super) const SCHEMA: &str = "
 ";
 
 pub(super) const RESET_SCHEMA: &str = "
+    CREATE TABLE password_resets (
+        token_sha256 TEXT PRIMARY KEY NOT NULL,
+        customer_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    CREATE INDEX password_resets_by_customer ON password_resets (customer_id, expires_at);
+";
+
+/// The same tables on PostgreSQL; a session's `seq` stands in for SQLite's rowid, the tie
+/// break between sessions created in the same instant when the oldest are trimmed.
+pub(super) const PG_SCHEMA: &str = "
+    CREATE TABLE customer_accounts (
+        customer_id TEXT PRIMARY KEY NOT NULL,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE customer_sessions (
+        token_sha256 TEXT PRIMARY KEY NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        customer_id TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL
+    );
+    CREATE INDEX customer_sessions_by_customer ON customer_sessions (customer_id, created_at);
+    CREATE INDEX customer_sessions_by_expiry ON customer_sessions (expires_at);
+    CREATE TABLE customer_addresses (
+        id TEXT PRIMARY KEY NOT NULL,
+        customer_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        text TEXT NOT NULL,
+        lat DOUBLE PRECISION NOT NULL CHECK (lat BETWEEN -90 AND 90),
+        lon DOUBLE PRECISION NOT NULL CHECK (lon BETWEEN -180 AND 180),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX customer_addresses_by_customer ON customer_addresses (customer_id, id);
     CREATE TABLE password_resets (
         token_sha256 TEXT PRIMARY KEY NOT NULL,
         customer_id TEXT NOT NULL,
@@ -284,6 +324,43 @@ fn insert_session(
     Ok(())
 }
 
+/// [`insert_session`] on PostgreSQL, in the caller's transaction. The customer's row is
+/// locked first, so two instances signing the same customer in at once trim in turn.
+async fn pg_insert_session(
+    tx: &tokio_postgres::Transaction<'_>,
+    token_sha256: &str,
+    customer_id: &str,
+    csrf_token: &str,
+    expires_at: &str,
+    now: &str,
+) -> Result<(), CloudError> {
+    tx.execute(
+        "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE",
+        &[&customer_id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM customer_sessions WHERE expires_at <= $1",
+        &[&now],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO customer_sessions
+            (token_sha256, customer_id, csrf_token, created_at, expires_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $4)",
+        &[&token_sha256, &customer_id, &csrf_token, &now, &expires_at],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM customer_sessions WHERE customer_id = $1 AND token_sha256 NOT IN (
+            SELECT token_sha256 FROM customer_sessions WHERE customer_id = $1
+            ORDER BY created_at DESC, seq DESC LIMIT $2)",
+        &[&customer_id, &(MAX_SESSIONS as i64)],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The customer a live (known, unused, unexpired at `now`) reset token is for.
 fn live_reset(
     conn: &rusqlite::Connection,
@@ -325,8 +402,46 @@ impl Hq {
         };
         let (stored, hash) = (session.clone(), token_hash(&token));
         let now = crate::clock::now_rfc3339();
-        let created = self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                let s = &stored;
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await.map_err(CloudError::from)?;
+                let added = tx
+                    .execute(
+                        "INSERT INTO customer_accounts
+                            (customer_id, email, password_hash, created_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING",
+                        &[&s.customer_id, &s.email, &password_hash, &now],
+                    )
+                    .await
+                    .map_err(CloudError::from)?;
+                if added == 0 {
+                    return Err(AccountError::EmailTaken);
+                }
+                let unusable = format!("none:{}", random_hex(32));
+                tx.execute(
+                    "INSERT INTO customers (id, first_name, token_sha256, created_at)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&s.customer_id, &s.first_name, &unusable, &now],
+                )
+                .await
+                .map_err(CloudError::from)?;
+                pg_insert_session(
+                    &tx,
+                    &hash,
+                    &s.customer_id,
+                    &s.csrf_token,
+                    &s.expires_at,
+                    &now,
+                )
+                .await?;
+                tx.commit().await.map_err(CloudError::from)?;
+                return Ok((token, session));
+            }
+        };
+        let created = db
             .write(move |conn| {
                 let s = &stored;
                 let added = conn.execute(
@@ -372,9 +487,9 @@ impl Hq {
         let email = normalize_email(email);
         let lookup = email.clone();
         let found: Option<(String, String, String)> = match lookup {
-            Some(lookup) => {
-                self.db
-                    .read(move |conn| {
+            Some(lookup) => match &self.backend {
+                Backend::Sqlite(db) => {
+                    db.read(move |conn| {
                         conn.prepare_cached(
                             "SELECT a.customer_id, c.first_name, a.password_hash
                              FROM customer_accounts a JOIN customers c ON c.id = a.customer_id
@@ -385,7 +500,19 @@ impl Hq {
                         .map_err(flashkart_sync::Error::from)
                     })
                     .await?
-            }
+                }
+                Backend::Postgres(pg) => pg
+                    .client()
+                    .await?
+                    .query_opt(
+                        "SELECT a.customer_id, c.first_name, a.password_hash
+                         FROM customer_accounts a JOIN customers c ON c.id = a.customer_id
+                         WHERE a.email = $1",
+                        &[&lookup],
+                    )
+                    .await?
+                    .map(|row| (row.get(0), row.get(1), row.get(2))),
+            },
             None => None,
         };
         let hash = found
@@ -408,19 +535,37 @@ impl Hq {
         };
         let (stored, hash) = (session.clone(), token_hash(&token));
         let now = crate::clock::now_rfc3339();
-        self.db
-            .write(move |conn| {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    let s = &stored;
+                    insert_session(
+                        conn,
+                        &hash,
+                        &s.customer_id,
+                        &s.csrf_token,
+                        &s.expires_at,
+                        &now,
+                    )
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
                 let s = &stored;
-                insert_session(
-                    conn,
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                pg_insert_session(
+                    &tx,
                     &hash,
                     &s.customer_id,
                     &s.csrf_token,
                     &s.expires_at,
                     &now,
                 )
-            })
-            .await?;
+                .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(Some((token, session)))
     }
 
@@ -430,48 +575,87 @@ impl Hq {
         let now = crate::clock::now();
         let now_text = crate::clock::rfc3339(now);
         let lookup = hash.clone();
-        let row: Option<(AccountSession, String)> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT s.customer_id, c.first_name, a.email, s.csrf_token, s.expires_at,
+        let row: Option<(AccountSession, String)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT s.customer_id, c.first_name, a.email, s.csrf_token, s.expires_at,
                             s.last_used_at
                      FROM customer_sessions s
                      JOIN customer_accounts a ON a.customer_id = s.customer_id
                      JOIN customers c ON c.id = s.customer_id
                      WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                )?
-                .query_row(params![lookup, now_text], |row| {
-                    Ok((
-                        AccountSession {
-                            customer_id: row.get(0)?,
-                            first_name: row.get(1)?,
-                            email: row.get(2)?,
-                            csrf_token: row.get(3)?,
-                            expires_at: row.get(4)?,
-                        },
-                        row.get(5)?,
-                    ))
+                    )?
+                    .query_row(params![lookup, now_text], |row| {
+                        Ok((
+                            AccountSession {
+                                customer_id: row.get(0)?,
+                                first_name: row.get(1)?,
+                                email: row.get(2)?,
+                                csrf_token: row.get(3)?,
+                                expires_at: row.get(4)?,
+                            },
+                            row.get(5)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
                 })
-                .optional()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT s.customer_id, c.first_name, a.email, s.csrf_token, s.expires_at,
+                            s.last_used_at
+                     FROM customer_sessions s
+                     JOIN customer_accounts a ON a.customer_id = s.customer_id
+                     JOIN customers c ON c.id = s.customer_id
+                     WHERE s.token_sha256 = $1 AND s.expires_at > $2",
+                    &[&lookup, &now_text],
+                )
+                .await?
+                .map(|row| {
+                    (
+                        AccountSession {
+                            customer_id: row.get(0),
+                            first_name: row.get(1),
+                            email: row.get(2),
+                            csrf_token: row.get(3),
+                            expires_at: row.get(4),
+                        },
+                        row.get(5),
+                    )
+                }),
+        };
         let Some((session, last_used_at)) = row else {
             return Ok(None);
         };
         let stale = crate::clock::rfc3339(now - time::Duration::seconds(LAST_USED_EVERY_S));
         if last_used_at < stale {
             let now_text = crate::clock::rfc3339(now);
-            self.db
-                .write(move |conn| {
-                    conn.execute(
-                        "UPDATE customer_sessions SET last_used_at = ?2 WHERE token_sha256 = ?1",
-                        params![hash, now_text],
-                    )
-                    .map_err(flashkart_sync::Error::from)
-                })
-                .await?;
+            match &self.backend {
+                Backend::Sqlite(db) => {
+                    db.write(move |conn| {
+                        conn.execute(
+                            "UPDATE customer_sessions SET last_used_at = ?2 WHERE token_sha256 = ?1",
+                            params![hash, now_text],
+                        )
+                        .map_err(flashkart_sync::Error::from)
+                    })
+                    .await?;
+                }
+                Backend::Postgres(pg) => {
+                    pg.client()
+                        .await?
+                        .execute(
+                            "UPDATE customer_sessions SET last_used_at = $2 WHERE token_sha256 = $1",
+                            &[&hash, &now_text],
+                        )
+                        .await?;
+                }
+            }
         }
         Ok(Some(session))
     }
@@ -479,15 +663,27 @@ impl Hq {
     /// Ends a session (sign-out); an unknown token is already signed out.
     pub async fn end_account_session(&self, token: &str) -> Result<(), CloudError> {
         let hash = token_hash(token);
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "DELETE FROM customer_sessions WHERE token_sha256 = ?1",
-                    [hash],
-                )
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    conn.execute(
+                        "DELETE FROM customer_sessions WHERE token_sha256 = ?1",
+                        [hash],
+                    )
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                pg.client()
+                    .await?
+                    .execute(
+                        "DELETE FROM customer_sessions WHERE token_sha256 = $1",
+                        &[&hash],
+                    )
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -501,8 +697,19 @@ impl Hq {
         let now = crate::clock::now();
         let expires_at = crate::clock::rfc3339(now + time::Duration::minutes(RESET_VALID_MINUTES));
         let now = crate::clock::rfc3339(now);
-        let enqueued = self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                let enqueued =
+                    pg_request_password_reset(pg, &email, &token, &token_sha256, &now, &expires_at)
+                        .await?;
+                if enqueued {
+                    crate::notify::wake();
+                }
+                return Ok(());
+            }
+        };
+        let enqueued = db
             .write(move |conn| {
                 conn.execute("DELETE FROM password_resets WHERE expires_at <= ?1", [&now])?;
                 let customer: Option<String> = conn
@@ -568,10 +775,25 @@ impl Hq {
         let token_sha256 = token_hash(token);
         // Looked up first, so a wrong token costs no password hash.
         let (lookup, now) = (token_sha256.clone(), crate::clock::now_rfc3339());
-        let found = self
-            .db
-            .read(move |conn| live_reset(conn, &lookup, &now).map_err(flashkart_sync::Error::from))
-            .await?;
+        let found = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    live_reset(conn, &lookup, &now).map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT customer_id FROM password_resets
+                     WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2",
+                    &[&lookup, &now],
+                )
+                .await
+                .map_err(CloudError::from)?
+                .map(|row| row.get::<_, String>(0)),
+        };
         if found.is_none() {
             return Err(AccountError::Invalid(RESET_TOKEN_REFUSED.into()));
         }
@@ -579,8 +801,15 @@ impl Hq {
             .await
             .map_err(|e| CloudError::Task(e.to_string()))??;
         let now = crate::clock::now_rfc3339();
-        let reset = self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                return pg_confirm_password_reset(pg, &token_sha256, &password_hash, &now)
+                    .await?
+                    .ok_or_else(|| AccountError::Invalid(RESET_TOKEN_REFUSED.into()));
+            }
+        };
+        let reset = db
             .write(move |conn| {
                 // Again under the single writer: of two confirmations with one token, one wins.
                 let Some(customer) = live_reset(conn, &token_sha256, &now)? else {
@@ -608,8 +837,31 @@ impl Hq {
     /// A customer's saved addresses, in the order they were saved.
     pub async fn addresses(&self, customer_id: &str) -> Result<Vec<SavedAddress>, CloudError> {
         let customer_id = customer_id.to_owned();
-        Ok(self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                return Ok(pg
+                    .client()
+                    .await?
+                    .query(
+                        "SELECT id, label, text, lat, lon, created_at FROM customer_addresses
+                         WHERE customer_id = $1 ORDER BY id",
+                        &[&customer_id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| SavedAddress {
+                        id: row.get(0),
+                        label: row.get(1),
+                        text: row.get(2),
+                        lat: row.get(3),
+                        lon: row.get(4),
+                        created_at: row.get(5),
+                    })
+                    .collect());
+            }
+        };
+        Ok(db
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT id, label, text, lat, lon, created_at FROM customer_addresses
@@ -647,36 +899,39 @@ impl Hq {
             created_at: crate::clock::now_rfc3339(),
         };
         let (stored, customer_id) = (saved.clone(), customer_id.to_owned());
-        let added = self
-            .db
-            .write(move |conn| {
-                // The single writer makes count-then-insert atomic.
-                let kept: usize = conn
-                    .prepare_cached(
-                        "SELECT count(*) FROM customer_addresses WHERE customer_id = ?1",
-                    )?
-                    .query_row([&customer_id], |row| row.get(0))?;
-                if kept >= MAX_ADDRESSES {
-                    return Ok(false);
-                }
-                let a = &stored;
-                conn.execute(
-                    "INSERT INTO customer_addresses
+        let added = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    // The single writer makes count-then-insert atomic.
+                    let kept: usize = conn
+                        .prepare_cached(
+                            "SELECT count(*) FROM customer_addresses WHERE customer_id = ?1",
+                        )?
+                        .query_row([&customer_id], |row| row.get(0))?;
+                    if kept >= MAX_ADDRESSES {
+                        return Ok(false);
+                    }
+                    let a = &stored;
+                    conn.execute(
+                        "INSERT INTO customer_addresses
                         (id, customer_id, label, text, lat, lon, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        a.id,
-                        customer_id,
-                        a.label,
-                        a.text,
-                        a.lat,
-                        a.lon,
-                        a.created_at
-                    ],
-                )?;
-                Ok::<_, flashkart_sync::Error>(true)
-            })
-            .await?;
+                        params![
+                            a.id,
+                            customer_id,
+                            a.label,
+                            a.text,
+                            a.lat,
+                            a.lon,
+                            a.created_at
+                        ],
+                    )?;
+                    Ok::<_, flashkart_sync::Error>(true)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg_add_address(pg, &customer_id, &stored).await?,
+        };
         if !added {
             return Err(AccountError::TooManyAddresses);
         }
@@ -687,18 +942,210 @@ impl Hq {
     /// with that id (another customer's included).
     pub async fn delete_address(&self, customer_id: &str, id: &str) -> Result<bool, CloudError> {
         let (customer_id, id) = (customer_id.to_owned(), id.to_owned());
-        let deleted = self
-            .db
-            .write(move |conn| {
-                conn.execute(
-                    "DELETE FROM customer_addresses WHERE id = ?1 AND customer_id = ?2",
-                    params![id, customer_id],
-                )
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+        let deleted = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    conn.execute(
+                        "DELETE FROM customer_addresses WHERE id = ?1 AND customer_id = ?2",
+                        params![id, customer_id],
+                    )
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                let n = pg
+                    .client()
+                    .await?
+                    .execute(
+                        "DELETE FROM customer_addresses WHERE id = $1 AND customer_id = $2",
+                        &[&id, &customer_id],
+                    )
+                    .await?;
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        };
         Ok(deleted > 0)
     }
+
+    /// The e-mail of a customer's account, if they have one (where the notification sender
+    /// sends what is about them).
+    pub async fn account_email(&self, customer_id: &str) -> Result<Option<String>, CloudError> {
+        let customer_id = customer_id.to_owned();
+        match &self.backend {
+            Backend::Sqlite(db) => Ok(db
+                .read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT email FROM customer_accounts WHERE customer_id = ?1",
+                    )?
+                    .query_row([customer_id], |r| r.get(0))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?),
+            Backend::Postgres(pg) => Ok(pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT email FROM customer_accounts WHERE customer_id = $1",
+                    &[&customer_id],
+                )
+                .await?
+                .map(|row| row.get(0))),
+        }
+    }
+}
+
+/// [`Hq::request_password_reset`] on PostgreSQL: the reset token and its e-mail in one
+/// transaction, the account's row locked so instances count live links in turn. Whether
+/// something was enqueued.
+async fn pg_request_password_reset(
+    pg: &crate::postgres::Postgres,
+    email: &str,
+    token: &str,
+    token_sha256: &str,
+    now: &str,
+    expires_at: &str,
+) -> Result<bool, CloudError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "DELETE FROM password_resets WHERE expires_at <= $1",
+        &[&now],
+    )
+    .await?;
+    let Some(customer) = tx
+        .query_opt(
+            "SELECT customer_id FROM customer_accounts WHERE email = $1 FOR UPDATE",
+            &[&email],
+        )
+        .await?
+        .map(|row| row.get::<_, String>(0))
+    else {
+        tx.commit().await?;
+        return Ok(false);
+    };
+    let live: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM password_resets
+             WHERE customer_id = $1 AND used_at IS NULL AND expires_at > $2",
+            &[&customer, &now],
+        )
+        .await?
+        .get(0);
+    if live >= MAX_LIVE_RESETS {
+        tracing::warn!(customer_id = %customer, "password reset not sent: links still live");
+        tx.commit().await?;
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO password_resets (token_sha256, customer_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4)",
+        &[&token_sha256, &customer, &now, &expires_at],
+    )
+    .await?;
+    crate::notify::enqueue_postgres(
+        &tx,
+        &crate::notify::Notification {
+            kind: crate::notify::Kind::PasswordReset,
+            about: token_sha256,
+            order_id: None,
+            customer_id: Some(&customer),
+            payload: serde_json::json!({
+                "token": token,
+                "expires_at": expires_at,
+                "valid_minutes": RESET_VALID_MINUTES,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(customer_id = %customer, "password reset e-mail enqueued");
+    Ok(true)
+}
+
+/// [`Hq::confirm_password_reset`]'s write on PostgreSQL: the token is spent by one UPDATE,
+/// so of two confirmations with one token (on any instances) exactly one finds it live.
+/// The customer, or `None` when the token was not live.
+async fn pg_confirm_password_reset(
+    pg: &crate::postgres::Postgres,
+    token_sha256: &str,
+    password_hash: &str,
+    now: &str,
+) -> Result<Option<String>, CloudError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await?;
+    let Some(customer) = tx
+        .query_opt(
+            "UPDATE password_resets SET used_at = $2
+             WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2
+             RETURNING customer_id",
+            &[&token_sha256, &now],
+        )
+        .await?
+        .map(|row| row.get::<_, String>(0))
+    else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE customer_accounts SET password_hash = $2 WHERE customer_id = $1",
+        &[&customer, &password_hash],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE password_resets SET used_at = $2 WHERE customer_id = $1 AND used_at IS NULL",
+        &[&customer, &now],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM customer_sessions WHERE customer_id = $1",
+        &[&customer],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(customer))
+}
+
+/// [`Hq::add_address`]'s write on PostgreSQL: the customer's row locked, so counting and
+/// inserting is atomic across instances too. Whether it was added.
+async fn pg_add_address(
+    pg: &crate::postgres::Postgres,
+    customer_id: &str,
+    a: &SavedAddress,
+) -> Result<bool, CloudError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT 1 FROM customers WHERE id = $1 FOR UPDATE",
+        &[&customer_id],
+    )
+    .await?;
+    let kept: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM customer_addresses WHERE customer_id = $1",
+            &[&customer_id],
+        )
+        .await?
+        .get(0);
+    if usize::try_from(kept).unwrap_or(usize::MAX) >= MAX_ADDRESSES {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO customer_addresses (id, customer_id, label, text, lat, lon, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &a.id,
+            &customer_id,
+            &a.label,
+            &a.text,
+            &a.lat,
+            &a.lon,
+            &a.created_at,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]

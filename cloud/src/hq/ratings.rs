@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Hq, RosterRider};
+use super::listen::{self, Change};
+use super::{Backend, Hq, RosterRider};
 use crate::CloudError;
 
 /// A comment's length, in characters, after trimming.
@@ -41,6 +42,28 @@ pub(super) const SCHEMA: &str = "
         WHERE rider_id IS NOT NULL;
     CREATE INDEX order_ratings_by_time ON order_ratings (created_at, store_id);
 ";
+
+pub(super) const PG_SCHEMA: &str = "
+    CREATE TABLE order_ratings (
+        order_id TEXT PRIMARY KEY NOT NULL,
+        customer_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        rider_id TEXT,
+        delivery_stars BIGINT NOT NULL CHECK (delivery_stars BETWEEN 1 AND 5),
+        order_stars BIGINT NOT NULL CHECK (order_stars BETWEEN 1 AND 5),
+        comment TEXT CHECK (comment IS NULL OR char_length(comment) <= 500),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX order_ratings_by_rider ON order_ratings (rider_id, created_at)
+        WHERE rider_id IS NOT NULL;
+    CREATE INDEX order_ratings_by_time ON order_ratings (created_at, store_id);
+";
+
+/// Stars as PostgreSQL returns them (BIGINT, checked 1-5 by the table).
+fn pg_stars(row: &tokio_postgres::Row, index: usize) -> Result<u8, CloudError> {
+    u8::try_from(row.get::<_, i64>(index))
+        .map_err(|_| CloudError::Corrupt("stars outside 1-5".into()))
+}
 
 /// What storing a rating can refuse; `http/error.rs` gives each its status.
 #[derive(Debug, thiserror::Error)]
@@ -150,29 +173,60 @@ impl Hq {
     /// [`RatingError::AlreadyRated`] and changes nothing.
     pub async fn add_rating(&self, rating: OrderRating) -> Result<OrderRating, RatingError> {
         let stored = rating.clone();
-        let inserted = self
-            .db
-            .write(move |conn| {
-                let r = &stored;
-                conn.prepare_cached(
-                    "INSERT INTO order_ratings (order_id, customer_id, store_id, rider_id,
+        let inserted = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    let r = &stored;
+                    conn.prepare_cached(
+                        "INSERT INTO order_ratings (order_id, customer_id, store_id, rider_id,
                         delivery_stars, order_stars, comment, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (order_id) DO NOTHING",
-                )?
-                .execute(params![
-                    r.order_id,
-                    r.customer_id,
-                    r.store_id,
-                    r.rider_id,
-                    r.delivery_stars,
-                    r.order_stars,
-                    r.comment,
-                    r.created_at
-                ])
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                    )?
+                    .execute(params![
+                        r.order_id,
+                        r.customer_id,
+                        r.store_id,
+                        r.rider_id,
+                        r.delivery_stars,
+                        r.order_stars,
+                        r.comment,
+                        r.created_at
+                    ])
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                let r = &stored;
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await.map_err(CloudError::from)?;
+                let n = tx
+                    .execute(
+                        "INSERT INTO order_ratings (order_id, customer_id, store_id, rider_id,
+                            delivery_stars, order_stars, comment, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT (order_id) DO NOTHING",
+                        &[
+                            &r.order_id,
+                            &r.customer_id,
+                            &r.store_id,
+                            &r.rider_id,
+                            &i64::from(r.delivery_stars),
+                            &i64::from(r.order_stars),
+                            &r.comment,
+                            &r.created_at,
+                        ],
+                    )
+                    .await
+                    .map_err(CloudError::from)?;
+                if n > 0 {
+                    listen::announce(&tx, Change::Records).await?;
+                }
+                tx.commit().await.map_err(CloudError::from)?;
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+        };
         if inserted == 0 {
             return Err(RatingError::AlreadyRated(rating.order_id));
         }
@@ -183,8 +237,36 @@ impl Hq {
     /// An order's rating, if it has one.
     pub async fn rating(&self, order_id: &str) -> Result<Option<OrderRating>, CloudError> {
         let order_id = order_id.to_owned();
-        Ok(self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                let row = pg
+                    .client()
+                    .await?
+                    .query_opt(
+                        "SELECT order_id, customer_id, store_id, rider_id, delivery_stars,
+                            order_stars, comment, created_at
+                         FROM order_ratings WHERE order_id = $1",
+                        &[&order_id],
+                    )
+                    .await?;
+                return row
+                    .map(|row| {
+                        Ok(OrderRating {
+                            order_id: row.get(0),
+                            customer_id: row.get(1),
+                            store_id: row.get(2),
+                            rider_id: row.get(3),
+                            delivery_stars: pg_stars(&row, 4)?,
+                            order_stars: pg_stars(&row, 5)?,
+                            comment: row.get(6),
+                            created_at: row.get(7),
+                        })
+                    })
+                    .transpose();
+            }
+        };
+        Ok(db
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT order_id, customer_id, store_id, rider_id, delivery_stars,
@@ -218,13 +300,13 @@ impl Hq {
         if riders.is_empty() {
             return Ok(HashMap::new());
         }
-        let ids = serde_json::to_string(riders)
-            .map_err(|e| CloudError::Task(format!("rider ids: {e}")))?;
-        let rows: Vec<(String, i64, Option<f64>)> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT j.value,
+        let rows: Vec<(String, i64, Option<f64>)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                let ids = serde_json::to_string(riders)
+                    .map_err(|e| CloudError::Task(format!("rider ids: {e}")))?;
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT j.value,
                         (SELECT count(*) FROM (SELECT 1 FROM order_ratings
                             WHERE rider_id = j.value
                             ORDER BY created_at DESC, order_id DESC LIMIT ?2)),
@@ -232,14 +314,33 @@ impl Hq {
                             WHERE rider_id = j.value
                             ORDER BY created_at DESC, order_id DESC LIMIT ?2))
                      FROM (SELECT DISTINCT value FROM json_each(?1)) j",
-                )?
-                .query_map(params![ids, RIDER_WINDOW], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                    )?
+                    .query_map(params![ids, RIDER_WINDOW], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            // The same window per rider: a lateral subquery along the by-rider index.
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(
+                    "SELECT r.id, count(w.delivery_stars), avg(w.delivery_stars)::float8
+                     FROM (SELECT DISTINCT unnest($1::text[]) AS id) r
+                     LEFT JOIN LATERAL (SELECT delivery_stars FROM order_ratings
+                         WHERE rider_id = r.id
+                         ORDER BY created_at DESC, order_id DESC LIMIT $2) w ON TRUE
+                     GROUP BY r.id",
+                    &[&riders, &i64::from(RIDER_WINDOW)],
+                )
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect(),
+        };
         Ok(rows
             .into_iter()
             .filter_map(|(id, count, mean)| {
@@ -274,20 +375,35 @@ impl Hq {
         since: &str,
     ) -> Result<BTreeMap<String, StoreRatings>, CloudError> {
         let since = since.to_owned();
-        let rows: Vec<(String, i64, Option<f64>, Option<f64>)> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT store_id, count(*), avg(order_stars), avg(delivery_stars)
+        let rows: Vec<(String, i64, Option<f64>, Option<f64>)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT store_id, count(*), avg(order_stars), avg(delivery_stars)
                      FROM order_ratings WHERE created_at >= ?1 GROUP BY store_id",
-                )?
-                .query_map([since], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                    )?
+                    .query_map([since], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(
+                    "SELECT store_id, count(*), avg(order_stars)::float8,
+                        avg(delivery_stars)::float8
+                     FROM order_ratings WHERE created_at >= $1 GROUP BY store_id",
+                    &[&since],
+                )
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+                .collect(),
+        };
         Ok(rows
             .into_iter()
             .map(|(store, count, order, delivery)| {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::CloudError;
 use crate::registry::{hex, token_hash};
 
-use super::Hq;
+use super::{Backend, Hq};
 
 /// What an HQ user may do. Ordered: each role may do everything the one before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,6 +119,35 @@ pub(super) const SCHEMA: &str = "
     CREATE INDEX hq_audit_by_time ON hq_audit (at);
 ";
 
+pub(super) const PG_SCHEMA: &str = "
+    CREATE TABLE hq_users (
+        username TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        active BOOLEAN NOT NULL DEFAULT TRUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE hq_sessions (
+        token_sha256 TEXT PRIMARY KEY NOT NULL,
+        username TEXT NOT NULL,
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE hq_audit (
+        id TEXT PRIMARY KEY NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX hq_audit_by_time ON hq_audit (at);
+";
+
 /// Hashes a password (slow on purpose: call it off the async runtime).
 pub fn hash_password(password: &str) -> Result<String, CloudError> {
     let mut salt = [0u8; 16];
@@ -160,8 +189,57 @@ impl Hq {
         password_hash: Option<String>,
     ) -> Result<bool, CloudError> {
         let now = crate::clock::now_rfc3339();
-        let written = self
-            .db
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                let changed = match &password_hash {
+                    Some(hash) => {
+                        tx.execute(
+                            "INSERT INTO hq_users
+                                (username, name, role, password_hash, active, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (username) DO UPDATE SET name = excluded.name,
+                               role = excluded.role, password_hash = excluded.password_hash,
+                               active = excluded.active",
+                            &[
+                                &user.username,
+                                &user.name,
+                                &user.role.as_str(),
+                                hash,
+                                &user.active,
+                                &now,
+                            ],
+                        )
+                        .await?
+                    }
+                    None => {
+                        tx.execute(
+                            "UPDATE hq_users SET name = $2, role = $3, active = $4
+                             WHERE username = $1",
+                            &[
+                                &user.username,
+                                &user.name,
+                                &user.role.as_str(),
+                                &user.active,
+                            ],
+                        )
+                        .await?
+                    }
+                };
+                if password_hash.is_some() || !user.active {
+                    tx.execute(
+                        "DELETE FROM hq_sessions WHERE username = $1",
+                        &[&user.username],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                return Ok(changed > 0);
+            }
+        };
+        let written = db
             .write(move |conn| {
                 let changed = match &password_hash {
                     Some(hash) => conn.execute(
@@ -192,19 +270,28 @@ impl Hq {
 
     /// Every HQ user, by username.
     pub async fn users(&self) -> Result<Vec<HqUser>, CloudError> {
-        let rows: Vec<(String, String, String, bool)> = self
-            .db
-            .read(|conn| {
-                conn.prepare_cached(
-                    "SELECT username, name, role, active FROM hq_users ORDER BY username",
-                )?
-                .query_map([], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+        const LIST: &str = "SELECT username, name, role, active FROM hq_users ORDER BY username";
+        let rows: Vec<(String, String, String, bool)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(|conn| {
+                    conn.prepare_cached(LIST)?
+                        .query_map([], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(LIST, &[])
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+                .collect(),
+        };
         rows.into_iter()
             .map(|(username, name, role, active)| {
                 Ok(HqUser {
@@ -227,18 +314,30 @@ impl Hq {
         hours: u32,
     ) -> Result<Option<(String, HqSession)>, CloudError> {
         let lookup = username.to_owned();
-        let found: Option<(String, String, String)> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
+        let found: Option<(String, String, String)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT name, role, password_hash FROM hq_users
+                         WHERE username = ?1 AND active = 1",
+                    )?
+                    .query_row([&lookup], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_opt(
                     "SELECT name, role, password_hash FROM hq_users
-                     WHERE username = ?1 AND active = 1",
-                )?
-                .query_row([&lookup], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .optional()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                     WHERE username = $1 AND active",
+                    &[&lookup],
+                )
+                .await?
+                .map(|row| (row.get(0), row.get(1), row.get(2))),
+        };
         let hash = found
             .as_ref()
             .map_or_else(|| DUMMY_HASH.clone(), |(_, _, hash)| hash.clone());
@@ -261,18 +360,48 @@ impl Hq {
         };
         let (hash, stored) = (token_hash(&token), session.clone());
         let now = crate::clock::now_rfc3339();
-        self.db
-            .write(move |conn| {
-                // Expired sessions go whenever someone signs in: the table stays small.
-                conn.execute("DELETE FROM hq_sessions WHERE expires_at <= ?1", [&now])?;
-                conn.execute(
-                    "INSERT INTO hq_sessions (token_sha256, username, csrf_token, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![hash, stored.username, stored.csrf_token, now, stored.expires_at],
-                )?;
-                Ok::<_, flashkart_sync::Error>(())
-            })
-            .await?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    // Expired sessions go whenever someone signs in: the table stays small.
+                    conn.execute("DELETE FROM hq_sessions WHERE expires_at <= ?1", [&now])?;
+                    conn.execute(
+                        "INSERT INTO hq_sessions
+                            (token_sha256, username, csrf_token, created_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            hash,
+                            stored.username,
+                            stored.csrf_token,
+                            now,
+                            stored.expires_at
+                        ],
+                    )?;
+                    Ok::<_, flashkart_sync::Error>(())
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                tx.execute("DELETE FROM hq_sessions WHERE expires_at <= $1", &[&now])
+                    .await?;
+                tx.execute(
+                    "INSERT INTO hq_sessions
+                        (token_sha256, username, csrf_token, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &hash,
+                        &stored.username,
+                        &stored.csrf_token,
+                        &now,
+                        &stored.expires_at,
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(Some((token, session)))
     }
 
@@ -280,27 +409,41 @@ impl Hq {
     pub async fn session(&self, token: &str) -> Result<Option<HqSession>, CloudError> {
         let hash = token_hash(token);
         let now = crate::clock::now_rfc3339();
-        let row: Option<(String, String, String, String, String)> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT s.username, u.name, u.role, s.csrf_token, s.expires_at
-                     FROM hq_sessions s JOIN hq_users u ON u.username = s.username AND u.active = 1
-                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                )?
-                .query_row(params![hash, now], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
+        let row: Option<(String, String, String, String, String)> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT s.username, u.name, u.role, s.csrf_token, s.expires_at
+                         FROM hq_sessions s
+                         JOIN hq_users u ON u.username = s.username AND u.active = 1
+                         WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+                    )?
+                    .query_row(params![hash, now], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
                 })
-                .optional()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT s.username, u.name, u.role, s.csrf_token, s.expires_at
+                     FROM hq_sessions s JOIN hq_users u ON u.username = s.username AND u.active
+                     WHERE s.token_sha256 = $1 AND s.expires_at > $2",
+                    &[&hash, &now],
+                )
+                .await?
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))),
+        };
         row.map(|(username, name, role, csrf_token, expires_at)| {
             Ok(HqSession {
                 username,
@@ -316,65 +459,121 @@ impl Hq {
     /// Ends a session (sign-out); an unknown token is already signed out.
     pub async fn end_session(&self, token: &str) -> Result<(), CloudError> {
         let hash = token_hash(token);
-        self.db
-            .write(move |conn| {
-                conn.execute("DELETE FROM hq_sessions WHERE token_sha256 = ?1", [hash])?;
-                Ok::<_, flashkart_sync::Error>(())
-            })
-            .await?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| {
+                    conn.execute("DELETE FROM hq_sessions WHERE token_sha256 = ?1", [hash])?;
+                    Ok::<_, flashkart_sync::Error>(())
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                pg.client()
+                    .await?
+                    .execute("DELETE FROM hq_sessions WHERE token_sha256 = $1", &[&hash])
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     /// Records a change HQ made.
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), CloudError> {
         let id = uuid::Uuid::now_v7().to_string();
-        self.db
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO hq_audit (id, at, actor, role, method, path, status, reason)
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                pg.client()
+                    .await?
+                    .execute(
+                        "INSERT INTO hq_audit (id, at, actor, role, method, path, status, reason)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &[
+                            &id,
+                            &entry.at,
+                            &entry.actor,
+                            &entry.role.as_str(),
+                            &entry.method,
+                            &entry.path,
+                            &i64::from(entry.status),
+                            &entry.reason,
+                        ],
+                    )
+                    .await?;
+                return Ok(());
+            }
+        };
+        db.write(move |conn| {
+            conn.execute(
+                "INSERT INTO hq_audit (id, at, actor, role, method, path, status, reason)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        id,
-                        entry.at,
-                        entry.actor,
-                        entry.role.as_str(),
-                        entry.method,
-                        entry.path,
-                        entry.status,
-                        entry.reason
-                    ],
-                )?;
-                Ok::<_, flashkart_sync::Error>(())
-            })
-            .await?;
+                params![
+                    id,
+                    entry.at,
+                    entry.actor,
+                    entry.role.as_str(),
+                    entry.method,
+                    entry.path,
+                    entry.status,
+                    entry.reason
+                ],
+            )?;
+            Ok::<_, flashkart_sync::Error>(())
+        })
+        .await?;
         Ok(())
     }
 
     /// The latest `limit` recorded changes, newest first.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, CloudError> {
         let limit = limit.clamp(1, MAX_AUDIT_LISTED);
-        let rows: Vec<AuditRow> = self
-            .db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT at, actor, role, method, path, status, reason FROM hq_audit
+        let rows: Vec<AuditRow> = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT at, actor, role, method, path, status, reason FROM hq_audit
                      ORDER BY at DESC, id DESC LIMIT ?1",
-                )?
-                .query_map([limit], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await?;
+                    )?
+                    .query_map([limit], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(
+                    "SELECT at, actor, role, method, path, status, reason FROM hq_audit
+                     ORDER BY at DESC, id DESC LIMIT $1",
+                    &[&i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(|row| {
+                    let status: i64 = row.get(5);
+                    (
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        u16::try_from(status).unwrap_or(u16::MAX),
+                        row.get(6),
+                    )
+                })
+                .collect(),
+        };
         rows.into_iter()
             .map(|(at, actor, role, method, path, status, reason)| {
                 Ok(AuditEntry {

@@ -3,7 +3,7 @@
 //!
 //! Each database where such an event is committed (`readmodel.db`: an order confirmed or
 //! confirmed partial (items short), a line substituted, a rider on the way, delivered, cancelled; `payments.db`: a refund;
-//! `hq.db`: a password reset) has a `notify_outbox` table, and the event's own transaction
+//! HQ's database, `hq.db` or PostgreSQL: a password reset) has a `notify_outbox` table, and the event's own transaction
 //! writes the notification into it with [`enqueue`]. So a crash can lose neither the event
 //! without its notification nor the other way round, and nothing is sent for an event that
 //! was rolled back. Every row has a natural key (kind, what it is about, channel): the same
@@ -29,7 +29,7 @@ mod sender;
 mod webhook;
 
 pub use config::{NotificationsConfig, RetryConfig, SmtpConfig, SmtpTls, WebhookConfig};
-pub use outbox::{SCHEMA, enqueue};
+pub use outbox::{Outbox, OutboxEntry, PG_SCHEMA, SCHEMA, enqueue, enqueue_postgres};
 pub use sender::{Outboxes, Sender};
 
 use std::sync::OnceLock;

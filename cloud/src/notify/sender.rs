@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::NotificationsConfig;
 use super::email::{EmailError, Mailer};
-use super::outbox::{self, Row};
+use super::outbox::{Outbox, Row};
 use super::{Channel, Kind, render, webhook};
 use crate::metrics::{Metrics, NotificationLabels};
 
@@ -33,14 +33,16 @@ pub struct Outboxes {
     pub readmodel: StoreDb,
     /// `payments.db`: refunds.
     pub payments: StoreDb,
-    /// `hq.db`: password resets; also where a customer's e-mail is found.
-    pub hq: StoreDb,
+    /// HQ (`hq.db` or PostgreSQL): password resets; also where a customer's e-mail is found.
+    pub hq: crate::hq::Hq,
 }
 
 /// Drains the outboxes (see the module doc of `notify`).
 #[derive(Debug)]
 pub struct Sender {
     outboxes: Outboxes,
+    /// The three outboxes by name, in the order they are drained.
+    sources: [(&'static str, Outbox); 3],
     config: NotificationsConfig,
     public_url: String,
     mailer: Option<Mailer>,
@@ -74,22 +76,20 @@ impl Sender {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| format!("notifications: HTTP client: {e}"))?;
+        let sources = [
+            ("readmodel", Outbox::Sqlite(outboxes.readmodel.clone())),
+            ("payments", Outbox::Sqlite(outboxes.payments.clone())),
+            ("hq", outboxes.hq.outbox()),
+        ];
         Ok(Self {
             outboxes,
+            sources,
             config,
             public_url,
             mailer,
             http,
             metrics,
         })
-    }
-
-    fn sources(&self) -> [(&'static str, &StoreDb); 3] {
-        [
-            ("readmodel", &self.outboxes.readmodel),
-            ("payments", &self.outboxes.payments),
-            ("hq", &self.outboxes.hq),
-        ]
     }
 
     /// Sends until `shutdown`.
@@ -108,15 +108,9 @@ impl Sender {
         loop {
             woken.borrow_and_update();
             let mut full = false;
-            for (name, db) in self.sources() {
+            for (name, db) in &self.sources {
                 let now = crate::clock::now_rfc3339();
-                let rows = match db
-                    .read(move |conn| {
-                        outbox::due(conn, &now, channels, BATCH)
-                            .map_err(flashkart_sync::Error::from)
-                    })
-                    .await
-                {
+                let rows = match db.due(now, channels, BATCH).await {
                     Ok(rows) => rows,
                     Err(error) => {
                         tracing::error!(outbox = name, %error, "reading the outbox");
@@ -153,12 +147,9 @@ impl Sender {
 
     /// Settles what a crash left `sending` (see `outbox::recover`).
     async fn recover(&self) {
-        for (name, db) in self.sources() {
+        for (name, db) in &self.sources {
             let now = crate::clock::now_rfc3339();
-            match db
-                .write(move |conn| outbox::recover(conn, &now).map_err(flashkart_sync::Error::from))
-                .await
-            {
+            match db.recover(now).await {
                 Ok(kinds) => {
                     for kind in kinds {
                         tracing::warn!(
@@ -178,15 +169,8 @@ impl Sender {
     async fn observe(&self, channels: &'static [Channel]) -> Option<String> {
         let mut waiting: BTreeMap<String, i64> = BTreeMap::new();
         let mut next: Option<String> = None;
-        for (name, db) in self.sources() {
-            let read = db
-                .read(move |conn| {
-                    Ok::<_, flashkart_sync::Error>((
-                        outbox::waiting(conn)?,
-                        outbox::next_due(conn, channels)?,
-                    ))
-                })
-                .await;
+        for (name, db) in &self.sources {
+            let read = db.observe(channels).await;
             match read {
                 Ok((counts, due)) => {
                     for (channel, n) in counts {
@@ -214,7 +198,7 @@ impl Sender {
     }
 
     /// One attempt at `row`, and its outcome written down.
-    async fn deliver(&self, name: &'static str, db: &StoreDb, row: Row) {
+    async fn deliver(&self, name: &'static str, db: &Outbox, row: Row) {
         let outcome = self.attempt(db, &row).await;
         let now = crate::clock::now();
         let now_text = crate::clock::rfc3339(now);
@@ -262,24 +246,14 @@ impl Sender {
                 }
             }
         };
-        let written = db
-            .write(move |conn| {
-                match &retry_at {
-                    Some(at) => {
-                        outbox::retry_at(conn, &id, error.as_deref().unwrap_or(""), at, &now_text)
-                    }
-                    None => outbox::finish(conn, &id, state, error.as_deref(), &now_text),
-                }
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await;
+        let written = db.settle(id, state, error, retry_at, now_text).await;
         if let Err(error) = written {
             // A sent row stays `sending`: after a restart it is uncertain, never sent twice.
             tracing::error!(outbox = name, %error, state, "recording a notification's outcome");
         }
     }
 
-    async fn attempt(&self, db: &StoreDb, row: &Row) -> Outcome {
+    async fn attempt(&self, db: &Outbox, row: &Row) -> Outcome {
         let unclaimed = |error: String| Outcome::Failed {
             error,
             claimed: false,
@@ -332,13 +306,10 @@ impl Sender {
     }
 
     /// Claims the row (`sending`, committed) right before it goes on the wire.
-    async fn claim(&self, db: &StoreDb, row: &Row) -> bool {
+    async fn claim(&self, db: &Outbox, row: &Row) -> bool {
         crate::faults::crash_point("notify:before-send");
         let (id, now) = (row.id.clone(), crate::clock::now_rfc3339());
-        match db
-            .write(move |conn| outbox::claim(conn, &id, &now).map_err(flashkart_sync::Error::from))
-            .await
-        {
+        match db.claim(id, now).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::error!(id = row.id, %error, "claiming a notification");
@@ -367,16 +338,10 @@ impl Sender {
         let Some(customer_id) = self.customer_of(row).await? else {
             return Ok(Err("no customer for this order".into()));
         };
-        let lookup = customer_id.clone();
-        let address: Option<String> = self
+        let address = self
             .outboxes
             .hq
-            .read(move |conn| {
-                conn.prepare_cached("SELECT email FROM customer_accounts WHERE customer_id = ?1")?
-                    .query_row([lookup], |r| r.get(0))
-                    .optional()
-                    .map_err(flashkart_sync::Error::from)
-            })
+            .account_email(&customer_id)
             .await
             .map_err(|e| e.to_string())?;
         let Some(address) = address else {

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod city;
+pub mod hq_sql;
 pub mod pki;
 pub mod postgres;
 pub mod raw_store;
