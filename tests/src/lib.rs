@@ -8,6 +8,9 @@
 
 pub mod browser;
 pub mod crashing_cloud;
+/// HQ's admin API as the tests set the cloud up through it (stores, their profiles, products,
+/// customers): one typed client instead of a copy of the same calls and JSON in each test.
+pub mod hq_admin;
 pub mod localstripe;
 pub mod relay;
 pub mod smtp;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::{Daemon, addr_in, binary, call_api, url_in};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -13,13 +14,6 @@ const START: Duration = Duration::from_secs(60);
 const ADMIN: &str = "test-admin";
 const MILK: &str = "4006381333931";
 const BREAD: &str = "96385074";
-
-fn area(south: f64, north: f64) -> Value {
-    json!({
-        "type": "Polygon",
-        "coordinates": [[[13.2, south], [13.6, south], [13.6, north], [13.2, north], [13.2, south]]]
-    })
-}
 
 struct Api {
     http: reqwest::Client,
@@ -73,20 +67,13 @@ struct Store {
 
 async fn start_store(
     api: &Api,
+    hq: &HqAdmin,
     dir: &std::path::Path,
     cloud: &str,
     id: &str,
     env: &[(&str, &std::path::Path)],
 ) -> Store {
-    let registered = api
-        .ok(
-            Method::POST,
-            &format!("{cloud}/admin/v1/stores"),
-            ADMIN,
-            json!({"id": id}),
-        )
-        .await;
-    let store_token = registered["token"].as_str().expect("store token");
+    let store_token = hq.register_store(id).await;
     let config = dir.join(format!("{id}.toml"));
     std::fs::write(
         &config,
@@ -187,45 +174,28 @@ async fn orders_are_routed_by_area_and_stock_and_progress_at_the_store() {
     };
 
     // HQ: the catalog, two stores (north and south of Berlin, overlapping around 52.49), a customer.
+    let hq = HqAdmin::new(&api.http, &cloud, ADMIN);
     for (id, gtin, price, weight) in [("milk", MILK, 129, 1030), ("bread", BREAD, 249, 500)] {
-        api.ok(
-            Method::PUT,
-            &format!("{cloud}/admin/v1/products/{id}"),
-            ADMIN,
+        hq.put_product(
+            id,
             json!({"name": id, "price_minor": price, "unit_weight_g": weight, "gtins": [{"gtin": gtin}]}),
         )
         .await;
     }
-    let north = start_store(&api, dir.path(), &cloud, "north", &env).await;
-    let south = start_store(&api, dir.path(), &cloud, "south", &env).await;
+    let north = start_store(&api, &hq, dir.path(), &cloud, "north", &env).await;
+    let south = start_store(&api, &hq, dir.path(), &cloud, "south", &env).await;
     for (id, lat, south_edge, north_edge) in [
         ("north", 52.55, 52.47, 52.70),
         ("south", 52.45, 52.30, 52.52),
     ] {
-        api.ok(
-            Method::PUT,
-            &format!("{cloud}/admin/v1/stores/{id}/profile"),
-            ADMIN,
-            json!({
-                "name": id, "lat": lat, "lon": 13.40, "service_area": area(south_edge, north_edge),
-                "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                "capacity": 50, "sla_minutes": 30
-            }),
-        )
-        .await;
+        let profile = StoreProfile::new(id)
+            .at(lat, 13.40)
+            .area((13.2, south_edge, 13.6, north_edge))
+            .radius_m(20000.0)
+            .capacity(50);
+        hq.put_store_profile(id, &profile).await;
     }
-    let customer = api
-        .ok(
-            Method::POST,
-            &format!("{cloud}/admin/v1/customers"),
-            ADMIN,
-            json!({"first_name": "Ada"}),
-        )
-        .await;
-    let customer = customer["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+    let customer = hq.create_customer("Ada").await;
 
     // Stock: only the north store has milk; both have bread. The cloud learns it by sync.
     north

@@ -33,9 +33,10 @@ use flashkart_edge_sim::staff::StaffSimArgs;
 use flashkart_hw::gs1::check::with_mod10;
 use flashkart_sync::client::ClientConfig;
 use flashkart_tests::browser::run_browser_tests;
+use flashkart_tests::enrolment_code_when_ready;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::localstripe::LocalStripe;
 use flashkart_tests::smtp::SmtpSink;
-use flashkart_tests::{call_api, enrolment_code_when_ready};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -68,12 +69,6 @@ const PRODUCTS: &[(&str, &str, &str, &str, bool)] = &[
         false,
     ),
 ];
-
-async fn ok(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
-    let (status, answer) = call_api(http, method, url, ADMIN, body).await;
-    assert!(status.is_success(), "{url}: {status} {answer}");
-    answer
-}
 
 /// `GET /mail?to=..&subject=..` on the control server: waits for that e-mail and answers
 /// `{"link"}`, the first link in it into the customer app (`.../#/...`).
@@ -134,51 +129,33 @@ async fn a_customer_orders_follows_the_rider_and_rates_from_a_phone_browser() {
         .await
         .expect("cloud starts");
     let base = format!("http://{}", cloud.addr);
-    let token = ok(
-        &http,
-        Method::POST,
-        &format!("{base}/admin/v1/stores"),
-        Some(json!({"id": STORE})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    let (w, s, e, n) = AREA;
-    ok(
-        &http,
-        Method::PUT,
-        &format!("{base}/admin/v1/stores/{STORE}/profile"),
-        Some(json!({
-            "name": "Mitte", "lat": STORE_AT.0, "lon": STORE_AT.1,
-            "service_area": {"type": "Polygon",
-                             "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-            "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-            "capacity": 20, "sla_minutes": 30
-        })),
+    let hq = HqAdmin::new(&http, &base, ADMIN);
+    let token = hq.register_store(STORE).await;
+    hq.put_store_profile(
+        STORE,
+        &StoreProfile::new("Mitte")
+            .at(STORE_AT.0, STORE_AT.1)
+            .area(AREA)
+            .radius_m(10000.0)
+            .capacity(20),
     )
     .await;
     let mut gtins = Vec::new();
     for (id, name, category, body, stocked) in PRODUCTS {
         let gtin = with_mod10(body).expect("GTIN digits");
-        ok(
-            &http,
-            Method::PUT,
-            &format!("{base}/admin/v1/products/{id}"),
-            Some(
-                json!({"name": name, "price_minor": 149, "unit_weight_g": 500,
-                        "category_id": category, "gtins": [{"gtin": gtin}]}),
-            ),
+        hq.put_product(
+            id,
+            json!({"name": name, "price_minor": 149, "unit_weight_g": 500,
+                    "category_id": category, "gtins": [{"gtin": gtin}]}),
         )
         .await;
         if *stocked {
             gtins.push(gtin);
         }
     }
-    ok(
-        &http,
+    hq.call(
         Method::PUT,
-        &format!("{base}/admin/v1/riders/{RIDER}"),
+        &format!("/admin/v1/riders/{RIDER}"),
         Some(json!({"home_store_id": STORE, "name": "Rosa", "vehicle": "scooter"})),
     )
     .await;
@@ -264,13 +241,9 @@ async fn a_customer_orders_follows_the_rider_and_rates_from_a_phone_browser() {
     let deadline = Instant::now() + Duration::from_secs(60);
     for (id, ..) in PRODUCTS.iter().filter(|p| p.4) {
         loop {
-            let stock = ok(
-                &http,
-                Method::GET,
-                &format!("{base}/admin/v1/stock/{id}"),
-                None,
-            )
-            .await;
+            let stock = hq
+                .call(Method::GET, &format!("/admin/v1/stock/{id}"), None)
+                .await;
             if stock[STORE].as_i64().unwrap_or(0) > 0 {
                 break;
             }
@@ -284,7 +257,7 @@ async fn a_customer_orders_follows_the_rider_and_rates_from_a_phone_browser() {
 
     // Dispatch offers orders to riders it has seen: wait for the phone's first position.
     loop {
-        let riders = ok(&http, Method::GET, &format!("{base}/admin/v1/riders"), None).await;
+        let riders = hq.call(Method::GET, "/admin/v1/riders", None).await;
         let seen = riders
             .as_array()
             .into_iter()

@@ -11,6 +11,7 @@ use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::schema::store::MIGRATIONS;
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -90,48 +91,16 @@ async fn the_pin_reaches_the_customer_its_hash_the_store_and_wrong_pins_reach_su
         base: format!("http://{}", running.addr),
     };
 
-    let store_token = api
-        .call(
-            Method::POST,
-            "/admin/v1/stores",
-            ADMIN,
-            Some(json!({"id": STORE})),
-        )
-        .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    api.call(
-        Method::PUT,
-        &format!("/admin/v1/stores/{STORE}/profile"),
-        ADMIN,
-        Some(json!({
-            "name": "Berlin", "lat": 52.5, "lon": 13.4,
-            "service_area": {"type": "Polygon", "coordinates": [[[13.2, 52.3], [13.6, 52.3],
-                [13.6, 52.7], [13.2, 52.7], [13.2, 52.3]]]},
-            "max_radius_m": 50000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-            "capacity": 100, "sla_minutes": 30
-        })),
+    let hq = HqAdmin::new(&api.http, &api.base, ADMIN);
+    let store_token = hq.register_store(STORE).await;
+    hq.put_store_profile(STORE, &StoreProfile::new("Berlin"))
+        .await;
+    hq.put_product(
+        "milk",
+        json!({"name": "milk", "price_minor": 129, "gtins": [{"gtin": "4006381333931"}]}),
     )
     .await;
-    api.call(
-        Method::PUT,
-        "/admin/v1/products/milk",
-        ADMIN,
-        Some(json!({"name": "milk", "price_minor": 129, "gtins": [{"gtin": "4006381333931"}]})),
-    )
-    .await;
-    let customer = api
-        .call(
-            Method::POST,
-            "/admin/v1/customers",
-            ADMIN,
-            Some(json!({"first_name": "Ada"})),
-        )
-        .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+    let customer = hq.create_customer("Ada").await;
 
     // The store: its database, synced with the cloud, and its order desk.
     let mut store_config = StoreConfig::new(dir.path().join("store.db"));
@@ -294,13 +263,8 @@ async fn the_pin_reaches_the_customer_its_hash_the_store_and_wrong_pins_reach_su
     // HQ support sees the flag once the store has pushed the attempts.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view = api
-            .call(
-                Method::GET,
-                &format!("/admin/v1/orders/{order_id}"),
-                ADMIN,
-                None,
-            )
+        let view = hq
+            .call(Method::GET, &format!("/admin/v1/orders/{order_id}"), None)
             .await;
         if view["flagged_for_support"] == true {
             assert_eq!(view["pin_failures"], 3, "{view}");

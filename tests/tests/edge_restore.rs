@@ -15,6 +15,7 @@ use flashkart_cloud::CloudConfig;
 use flashkart_edge::backup::{self, BackupSettings};
 use flashkart_sync::client::ClientConfig;
 use flashkart_tests::call_api;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -200,51 +201,16 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
         .expect("cloud starts");
     let base = format!("http://{}", cloud.addr);
     let http = reqwest::Client::new();
-    let token = call(
-        &http,
-        Method::POST,
-        &format!("{base}/admin/v1/stores"),
-        ADMIN,
-        Some(json!({"id": STORE})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    call(
-        &http,
-        Method::PUT,
-        &format!("{base}/admin/v1/products/milk"),
-        ADMIN,
-        Some(json!({"name": "Milk", "price_minor": 129, "gtins": [{"gtin": GTIN}]})),
+    let hq = HqAdmin::new(&http, &base, ADMIN);
+    let token = hq.register_store(STORE).await;
+    hq.put_product(
+        "milk",
+        json!({"name": "Milk", "price_minor": 129, "gtins": [{"gtin": GTIN}]}),
     )
     .await;
-
-    call(
-        &http,
-        Method::PUT,
-        &format!("{base}/admin/v1/stores/{STORE}/profile"),
-        ADMIN,
-        Some(json!({
-            "name": "Berlin", "lat": 52.5, "lon": 13.4,
-            "service_area": {"type": "Polygon", "coordinates": [[[13.2, 52.3], [13.6, 52.3],
-                [13.6, 52.7], [13.2, 52.7], [13.2, 52.3]]]},
-            "max_radius_m": 50000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-            "capacity": 100, "sla_minutes": 30
-        })),
-    )
-    .await;
-    let customer = call(
-        &http,
-        Method::POST,
-        &format!("{base}/admin/v1/customers"),
-        ADMIN,
-        Some(json!({"first_name": "Ada"})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+    hq.put_store_profile(STORE, &StoreProfile::new("Berlin"))
+        .await;
+    let customer = hq.create_customer("Ada").await;
 
     // The edge syncs; the catalog arrives; A is received.
     let edge = start_edge(dir.path(), &base, &token, &http).await;
@@ -326,14 +292,13 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
     edge.stop().await;
 
     // HQ rotates the token, releasing the old database; the edge restarts with it.
-    let rotated = call(
-        &http,
-        Method::POST,
-        &format!("{base}/admin/v1/stores/{STORE}/token"),
-        ADMIN,
-        Some(json!({"release_edge_site": true})),
-    )
-    .await["token"]
+    let rotated = hq
+        .call(
+            Method::POST,
+            &format!("/admin/v1/stores/{STORE}/token"),
+            Some(json!({"release_edge_site": true})),
+        )
+        .await["token"]
         .as_str()
         .expect("new token")
         .to_owned();
@@ -375,14 +340,7 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
     })
     .await;
     eventually("the read model counts each move once", || async {
-        let stock = call(
-            &http,
-            Method::GET,
-            &format!("{base}/admin/v1/stock/milk"),
-            ADMIN,
-            None,
-        )
-        .await;
+        let stock = hq.call(Method::GET, "/admin/v1/stock/milk", None).await;
         (stock[STORE].as_i64() == Some(20)).then_some(())
     })
     .await;

@@ -29,6 +29,7 @@ use flashkart_hw::printer::status::PrinterStatus;
 use flashkart_hw_sim::printer::PrinterSim;
 use flashkart_sync::client::ClientConfig;
 use flashkart_tests::browser::run_browser_tests;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::{call_api, enrolment_code_when_ready};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -342,11 +343,6 @@ kind = {{ type = "printer", language = "zpl", status_timeout_ms = 500, max_attem
     toml::from_str(&text).expect("devices config")
 }
 
-fn square(area: (f64, f64, f64, f64)) -> Value {
-    let (w, s, e, n) = area;
-    json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
     require_zbarimg();
@@ -365,78 +361,42 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
         http: http.clone(),
         base: format!("http://{}", cloud.addr),
     };
+    let hq = HqAdmin::new(&http, &cloud_api.base, ADMIN);
     let mut tokens = HashMap::new();
     for store in &STORES {
-        let token = cloud_api
-            .call(
-                Method::POST,
-                "/admin/v1/stores",
-                ADMIN,
-                Some(json!({"id": store.id})),
-            )
-            .await["token"]
-            .as_str()
-            .expect("store token")
-            .to_owned();
-        tokens.insert(store.id, token);
-        cloud_api
-            .call(
-                Method::PUT,
-                &format!("/admin/v1/stores/{}/profile", store.id),
-                ADMIN,
-                Some(json!({
-                    "name": store.name, "lat": store.lat, "lon": store.lon,
-                    "service_area": square(store.area),
-                    "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                    "capacity": 50, "sla_minutes": 30
-                })),
-            )
-            .await;
+        tokens.insert(store.id, hq.register_store(store.id).await);
+        let profile = StoreProfile::new(store.name)
+            .at(store.lat, store.lon)
+            .area(store.area)
+            .radius_m(20000.0)
+            .capacity(50);
+        hq.put_store_profile(store.id, &profile).await;
     }
     for (id, name, gtin_body, weight) in PRODUCTS {
-        cloud_api
-            .call(
-                Method::PUT,
-                &format!("/admin/v1/products/{id}"),
-                ADMIN,
-                Some(
-                    json!({"name": name, "price_minor": 199, "unit_weight_g": weight,
-                            "category_id": "grocery", "gtins": [{"gtin": gtin(gtin_body)}]}),
-                ),
-            )
-            .await;
+        hq.put_product(
+            id,
+            json!({"name": name, "price_minor": 199, "unit_weight_g": weight,
+                    "category_id": "grocery", "gtins": [{"gtin": gtin(gtin_body)}]}),
+        )
+        .await;
     }
     for (id, name, home) in RIDERS {
-        cloud_api
-            .call(
-                Method::PUT,
-                &format!("/admin/v1/riders/{id}"),
-                ADMIN,
-                Some(json!({"home_store_id": home, "name": name})),
-            )
-            .await;
-    }
-    let customer = cloud_api
-        .call(
-            Method::POST,
-            "/admin/v1/customers",
-            ADMIN,
-            Some(json!({"first_name": "Ada"})),
+        hq.call(
+            Method::PUT,
+            &format!("/admin/v1/riders/{id}"),
+            Some(json!({"home_store_id": home, "name": name})),
         )
-        .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+        .await;
+    }
+    let customer = hq.create_customer("Ada").await;
     let mut users = serde_json::Map::new();
     for (role, username, name, password) in USERS {
-        cloud_api
-            .call(
-                Method::PUT,
-                &format!("/admin/v1/hq-users/{username}"),
-                ADMIN,
-                Some(json!({"name": name, "role": role, "password": password, "active": true})),
-            )
-            .await;
+        hq.call(
+            Method::PUT,
+            &format!("/admin/v1/hq-users/{username}"),
+            Some(json!({"name": name, "role": role, "password": password, "active": true})),
+        )
+        .await;
         users.insert(
             (*role).into(),
             json!({"username": username, "name": name, "role": role, "password": password}),
@@ -555,8 +515,8 @@ async fn operators_run_the_city_from_the_hq_dashboard_in_a_real_browser() {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (id, _, _, _) in PRODUCTS {
         loop {
-            let stock = cloud_api
-                .call(Method::GET, &format!("/admin/v1/stock/{id}"), ADMIN, None)
+            let stock = hq
+                .call(Method::GET, &format!("/admin/v1/stock/{id}"), None)
                 .await;
             if STORES.iter().all(|s| stock[s.id].as_i64().unwrap_or(0) > 0) {
                 break;

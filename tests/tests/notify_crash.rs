@@ -10,6 +10,7 @@ use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
 use flashkart_tests::crashing_cloud::{CrashingCloud, place_milk_order};
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::smtp::SmtpSink;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -17,12 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "notify-crash-admin-token";
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn admin(http: &reqwest::Client, method: Method, url: &str, body: Value) -> Value {
-    let (status, body) = call_api(http, method, url, ADMIN, Some(body)).await;
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
-}
 
 /// Polls `url` (as HQ; every 50 ms, at most [`WAIT`]) until `done` holds for its text.
 async fn until_text(http: &reqwest::Client, url: &str, what: &str, done: impl Fn(&str) -> bool) {
@@ -44,33 +39,15 @@ async fn until_text(http: &reqwest::Client, url: &str, what: &str, done: impl Fn
 async fn shop(http: &reqwest::Client, cloud: &CrashingCloud, stop: &CancellationToken) -> StoreDb {
     let base = &cloud.url;
     let url = |path: &str| format!("{base}{path}");
-    admin(
-        http,
-        Method::PUT,
-        &url("/admin/v1/products/milk"),
-        json!({"name": "milk", "price_minor": 250}),
-    )
-    .await;
-    let token = admin(
-        http,
-        Method::POST,
-        &url("/admin/v1/stores"),
-        json!({"id": "s1"}),
-    )
-    .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.6, 52.4], [13.6, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
-    admin(
-        http,
-        Method::PUT,
-        &url("/admin/v1/stores/s1/profile"),
-        json!({"name": "s1", "lat": 52.5, "lon": 13.4, "service_area": area,
-               "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-               "capacity": 50, "sla_minutes": 30}),
-    )
-    .await;
+    let hq = HqAdmin::new(http, base, ADMIN);
+    hq.put_product("milk", json!({"name": "milk", "price_minor": 250}))
+        .await;
+    let token = hq.register_store("s1").await;
+    let profile = StoreProfile::new("s1")
+        .area((13.3, 52.4, 13.6, 52.6))
+        .radius_m(20000.0)
+        .capacity(50);
+    hq.put_store_profile("s1", &profile).await;
     let mut config = StoreConfig::new(cloud.dir.path().join("store-s1.db"));
     config.extension_dir = Some(cloud.dir.path().join("ext"));
     let db = StoreDb::open(config, flashkart_sync::schema::store::MIGRATIONS)

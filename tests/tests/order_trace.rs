@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::{Daemon, binary, call_api};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -107,45 +108,20 @@ async fn an_orders_trace_id_follows_it_through_both_daemons_logs() {
     let http = reqwest::Client::new();
 
     // HQ: a product, the store, its profile, a customer.
-    ok(
-        &http,
-        Method::PUT,
-        &format!("{cloud_url}/admin/v1/products/milk"),
-        ADMIN,
+    let hq = HqAdmin::new(&http, &cloud_url, ADMIN);
+    hq.put_product(
+        "milk",
         json!({"name": "milk", "price_minor": 129, "unit_weight_g": 1030, "gtins": [{"gtin": MILK}]}),
     )
     .await;
-    let registered = ok(
-        &http,
-        Method::POST,
-        &format!("{cloud_url}/admin/v1/stores"),
-        ADMIN,
-        json!({"id": "north"}),
-    )
-    .await;
-    let store_token = registered["token"].as_str().expect("store token");
-    ok(
-        &http,
-        Method::PUT,
-        &format!("{cloud_url}/admin/v1/stores/north/profile"),
-        ADMIN,
-        json!({
-            "name": "north", "lat": 52.55, "lon": 13.40,
-            "service_area": {"type": "Polygon", "coordinates": [[[13.2, 52.4], [13.6, 52.4], [13.6, 52.7], [13.2, 52.7], [13.2, 52.4]]]},
-            "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-            "capacity": 50, "sla_minutes": 30
-        }),
-    )
-    .await;
-    let customer = ok(
-        &http,
-        Method::POST,
-        &format!("{cloud_url}/admin/v1/customers"),
-        ADMIN,
-        json!({"first_name": "Ada"}),
-    )
-    .await;
-    let customer = customer["token"].as_str().expect("customer").to_owned();
+    let store_token = hq.register_store("north").await;
+    let profile = StoreProfile::new("north")
+        .at(52.55, 13.40)
+        .area((13.2, 52.4, 13.6, 52.7))
+        .radius_m(20000.0)
+        .capacity(50);
+    hq.put_store_profile("north", &profile).await;
+    let customer = hq.create_customer("Ada").await;
 
     // The store, logging JSON by the environment variable.
     let edge_config = dir.path().join("north.toml");

@@ -10,6 +10,7 @@ use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
 use flashkart_tests::crashing_cloud::CrashingCloud;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::localstripe::LocalStripe;
 use reqwest::{Method, StatusCode};
 use rusqlite::params;
@@ -32,12 +33,6 @@ fn start_cloud_with(stripe: &LocalStripe, crash_at: Option<&str>, payments: &str
         stripe.secret_key()
     );
     CrashingCloud::start(ADMIN, &sections, crash_at)
-}
-
-async fn api(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
-    let (status, body) = call_api(http, method, url, ADMIN, body).await;
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
 }
 
 /// Polls HQ's view of the order until `done` holds.
@@ -90,45 +85,17 @@ async fn open_shop(
     cloud: &CrashingCloud,
 ) -> (String, StoreDb, CancellationToken) {
     let base = cloud.url.clone();
-    let token = api(
-        http,
-        Method::POST,
-        &format!("{base}/admin/v1/stores"),
-        Some(json!({"id": "s1"})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
-    api(
-        http,
-        Method::PUT,
-        &format!("{base}/admin/v1/stores/s1/profile"),
-        Some(
-            json!({"name": "s1", "lat": 52.5, "lon": 13.40, "service_area": area,
-                    "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                    "capacity": 50, "sla_minutes": 30}),
-        ),
-    )
-    .await;
-    api(
-        http,
-        Method::PUT,
-        &format!("{base}/admin/v1/products/milk"),
-        Some(json!({"name": "milk", "price_minor": 250})),
-    )
-    .await;
-    let customer = api(
-        http,
-        Method::POST,
-        &format!("{base}/admin/v1/customers"),
-        Some(json!({"first_name": "Ada"})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+    let hq = HqAdmin::new(http, &base, ADMIN);
+    let token = hq.register_store("s1").await;
+    let profile = StoreProfile::new("s1")
+        .at(52.5, 13.40)
+        .area((13.3, 52.4, 13.5, 52.6))
+        .radius_m(10000.0)
+        .capacity(50);
+    hq.put_store_profile("s1", &profile).await;
+    hq.put_product("milk", json!({"name": "milk", "price_minor": 250}))
+        .await;
+    let customer = hq.create_customer("Ada").await;
 
     // The store: its database, its stock, syncing with the cloud.
     let mut store_config = StoreConfig::new(cloud.dir.path().join("store-s1.db"));
@@ -169,6 +136,7 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     let mut cloud = start_cloud(&stripe, Some("after-gateway:authorise"));
     let base = cloud.url.clone();
     let (customer, store, stop) = open_shop(&http, &cloud).await;
+    let hq = HqAdmin::new(&http, &base, ADMIN);
     // 1. Authorisation: the provider authorised, the cloud died before writing it down. The
     //    customer's retry with the same key finds that authorisation instead of making another.
     let card = stripe.create_payment_method("4242424242424242").await;
@@ -287,13 +255,9 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
     let charges = intent["charges"]["data"].as_array().expect("charges");
     assert_eq!(charges.len(), 1, "one charge: {intent}");
     assert_eq!(charges[0]["captured"], true, "{intent}");
-    let trial = api(
-        &http,
-        Method::GET,
-        &format!("{base}/admin/v1/ledger/trial-balance"),
-        None,
-    )
-    .await;
+    let trial = hq
+        .call(Method::GET, "/admin/v1/ledger/trial-balance", None)
+        .await;
     assert_eq!(trial["balanced"], true, "{trial}");
 
     // 3. Refund: the provider refunds, the cloud dies before the write.
@@ -327,22 +291,18 @@ async fn a_cloud_killed_after_the_gateway_moved_money_does_not_move_it_twice() {
         .collect();
     assert_eq!(ours.len(), 1, "one refund: {refunds}");
     assert_eq!(ours[0]["amount"], 100);
-    let trial = api(
-        &http,
-        Method::GET,
-        &format!("{base}/admin/v1/ledger/trial-balance"),
-        None,
-    )
-    .await;
+    let trial = hq
+        .call(Method::GET, "/admin/v1/ledger/trial-balance", None)
+        .await;
     assert_eq!(trial["balanced"], true, "{trial}");
     let currency = placed["currency"].as_str().expect("currency");
-    let balances = api(
-        &http,
-        Method::GET,
-        &format!("{base}/admin/v1/ledger/balances?currency={currency}"),
-        None,
-    )
-    .await;
+    let balances = hq
+        .call(
+            Method::GET,
+            &format!("/admin/v1/ledger/balances?currency={currency}"),
+            None,
+        )
+        .await;
     assert_eq!(balances["gateway_clearing"], total - 100, "{balances}");
     assert_eq!(balances["refunds"], 100, "{balances}");
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use flashkart_cloud::{CloudConfig, RunningCloud};
 use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::localstripe::LocalStripe;
 use rusqlite::params;
 use serde_json::{Value, json};
@@ -56,43 +57,18 @@ impl Shop {
         let base = format!("http://{}", cloud.addr);
         let http = reqwest::Client::new();
         let token = cloud.cloud.register_store("s1").await.unwrap();
-        let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
-        let shop_admin = |method: reqwest::Method, path: &str, body: Value| {
-            http.request(method, format!("{base}{path}"))
-                .bearer_auth(ADMIN)
-                .json(&body)
-                .send()
-        };
-        let put = shop_admin(
-            reqwest::Method::PUT,
-            "/admin/v1/stores/s1/profile",
-            json!({"name": "s1", "lat": 52.5, "lon": 13.40, "service_area": area,
-                   "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                   "capacity": 50, "sla_minutes": 30}),
-        )
-        .await
-        .unwrap();
-        assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+        let hq = HqAdmin::new(&http, &base, ADMIN);
+        let profile = StoreProfile::new("s1")
+            .at(52.5, 13.40)
+            .area((13.3, 52.4, 13.5, 52.6))
+            .radius_m(10000.0)
+            .capacity(50);
+        hq.put_store_profile("s1", &profile).await;
         for (product, price) in [("milk", 250), ("bread", 180)] {
-            let put = shop_admin(
-                reqwest::Method::PUT,
-                &format!("/admin/v1/products/{product}"),
-                json!({"name": product, "price_minor": price}),
-            )
-            .await
-            .unwrap();
-            assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+            hq.put_product(product, json!({"name": product, "price_minor": price}))
+                .await;
         }
-        let customer: Value = shop_admin(
-            reqwest::Method::POST,
-            "/admin/v1/customers",
-            json!({"first_name": "Ada"}),
-        )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let customer = hq.create_customer("Ada").await;
         let store = open_store(dir.path()).await;
         for product in ["milk", "bread"] {
             let product = product.to_owned();
@@ -122,7 +98,7 @@ impl Shop {
             shutdown,
             base,
             http,
-            customer: customer["token"].as_str().unwrap().to_owned(),
+            customer,
             store,
             sync_stop,
         };

@@ -11,6 +11,7 @@ use flashkart_sync::client::{self, ClientConfig};
 use flashkart_sync::{StoreConfig, StoreDb};
 use flashkart_tests::call_api;
 use flashkart_tests::crashing_cloud::{CrashingCloud, place_milk_order};
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -18,12 +19,6 @@ use tokio_util::sync::CancellationToken;
 const ADMIN: &str = "reroute-crash-admin-token";
 /// How long a restarted cloud may take to resume a move.
 const START: Duration = Duration::from_secs(60);
-
-async fn api(http: &reqwest::Client, method: Method, url: &str, body: Option<Value>) -> Value {
-    let (status, body) = call_api(http, method, url, ADMIN, body).await;
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
-}
 
 /// Polls `url` (as HQ) until `done` holds.
 async fn until(http: &reqwest::Client, url: &str, what: &str, done: impl Fn(&Value) -> bool) {
@@ -86,37 +81,18 @@ async fn two_shops(
     stop: &CancellationToken,
 ) -> (String, StoreDb, StoreDb) {
     let base = cloud.url.clone();
-    let area = json!({"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.6, 52.4], [13.6, 52.6], [13.3, 52.6], [13.3, 52.4]]]});
-    api(
-        http,
-        Method::PUT,
-        &format!("{base}/admin/v1/products/milk"),
-        Some(json!({"name": "milk", "price_minor": 250})),
-    )
-    .await;
+    let hq = HqAdmin::new(http, &base, ADMIN);
+    hq.put_product("milk", json!({"name": "milk", "price_minor": 250}))
+        .await;
     let mut stores = Vec::new();
     for (id, lon) in [("s1", 13.40), ("s2", 13.50)] {
-        let token = api(
-            http,
-            Method::POST,
-            &format!("{base}/admin/v1/stores"),
-            Some(json!({"id": id})),
-        )
-        .await["token"]
-            .as_str()
-            .expect("store token")
-            .to_owned();
-        api(
-            http,
-            Method::PUT,
-            &format!("{base}/admin/v1/stores/{id}/profile"),
-            Some(
-                json!({"name": id, "lat": 52.5, "lon": lon, "service_area": area,
-                        "max_radius_m": 20000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                        "capacity": 50, "sla_minutes": 30}),
-            ),
-        )
-        .await;
+        let token = hq.register_store(id).await;
+        let profile = StoreProfile::new(id)
+            .at(52.5, lon)
+            .area((13.3, 52.4, 13.6, 52.6))
+            .radius_m(20000.0)
+            .capacity(50);
+        hq.put_store_profile(id, &profile).await;
         let mut config = StoreConfig::new(cloud.dir.path().join(format!("store-{id}.db")));
         config.extension_dir = Some(cloud.dir.path().join("ext"));
         let db = StoreDb::open(config, flashkart_sync::schema::store::MIGRATIONS)
@@ -148,16 +124,7 @@ async fn two_shops(
         |v| v["s1"] == 10 && v["s2"] == 10,
     )
     .await;
-    let customer = api(
-        http,
-        Method::POST,
-        &format!("{base}/admin/v1/customers"),
-        Some(json!({"first_name": "Ada"})),
-    )
-    .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+    let customer = hq.create_customer("Ada").await;
     let s2 = stores.pop().expect("s2");
     let s1 = stores.pop().expect("s1");
     (customer, s1, s2)
@@ -262,13 +229,13 @@ async fn a_move_cut_before_the_first_store_was_asked_is_dropped_and_can_be_asked
         },
     )
     .await;
-    let moved = api(
-        &http,
-        Method::POST,
-        &format!("{base}/admin/v1/orders/{order}/reroute"),
-        Some(json!({"store_id": "s2", "reason": "s1 short-staffed"})),
-    )
-    .await;
+    let moved = HqAdmin::new(&http, &base, ADMIN)
+        .call(
+            Method::POST,
+            &format!("/admin/v1/orders/{order}/reroute"),
+            Some(json!({"store_id": "s2", "reason": "s1 short-staffed"})),
+        )
+        .await;
     assert_eq!(moved["store_id"], "s2", "{moved}");
     store_until(&s2, &order, "the order at s2", |s| s.0).await;
     stop.cancel();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::{
     Daemon, addr_in, binary, call_api as call, enrolment_code_when_ready, url_in,
 };
@@ -28,12 +29,6 @@ const STORE: &str = "store-7";
 const PIN: &str = "246800";
 const MILK: &str = "4006381333931";
 const STORE_AT: (f64, f64) = (52.52, 13.40);
-
-async fn ok(http: &reqwest::Client, method: Method, url: &str, token: &str, body: Value) -> Value {
-    let (status, answer) = call(http, method, url, token, Some(body)).await;
-    assert!(status.is_success(), "{url}: {status} {answer}");
-    answer
-}
 
 /// The address in `key=ADDR` of a log line.
 fn addr_after(line: &str, key: &str) -> std::net::SocketAddr {
@@ -80,62 +75,27 @@ impl Town {
         );
         let cloud =
             url_in(&cloud_daemon.wait_for_line("cloud listening", START)).expect("cloud url");
-        ok(
-            &http,
-            Method::PUT,
-            &format!("{cloud}/admin/v1/products/milk"),
-            ADMIN,
+        let hq = HqAdmin::new(&http, &cloud, ADMIN);
+        hq.put_product(
+            "milk",
             json!({"name": "Milk", "price_minor": 129, "unit_weight_g": 1030, "gtins": [{"gtin": MILK}]}),
         )
         .await;
-        let registered = ok(
-            &http,
-            Method::POST,
-            &format!("{cloud}/admin/v1/stores"),
-            ADMIN,
-            json!({ "id": STORE }),
-        )
-        .await;
-        let store_token = registered["token"]
-            .as_str()
-            .expect("store token")
-            .to_owned();
+        let store_token = hq.register_store(STORE).await;
         let (lat, lon) = STORE_AT;
-        ok(
-            &http,
+        let profile = StoreProfile::new("Mitte")
+            .at(lat, lon)
+            .area((13.35, 52.50, 13.45, 52.55))
+            .radius_m(5000.0)
+            .capacity(10);
+        hq.put_store_profile(STORE, &profile).await;
+        hq.call(
             Method::PUT,
-            &format!("{cloud}/admin/v1/stores/{STORE}/profile"),
-            ADMIN,
-            json!({
-                "name": "Mitte", "lat": lat, "lon": lon,
-                "service_area": {"type": "Polygon", "coordinates": [[
-                    [13.35, 52.50], [13.45, 52.50], [13.45, 52.55], [13.35, 52.55], [13.35, 52.50]
-                ]]},
-                "max_radius_m": 5000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                "capacity": 10, "sla_minutes": 30
-            }),
+            "/admin/v1/riders/ria",
+            Some(json!({"home_store_id": STORE, "name": "Ria", "vehicle": "scooter"})),
         )
         .await;
-        ok(
-            &http,
-            Method::PUT,
-            &format!("{cloud}/admin/v1/riders/ria"),
-            ADMIN,
-            json!({"home_store_id": STORE, "name": "Ria", "vehicle": "scooter"}),
-        )
-        .await;
-        let customer = ok(
-            &http,
-            Method::POST,
-            &format!("{cloud}/admin/v1/customers"),
-            ADMIN,
-            json!({"first_name": "Ada"}),
-        )
-        .await;
-        let customer = customer["token"]
-            .as_str()
-            .expect("customer token")
-            .to_owned();
+        let customer = hq.create_customer("Ada").await;
 
         let edge_config = dir.join("edge.toml");
         std::fs::write(

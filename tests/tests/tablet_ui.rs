@@ -28,6 +28,7 @@ use flashkart_hw_sim::scanner::ScannerSim;
 use flashkart_sync::client::ClientConfig;
 use flashkart_tests::browser::run_browser_tests;
 use flashkart_tests::call_api;
+use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
 use flashkart_tests::relay::Relay;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -228,59 +229,23 @@ async fn staff_work_an_order_from_the_tablet_in_a_real_browser() {
         http: http.clone(),
         base: format!("http://{}", cloud.addr),
     };
-    let store_token = cloud_api
-        .call(
-            Method::POST,
-            "/admin/v1/stores",
-            ADMIN,
-            Some(json!({"id": STORE})),
-        )
-        .await["token"]
-        .as_str()
-        .expect("store token")
-        .to_owned();
-    cloud_api
-        .call(
-            Method::PUT,
-            &format!("/admin/v1/stores/{STORE}/profile"),
-            ADMIN,
-            Some(json!({
-                "name": "Berlin Mitte", "lat": 52.52, "lon": 13.40,
-                "service_area": {"type": "Polygon", "coordinates": [[[13.2, 52.3], [13.6, 52.3],
-                    [13.6, 52.7], [13.2, 52.7], [13.2, 52.3]]]},
-                "max_radius_m": 50000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-                "capacity": 100, "sla_minutes": 30
-            })),
-        )
+    let hq = HqAdmin::new(&http, &cloud_api.base, ADMIN);
+    let store_token = hq.register_store(STORE).await;
+    hq.put_store_profile(STORE, &StoreProfile::new("Berlin Mitte").at(52.52, 13.40))
         .await;
     for (id, name, gtin_body, weight, _, _) in PRODUCTS {
         let mut gtins = vec![json!({"gtin": gtin(gtin_body)})];
         if *id == "p-milk" {
             gtins.push(json!({"gtin": gtin(MILK_CASE), "pack_qty": 6}));
         }
-        cloud_api
-            .call(
-                Method::PUT,
-                &format!("/admin/v1/products/{id}"),
-                ADMIN,
-                Some(
-                    json!({"name": name, "price_minor": 199, "unit_weight_g": weight,
-                            "category_id": "grocery", "gtins": gtins}),
-                ),
-            )
-            .await;
-    }
-    let customer = cloud_api
-        .call(
-            Method::POST,
-            "/admin/v1/customers",
-            ADMIN,
-            Some(json!({"first_name": "Ada"})),
+        hq.put_product(
+            id,
+            json!({"name": name, "price_minor": 199, "unit_weight_g": weight,
+                    "category_id": "grocery", "gtins": gtins}),
         )
-        .await["token"]
-        .as_str()
-        .expect("customer token")
-        .to_owned();
+        .await;
+    }
+    let customer = hq.create_customer("Ada").await;
 
     // The store's devices over ptys, and the store synced through the relay.
     let dev = dir.path().join("dev");
