@@ -224,25 +224,31 @@ pub(super) fn waiting(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>>
 
 /// After a crash: e-mails left `sending` become `uncertain` (the server may have taken them;
 /// sending again could deliver twice), webhooks go back to `pending` (sent again with the
-/// same event id, which the provider deduplicates). Returns the kinds made uncertain.
-pub(super) fn recover(conn: &Connection, now: &str) -> rusqlite::Result<Vec<String>> {
+/// same event id, which the provider deduplicates). Only rows claimed before `claimed_before`
+/// when it is given (see [`Outbox::recover`]). Returns the kinds made uncertain.
+pub(super) fn recover(
+    conn: &Connection,
+    now: &str,
+    claimed_before: Option<&str>,
+) -> rusqlite::Result<Vec<String>> {
     let uncertain = conn
         .prepare_cached(
-            "SELECT kind FROM notify_outbox WHERE state = 'sending' AND channel = 'email'",
+            "SELECT kind FROM notify_outbox WHERE state = 'sending' AND channel = 'email'
+                AND (?1 IS NULL OR updated_at < ?1)",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([claimed_before], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     conn.execute(
         "UPDATE notify_outbox SET state = 'uncertain', updated_at = ?1,
             last_error = 'the cloud stopped during the send: not sent again',
             payload = CASE WHEN kind = 'password_reset' THEN '{}' ELSE payload END
-         WHERE state = 'sending' AND channel = 'email'",
-        [now],
+         WHERE state = 'sending' AND channel = 'email' AND (?2 IS NULL OR updated_at < ?2)",
+        params![now, claimed_before],
     )?;
     conn.execute(
         "UPDATE notify_outbox SET state = 'pending', updated_at = ?1
-         WHERE state = 'sending' AND channel = 'webhook'",
-        [now],
+         WHERE state = 'sending' AND channel = 'webhook' AND (?2 IS NULL OR updated_at < ?2)",
+        params![now, claimed_before],
     )?;
     Ok(uncertain)
 }
@@ -405,14 +411,28 @@ impl Outbox {
         }
     }
 
-    /// See [`recover`]. On a PostgreSQL outbox shared by instances, a row another running
-    /// instance is sending at that moment is settled too: its e-mail ends `sent` all the same
-    /// when that send finishes, and a webhook may go twice with one event id, which the
-    /// provider deduplicates.
-    pub(super) async fn recover(&self, now: String) -> Result<Vec<String>, CloudError> {
+    /// Whether other instances send from this outbox too (PostgreSQL), so a row `sending` may
+    /// be a live instance's send rather than a crashed one's.
+    pub(super) fn shared(&self) -> bool {
+        matches!(self, Outbox::Postgres(_))
+    }
+
+    /// See [`recover`]. A SQLite outbox is this instance's alone: at start, whatever is
+    /// `sending` was left by its crash (`claimed_before` is `None`). On a shared outbox only rows
+    /// claimed before `claimed_before` are settled, a time longer ago than any send may take,
+    /// so a send another instance has under way is left to finish, and an instance that died
+    /// mid-send has its rows settled by the others once they are that old.
+    pub(super) async fn recover(
+        &self,
+        now: String,
+        claimed_before: Option<String>,
+    ) -> Result<Vec<String>, CloudError> {
         match self {
             Outbox::Sqlite(db) => Ok(db
-                .write(move |conn| recover(conn, &now).map_err(flashkart_sync::Error::from))
+                .write(move |conn| {
+                    recover(conn, &now, claimed_before.as_deref())
+                        .map_err(flashkart_sync::Error::from)
+                })
                 .await?),
             Outbox::Postgres(pg) => {
                 let mut client = pg.client().await?;
@@ -423,8 +443,9 @@ impl Outbox {
                             last_error = 'the cloud stopped during the send: not sent again',
                             payload = CASE WHEN kind = 'password_reset' THEN '{}' ELSE payload END
                          WHERE state = 'sending' AND channel = 'email'
+                           AND ($2::text IS NULL OR updated_at < $2)
                          RETURNING kind",
-                        &[&now],
+                        &[&now, &claimed_before],
                     )
                     .await?
                     .iter()
@@ -432,8 +453,9 @@ impl Outbox {
                     .collect();
                 tx.execute(
                     "UPDATE notify_outbox SET state = 'pending', updated_at = $1
-                     WHERE state = 'sending' AND channel = 'webhook'",
-                    &[&now],
+                     WHERE state = 'sending' AND channel = 'webhook'
+                       AND ($2::text IS NULL OR updated_at < $2)",
+                    &[&now, &claimed_before],
                 )
                 .await?;
                 tx.commit().await?;

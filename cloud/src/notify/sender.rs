@@ -24,6 +24,9 @@ const BATCH: usize = 32;
 const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts, however many failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Added to the longest send a configuration allows before a row still `sending` in a shared
+/// outbox counts as left by a dead instance: room for a paused process and clock skew.
+const SEND_MARGIN: Duration = Duration::from_secs(60);
 
 /// The databases with an outbox, and the two the recipient is looked up in.
 #[derive(Debug, Clone)]
@@ -95,7 +98,8 @@ impl Sender {
     /// Sends until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut woken = super::enqueued().subscribe();
-        self.recover().await;
+        self.recover(true).await;
+        let mut recovered = tokio::time::Instant::now();
         // Without SMTP e-mails stay pending: configuring it later sends them.
         let channels: &[Channel] = if self.mailer.is_some() {
             &[Channel::Email, Channel::Webhook]
@@ -107,6 +111,12 @@ impl Sender {
         };
         loop {
             woken.borrow_and_update();
+            // Another instance's crash leaves rows `sending` in a shared outbox; nothing here
+            // restarts to settle them, so they are looked for as often as the idle poll.
+            if recovered.elapsed() >= IDLE_POLL {
+                self.recover(false).await;
+                recovered = tokio::time::Instant::now();
+            }
             let mut full = false;
             for (name, db) in &self.sources {
                 let now = crate::clock::now_rfc3339();
@@ -145,11 +155,20 @@ impl Sender {
         }
     }
 
-    /// Settles what a crash left `sending` (see `outbox::recover`).
-    async fn recover(&self) {
+    /// Settles what a crash left `sending` (see `Outbox::recover`): at start every row of this
+    /// instance's own outboxes, and rows of shared outboxes claimed longer ago than any send
+    /// may take (then again periodically, for instances that died meanwhile).
+    async fn recover(&self, at_start: bool) {
         for (name, db) in &self.sources {
-            let now = crate::clock::now_rfc3339();
-            match db.recover(now).await {
+            let now = crate::clock::now();
+            let claimed_before = if db.shared() {
+                Some(crate::clock::rfc3339(now - self.longest_send()))
+            } else if at_start {
+                None
+            } else {
+                continue;
+            };
+            match db.recover(crate::clock::rfc3339(now), claimed_before).await {
                 Ok(kinds) => {
                     for kind in kinds {
                         tracing::warn!(
@@ -163,6 +182,17 @@ impl Sender {
                 Err(error) => tracing::error!(outbox = name, %error, "recovering the outbox"),
             }
         }
+    }
+
+    /// The longest one send may take under this configuration, with a margin.
+    fn longest_send(&self) -> Duration {
+        let smtp = self.config.smtp.as_ref().map_or(0, |smtp| smtp.timeout_ms);
+        let webhook = self
+            .config
+            .webhook
+            .as_ref()
+            .map_or(0, |hook| hook.timeout_ms);
+        Duration::from_millis(smtp.max(webhook)) + SEND_MARGIN
     }
 
     /// Sets the pending gauges; returns when the next retry falls due.
