@@ -236,6 +236,32 @@ enum Backend {
     Postgres(Postgres),
 }
 
+impl Backend {
+    /// The one text column of every row of `sql`, a statement without parameters that both
+    /// engines take as it is (the tables kept whole as JSON are read this way).
+    async fn texts(&self, sql: &'static str) -> Result<Vec<String>, CloudError> {
+        Ok(match self {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| {
+                    conn.prepare_cached(sql)?
+                        .query_map([], |row| row.get(0))?
+                        .collect::<Result<Vec<String>, _>>()
+                        .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(sql, &[])
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+        })
+    }
+}
+
 const PROFILE_UPSERT: &str =
     "INSERT INTO store_profiles (id, profile, updated_at) VALUES (?1, ?2, ?3)
      ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at";
@@ -301,25 +327,10 @@ impl Hq {
     /// Re-reads the store profiles into memory and bumps [`Hq::changed`].
     async fn reload_stores(&self) -> Result<(), CloudError> {
         let _one_at_a_time = self.reloading.lock().await;
-        let rows: Vec<String> = match &self.backend {
-            Backend::Sqlite(db) => {
-                db.read(|conn| {
-                    conn.prepare("SELECT profile FROM store_profiles ORDER BY id")?
-                        .query_map([], |row| row.get(0))?
-                        .collect::<Result<Vec<String>, _>>()
-                        .map_err(flashkart_sync::Error::from)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => pg
-                .client()
-                .await?
-                .query("SELECT profile FROM store_profiles ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect(),
-        };
+        let rows = self
+            .backend
+            .texts("SELECT profile FROM store_profiles ORDER BY id")
+            .await?;
         let mut stores = Vec::with_capacity(rows.len());
         for text in rows {
             let profile: StoreProfile = serde_json::from_str(&text)
@@ -408,25 +419,10 @@ impl Hq {
 
     /// The whole roster.
     pub async fn riders(&self) -> Result<Vec<RosterRider>, CloudError> {
-        let rows: Vec<String> = match &self.backend {
-            Backend::Sqlite(db) => {
-                db.read(|conn| {
-                    conn.prepare_cached("SELECT rider FROM rider_roster ORDER BY id")?
-                        .query_map([], |row| row.get(0))?
-                        .collect::<Result<Vec<String>, _>>()
-                        .map_err(flashkart_sync::Error::from)
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => pg
-                .client()
-                .await?
-                .query("SELECT rider FROM rider_roster ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect(),
-        };
+        let rows = self
+            .backend
+            .texts("SELECT rider FROM rider_roster ORDER BY id")
+            .await?;
         rows.iter()
             .map(|text| {
                 serde_json::from_str(text).map_err(|e| CloudError::Corrupt(format!("rider: {e}")))
