@@ -41,6 +41,26 @@ pub fn binary(name: &str) -> PathBuf {
         if dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
         }
+        // Cargo gives this test process its package's variables (CARGO_PKG_NAME, ...), and
+        // build scripts that watch them (ring's does) would see them changed and rebuild half
+        // the tree, twice: once here and once more for the next cargo run outside.
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&key)
+            {
+                command.env_remove(key);
+            }
+        }
         let status = command
             .current_dir(workspace_root())
             .status()
