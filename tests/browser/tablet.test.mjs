@@ -371,6 +371,9 @@ scenario('a manager books a case in, adds staff, resets a PIN; the new member si
   await page.setViewportSize({ width: 1280, height: 800 });
 
   await page.getByRole('button', { name: 'Sign out' }).click();
+  // Signed out before the next page load: a navigation right after the click could cancel the
+  // sign-out request, and the old session would still be there.
+  await page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor();
   await signIn(page, nina);
   assert.equal(await nav(page, 'Staff').count(), 0, 'a picker does not see Staff');
 });
