@@ -387,6 +387,7 @@ pub async fn start_with(
                 projection.clone(),
                 stores.clone(),
                 metrics.clone(),
+                leases.clone(),
             )
             .run(shutdown.clone()),
         );

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub store_leases_held: Gauge,
     pub sync_forwarded: Family<OpLabels, Counter>,
     pub sync_pushes_fenced: Counter,
+    pub dispatch_fenced: Family<StoreLabels, Counter>,
     /// What the business and the process look like right now: set at scrape time
     /// ([`Metrics::set_business`], [`Metrics::set_runtime`]) from the dashboard's snapshot,
     /// the read model's last hour and `/proc`.
@@ -109,6 +110,7 @@ impl Default for Metrics {
             store_leases_held: Gauge::default(),
             sync_forwarded: Family::default(),
             sync_pushes_fenced: Counter::default(),
+            dispatch_fenced: Family::default(),
             scraped: ScrapeGauges::default(),
         }
     }
@@ -238,6 +240,11 @@ impl Metrics {
             "sync_pushes_fenced",
             "Pushes applied but not acknowledged because the store's lease had moved on",
             self.sync_pushes_fenced.clone(),
+        );
+        registry.register(
+            "dispatch_fenced",
+            "Offers not made because the store's lease had moved to another instance, by store",
+            self.dispatch_fenced.clone(),
         );
         registry.register(
             "readmodel_changes",

@@ -17,6 +17,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use flashkart_cloud::postgres::Postgres;
 use flashkart_cloud::{CloudConfig, RunningCloud};
 use flashkart_sync::client::{self, SyncStatus};
 use rusqlite::params;
@@ -499,6 +500,7 @@ const PENDING: &str = r#"flashkart_cloud_dispatch_offers_pending{store="s1"}"#;
 const ACCEPTED: &str = r#"flashkart_cloud_dispatch_replies_total{store="s1",answer="accepted"}"#;
 const DECLINED: &str = r#"flashkart_cloud_dispatch_replies_total{store="s1",answer="declined"}"#;
 const EXPIRED: &str = r#"flashkart_cloud_dispatch_replies_total{store="s1",answer="expired"}"#;
+const FENCED: &str = r#"flashkart_cloud_dispatch_fenced_total{store="s1"}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_made_before_a_restart_is_accepted_after_it() {
@@ -640,5 +642,48 @@ async fn an_acceptance_that_reaches_the_cloud_after_its_offer_ran_out_stands() {
         2,
         "the order was not offered again"
     );
+    scene.finish().await;
+}
+
+/// With several instances on PostgreSQL a store's offers are made by the holder of its lease
+/// only. Here another instance takes the store while this one still believes it holds it (its
+/// renewal is far off, as for an instance paused past its lease): the cascade after the offer
+/// runs out is stopped by the fence before the write, not written into a replica the store no
+/// longer pulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_lost_the_stores_lease_makes_no_offer() {
+    let url = common::postgres::fresh_database();
+    let database = url.clone();
+    let mut scene = Scene::start(&[("near", 52.501), ("far", 52.51)], move |config| {
+        config.database_url = Some(database);
+        config.cluster.lease_ms = 600_000;
+        config.dispatch.offer_timeout_s = 2.0;
+    })
+    .await;
+    scene.ready_order("o-1").await;
+    let first = scene.offers(1).await;
+    assert_eq!(first[0].1, "near");
+
+    let pg = Postgres::connect(&url).await.unwrap();
+    let taken = pg
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE store_leases SET owner = 'another', owner_url = 'http://127.0.0.1:9',
+                epoch = epoch + 1, expires_at = now() + interval '1 hour'
+             WHERE store_id = 's1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken, 1);
+    pg.close();
+
+    // "near"'s offer runs out here; the cascade to "far" is fenced.
+    scene.wait_metric(EXPIRED, 1).await;
+    scene.wait_metric(FENCED, 1).await;
+    assert_eq!(scene.metric(OFFERS).await, 1);
+    assert_eq!(assignments(&scene.db).await.len(), 1);
     scene.finish().await;
 }

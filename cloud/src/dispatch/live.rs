@@ -41,6 +41,7 @@ use crate::dispatch::{
     DispatchConfig, Dispatcher, Haversine, Order, OrderId, Point, Rider, RiderId, StoreId, Vehicle,
 };
 use crate::hq::Hq;
+use crate::leases::Leases;
 use crate::metrics::{DispatchReplyLabels, Metrics, StoreLabels};
 use crate::projection::Projection;
 use crate::stores::Stores;
@@ -112,6 +113,8 @@ pub struct LiveDispatch {
     projection: Projection,
     stores: Arc<Stores>,
     metrics: Arc<Metrics>,
+    /// With several instances: a store's offers are made only by the holder of its lease.
+    leases: Option<Arc<Leases>>,
     dispatchers: BTreeMap<String, Dispatcher<Haversine>>,
     riders: Interner,
     orders: Interner,
@@ -131,6 +134,7 @@ impl LiveDispatch {
         projection: Projection,
         stores: Arc<Stores>,
         metrics: Arc<Metrics>,
+        leases: Option<Arc<Leases>>,
     ) -> Self {
         Self {
             settings,
@@ -138,6 +142,7 @@ impl LiveDispatch {
             projection,
             stores,
             metrics,
+            leases,
             dispatchers: BTreeMap::new(),
             riders: Interner::default(),
             orders: Interner::default(),
@@ -329,7 +334,16 @@ impl LiveDispatch {
             .collect();
         let mut offers_sent = 0;
         let stores: BTreeSet<String> = open_orders.iter().map(|o| o.store_id.clone()).collect();
+        let leased = self.leases.as_ref().map(|leases| leases.held());
         for store_id in stores {
+            // Another instance serves this store (its replica is the one the store pulls).
+            let epoch = match &leased {
+                Some(leased) => match leased.get(&store_id) {
+                    Some(epoch) => Some(*epoch),
+                    None => continue,
+                },
+                None => None,
+            };
             let Some(pickup) = store_points.get(&store_id).copied() else {
                 continue;
             };
@@ -392,7 +406,7 @@ impl LiveDispatch {
                     self.dispatcher(&store_id).rider_offline(assignment.rider);
                     continue;
                 };
-                if let Err(error) = self.offer(&store_id, &rider, &order_ids, now).await {
+                if let Err(error) = self.offer(&store_id, &rider, &order_ids, now, epoch).await {
                     // The book holds an offer iff its rows exist: this one and the rest of
                     // the plan were not written, so they leave the book and are re-planned.
                     let dispatcher = self.dispatcher(&store_id);
@@ -416,13 +430,33 @@ impl LiveDispatch {
     /// never heard of, which expires; the other way round the rider could accept an offer the
     /// cloud does not know and the order would go to a second rider too. A replica write that
     /// fails takes the read model's rows back.
+    ///
+    /// With several instances the store's lease is checked first, at the `epoch` this tick
+    /// planned under: an instance that lost the store (paused past its lease, say) makes no
+    /// offer into a replica the store no longer pulls. The lease can still move between the
+    /// check and the write; such an offer is never seen by the store (it pulls from the new
+    /// holder) and has expired by the time the lease could come back.
     async fn offer(
         &self,
         store_id: &str,
         rider: &str,
         orders: &[String],
         now: f64,
+        epoch: Option<i64>,
     ) -> Result<(), CloudError> {
+        if let (Some(leases), Some(epoch)) = (&self.leases, epoch)
+            && !leases.still_ours(store_id, epoch).await?
+        {
+            self.metrics
+                .dispatch_fenced
+                .get_or_create(&StoreLabels {
+                    store: store_id.to_owned(),
+                })
+                .inc();
+            return Err(CloudError::Unavailable(format!(
+                "store {store_id} moved to another cloud instance: no offer made here"
+            )));
+        }
         let offer = NewOffer {
             store_id: store_id.to_owned(),
             rider_id: rider.to_owned(),
