@@ -96,164 +96,57 @@ fn mark_ready(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_cascade_from_a_declining_rider_to_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = cloud_config(dir.path());
-    config.dispatch.tick_ms = 100;
-    let shutdown = CancellationToken::new();
-    let running = flashkart_cloud::start(config, shutdown.clone())
-        .await
-        .unwrap();
-    let base = format!("http://{}", running.addr);
-    let http = reqwest::Client::new();
-    let admin = |method: reqwest::Method, path: &str, body: Value| {
-        http.request(method, format!("{base}{path}"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
-
-    let token = running.cloud.register_store("s1").await.unwrap();
-    let put = admin(
-        reqwest::Method::PUT,
-        "/admin/v1/stores/s1/profile",
-        json!({
-            "name": "s1", "lat": 52.50, "lon": 13.40,
-            "service_area": {"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]]},
-            "max_radius_m": 10000.0, "hours": {"opens": "00:00", "closes": "00:00"},
-            "capacity": 10, "sla_minutes": 30
-        }),
-    )
-    .await
-    .unwrap();
-    assert!(put.status().is_success());
-    for rider in ["near", "far"] {
-        let put = admin(
-            reqwest::Method::PUT,
-            &format!("/admin/v1/riders/{rider}"),
-            json!({"home_store_id": "s1", "name": rider}),
-        )
-        .await
-        .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.text().await);
-    }
-    let put = admin(
-        reqwest::Method::PUT,
-        "/admin/v1/products/milk",
-        json!({"name": "milk", "price_minor": 100}),
-    )
-    .await
-    .unwrap();
-    assert!(put.status().is_success());
-    let customer: Value = admin(
-        reqwest::Method::POST,
-        "/admin/v1/customers",
-        json!({"first_name": "Ada"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-
-    // The store syncs; it gets the order and reports it READY, with both riders nearby.
-    let db = open_edge(dir.path(), "s1").await;
-    let store_shutdown = CancellationToken::new();
-    let handle = client::spawn(
-        client_config(&base, &token),
-        db.clone(),
-        store_shutdown.clone(),
-    )
-    .unwrap();
-    let customer_token = customer["token"].as_str().unwrap().to_owned();
-    let order = place(&http, &base, &customer_token, "o-1").await;
-    let mut status = handle.status.clone();
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let db = db.clone();
-        async move { count(&db, "SELECT count(*) FROM orders").await == 1 }
-    })
-    .await;
-    let (o, now) = (order.clone(), flashkart_cloud::clock::now_rfc3339());
-    db.write(move |conn| {
-        mark_ready(conn, &o, &now)?;
-        for (rider, lat) in [("near", 52.501), ("far", 52.51)] {
-            conn.execute(
-                "INSERT INTO rider_positions (rider_id, store_id, lat, lon, at) VALUES (?1, 's1', ?2, 13.40, ?3)",
-                params![rider, lat, now],
-            )?;
-        }
-        Ok::<_, flashkart_sync::Error>(())
-    })
-    .await
-    .unwrap();
+    let mut scene = Scene::start(&[("near", 52.501), ("far", 52.51)], |_| {}).await;
+    let order = scene.ready_order("o-1").await;
 
     // The nearer rider is offered the order first.
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let db = db.clone();
-        async move { !assignments(&db).await.is_empty() }
-    })
-    .await;
-    let first = assignments(&db).await;
-    assert_eq!(first.len(), 1, "{first:?}");
+    let first = scene.offers(1).await;
     assert_eq!(first[0].1, "near");
 
     // A decline cascades to the other rider.
-    reply(&db, &first[0].0, "near", "declined").await;
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let db = db.clone();
-        async move { assignments(&db).await.len() == 2 }
-    })
-    .await;
-    let second = assignments(&db).await;
+    reply(&scene.db, &first[0].0, "near", "declined").await;
+    let second = scene.offers(2).await;
     assert_eq!(second[1].1, "far", "{second:?}");
 
     // Accepted: the order is taken and offered to nobody else.
-    reply(&db, &second[1].0, "far", "accepted").await;
-    let projected = running.cloud.projection().db().clone();
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let projected = projected.clone();
-        async move {
-            count(
-                &projected,
-                "SELECT count(*) FROM rm_replies WHERE reply = 'accepted'",
-            )
-            .await
-                == 1
-        }
-    })
-    .await;
+    reply(&scene.db, &second[1].0, "far", "accepted").await;
+    scene.wait_metric(ACCEPTED, 1).await;
     // Several ticks later there is still no third offer.
-    let mut ticks = status.clone();
+    let mut ticks = scene.status.clone();
     for _ in 0..5 {
         let _ = tokio::time::timeout(Duration::from_secs(2), ticks.changed()).await;
     }
-    assert_eq!(assignments(&db).await.len(), 2);
+    assert_eq!(assignments(&scene.db).await.len(), 2);
 
     // "far" delivers within a minute (the cloud guessed a trip of 15 at acceptance) and waits
     // right at the store, "near" has wandered off: the next order goes to "far" at once.
     let (o, now) = (order.clone(), flashkart_cloud::clock::now_rfc3339());
-    db.write(move |conn| {
-        for (from, to) in [("READY", "PICKED_UP"), ("PICKED_UP", "DELIVERED")] {
+    scene
+        .db
+        .write(move |conn| {
+            for (from, to) in [("READY", "PICKED_UP"), ("PICKED_UP", "DELIVERED")] {
+                conn.execute(
+                    "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
+                     VALUES (?1, 's1', ?2, ?3, ?4, 'far', ?5)",
+                    params![uuid::Uuid::now_v7().to_string(), o, from, to, now],
+                )?;
+            }
             conn.execute(
-                "INSERT INTO order_events (id, store_id, order_id, from_status, to_status, actor, at)
-                 VALUES (?1, 's1', ?2, ?3, ?4, 'far', ?5)",
-                params![uuid::Uuid::now_v7().to_string(), o, from, to, now],
+                "UPDATE order_progress SET status = 'DELIVERED', status_at = ?2 WHERE order_id = ?1",
+                params![o, now],
             )?;
-        }
-        conn.execute(
-            "UPDATE order_progress SET status = 'DELIVERED', status_at = ?2 WHERE order_id = ?1",
-            params![o, now],
-        )?;
-        for (rider, lat) in [("far", 52.5001), ("near", 52.56)] {
-            conn.execute(
-                "UPDATE rider_positions SET lat = ?2, at = ?3 WHERE rider_id = ?1",
-                params![rider, lat, now],
-            )?;
-        }
-        Ok::<_, flashkart_sync::Error>(())
-    })
-    .await
-    .unwrap();
-    wait_for(&mut status, Duration::from_secs(30), || {
+            for (rider, lat) in [("far", 52.5001), ("near", 52.56)] {
+                conn.execute(
+                    "UPDATE rider_positions SET lat = ?2, at = ?3 WHERE rider_id = ?1",
+                    params![rider, lat, now],
+                )?;
+            }
+            Ok::<_, flashkart_sync::Error>(())
+        })
+        .await
+        .unwrap();
+    let projected = scene.running().cloud.projection().db().clone();
+    wait_for(&mut scene.status, WAIT, || {
         let projected = projected.clone();
         async move {
             count(
@@ -265,27 +158,10 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         }
     })
     .await;
-    let next = place(&http, &base, &customer_token, "o-2").await;
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let db = db.clone();
-        async move { count(&db, "SELECT count(*) FROM orders").await == 2 }
-    })
-    .await;
-    let (o, now) = (next.clone(), flashkart_cloud::clock::now_rfc3339());
-    db.write(move |conn| mark_ready(conn, &o, &now))
-        .await
-        .unwrap();
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let db = db.clone();
-        async move { assignments(&db).await.len() == 3 }
-    })
-    .await;
-    let third = assignments(&db).await;
+    scene.ready_order("o-2").await;
+    let third = scene.offers(3).await;
     assert_eq!(third[2].1, "far", "{third:?}");
-
-    store_shutdown.cancel();
-    shutdown.cancel();
-    running.wait().await.unwrap();
+    scene.finish().await;
 }
 
 const WAIT: Duration = Duration::from_secs(30);

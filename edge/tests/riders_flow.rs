@@ -266,24 +266,8 @@ async fn open_offers_are_published_again_after_a_restart() {
     assert_eq!(topic, "/tenants/r1/edge/offers/a1");
 
     // Answered over the independent client: recorded, and the retained offer is withdrawn.
-    let reply = pb::Reply {
-        assignment_id: "a1".into(),
-        accept: true,
-    };
-    assert!(
-        publish(
-            edge.tls_port,
-            &creds,
-            "phone2",
-            "/tenants/r1/replies",
-            &reply.encode_to_vec()
-        )
-        .await
-    );
-    wait_for(&mut edge.events, |e| {
-        matches!(e, RiderEvent::Replied { reply, .. } if reply == "accepted").then_some(())
-    })
-    .await;
+    answer(edge.tls_port, &creds, "r1", "a1", true).await;
+    replied(&mut edge.events, "a1", "accepted").await;
     let (topic, payload) = sub.next(WAIT).await.expect("the withdrawal");
     assert_eq!(
         (topic.as_str(), payload.len()),
@@ -320,40 +304,10 @@ async fn a_second_rider_cannot_accept_an_order_another_rider_took() {
     assign(&db, "b1", "o1", "r2", 600).await;
     edge.riders.assignments_changed();
 
-    let answer = |assignment: &str, accept: bool| {
-        pb::Reply {
-            assignment_id: assignment.into(),
-            accept,
-        }
-        .encode_to_vec()
-    };
-    assert!(
-        publish(
-            edge.tls_port,
-            &creds[0],
-            "r1-phone",
-            "/tenants/r1/replies",
-            &answer("a1", true)
-        )
-        .await
-    );
-    wait_for(&mut edge.events, |e| {
-        matches!(e, RiderEvent::Replied { assignment_id, reply, .. }
-            if assignment_id == "a1" && reply == "accepted")
-        .then_some(())
-    })
-    .await;
+    answer(edge.tls_port, &creds[0], "r1", "a1", true).await;
+    replied(&mut edge.events, "a1", "accepted").await;
 
-    assert!(
-        publish(
-            edge.tls_port,
-            &creds[1],
-            "r2-phone",
-            "/tenants/r2/replies",
-            &answer("b1", true)
-        )
-        .await
-    );
+    answer(edge.tls_port, &creds[1], "r2", "b1", true).await;
     let code = wait_for(&mut edge.events, |e| match e {
         RiderEvent::Refused { rider_id, code, .. } if rider_id == "r2" => Some(code.clone()),
         _ => None,
@@ -368,26 +322,45 @@ async fn a_second_rider_cannot_accept_an_order_another_rider_took() {
         vec![vec!["r1".to_owned()]]
     );
 
-    assert!(
-        publish(
-            edge.tls_port,
-            &creds[1],
-            "r2-phone",
-            "/tenants/r2/replies",
-            &answer("b1", false)
-        )
-        .await
-    );
-    wait_for(&mut edge.events, |e| {
-        matches!(e, RiderEvent::Replied { assignment_id, reply, .. }
-            if assignment_id == "b1" && reply == "declined")
-        .then_some(())
-    })
-    .await;
+    answer(edge.tls_port, &creds[1], "r2", "b1", false).await;
+    replied(&mut edge.events, "b1", "declined").await;
     assert_eq!(
         query(&db, accepted, "o1").await,
         vec![vec!["r1".to_owned()]]
     );
     edge.riders.shutdown().await;
     db.close().await.unwrap();
+}
+
+/// Publishes `rider`'s answer to `assignment` over an independent MQTT client, as the phone
+/// would.
+async fn answer(port: u16, creds: &Creds, rider: &str, assignment: &str, accept: bool) {
+    let reply = pb::Reply {
+        assignment_id: assignment.into(),
+        accept,
+    };
+    assert!(
+        publish(
+            port,
+            creds,
+            &format!("{rider}-answer"),
+            &format!("/tenants/{rider}/replies"),
+            &reply.encode_to_vec()
+        )
+        .await
+    );
+}
+
+/// Waits until the desk recorded `reply` to `assignment`.
+async fn replied(
+    events: &mut tokio::sync::broadcast::Receiver<RiderEvent>,
+    assignment: &str,
+    reply: &str,
+) {
+    wait_for(events, |e| {
+        matches!(e, RiderEvent::Replied { assignment_id, reply: r, .. }
+            if assignment_id == assignment && r == reply)
+        .then_some(())
+    })
+    .await;
 }

@@ -113,6 +113,18 @@ impl Edge {
         .await;
     }
 
+    /// `GET /api/v1/sync/status` as the manager sees it.
+    async fn sync_status(&self, http: &reqwest::Client) -> Value {
+        call(
+            http,
+            Method::GET,
+            &format!("{}/api/v1/sync/status", self.base),
+            &self.manager,
+            None,
+        )
+        .await
+    }
+
     async fn on_hand(&self, http: &reqwest::Client) -> Option<i64> {
         self.level(http).await.map(|(on_hand, _)| on_hand)
     }
@@ -272,14 +284,7 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
     // With the old token the cloud refuses the new site: nothing is pushed or pulled.
     let edge = start_edge(dir.path(), &base, &token, &http).await;
     let status = eventually("the edge reports the refusal", || async {
-        let status = call(
-            &http,
-            Method::GET,
-            &format!("{}/api/v1/sync/status", edge.base),
-            &edge.manager,
-            None,
-        )
-        .await;
+        let status = edge.sync_status(&http).await;
         status["status"]["last_error"].is_string().then_some(status)
     })
     .await;
@@ -310,14 +315,7 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
             break;
         }
         if Instant::now() > deadline {
-            let status = call(
-                &http,
-                Method::GET,
-                &format!("{}/api/v1/sync/status", edge.base),
-                &edge.manager,
-                None,
-            )
-            .await;
+            let status = edge.sync_status(&http).await;
             panic!(
                 "B and the reservation never came back: level {level:?}, edge ledger {:?}, \
                  sync {status}",
@@ -344,14 +342,7 @@ async fn a_restored_store_gets_back_what_the_cloud_had_and_syncs_on_under_a_new_
         (stock[STORE].as_i64() == Some(20)).then_some(())
     })
     .await;
-    let status = call(
-        &http,
-        Method::GET,
-        &format!("{}/api/v1/sync/status", edge.base),
-        &edge.manager,
-        None,
-    )
-    .await;
+    let status = edge.sync_status(&http).await;
     assert_eq!(status["status"]["online"], true, "{status}");
     assert_eq!(edge.level(&http).await, Some((22, 2)), "reserved once");
     let progress = call(

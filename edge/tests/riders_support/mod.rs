@@ -382,8 +382,10 @@ impl Sub {
 
 /// Publishes one message with mosquitto_pub; returns whether it exited successfully.
 pub async fn publish(port: u16, creds: &Creds, client: &str, topic: &str, payload: &[u8]) -> bool {
-    let file = std::env::temp_dir().join(format!("fk-pub-{}-{client}", std::process::id()));
-    std::fs::write(&file, payload).unwrap();
+    // One file per call: tests in this process may publish as the same client at once.
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, payload).unwrap();
+    let file = file.into_temp_path();
     let mut args = tls_args(port, creds);
     args.extend([
         "-i".into(),
@@ -402,6 +404,6 @@ pub async fn publish(port: u16, creds: &Creds, client: &str, topic: &str, payloa
         .status()
         .await
         .expect("mosquitto_pub (apt-get install mosquitto-clients)");
-    let _ = std::fs::remove_file(&file);
+    drop(file);
     status.success()
 }
