@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashkart_cloud::CloudConfig;
+use flashkart_cloud::projection::Backend;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -198,12 +199,23 @@ async fn main() {
         "intake runs at {:.3}x the baseline's request rate; {} orders in {:.1} s with {clients} clients",
         ratio, intake.done, intake.seconds
     );
-    let orders = flashkart_sync::StoreDb::read(running.cloud.projection().db(), |conn| {
-        conn.query_row("SELECT count(*) FROM rm_orders", [], |r| r.get::<_, i64>(0))
-            .map_err(flashkart_sync::Error::from)
-    })
-    .await
-    .unwrap();
+    let orders = match running.cloud.projection().backend() {
+        Backend::Sqlite(db) => db
+            .read(|conn| {
+                conn.query_row("SELECT count(*) FROM rm_orders", [], |r| r.get::<_, i64>(0))
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await
+            .unwrap(),
+        Backend::Postgres(pg) => pg
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM rm_orders", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+    };
     assert_eq!(
         orders as u64, intake.done,
         "every acknowledged order is in the read model"

@@ -205,7 +205,10 @@ pub async fn start_with(
         Some(postgres) => Hq::open_postgres(postgres.clone()).await?,
         None => Hq::open(options.config(config.data_dir.join("hq.db"))).await?,
     };
-    let projection = Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?;
+    let projection = match &postgres {
+        Some(postgres) => Projection::open_postgres(postgres.clone()).await?,
+        None => Projection::open(options.config(config.data_dir.join("readmodel.db"))).await?,
+    };
     let storefront =
         storefront::Storefront::open(options.config(config.data_dir.join("storefront.db"))).await?;
     // Whatever was committed to a replica but not projected before the last stop is caught up
@@ -343,7 +346,7 @@ pub async fn start_with(
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let sender = notify::Sender::new(
         notify::Outboxes {
-            readmodel: projection.db().clone(),
+            readmodel: projection.clone(),
             payments: payments.db().clone(),
             hq: hq.clone(),
         },

@@ -64,6 +64,12 @@ type SeriesRows = (
     Vec<(String, String, String)>,
 );
 
+/// The start of the UTC hour of an RFC 3339 time, as the series names its hours.
+fn hour_of(at: &str) -> String {
+    let at = clock::parse(at).unwrap().to_offset(time::UtcOffset::UTC);
+    clock::rfc3339(at.replace_time(time::Time::from_hms(at.hour(), 0, 0).unwrap()))
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 0.01
 }
@@ -169,18 +175,20 @@ async fn the_snapshot_equals_the_read_model() {
     let hour_ago = clock::rfc3339(at - time::Duration::hours(1));
 
     // Open orders by state, late and at risk, per store: independent SQL at the snapshot's time.
-    let open: Vec<(String, String, String, String, Option<String>)> = env
-        .read_model(move |conn| {
-            conn.prepare(&format!(
-                "SELECT id, store_id, status, placed_at, promised_at FROM rm_orders
-                 WHERE status NOT IN {FINISHED}"
-            ))?
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect()
-        })
-        .await;
+    let open: Vec<(String, String, String, String, Option<String>)> = rm_sql::rows(
+        &env.running.cloud,
+        &format!(
+            "SELECT id, store_id, status, placed_at, promised_at FROM rm_orders
+             WHERE status NOT IN {FINISHED}"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        let text = |i: usize| r[i].clone().unwrap();
+        (text(0), text(1), text(2), text(3), r[4].clone())
+    })
+    .collect();
     assert_eq!(open.len(), 7, "{open:?}");
     let figures = env
         .running
@@ -263,29 +271,26 @@ async fn the_snapshot_equals_the_read_model() {
         (t2["stock_outs"].as_u64(), t2["low_stock"].as_u64()),
         (Some(1), Some(1))
     );
-    let low: i64 = env
-        .read_model(|conn| {
-            conn.query_row(
-                "SELECT count(*) FROM rm_stock WHERE store_id = 's2'
-                 AND on_hand - reserved BETWEEN 1 AND 3",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .await;
+    let low = rm_sql::count(
+        &env.running.cloud,
+        "SELECT count(*) FROM rm_stock WHERE store_id = 's2'
+         AND on_hand - reserved BETWEEN 1 AND 3",
+    )
+    .await;
     assert_eq!(low, 1);
 
     // The orders: every open one and those finished in the last half hour, flagged as above.
     let half_hour_ago = clock::rfc3339(at - time::Duration::minutes(30));
-    let finished: Vec<String> = env
-        .read_model(move |conn| {
-            conn.prepare(&format!(
-                "SELECT id FROM rm_orders WHERE status IN {FINISHED} AND status_at >= ?1"
-            ))?
-            .query_map([half_hour_ago], |r| r.get(0))?
-            .collect()
-        })
-        .await;
+    let finished: Vec<String> = rm_sql::rows(
+        &env.running.cloud,
+        &format!(
+            "SELECT id FROM rm_orders WHERE status IN {FINISHED} AND status_at >= '{half_hour_ago}'"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|mut r| r.remove(0).unwrap())
+    .collect();
     assert_eq!(finished.len(), 3);
     let orders = snapshot["orders"].as_array().unwrap();
     assert_eq!(orders.len(), open.len() + finished.len());
@@ -308,7 +313,8 @@ async fn the_snapshot_equals_the_read_model() {
         );
     }
 
-    // The series: hour buckets by independent SQL (strftime, not the dashboard's prefixes).
+    // The series: hour buckets by independent SQL and parsed times (not the dashboard's
+    // prefixes).
     let hours: Vec<String> = snapshot["series"]["hours"]
         .as_array()
         .unwrap()
@@ -322,37 +328,53 @@ async fn the_snapshot_equals_the_read_model() {
                 < clock::rfc3339(clock::parse(&hours[23]).unwrap() + time::Duration::hours(1))
     );
     let first = hours[0].clone();
-    let (placed, delivered, ready): SeriesRows = env
-        .read_model(move |conn| {
-            let placed = conn
-                .prepare(
-                    "SELECT strftime('%Y-%m-%dT%H:00:00.000Z', placed_at), count(*) FROM rm_orders
-                     WHERE placed_at >= ?1 GROUP BY 1",
-                )?
-                .query_map([&first], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let delivered = conn
-                .prepare(
-                    "SELECT strftime('%Y-%m-%dT%H:00:00.000Z', t.at), count(*),
-                        sum(t.at <= o.promised_at)
-                     FROM rm_timeline t JOIN rm_orders o ON o.id = t.order_id
-                     WHERE t.status = 'DELIVERED' AND t.at >= ?1 GROUP BY 1",
-                )?
-                .query_map([&first], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-                .collect::<Result<_, _>>()?;
-            let ready = conn
-                .prepare(
-                    "SELECT r.at, a.at, strftime('%Y-%m-%dT%H:00:00.000Z', r.at)
-                     FROM rm_timeline r JOIN rm_timeline a
-                       ON a.order_id = r.order_id AND a.store_id = r.store_id
-                          AND a.status = 'ACCEPTED'
-                     WHERE r.status = 'READY' AND r.at >= ?1",
-                )?
-                .query_map([&first], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok((placed, delivered, ready))
-        })
-        .await;
+    // Buckets by each row's time, parsed here: SQL has no hour function both engines know.
+    let cloud = &env.running.cloud;
+    let mut placed: BTreeMap<String, u64> = BTreeMap::new();
+    for r in rm_sql::rows(
+        cloud,
+        &format!("SELECT placed_at FROM rm_orders WHERE placed_at >= '{first}'"),
+    )
+    .await
+    {
+        *placed.entry(hour_of(r[0].as_deref().unwrap())).or_default() += 1;
+    }
+    let mut delivered: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in rm_sql::rows(
+        cloud,
+        &format!(
+            "SELECT t.at, CAST(CASE WHEN t.at <= o.promised_at THEN 1 ELSE 0 END AS TEXT)
+             FROM rm_timeline t JOIN rm_orders o ON o.id = t.order_id
+             WHERE t.status = 'DELIVERED' AND t.at >= '{first}'"
+        ),
+    )
+    .await
+    {
+        let hour = delivered
+            .entry(hour_of(r[0].as_deref().unwrap()))
+            .or_default();
+        hour.0 += 1;
+        hour.1 += r[1].as_deref().unwrap().parse::<u64>().unwrap();
+    }
+    let ready: Vec<(String, String, String)> = rm_sql::rows(
+        cloud,
+        &format!(
+            "SELECT r.at, a.at
+             FROM rm_timeline r JOIN rm_timeline a
+               ON a.order_id = r.order_id AND a.store_id = r.store_id
+                  AND a.status = 'ACCEPTED'
+             WHERE r.status = 'READY' AND r.at >= '{first}'"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        let (ready_at, accepted_at) = (r[0].clone().unwrap(), r[1].clone().unwrap());
+        let hour = hour_of(&ready_at);
+        (ready_at, accepted_at, hour)
+    })
+    .collect();
+    let (placed, delivered, ready): SeriesRows = (placed, delivered, ready);
     let series = &snapshot["series"];
     for (i, hour) in hours.iter().enumerate() {
         assert_eq!(
@@ -675,10 +697,9 @@ async fn riders_show_offers_declines_and_deliveries() {
     position(&e1, "r2").await;
     let second = offer_to(&env, "r2").await;
     reply(&e1, &second, "r2", "accepted").await;
-    let db = env.running.cloud.projection().db().clone();
-    until(&env, "both replies projected", || {
-        let db = db.clone();
-        async move { count(&db, "SELECT count(*) FROM rm_replies").await == 2 }
+    let cloud = &env.running.cloud;
+    until(&env, "both replies projected", || async move {
+        rm_sql::count(cloud, "SELECT count(*) FROM rm_replies").await == 2
     })
     .await;
     // Nobody is offered an accepted order again, so these figures hold still.
@@ -702,13 +723,19 @@ async fn riders_show_offers_declines_and_deliveries() {
         (Some(52.5), Some("s1"))
     );
     // The same as the read model's offers and replies.
-    let offers: Vec<(String, i64)> = env
-        .read_model(|conn| {
-            conn.prepare("SELECT rider_id, count(*) FROM rm_offers GROUP BY rider_id ORDER BY 1")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
-        .await;
+    let offers: Vec<(String, i64)> = rm_sql::rows(
+        &env.running.cloud,
+        "SELECT rider_id, CAST(count(*) AS TEXT) FROM rm_offers GROUP BY rider_id ORDER BY 1",
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            r[1].as_deref().unwrap().parse().unwrap(),
+        )
+    })
+    .collect();
     assert_eq!(offers, [("r1".to_owned(), 1), ("r2".to_owned(), 1)]);
     let shown = snapshot["orders"]
         .as_array()
@@ -1006,124 +1033,128 @@ async fn a_build_over_ten_thousand_orders_is_cheap() {
         .await
         .unwrap();
     let now = clock::now();
-    let stores_for_rows = stores.clone();
-    running
-        .cloud
-        .projection()
-        .db()
-        .write(move |conn| {
-            let stores = stores_for_rows;
-            let at = |seconds_ago: i64| clock::rfc3339(now - time::Duration::seconds(seconds_ago));
-            for i in 0..10_000_i64 {
-                let id = format!("order-{i:05}");
-                let store = &stores[(i % 10) as usize];
-                // Placed between 22.8 and 0.6 hours ago: all inside the series' 24 hours.
-                let placed = 82_000 - i * 8;
-                let (status, open, last) = match i % 20 {
-                    0 => ("PICKING", 1, placed - 120),
-                    1 => ("CANCELLED", 0, placed - 60),
-                    _ => ("DELIVERED", 0, placed - 1_500),
-                };
-                conn.execute(
-                    "INSERT INTO rm_orders (id, store_id, customer_id, status, status_at,
-                        placed_at, promised_at, total_minor, lat, lon, open)
-                     VALUES (?1, ?2, 'c', ?3, ?4, ?5, ?6, 1234, 52.5, 13.4, ?7)",
-                    params![
-                        id,
-                        store,
-                        status,
-                        at(last),
-                        at(placed),
-                        at(placed - 1_800),
-                        open
-                    ],
-                )?;
-                let steps: &[(&str, i64)] = match status {
-                    "PICKING" => &[("ACCEPTED", 30), ("PICKING", 120)],
-                    "CANCELLED" => &[("ACCEPTED", 30), ("CANCELLED", 60)],
-                    _ => &[
-                        ("ACCEPTED", 30),
-                        ("PICKING", 60),
-                        ("PACKED", 200),
-                        ("READY", 260),
-                        ("PICKED_UP", 400),
-                        ("DELIVERED", 1_500),
-                    ],
-                };
-                for (n, (step, after)) in [("PENDING", 0), ("CONFIRMED", 0), ("ROUTED", 0)]
-                    .iter()
-                    .chain(steps.iter())
-                    .enumerate()
-                {
-                    let source = if n < 3 { "cloud" } else { "edge" };
-                    conn.execute(
-                        "INSERT INTO rm_timeline (event_id, order_id, store_id, status, at, source)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![
-                            format!("{id}/{n}"),
-                            id,
-                            store,
-                            step,
-                            at(placed - after),
-                            source
-                        ],
-                    )?;
-                }
-                if status == "DELIVERED" {
-                    let rider = format!("r{}", i % 50);
-                    let assignment = format!("a-{id}");
-                    conn.execute(
-                        "INSERT INTO rm_offers (assignment_id, store_id, order_id, rider_id,
-                            offered_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                        params![assignment, store, id, rider, at(placed - 260)],
-                    )?;
-                    conn.execute(
-                        "INSERT INTO rm_replies (assignment_id, store_id, rider_id, reply, at)
-                         VALUES (?1, ?2, ?3, 'accepted', ?4)",
-                        params![assignment, store, rider, at(placed - 270)],
-                    )?;
-                }
-            }
-            for store in &stores {
-                for n in 0..500 {
-                    conn.execute(
-                        "INSERT INTO rm_stock (store_id, product_id, on_hand, reserved)
-                         VALUES (?1, ?2, ?3, 0)",
-                        params![store, format!("p{n}"), n % 7],
-                    )?;
-                }
-            }
-            for n in 0..50 {
-                conn.execute(
-                    "INSERT INTO rm_riders (rider_id, store_id, lat, lon, at)
-                     VALUES (?1, ?2, 52.5, 13.4, ?3)",
-                    params![format!("r{n}"), stores[n % 10], at(n as i64 * 5)],
-                )?;
-            }
-            Ok::<_, flashkart_sync::Error>(())
+    // The rows as literals, a thousand to an INSERT, in one transaction: statements both
+    // engines take.
+    let at = |seconds_ago: i64| clock::rfc3339(now - time::Duration::seconds(seconds_ago));
+    let (mut orders, mut timeline, mut offers, mut replies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..10_000_i64 {
+        let id = format!("order-{i:05}");
+        let store = &stores[(i % 10) as usize];
+        // Placed between 22.8 and 0.6 hours ago: all inside the series' 24 hours.
+        let placed = 82_000 - i * 8;
+        let (status, open, last) = match i % 20 {
+            0 => ("PICKING", 1, placed - 120),
+            1 => ("CANCELLED", 0, placed - 60),
+            _ => ("DELIVERED", 0, placed - 1_500),
+        };
+        orders.push(format!(
+            "('{id}', '{store}', 'c', '{status}', '{}', '{}', '{}', 1234, 52.5, 13.4, {open})",
+            at(last),
+            at(placed),
+            at(placed - 1_800),
+        ));
+        let steps: &[(&str, i64)] = match status {
+            "PICKING" => &[("ACCEPTED", 30), ("PICKING", 120)],
+            "CANCELLED" => &[("ACCEPTED", 30), ("CANCELLED", 60)],
+            _ => &[
+                ("ACCEPTED", 30),
+                ("PICKING", 60),
+                ("PACKED", 200),
+                ("READY", 260),
+                ("PICKED_UP", 400),
+                ("DELIVERED", 1_500),
+            ],
+        };
+        for (n, (step, after)) in [("PENDING", 0), ("CONFIRMED", 0), ("ROUTED", 0)]
+            .iter()
+            .chain(steps.iter())
+            .enumerate()
+        {
+            let source = if n < 3 { "cloud" } else { "edge" };
+            timeline.push(format!(
+                "('{id}/{n}', '{id}', '{store}', '{step}', '{}', '{source}')",
+                at(placed - after)
+            ));
+        }
+        if status == "DELIVERED" {
+            let rider = format!("r{}", i % 50);
+            let assignment = format!("a-{id}");
+            let offered = at(placed - 260);
+            offers.push(format!(
+                "('{assignment}', '{store}', '{id}', '{rider}', '{offered}', '{offered}')"
+            ));
+            replies.push(format!(
+                "('{assignment}', '{store}', '{rider}', 'accepted', '{}')",
+                at(placed - 270)
+            ));
+        }
+    }
+    let mut stock = Vec::new();
+    for store in &stores {
+        for n in 0..500 {
+            stock.push(format!("('{store}', 'p{n}', {}, 0)", n % 7));
+        }
+    }
+    let riders: Vec<String> = (0..50)
+        .map(|n| {
+            format!(
+                "('r{n}', '{}', 52.5, 13.4, '{}')",
+                stores[n % 10],
+                at(n as i64 * 5)
+            )
         })
-        .await
-        .unwrap();
+        .collect();
+    let mut sql = String::new();
+    for (insert, rows) in [
+        (
+            "INSERT INTO rm_orders (id, store_id, customer_id, status, status_at, placed_at,
+                promised_at, total_minor, lat, lon, open) VALUES ",
+            &orders,
+        ),
+        (
+            "INSERT INTO rm_timeline (event_id, order_id, store_id, status, at, source) VALUES ",
+            &timeline,
+        ),
+        (
+            "INSERT INTO rm_offers (assignment_id, store_id, order_id, rider_id, offered_at,
+                expires_at) VALUES ",
+            &offers,
+        ),
+        (
+            "INSERT INTO rm_replies (assignment_id, store_id, rider_id, reply, at) VALUES ",
+            &replies,
+        ),
+        (
+            "INSERT INTO rm_stock (store_id, product_id, on_hand, reserved) VALUES ",
+            &stock,
+        ),
+        (
+            "INSERT INTO rm_riders (rider_id, store_id, lat, lon, at) VALUES ",
+            &riders,
+        ),
+    ] {
+        for chunk in rows.chunks(1_000) {
+            sql.push_str(insert);
+            sql.push_str(&chunk.join(", "));
+            sql.push_str(";\n");
+        }
+    }
+    rm_sql::execute(&running.cloud, sql).await;
 
     let dashboard = running.cloud.dashboard();
     // A build that reads the whole series: an order placed in a finished hour changes it.
     let mut whole = Vec::new();
     for n in 0..5 {
         let placed = clock::rfc3339(now - time::Duration::hours(5));
-        running
-            .cloud
-            .projection()
-            .db()
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO rm_orders (id, store_id, status, status_at, placed_at, open)
-                     VALUES (?1, 's0', 'CANCELLED', ?2, ?2, 0)",
-                    params![format!("extra-{n}"), placed],
-                )
-                .map_err(flashkart_sync::Error::from)
-            })
-            .await
-            .unwrap();
+        rm_sql::execute(
+            &running.cloud,
+            format!(
+                "INSERT INTO rm_orders (id, store_id, status, status_at, placed_at, open)
+                 VALUES ('extra-{n}', 's0', 'CANCELLED', '{placed}', '{placed}', 0)"
+            ),
+        )
+        .await;
         let started = Instant::now();
         dashboard.rebuild().await.unwrap();
         whole.push(started.elapsed());
@@ -1215,13 +1246,9 @@ async fn devices(db: &StoreDb, rows: &[(&str, &str, &str, String, &str)], ago: i
 async fn a_stores_devices_and_sync_lag_show_as_the_store_reports_them() {
     let env = two_stores(None, 30).await;
     let e1 = env.edge("s1").clone();
-    let projection = env.running.cloud.projection().db().clone();
+    let cloud = &env.running.cloud;
     let devices_projected = |n: i64| {
-        let projection = projection.clone();
-        move || {
-            let projection = projection.clone();
-            async move { count(&projection, "SELECT count(*) FROM rm_devices").await == n }
-        }
+        move || async move { rm_sql::count(cloud, "SELECT count(*) FROM rm_devices").await == n }
     };
     // A printer out of paper and a working scanner, changed 5 s ago; and two rows HQ will not
     // show: a health nobody knows and a reason of 5,000 characters.
@@ -1293,19 +1320,8 @@ async fn a_stores_devices_and_sync_lag_show_as_the_store_reports_them() {
     .await
     .unwrap();
     until(&env, "the scanner's row gone", devices_projected(1)).await;
-    let healthy = {
-        let projection = projection.clone();
-        move || {
-            let projection = projection.clone();
-            async move {
-                count(
-                    &projection,
-                    "SELECT count(*) FROM rm_devices WHERE faults = ''",
-                )
-                .await
-                    == 1
-            }
-        }
+    let healthy = move || async move {
+        rm_sql::count(cloud, "SELECT count(*) FROM rm_devices WHERE faults = ''").await == 1
     };
     until(&env, "the printer's faults cleared", healthy).await;
     let snapshot = env.rebuild().await;

@@ -145,12 +145,12 @@ async fn offers_cascade_from_a_declining_rider_to_the_next() {
         })
         .await
         .unwrap();
-    let projected = scene.running().cloud.projection().db().clone();
+    let cloud = scene.running().cloud.clone();
     wait_for(&mut scene.status, WAIT, || {
-        let projected = projected.clone();
+        let cloud = cloud.clone();
         async move {
-            count(
-                &projected,
+            rm_sql::count(
+                &cloud,
                 "SELECT count(*) FROM rm_orders WHERE status = 'DELIVERED'",
             )
             .await

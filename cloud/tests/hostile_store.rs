@@ -212,12 +212,12 @@ async fn a_store_cannot_report_facts_it_does_not_own() {
     projected_move(&cloud, "sentinel-a").await;
 
     assert_eq!(
-        rm_count(&cloud, "SELECT count(*) FROM rm_riders").await,
+        rm_sql::count(&cloud, "SELECT count(*) FROM rm_riders").await,
         0,
         "the forged position is ignored"
     );
     assert_eq!(
-        rm_count(
+        rm_sql::count(
             &cloud,
             "SELECT count(*) FROM rm_timeline WHERE order_id = 'ob'"
         )
@@ -226,7 +226,7 @@ async fn a_store_cannot_report_facts_it_does_not_own() {
         "the forged event is ignored"
     );
     assert_eq!(
-        rm_count(&cloud, "SELECT count(*) FROM rm_replies").await,
+        rm_sql::count(&cloud, "SELECT count(*) FROM rm_replies").await,
         0,
         "the forged reply is ignored"
     );
@@ -275,7 +275,7 @@ async fn a_store_cannot_report_facts_it_does_not_own() {
     assert_eq!(status, StatusCode::OK, "{message}");
     projected_move(&cloud, "sentinel-b").await;
     assert_eq!(
-        rm_count(
+        rm_sql::count(
             &cloud,
             "SELECT count(*) FROM rm_riders WHERE rider_id = 'rb' AND store_id = 'b'"
         )
@@ -284,7 +284,7 @@ async fn a_store_cannot_report_facts_it_does_not_own() {
         "the rider stays at b"
     );
     assert_eq!(
-        rm_count(&cloud, "SELECT count(*) FROM rm_replies WHERE assignment_id = 'asg-b' AND store_id = 'b' AND reply = 'accepted'").await,
+        rm_sql::count(&cloud, "SELECT count(*) FROM rm_replies WHERE assignment_id = 'asg-b' AND store_id = 'b' AND reply = 'accepted'").await,
         1,
         "b's rider's answer counts"
     );
@@ -313,7 +313,7 @@ async fn a_store_cannot_report_facts_it_does_not_own() {
     let limit =
         flashkart_cloud::clock::rfc3339(flashkart_cloud::clock::now() + time::Duration::minutes(3));
     assert_eq!(
-        rm_count(
+        rm_sql::count(
             &cloud,
             &format!("SELECT count(*) FROM rm_riders WHERE rider_id = 'rb' AND at < '{limit}'")
         )

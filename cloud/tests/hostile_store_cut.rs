@@ -108,7 +108,7 @@ async fn a_push_cut_at_every_step_still_reaches_the_read_model() {
     projected_move(&running.cloud, "m-149-19").await;
     assert_read_model_matches(&running.cloud, "a").await;
     assert_eq!(
-        rm_count(&running.cloud, "SELECT count(*) FROM rm_moves").await,
+        rm_sql::count(&running.cloud, "SELECT count(*) FROM rm_moves").await,
         3_000
     );
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ADMIN, count, start_cloud};
+use common::{ADMIN, count, rm_sql, start_cloud};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -312,8 +312,10 @@ async fn bad_orders_are_refused_and_write_nothing() {
             "{store}"
         );
     }
-    let read_model = running.cloud.projection().db();
-    assert_eq!(count(read_model, "SELECT count(*) FROM rm_orders").await, 0);
+    assert_eq!(
+        rm_sql::count(&running.cloud, "SELECT count(*) FROM rm_orders").await,
+        0
+    );
     // A refused order does not use up its key: the corrected order goes through.
     let fixed = hq
         .http

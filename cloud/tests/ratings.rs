@@ -84,14 +84,14 @@ async fn accept(env: &Env, rider: &str, order: &str) {
         })
         .await
         .unwrap();
-    let db = env.running.cloud.projection().db().clone();
+    let cloud = &env.running.cloud;
     let sql = format!(
         "SELECT count(*) FROM rm_replies r JOIN rm_offers f ON f.assignment_id = r.assignment_id
          WHERE f.order_id = '{order}' AND r.rider_id = '{rider}' AND r.reply = 'accepted'"
     );
-    until(env, "the acceptance projected", || {
-        let (db, sql) = (db.clone(), sql.clone());
-        async move { count(&db, sql).await == 1 }
+    let sql = sql.as_str();
+    until(env, "the acceptance projected", || async move {
+        rm_sql::count(cloud, sql).await == 1
     })
     .await;
 }

@@ -83,18 +83,10 @@ async fn all_short_reroutes_and_partly_short_confirms_partial() {
     .json()
     .await
     .unwrap();
-    let projection = running.cloud.projection().db().clone();
+    let cloud = &running.cloud;
     let mut status = edges[0].1.status.clone();
-    wait_for(&mut status, Duration::from_secs(30), || {
-        let projection = projection.clone();
-        async move {
-            count(
-                &projection,
-                "SELECT count(*) FROM rm_stock WHERE on_hand = 10",
-            )
-            .await
-                == 2
-        }
+    wait_for(&mut status, Duration::from_secs(30), || async move {
+        rm_sql::count(cloud, "SELECT count(*) FROM rm_stock WHERE on_hand = 10").await == 2
     })
     .await;
 
@@ -135,9 +127,8 @@ async fn all_short_reroutes_and_partly_short_confirms_partial() {
     let (moved, s1_db, s2_db) = (all_short.clone(), s1.clone(), s2.clone());
     wait_for(&mut status, Duration::from_secs(30), || {
         let (moved, s1_db, s2_db) = (moved.clone(), s1_db.clone(), s2_db.clone());
-        let projection = projection.clone();
         async move {
-            count(&projection, "SELECT count(*) FROM rm_timeline WHERE status = 'PARTIAL_CONFIRMED'").await == 1
+            rm_sql::count(cloud, "SELECT count(*) FROM rm_timeline WHERE status = 'PARTIAL_CONFIRMED'").await == 1
                 && count(&s2_db, format!("SELECT count(*) FROM order_lines WHERE order_id = '{moved}'")).await == 1
                 && count(
                     &s1_db,

@@ -50,6 +50,35 @@ impl Instance {
     }
 }
 
+/// Waits until `instance`'s read model has `store` at exactly `pieces` of p1 (one piece per
+/// stock move of these tests), failing if it ever reads more: a move counted twice.
+async fn on_hand_reaches(instance: &Instance, store: &str, pieces: i64) {
+    let projection = instance.running.cloud.projection();
+    let mut projected = projection.projected();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stock = projection.stock_at(store).await.unwrap();
+        let on_hand = stock.get("p1").copied().unwrap_or(0);
+        assert!(
+            on_hand <= pieces,
+            "{store}: {on_hand} pieces, more than {pieces} moves"
+        );
+        if on_hand == pieces {
+            break;
+        }
+        // Another instance's projector does not wake this one: poll as well.
+        let _ = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+            projected.changed(),
+        )
+        .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{store}: {on_hand} of {pieces}"
+        );
+    }
+}
+
 /// Every unexpired lease: (store, owner's URL, epoch).
 async fn leases(pg: &Postgres) -> Vec<(String, String, i64)> {
     pg.client()
@@ -149,6 +178,8 @@ async fn a_store_follows_its_lease_and_its_edge_loses_nothing() {
         vec![("s1".into(), a.url(), 1)],
         "B forwarded; it did not take the store"
     );
+    // The read model is shared: what A projected from its replica, B reads.
+    on_hand_reaches(&b, "s1", 30).await;
     assert!(
         !dir.path().join("b/cloud/stores/s1.db").exists(),
         "B never opened a replica of a store it does not serve"
@@ -189,6 +220,9 @@ async fn a_store_follows_its_lease_and_its_edge_loses_nothing() {
         .await,
         0
     );
+    // B projects its new replica from its start, the 30 moves A had projected among them:
+    // folded by their ids, each counts once.
+    on_hand_reaches(&b, "s1", 35).await;
 
     stop_watching.cancel();
     let seen = watcher.await.unwrap();

@@ -380,11 +380,12 @@ async fn declined_cards_place_no_order() {
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let orders = shop
-        .cloud
-        .cloud
-        .projection()
-        .db()
+    let flashkart_cloud::projection::Backend::Sqlite(read_model) =
+        shop.cloud.cloud.projection().backend()
+    else {
+        panic!("this test's cloud keeps its read model in SQLite");
+    };
+    let orders = read_model
         .read(|conn| {
             conn.query_row("SELECT count(*) FROM rm_orders", [], |r| r.get::<_, i64>(0))
                 .map_err(flashkart_sync::Error::from)

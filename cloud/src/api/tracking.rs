@@ -17,7 +17,7 @@ use crate::area::distance_m;
 use crate::http::error::{ApiError, Path};
 use crate::http::state::AppState;
 use crate::intake::Customer;
-use crate::projection::TimelineEntry;
+use crate::projection::{Backend, Projection, TimelineEntry};
 
 /// Statuses after which nothing moves on the customer's map.
 const FINISHED: &[&str] = &["DELIVERED", "CLOSED", "CANCELLED", "REFUNDED"];
@@ -78,36 +78,7 @@ async fn tracking(
     } else {
         None
     };
-    let id = order_id.to_owned();
-    let (destination, fix) = state
-        .projection
-        .db()
-        .read(move |conn| -> Result<_, flashkart_sync::Error> {
-            let destination = conn
-                .prepare_cached("SELECT lat, lon FROM rm_orders WHERE id = ?1")?
-                .query_row([&id], |r| {
-                    Ok(Position {
-                        lat: r.get(0)?,
-                        lon: r.get(1)?,
-                    })
-                })?;
-            let fix = match rider_id {
-                Some(rider) => conn
-                    .prepare_cached("SELECT lat, lon, at FROM rm_riders WHERE rider_id = ?1")?
-                    .query_row([rider], |r| {
-                        Ok(RiderFix {
-                            lat: r.get(0)?,
-                            lon: r.get(1)?,
-                            at: r.get(2)?,
-                        })
-                    })
-                    .optional()?,
-                None => None,
-            };
-            Ok((destination, fix))
-        })
-        .await
-        .map_err(crate::CloudError::from)?;
+    let (destination, fix) = destination_and_fix(&state.projection, order_id, rider_id).await?;
     let now = crate::clock::now();
     let rider =
         fix.filter(|f| crate::clock::parse(&f.at).is_some_and(|at| now - at <= RIDER_FRESH));
@@ -217,4 +188,68 @@ pub async fn order_events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The order's drop-off and its rider's last fix (if a rider is named and has been seen), as
+/// the read model has them.
+async fn destination_and_fix(
+    projection: &Projection,
+    order_id: &str,
+    rider_id: Option<String>,
+) -> Result<(Position, Option<RiderFix>), crate::CloudError> {
+    let id = order_id.to_owned();
+    Ok(match projection.backend() {
+        Backend::Sqlite(db) => {
+            db.read(move |conn| -> Result<_, flashkart_sync::Error> {
+                let destination = conn
+                    .prepare_cached("SELECT lat, lon FROM rm_orders WHERE id = ?1")?
+                    .query_row([&id], |r| {
+                        Ok(Position {
+                            lat: r.get(0)?,
+                            lon: r.get(1)?,
+                        })
+                    })?;
+                let fix = match rider_id {
+                    Some(rider) => conn
+                        .prepare_cached("SELECT lat, lon, at FROM rm_riders WHERE rider_id = ?1")?
+                        .query_row([rider], |r| {
+                            Ok(RiderFix {
+                                lat: r.get(0)?,
+                                lon: r.get(1)?,
+                                at: r.get(2)?,
+                            })
+                        })
+                        .optional()?,
+                    None => None,
+                };
+                Ok((destination, fix))
+            })
+            .await?
+        }
+        Backend::Postgres(pg) => {
+            let client = pg.client().await?;
+            let row = client
+                .query_one("SELECT lat, lon FROM rm_orders WHERE id = $1", &[&id])
+                .await?;
+            let destination = Position {
+                lat: row.get(0),
+                lon: row.get(1),
+            };
+            let fix = match rider_id {
+                Some(rider) => client
+                    .query_opt(
+                        "SELECT lat, lon, at FROM rm_riders WHERE rider_id = $1",
+                        &[&rider],
+                    )
+                    .await?
+                    .map(|r| RiderFix {
+                        lat: r.get(0),
+                        lon: r.get(1),
+                        at: r.get(2),
+                    }),
+                None => None,
+            };
+            (destination, fix)
+        }
+    })
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::CloudError;
-use crate::projection::Projection;
+use crate::projection::{Backend, Projection};
 use crate::stores::Stores;
 
 /// One line of an order at its store.
@@ -93,9 +93,13 @@ pub async fn order_rider(
     projection: &Projection,
     order_id: &str,
 ) -> Result<Option<String>, CloudError> {
-    let order_id = order_id.to_owned();
-    Ok(projection
-        .db()
-        .read(move |conn| super::queries::order_rider(conn, &order_id))
-        .await?)
+    match projection.backend() {
+        Backend::Sqlite(db) => {
+            let order_id = order_id.to_owned();
+            Ok(db
+                .read(move |conn| super::queries::order_rider(conn, &order_id))
+                .await?)
+        }
+        Backend::Postgres(pg) => super::queries::pg::order_rider(pg, order_id).await,
+    }
 }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::CloudError;
 use crate::hq::Hq;
 use crate::intake::Intake;
-use crate::projection::Projection;
+use crate::projection::{Backend, Projection};
 use crate::stores::Stores;
 
 pub use snapshot::Snapshot;
@@ -269,18 +269,15 @@ impl Dashboard {
             current_hour: current_hour.clone(),
             known_past: past.as_ref().map(|p| p.fingerprint),
             max_orders: snapshot::MAX_ORDERS,
-            catalog_products: u32::try_from(catalog_ids.len()).unwrap_or(u32::MAX),
-            catalog_ids: serde_json::to_string(&catalog_ids)
-                .map_err(|e| CloudError::Task(format!("catalog ids: {e}")))?,
+            catalog_ids,
         };
         let queries::Read {
             mut facts,
             whole_series,
-        } = inner
-            .projection
-            .db()
-            .read(move |conn| queries::facts(conn, &window))
-            .await?;
+        } = match inner.projection.backend() {
+            Backend::Sqlite(db) => db.read(move |conn| queries::facts(conn, &window)).await?,
+            Backend::Postgres(pg) => queries::pg::facts(pg, &window).await?,
+        };
         match (whole_series, past) {
             (Some(fingerprint), _) => {
                 let read = PastHours::of(current_hour, fingerprint, &facts);

@@ -24,6 +24,14 @@
 //! order they accepted is unfinished. Times in rows are wall-clock (`crate::clock`); the
 //! planner's minutes are counted from this process's start, converted both ways by
 //! `Minutes`.
+//!
+//! With several instances (PostgreSQL and store leases) the rows are shared, and a store's book
+//! is kept only by the instance holding its lease: a store's saved offers and refusals are
+//! loaded when this instance gains it (at the first tick it is among the leases held, as a
+//! restart would), and a store it lost leaves its books with its rows untouched, for the new
+//! holder to carry on from. Replies, expiries and withdrawals are handled for held stores
+//! only. Without leases there is one instance, and every store's book is restored at the
+//! first tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -35,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::CloudError;
 use crate::config::DispatchSettings;
-use crate::dispatch::durable::{self, Closed, NewOffer};
+use crate::dispatch::durable::{Closed, NewOffer, Rows};
 use crate::dispatch::offers::Offer;
 use crate::dispatch::{
     DispatchConfig, Dispatcher, Haversine, Order, OrderId, Point, Rider, RiderId, StoreId, Vehicle,
@@ -43,7 +51,7 @@ use crate::dispatch::{
 use crate::hq::Hq;
 use crate::leases::Leases;
 use crate::metrics::{DispatchReplyLabels, Metrics, StoreLabels};
-use crate::projection::Projection;
+use crate::projection::{Backend, Projection};
 use crate::stores::Stores;
 
 /// Stable small ids for the dispatcher's string keys.
@@ -115,12 +123,19 @@ pub struct LiveDispatch {
     metrics: Arc<Metrics>,
     /// With several instances: a store's offers are made only by the holder of its lease.
     leases: Option<Arc<Leases>>,
+    /// The dispatcher's own rows (`durable`) on the read model's engine.
+    rows: Rows,
     dispatchers: BTreeMap<String, Dispatcher<Haversine>>,
     riders: Interner,
     orders: Interner,
     clock: Minutes,
-    /// Whether the offer books were rebuilt from their rows (before the first tick).
+    /// Without leases: whether the offer books were rebuilt from their rows (before the first
+    /// tick).
     restored: bool,
+    /// With leases: the stores whose books were loaded from their rows, at the lease epoch
+    /// they were loaded under. A store held at another epoch changed hands meanwhile, and its
+    /// rows may have changed with it.
+    booked: BTreeMap<String, i64>,
     /// Riders online at the last tick, by store.
     online: BTreeMap<String, BTreeSet<String>>,
     /// Open orders at the last tick.
@@ -136,6 +151,7 @@ impl LiveDispatch {
         metrics: Arc<Metrics>,
         leases: Option<Arc<Leases>>,
     ) -> Self {
+        let rows = Rows::new(projection.backend().clone());
         Self {
             settings,
             hq,
@@ -143,6 +159,7 @@ impl LiveDispatch {
             stores,
             metrics,
             leases,
+            rows,
             dispatchers: BTreeMap::new(),
             riders: Interner::default(),
             orders: Interner::default(),
@@ -150,6 +167,7 @@ impl LiveDispatch {
                 epoch: crate::clock::now(),
             },
             restored: false,
+            booked: BTreeMap::new(),
             online: BTreeMap::new(),
             open: BTreeSet::new(),
         }
@@ -194,11 +212,12 @@ impl LiveDispatch {
             })
     }
 
-    /// Rebuilds the offer books from their rows. Offers that ran out while the cloud was down
-    /// stay in the book for now: the first tick takes the answers the stores recorded in time,
-    /// then expires the rest (and cascades them).
-    async fn restore(&mut self) -> Result<(), CloudError> {
-        let saved = self.projection.db().read(durable::load).await?;
+    /// Rebuilds the offer books of every store, or of `stores` only, from their rows. Offers
+    /// that ran out while the cloud was down (or while another instance held the store) stay
+    /// in the book for now: the tick takes the answers the stores recorded in time, then
+    /// expires the rest (and cascades them).
+    async fn restore(&mut self, stores: Option<&BTreeSet<String>>) -> Result<(), CloudError> {
+        let saved = self.rows.load(stores).await?;
         let (pending, refusals) = (saved.pending.len(), saved.refusals.len());
         let mut offers: BTreeMap<(String, String), Offer> = BTreeMap::new();
         for row in saved.pending {
@@ -233,20 +252,85 @@ impl LiveDispatch {
                 .restore_refusal(rider, order);
         }
         self.publish_pending();
-        tracing::info!(pending, refusals, "dispatch state restored");
+        match stores {
+            None => tracing::info!(pending, refusals, "dispatch state restored"),
+            Some(stores) => {
+                tracing::info!(
+                    pending,
+                    refusals,
+                    ?stores,
+                    "dispatch state of stores taken over"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Brings the books in line with the leases held (`held`, `None` without leases): restores
+    /// every book once without leases; with them loads the books of stores gained and drops
+    /// those of stores lost, whose rows are the new holder's now.
+    async fn follow_leases(
+        &mut self,
+        held: Option<&HashMap<String, i64>>,
+    ) -> Result<(), CloudError> {
+        let Some(held) = held else {
+            if !self.restored {
+                self.restore(None).await?;
+                self.restored = true;
+            }
+            return Ok(());
+        };
+        let (lost, gained) = lease_changes(&self.booked, held);
+        for store_id in lost {
+            self.booked.remove(&store_id);
+            if let Some(dispatcher) = self.dispatchers.remove(&store_id) {
+                let pending = dispatcher.offers().pending_offers().count();
+                tracing::info!(
+                    store = store_id,
+                    pending,
+                    "store's lease lost; its offers are left to the new holder"
+                );
+            }
+            self.metrics
+                .dispatch_offers_pending
+                .get_or_create(&StoreLabels { store: store_id })
+                .set(0);
+        }
+        if gained.is_empty() {
+            return Ok(());
+        }
+        let stores: BTreeSet<String> = gained.keys().cloned().collect();
+        // Whatever this instance kept of them from an earlier holding is stale.
+        for store_id in &stores {
+            self.dispatchers.remove(store_id);
+        }
+        self.restore(Some(&stores)).await?;
+        self.booked.extend(gained);
+        Ok(())
+    }
+
+    /// Whether this instance keeps `store_id`'s book: always without leases, else while it
+    /// holds the store's lease (as of this tick).
+    fn serves(&self, store_id: &str) -> bool {
+        self.leases.is_none() || self.booked.contains_key(store_id)
     }
 
     /// One tick: replies, expiries, riders, orders, plan, offers.
     pub async fn tick(&mut self) -> Result<usize, CloudError> {
-        if !self.restored {
-            self.restore().await?;
-            self.restored = true;
-        }
+        // One view of the leases for the whole tick: the books follow it before anything
+        // reads them, and the stores planned below are the ones whose books were loaded.
+        let leased = self.leases.as_ref().map(|leases| leases.held());
+        self.follow_leases(leased.as_ref()).await?;
         let now = self.clock.now();
         self.handle_replies().await?;
         self.expire(now).await?;
-        let taken = self.projection.db().read(durable::taken_elsewhere).await?;
+        let taken: Vec<(String, String)> = self
+            .rows
+            .taken_elsewhere()
+            .await?
+            .into_iter()
+            .filter(|(store, _)| self.serves(store))
+            .collect();
         self.withdraw(&taken, "order taken by another rider; offer withdrawn")
             .await?;
 
@@ -298,10 +382,14 @@ impl LiveDispatch {
         let now_open: BTreeSet<String> = open_orders.iter().map(|o| o.id.clone()).collect();
         let gone: Vec<String> = self.open.difference(&now_open).cloned().collect();
         if !gone.is_empty() {
-            let forget = gone.clone();
-            self.projection
-                .db()
-                .write(move |conn| durable::forget_orders(conn, &forget))
+            // With leases, only the refusals at the stores held: every holder sees the same
+            // orders leave the pool, and one that gains a store later forgets them then.
+            let booked: Option<BTreeSet<String>> = self
+                .leases
+                .as_ref()
+                .map(|_| self.booked.keys().cloned().collect());
+            self.rows
+                .forget_orders(gone.clone(), booked.as_ref())
                 .await?;
             for order in &gone {
                 let id = OrderId(self.orders.id(order));
@@ -334,7 +422,6 @@ impl LiveDispatch {
             .collect();
         let mut offers_sent = 0;
         let stores: BTreeSet<String> = open_orders.iter().map(|o| o.store_id.clone()).collect();
-        let leased = self.leases.as_ref().map(|leases| leases.held());
         for store_id in stores {
             // Another instance serves this store (its replica is the one the store pulls).
             let epoch = match &leased {
@@ -469,11 +556,7 @@ impl LiveDispatch {
                 self.clock.wall(now + self.settings.offer_timeout_s / 60.0),
             ),
         };
-        let recorded = offer.clone();
-        self.projection
-            .db()
-            .write(move |conn| durable::record_offer(conn, &recorded))
-            .await?;
+        self.rows.record_offer(&offer).await?;
         let sent = offer.clone();
         let written = match self.stores.replica(store_id).await {
             Ok(replica) => replica
@@ -498,11 +581,7 @@ impl LiveDispatch {
             Err(error) => Err(error),
         };
         if let Err(error) = written {
-            let undone = self
-                .projection
-                .db()
-                .write(move |conn| durable::unrecord_offer(conn, &offer))
-                .await;
+            let undone = self.rows.unrecord_offer(&offer).await;
             if let Err(undo) = undone {
                 // The rows stay, and so does the offer in the book: it expires like an offer
                 // the rider never heard of.
@@ -522,11 +601,15 @@ impl LiveDispatch {
     }
 
     /// Folds riders' answers to pending offers into the books: the stores' replies, each
-    /// handled once (its offer's pending rows go in the same transaction).
+    /// handled once (its offer's pending rows go in the same transaction). With leases, the
+    /// replies at stores held: the others are their holders' to handle.
     async fn handle_replies(&mut self) -> Result<(), CloudError> {
-        let answers = self.projection.db().read(durable::answers).await?;
+        let answers = self.rows.answers().await?;
         let mut closed: Vec<(Closed, &'static str)> = Vec::new();
         for answer in answers {
+            if !self.serves(&answer.store_id) {
+                continue;
+            }
             let rider = RiderId(self.riders.id(&answer.rider_id));
             let Some(offer) = self
                 .dispatchers
@@ -557,10 +640,14 @@ impl LiveDispatch {
         self.close(closed).await
     }
 
-    /// Ends the offers not answered in time, as declines (the next tick cascades them).
+    /// Ends the offers not answered in time, as declines (the next tick cascades them). The
+    /// books are the stores served (with leases, held) only.
     async fn expire(&mut self, now: f64) -> Result<(), CloudError> {
         let mut closed: Vec<(Closed, &'static str)> = Vec::new();
         for (store_id, dispatcher) in &self.dispatchers {
+            if !self.serves(store_id) {
+                continue;
+            }
             for offer in dispatcher.offers().overdue(now) {
                 let Some(rider_id) = self.riders.name(offer.rider.0) else {
                     continue;
@@ -584,10 +671,8 @@ impl LiveDispatch {
             return Ok(());
         }
         let rows: Vec<Closed> = closed.iter().map(|(c, _)| c.clone()).collect();
-        let at = crate::clock::now_rfc3339();
-        self.projection
-            .db()
-            .write(move |conn| durable::close_offers(conn, &rows, &at))
+        self.rows
+            .close_offers(rows, crate::clock::now_rfc3339())
             .await?;
         for (offer, answer) in closed {
             let rider = RiderId(self.riders.id(&offer.rider_id));
@@ -640,11 +725,12 @@ impl LiveDispatch {
             .iter()
             .filter(|(store, rider)| {
                 let id = self.riders.ids.get(rider.as_str()).copied();
-                id.is_some_and(|id| {
-                    self.dispatchers
-                        .get(store)
-                        .is_some_and(|d| d.offers().pending(RiderId(id)).is_some())
-                })
+                self.serves(store)
+                    && id.is_some_and(|id| {
+                        self.dispatchers
+                            .get(store)
+                            .is_some_and(|d| d.offers().pending(RiderId(id)).is_some())
+                    })
             })
             .map(|(store, rider)| Closed {
                 store_id: store.clone(),
@@ -655,11 +741,8 @@ impl LiveDispatch {
         if withdrawn.is_empty() {
             return Ok(());
         }
-        let rows = withdrawn.clone();
-        let at = crate::clock::now_rfc3339();
-        self.projection
-            .db()
-            .write(move |conn| durable::close_offers(conn, &rows, &at))
+        self.rows
+            .close_offers(withdrawn.clone(), crate::clock::now_rfc3339())
             .await?;
         for offer in withdrawn {
             let rider = RiderId(self.riders.id(&offer.rider_id));
@@ -700,24 +783,42 @@ impl LiveDispatch {
     /// the time bound keeps the query on its index.
     async fn busy(&self) -> Result<HashMap<String, f64>, CloudError> {
         let since = crate::clock::rfc3339(crate::clock::now() - time::Duration::days(1));
-        let accepted: Vec<(String, String)> = self
-            .projection
-            .db()
-            .read(move |conn| -> Result<_, flashkart_sync::Error> {
-                let riders = conn
-                    .prepare_cached(
-                        "SELECT r.rider_id, max(r.at) FROM rm_replies r
-                         JOIN rm_offers f ON f.assignment_id = r.assignment_id
-                         JOIN rm_orders o ON o.id = f.order_id
-                         WHERE r.at >= ?1 AND r.reply = 'accepted'
-                           AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')
-                         GROUP BY r.rider_id",
-                    )?
-                    .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(riders)
-            })
-            .await?;
+        let accepted: Vec<(String, String)> = match self.projection.backend() {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| -> Result<_, flashkart_sync::Error> {
+                    let riders = conn
+                        .prepare_cached(
+                            "SELECT r.rider_id, max(r.at) FROM rm_replies r
+                             JOIN rm_offers f ON f.assignment_id = r.assignment_id
+                             JOIN rm_orders o ON o.id = f.order_id
+                             WHERE r.at >= ?1 AND r.reply = 'accepted'
+                               AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')
+                             GROUP BY r.rider_id",
+                        )?
+                        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(riders)
+                })
+                .await?
+            }
+            // The latest time bytewise, as SQLite compares text.
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query(
+                    "SELECT r.rider_id, max(r.at COLLATE \"C\") FROM rm_replies r
+                     JOIN rm_offers f ON f.assignment_id = r.assignment_id
+                     JOIN rm_orders o ON o.id = f.order_id
+                     WHERE r.at >= $1 AND r.reply = 'accepted'
+                       AND o.status NOT IN ('DELIVERED', 'CLOSED', 'CANCELLED', 'REFUNDED')
+                     GROUP BY r.rider_id",
+                    &[&since],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        };
         let trip = self.settings.target_minutes / 2.0;
         Ok(accepted
             .into_iter()
@@ -730,61 +831,127 @@ impl LiveDispatch {
         &self,
         since: String,
     ) -> Result<HashMap<String, (String, f64, f64)>, CloudError> {
-        Ok(self
-            .projection
-            .db()
-            .read(move |conn| -> Result<_, flashkart_sync::Error> {
-                let rows = conn
-                    .prepare_cached(
-                        "SELECT rider_id, store_id, lat, lon FROM rm_riders WHERE at >= ?1",
-                    )?
-                    .query_map([since], |r| {
-                        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                Ok(rows)
-            })
-            .await?)
+        match self.projection.backend() {
+            Backend::Sqlite(db) => Ok(db
+                .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                    let rows = conn
+                        .prepare_cached(
+                            "SELECT rider_id, store_id, lat, lon FROM rm_riders WHERE at >= ?1",
+                        )?
+                        .query_map([since], |r| {
+                            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    Ok(rows)
+                })
+                .await?),
+            Backend::Postgres(pg) => Ok(pg
+                .client()
+                .await?
+                .query(
+                    "SELECT rider_id, store_id, lat, lon FROM rm_riders WHERE at >= $1",
+                    &[&since],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+                .collect()),
+        }
     }
 
     /// Orders to plan (not yet taken by a rider), and those held by an offer still running.
     async fn open_orders(&self) -> Result<(Vec<OpenOrder>, BTreeSet<String>), CloudError> {
         let now = crate::clock::now_rfc3339();
-        Ok(self
-            .projection
-            .db()
-            .read(move |conn| -> Result<_, flashkart_sync::Error> {
-                let orders = conn
-                    .prepare_cached(
+        match self.projection.backend() {
+            Backend::Sqlite(db) => Ok(db
+                .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                    let orders = conn
+                        .prepare_cached(
+                            "SELECT o.id, o.store_id, o.status, o.placed_at, o.lat, o.lon FROM rm_orders o
+                             WHERE o.open = 1 AND o.status IN ('ACCEPTED', 'PICKING', 'PACKED', 'READY')
+                               AND NOT EXISTS (SELECT 1 FROM rm_offers f JOIN rm_replies r
+                                                 ON r.assignment_id = f.assignment_id
+                                               WHERE f.order_id = o.id AND r.reply = 'accepted')",
+                        )?
+                        .query_map([], |r| {
+                            Ok(OpenOrder {
+                                id: r.get(0)?,
+                                store_id: r.get(1)?,
+                                status: r.get(2)?,
+                                placed_at: r.get(3)?,
+                                lat: r.get(4)?,
+                                lon: r.get(5)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let held = conn
+                        .prepare_cached(
+                            "SELECT f.order_id FROM rm_offers f
+                             LEFT JOIN rm_replies r ON r.assignment_id = f.assignment_id
+                             WHERE r.assignment_id IS NULL AND f.expires_at > ?1",
+                        )?
+                        .query_map([now], |r| r.get(0))?
+                        .collect::<Result<BTreeSet<String>, _>>()?;
+                    Ok((orders, held))
+                })
+                .await?),
+            Backend::Postgres(pg) => {
+                let client = pg.client().await?;
+                let orders = client
+                    .query(
                         "SELECT o.id, o.store_id, o.status, o.placed_at, o.lat, o.lon FROM rm_orders o
                          WHERE o.open = 1 AND o.status IN ('ACCEPTED', 'PICKING', 'PACKED', 'READY')
                            AND NOT EXISTS (SELECT 1 FROM rm_offers f JOIN rm_replies r
                                              ON r.assignment_id = f.assignment_id
                                            WHERE f.order_id = o.id AND r.reply = 'accepted')",
-                    )?
-                    .query_map([], |r| {
-                        Ok(OpenOrder {
-                            id: r.get(0)?,
-                            store_id: r.get(1)?,
-                            status: r.get(2)?,
-                            placed_at: r.get(3)?,
-                            lat: r.get(4)?,
-                            lon: r.get(5)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                let held = conn
-                    .prepare_cached(
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| OpenOrder {
+                        id: r.get(0),
+                        store_id: r.get(1),
+                        status: r.get(2),
+                        placed_at: r.get(3),
+                        lat: r.get(4),
+                        lon: r.get(5),
+                    })
+                    .collect();
+                let held = client
+                    .query(
                         "SELECT f.order_id FROM rm_offers f
                          LEFT JOIN rm_replies r ON r.assignment_id = f.assignment_id
-                         WHERE r.assignment_id IS NULL AND f.expires_at > ?1",
-                    )?
-                    .query_map([now], |r| r.get(0))?
-                    .collect::<Result<BTreeSet<String>, _>>()?;
+                         WHERE r.assignment_id IS NULL AND f.expires_at > $1",
+                        &[&now],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
                 Ok((orders, held))
-            })
-            .await?)
+            }
+        }
     }
+}
+
+/// How the leases held (`held`: store -> epoch) differ from the books loaded (`booked`): the
+/// stores to drop (no longer held, or held at another epoch, so changed hands meanwhile) and
+/// those to load, with their epochs. A store lost and regained between two ticks is in both.
+fn lease_changes(
+    booked: &BTreeMap<String, i64>,
+    held: &HashMap<String, i64>,
+) -> (Vec<String>, BTreeMap<String, i64>) {
+    let lost = booked
+        .iter()
+        .filter(|(store, epoch)| held.get(*store) != Some(*epoch))
+        .map(|(store, _)| store.clone())
+        .collect();
+    let gained = held
+        .iter()
+        .filter(|(store, epoch)| booked.get(*store) != Some(*epoch))
+        .map(|(store, epoch)| (store.clone(), *epoch))
+        .collect();
+    (lost, gained)
 }
 
 /// Minutes until the bag is ready, estimated from where the order is at the store.
@@ -794,5 +961,31 @@ fn ready_in_minutes(status: &str) -> f64 {
         "PACKED" => 1.0,
         "PICKING" => 3.0,
         _ => 5.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map<M: FromIterator<(String, i64)>>(entries: &[(&str, i64)]) -> M {
+        entries
+            .iter()
+            .map(|(store, epoch)| ((*store).to_owned(), *epoch))
+            .collect()
+    }
+
+    #[test]
+    fn books_follow_the_leases_held() {
+        // Loaded: s1 and s2 at epoch 1, s3 at 4. Held now: s1 as before, s2 at a later epoch
+        // (lost and taken back between two ticks), s4 new; s3 went to another instance.
+        let booked: BTreeMap<String, i64> = map(&[("s1", 1), ("s2", 1), ("s3", 4)]);
+        let held: HashMap<String, i64> = map(&[("s1", 1), ("s2", 3), ("s4", 1)]);
+        let (lost, gained) = lease_changes(&booked, &held);
+        assert_eq!(lost, ["s2", "s3"]);
+        assert_eq!(gained, map::<BTreeMap<_, _>>(&[("s2", 3), ("s4", 1)]));
+        // Nothing changes while the same leases are held.
+        let (lost, gained) = lease_changes(&map(&[("s1", 1)]), &map(&[("s1", 1)]));
+        assert!(lost.is_empty() && gained.is_empty());
     }
 }

@@ -17,6 +17,7 @@ use super::email::{EmailError, Mailer};
 use super::outbox::{Outbox, Row};
 use super::{Channel, Kind, render, webhook};
 use crate::metrics::{Metrics, NotificationLabels};
+use crate::projection::Backend;
 
 /// Due rows read from one outbox per round.
 const BATCH: usize = 32;
@@ -31,9 +32,10 @@ const SEND_MARGIN: Duration = Duration::from_secs(60);
 /// The databases with an outbox, and the two the recipient is looked up in.
 #[derive(Debug, Clone)]
 pub struct Outboxes {
-    /// `readmodel.db`: order confirmed, lines short or substituted, picked up, delivered,
-    /// cancelled; also where an order's customer is found.
-    pub readmodel: StoreDb,
+    /// The read model: order confirmed, lines short or substituted, picked up, delivered,
+    /// cancelled; also where an order's customer is found. On PostgreSQL it writes HQ's
+    /// outbox table (one database), which is then drained once, as HQ's.
+    pub readmodel: crate::projection::Projection,
     /// `payments.db`: refunds.
     pub payments: StoreDb,
     /// HQ (`hq.db` or PostgreSQL): password resets; also where a customer's e-mail is found.
@@ -44,8 +46,8 @@ pub struct Outboxes {
 #[derive(Debug)]
 pub struct Sender {
     outboxes: Outboxes,
-    /// The three outboxes by name, in the order they are drained.
-    sources: [(&'static str, Outbox); 3],
+    /// The outboxes by name, in the order they are drained: each table once.
+    sources: Vec<(&'static str, Outbox)>,
     config: NotificationsConfig,
     public_url: String,
     mailer: Option<Mailer>,
@@ -79,11 +81,12 @@ impl Sender {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| format!("notifications: HTTP client: {e}"))?;
-        let sources = [
-            ("readmodel", Outbox::Sqlite(outboxes.readmodel.clone())),
-            ("payments", Outbox::Sqlite(outboxes.payments.clone())),
-            ("hq", outboxes.hq.outbox()),
-        ];
+        let mut sources = Vec::with_capacity(3);
+        if let Backend::Sqlite(db) = outboxes.readmodel.backend() {
+            sources.push(("readmodel", Outbox::Sqlite(db.clone())));
+        }
+        sources.push(("payments", Outbox::Sqlite(outboxes.payments.clone())));
+        sources.push(("hq", outboxes.hq.outbox()));
         Ok(Self {
             outboxes,
             sources,
@@ -398,17 +401,29 @@ impl Sender {
         let Some(order_id) = row.order_id.clone() else {
             return Ok(None);
         };
-        self.outboxes
-            .readmodel
-            .read(move |conn| {
-                conn.prepare_cached("SELECT customer_id FROM rm_orders WHERE id = ?1")?
-                    .query_row([order_id], |r| r.get::<_, Option<String>>(0))
-                    .optional()
-                    .map(Option::flatten)
-                    .map_err(flashkart_sync::Error::from)
-            })
-            .await
-            .map_err(|e| e.to_string())
+        match self.outboxes.readmodel.backend() {
+            Backend::Sqlite(db) => db
+                .read(move |conn| {
+                    conn.prepare_cached("SELECT customer_id FROM rm_orders WHERE id = ?1")?
+                        .query_row([order_id], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                        .map(Option::flatten)
+                        .map_err(flashkart_sync::Error::from)
+                })
+                .await
+                .map_err(|e| e.to_string()),
+            Backend::Postgres(pg) => {
+                let client = pg.client().await.map_err(|e| e.to_string())?;
+                let row = client
+                    .query_opt(
+                        "SELECT customer_id FROM rm_orders WHERE id = $1",
+                        &[&order_id],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
+            }
+        }
     }
 
     fn count(&self, channel: Channel, kind: &str, outcome: &str) {

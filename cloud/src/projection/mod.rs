@@ -1,22 +1,25 @@
 //! The read model: every store's applied changes projected into global tables.
 //!
 //! Routing and the dashboard must not scan a hundred store replicas per request, so the cloud
-//! keeps one database (`<data_dir>/readmodel.db`, plain SQLite) with orders and their status
-//! timelines, stock per store and product, rider positions, and the counts derived from them.
-//! Writes come from two places: intake records each order it routes, and the projector follows
-//! what stores push.
+//! keeps one database with orders and their status timelines, stock per store and product,
+//! rider positions, and the counts derived from them: `<data_dir>/readmodel.db` (plain SQLite)
+//! on one machine, or the shared PostgreSQL database with `database_url`, where every
+//! instance's projector writes the stores whose leases it holds and every instance reads all
+//! stores ([`Backend`]). Writes come from two places: intake records each order it routes, and
+//! the projector follows what stores push.
 //!
 //! Projection is idempotent by construction: the projector finds the rows a store's changes
 //! touched, re-reads them from the store's replica (the truth the cloud holds) and folds them
 //! in by their keys. Ledger rows (stock moves, order events) are insert-only with UUIDv7 ids, so
 //! each is counted once however often it is delivered, and the stock sums stay exact.
 //!
-//! It follows a durable cursor, not the pushes themselves: per store and origin, the read
-//! model records (in the same transaction as the rows it folded) how far into the replica's
-//! changes it has projected. A push only marks its store dirty. So a push whose client hangs
-//! up, or a cloud that dies between the replica's commit and the projection, loses nothing:
-//! the projector catches up from the cursor when it is next woken, and for every store at
-//! start. The dirty set holds at most one entry per store, so it cannot grow with traffic.
+//! It follows a durable cursor, not the pushes themselves: per store and origin (and, in
+//! PostgreSQL, per replica: each instance keeps its own replica file of a store, whose
+//! positions mean nothing in another's), the read model records (in the same transaction as
+//! the rows it folded) how far into the replica's changes it has projected. A push only marks
+//! its store dirty. So a push whose client hangs up, or a cloud that dies between the
+//! replica's commit and the projection, loses nothing: the projector catches up from the
+//! cursor when it is next woken, and for every store at start. The dirty set holds at most one entry per store, so it cannot grow with traffic.
 //!
 //! A store is believed only about what it owns. The replica's own rows (cloud-owned: the
 //! orders routed to it, its assignments, its riders) decide which order events, line
@@ -27,7 +30,9 @@
 //! The parts: `schema` (the read model's tables), `projector` (the loop, its cursors and what
 //! changed since them), `rows` (re-reading touched rows, with the ownership checks), `fold`
 //! (folding them into the global tables) and `queries` (what intake, routing, dispatch and the
-//! dashboard read, and what intake records).
+//! dashboard read, and what intake records). `fold`, `queries` and the cursors say each thing
+//! once per engine, side by side; replicas are SQLite files whichever engine holds the read
+//! model, so `rows` has one version.
 
 mod fold;
 mod projector;
@@ -44,9 +49,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::CloudError;
+use crate::postgres::Postgres;
 use crate::readmodel::ReadModel;
 
-use schema::MIGRATIONS;
+use schema::{MIGRATIONS, PG_MIGRATIONS};
 
 /// The tables whose rows the projector follows.
 const FOLLOWED: &[&str] = &[
@@ -68,10 +74,20 @@ pub struct ShortReport {
     pub store_id: String,
 }
 
+/// Where the read model's rows are. Every reader of the read model matches on it: the same
+/// tables and the same questions on either engine.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `readmodel.db` in the data directory: one instance.
+    Sqlite(StoreDb),
+    /// The cloud's shared PostgreSQL database: any number of instances.
+    Postgres(Postgres),
+}
+
 /// The read model database, and the stores waiting for its projector.
 #[derive(Debug, Clone)]
 pub struct Projection {
-    db: StoreDb,
+    backend: Backend,
     dirty: Arc<Dirty>,
     /// Bumped after every projected step (tests and the dashboard wait on it).
     projected: watch::Sender<u64>,
@@ -108,12 +124,28 @@ impl Projection {
     pub async fn open(mut config: StoreConfig) -> Result<Self, CloudError> {
         config.readers = 4;
         let db = StoreDb::open(config, MIGRATIONS).await?;
-        Ok(Self {
-            db,
+        Ok(Self::with(Backend::Sqlite(db)))
+    }
+
+    /// The read model in PostgreSQL (its tables migrated first). Needs HQ's tables there too:
+    /// what the projector tells customers goes into HQ's `notify_outbox` in the same
+    /// transaction.
+    pub async fn open_postgres(postgres: Postgres) -> Result<Self, CloudError> {
+        postgres.migrate("readmodel", PG_MIGRATIONS).await?;
+        Ok(Self::with(Backend::Postgres(postgres)))
+    }
+
+    fn with(backend: Backend) -> Self {
+        Self {
+            backend,
             dirty: Arc::default(),
             projected: watch::Sender::new(0),
             written: watch::Sender::new(0),
-        })
+        }
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Asks the projector to catch up with `store_id`'s replica.
@@ -121,12 +153,12 @@ impl Projection {
         self.dirty.mark(store_id);
     }
 
-    pub fn db(&self) -> &StoreDb {
-        &self.db
-    }
-
+    /// Closes `readmodel.db`; the PostgreSQL pool is closed by its owner.
     pub async fn close(&self) -> Result<(), CloudError> {
-        Ok(self.db.close().await?)
+        match &self.backend {
+            Backend::Sqlite(db) => Ok(db.close().await?),
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
     /// Counts projected batches; changes after each.

@@ -1,5 +1,11 @@
 //! The projector: follows each dirty store's replica from the read model's durable cursors,
 //! so a push that was cut short or a crash between commit and projection loses nothing.
+//!
+//! In `readmodel.db` a cursor is per store and origin. In PostgreSQL, which every instance
+//! shares, it is also per replica (the replica's own site id): each instance keeps its own
+//! replica file of a store, and a db_version in one says nothing about another. A store whose
+//! lease moves is projected again from the start of the new replica, which folding by keys
+//! makes harmless.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::CloudError;
 use crate::stores::Stores;
 
-use super::fold::fold;
+use super::fold::{fold, fold_postgres};
 use super::rows::read_rows;
-use super::{FOLLOWED, Projection, ShortReport, Touched};
+use super::{Backend, FOLLOWED, Projection, ShortReport, Touched};
 
 /// Changes read from a replica per projection step (whole transactions; a bigger one is read
 /// whole).
@@ -81,11 +87,14 @@ impl Projection {
     ) -> Result<(Vec<ShortReport>, bool), CloudError> {
         let replica = stores.replica(store_id).await?;
         let own_site = replica.db().site_id();
-        let cursors = {
-            let store_id = store_id.to_owned();
-            self.db
-                .read(move |conn| load_cursors(conn, &store_id))
-                .await?
+        let cursors = match self.backend() {
+            Backend::Sqlite(db) => {
+                let store_id = store_id.to_owned();
+                db.read(move |conn| load_cursors(conn, &store_id)).await?
+            }
+            Backend::Postgres(pg) => {
+                pg_load_cursors(&**pg.client().await?, store_id, &own_site).await?
+            }
         };
         // One read, so the rows folded are the ones the cursors were advanced over, from one
         // snapshot and one trip to the blocking pool.
@@ -101,15 +110,26 @@ impl Projection {
                 })
                 .await?
         };
-        let folded = {
-            let store_id = store_id.to_owned();
-            self.db.write(move |conn| {
-                let folded = fold(conn, &store_id, &rows, crate::clock::now())?;
-                save_cursors(conn, &store_id, &cursors)?;
-                Ok::<_, flashkart_sync::Error>(folded)
-            })
-        }
-        .await?;
+        // The fold and the cursors it advances commit together, or neither does.
+        let folded = match self.backend() {
+            Backend::Sqlite(db) => {
+                let store_id = store_id.to_owned();
+                db.write(move |conn| {
+                    let folded = fold(conn, &store_id, &rows, crate::clock::now())?;
+                    save_cursors(conn, &store_id, &cursors)?;
+                    Ok::<_, flashkart_sync::Error>(folded)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                let folded = fold_postgres(&tx, store_id, &rows, crate::clock::now()).await?;
+                pg_save_cursors(&tx, store_id, &own_site, &cursors).await?;
+                tx.commit().await?;
+                folded
+            }
+        };
         if folded.enqueued {
             crate::notify::wake();
         }
@@ -151,6 +171,43 @@ fn save_cursors(
              WHERE excluded.db_version > rm_cursors.db_version",
         )?
         .execute(params![store_id, origin, db_version])?;
+    }
+    Ok(())
+}
+
+/// [`load_cursors`] from PostgreSQL: the cursors of `store_id` read from the replica `replica`
+/// (its site id) only.
+async fn pg_load_cursors(
+    client: &impl tokio_postgres::GenericClient,
+    store_id: &str,
+    replica: &[u8; 16],
+) -> Result<BTreeMap<Vec<u8>, i64>, CloudError> {
+    Ok(client
+        .query(
+            "SELECT origin, db_version FROM rm_cursors WHERE store_id = $1 AND replica = $2",
+            &[&store_id, &replica.as_slice()],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// [`save_cursors`] in PostgreSQL, in the fold's transaction `tx`.
+async fn pg_save_cursors(
+    tx: &tokio_postgres::Transaction<'_>,
+    store_id: &str,
+    replica: &[u8; 16],
+    cursors: &BTreeMap<Vec<u8>, i64>,
+) -> Result<(), CloudError> {
+    for (origin, db_version) in cursors {
+        tx.execute(
+            "INSERT INTO rm_cursors (store_id, replica, origin, db_version) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (store_id, replica, origin) DO UPDATE SET db_version = excluded.db_version
+             WHERE excluded.db_version > rm_cursors.db_version",
+            &[&store_id, &replica.as_slice(), origin, db_version],
+        )
+        .await?;
     }
     Ok(())
 }

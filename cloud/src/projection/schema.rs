@@ -1,7 +1,10 @@
-//! The read model's tables. Plain SQLite, not CRRs: the read model is the cloud's own and is
-//! rebuilt from the replicas, never synced.
+//! The read model's tables, in SQLite (`MIGRATIONS`) and in PostgreSQL (`PG_MIGRATIONS`).
+//! Plain tables, not CRRs: the read model is the cloud's own and is rebuilt from the
+//! replicas, never synced.
 
 use flashkart_sync::schema::{Migration, Step};
+
+use crate::postgres;
 
 pub(super) const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -178,3 +181,132 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         steps: &[Step::Sql(crate::dispatch::durable::SCHEMA)],
     },
 ];
+
+/// The same tables in PostgreSQL, where every instance's projector writes the stores it holds
+/// and every instance reads all of them. One migration: the read model came to PostgreSQL
+/// whole. Integers are BIGINT (Rust's i64 on both engines), times the same RFC 3339 text as
+/// in SQLite so they compare the same way. Two differences: the timeline and the replies have
+/// an insertion counter where SQLite reads them in rowid order, and a cursor also names the replica it was read
+/// from (its site id), since each instance keeps its own replica of a store and positions in
+/// one mean nothing in another: a store that moves is projected again from the start of the
+/// new replica, which folding by keys makes harmless.
+pub(crate) const PG_MIGRATIONS: &[postgres::Migration] = &[postgres::Migration {
+    version: 1,
+    name: "read model",
+    sql: "
+    CREATE TABLE rm_orders (
+        id TEXT PRIMARY KEY NOT NULL,
+        store_id TEXT NOT NULL,
+        customer_id TEXT,
+        status TEXT NOT NULL,
+        status_at TEXT NOT NULL,
+        placed_at TEXT NOT NULL,
+        promised_at TEXT,
+        total_minor BIGINT NOT NULL DEFAULT 0,
+        delivery_fee_minor BIGINT NOT NULL DEFAULT 0,
+        lat DOUBLE PRECISION NOT NULL DEFAULT 0,
+        lon DOUBLE PRECISION NOT NULL DEFAULT 0,
+        open BIGINT NOT NULL DEFAULT 1
+    );
+    CREATE INDEX rm_orders_open ON rm_orders (store_id) WHERE open = 1;
+    CREATE INDEX rm_orders_by_status ON rm_orders (status, status_at);
+    CREATE INDEX rm_orders_by_placed ON rm_orders (placed_at);
+    CREATE INDEX rm_orders_by_customer ON rm_orders (customer_id, placed_at);
+    CREATE TABLE rm_timeline (
+        event_id TEXT PRIMARY KEY NOT NULL,
+        order_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        from_status TEXT,
+        status TEXT NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        note TEXT,
+        -- insertion order, for ties in `at` (SQLite's rowid)
+        seq BIGINT GENERATED ALWAYS AS IDENTITY
+    );
+    CREATE INDEX rm_timeline_by_order ON rm_timeline (order_id, at);
+    CREATE INDEX rm_timeline_by_status ON rm_timeline (status, at);
+    CREATE TABLE rm_stock (
+        store_id TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        on_hand BIGINT NOT NULL DEFAULT 0,
+        reserved BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (store_id, product_id)
+    );
+    CREATE INDEX rm_stock_by_product ON rm_stock (product_id);
+    CREATE TABLE rm_moves (id TEXT PRIMARY KEY NOT NULL);
+    CREATE TABLE rm_riders (
+        rider_id TEXT PRIMARY KEY NOT NULL,
+        store_id TEXT NOT NULL,
+        lat DOUBLE PRECISION NOT NULL,
+        lon DOUBLE PRECISION NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE rm_short_lines (
+        order_id TEXT NOT NULL,
+        line_no BIGINT NOT NULL,
+        store_id TEXT NOT NULL,
+        short_qty BIGINT NOT NULL,
+        PRIMARY KEY (order_id, line_no, store_id)
+    );
+    CREATE TABLE rm_offers (
+        assignment_id TEXT PRIMARY KEY NOT NULL,
+        store_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        offered_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX rm_offers_by_order ON rm_offers (order_id);
+    CREATE INDEX rm_offers_by_time ON rm_offers (offered_at);
+    CREATE TABLE rm_replies (
+        assignment_id TEXT PRIMARY KEY NOT NULL,
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        at TEXT NOT NULL,
+        -- arrival order, which dispatch reads replies in (SQLite's rowid)
+        seq BIGINT GENERATED ALWAYS AS IDENTITY
+    );
+    CREATE INDEX rm_replies_by_time ON rm_replies (at);
+    CREATE TABLE rm_cursors (
+        store_id TEXT NOT NULL,
+        -- the site id of the replica the changes were read from (one per instance)
+        replica BYTEA NOT NULL,
+        origin BYTEA NOT NULL,
+        db_version BIGINT NOT NULL,
+        PRIMARY KEY (store_id, replica, origin)
+    );
+    CREATE TABLE rm_devices (
+        store_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        health TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        faults TEXT NOT NULL DEFAULT '',
+        changed_at TEXT NOT NULL,
+        PRIMARY KEY (store_id, device_id)
+    );
+    CREATE TABLE rm_store_sync (
+        store_id TEXT PRIMARY KEY NOT NULL,
+        fact_at TEXT NOT NULL,
+        projected_at TEXT NOT NULL,
+        lag_ms BIGINT NOT NULL
+    );
+    CREATE TABLE rm_dispatch_pending (
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        assignment_id TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (store_id, rider_id, seq)
+    );
+    CREATE TABLE rm_dispatch_refusals (
+        order_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (order_id, store_id, rider_id)
+    );
+    ",
+}];

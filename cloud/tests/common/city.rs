@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::api::Api;
-use super::{client_config, cloud_config, count, edge_stock_move, open_edge};
+use super::{client_config, cloud_config, count, edge_stock_move, open_edge, rm_sql};
 
 /// Inside only store 1's area, only store 2's, and both (nearer store 1).
 pub const ONLY_S1: (f64, f64) = (52.50, 13.35);
@@ -120,10 +120,9 @@ pub async fn two_stores_with(configure: impl FnOnce(&mut CloudConfig), s2_sla: u
         edges,
         status: status.unwrap(),
     };
-    let projection = env.running.cloud.projection().db().clone();
-    until(&env, "the stock projected", || {
-        let projection = projection.clone();
-        async move { count(&projection, "SELECT count(*) FROM rm_stock").await == 2 }
+    let cloud = &env.running.cloud;
+    until(&env, "the stock projected", || async move {
+        rm_sql::count(cloud, "SELECT count(*) FROM rm_stock").await == 2
     })
     .await;
     env
@@ -169,19 +168,6 @@ impl Env {
         let published = self.running.cloud.dashboard().rebuild().await.unwrap();
         serde_json::from_str(&published.json).unwrap()
     }
-
-    pub async fn read_model<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> T {
-        self.running
-            .cloud
-            .projection()
-            .db()
-            .read(move |conn| read(conn).map_err(flashkart_sync::Error::from))
-            .await
-            .unwrap()
-    }
 }
 
 /// Waits (on the stores' sync and the projector, at most 30 s) until `done` holds.
@@ -216,24 +202,17 @@ pub async fn edge_has(env: &Env, store: &str, sql: String, n: i64) {
 
 /// Waits until the read model has every `(order, status)`.
 pub async fn projected(env: &Env, expected: &[(&str, &str)]) {
-    let db = env.running.cloud.projection().db().clone();
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(o, s)| ((*o).to_owned(), (*s).to_owned()))
-        .collect();
-    until(env, &format!("projected {expected:?}"), || {
-        let (db, expected) = (db.clone(), expected.clone());
-        async move {
-            for (order, status) in expected {
-                let sql = format!(
-                    "SELECT count(*) FROM rm_orders WHERE id = '{order}' AND status = '{status}'"
-                );
-                if count(&db, sql).await != 1 {
-                    return false;
-                }
+    let cloud = &env.running.cloud;
+    until(env, &format!("projected {expected:?}"), || async move {
+        for (order, status) in expected {
+            let sql = format!(
+                "SELECT count(*) FROM rm_orders WHERE id = '{order}' AND status = '{status}'"
+            );
+            if rm_sql::count(cloud, &sql).await != 1 {
+                return false;
             }
-            true
         }
+        true
     })
     .await;
 }

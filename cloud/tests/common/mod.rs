@@ -2,7 +2,8 @@
 //! that look like a store's and the cloud's, and a TCP proxy that breaks connections.
 //! [`api`] calls the HTTP API as an admin and a customer; [`city`] is two stores and a cloud
 //! with orders moving; [`raw_store`] is a store speaking the
-//! sync protocol by hand; [`pki`] makes the certificates TLS tests serve; [`postgres`] gives a
+//! sync protocol by hand; [`rm_sql`] reads the read model of a cloud under test on either
+//! engine; [`pki`] makes the certificates TLS tests serve; [`postgres`] gives a
 //! test its own PostgreSQL database.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +14,7 @@ pub mod hq_sql;
 pub mod pki;
 pub mod postgres;
 pub mod raw_store;
+pub mod rm_sql;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

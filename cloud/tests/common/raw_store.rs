@@ -14,7 +14,7 @@ use flashkart_sync::protocol;
 use prost::Message;
 use reqwest::StatusCode;
 
-use super::{ADMIN, count};
+use super::{ADMIN, count, rm_sql};
 
 /// A store speaking the sync protocol by hand, so it can send what no edge would.
 pub struct RawStore {
@@ -166,17 +166,13 @@ pub fn stock_move(store: &str, id: &str, qty: i64) -> Vec<Change> {
     )
 }
 
-pub async fn rm_count(cloud: &flashkart_cloud::Cloud, sql: &str) -> i64 {
-    count(cloud.projection().db(), sql).await
-}
-
 /// Waits until the read model holds stock move `id`: everything the store pushed before it
 /// has then been projected too (the projector follows each store's changes in order).
 pub async fn projected_move(cloud: &flashkart_cloud::Cloud, id: &str) {
     let mut projected = cloud.projection().projected();
     let sql = format!("SELECT count(*) FROM rm_moves WHERE id = '{id}'");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while rm_count(cloud, &sql).await == 0 {
+    while rm_sql::count(cloud, &sql).await == 0 {
         tokio::time::timeout_at(deadline, projected.changed())
             .await
             .expect("projected in time")
@@ -197,8 +193,8 @@ pub async fn assert_read_model_matches(cloud: &flashkart_cloud::Cloud, store: &s
         format!("SELECT coalesce(sum(qty), 0) FROM stock_moves WHERE store_id = '{store}'"),
     )
     .await;
-    let in_model = rm_count(cloud, "SELECT count(*) FROM rm_moves").await;
-    let sum_model = rm_count(
+    let in_model = rm_sql::count(cloud, "SELECT count(*) FROM rm_moves").await;
+    let sum_model = rm_sql::count(
         cloud,
         &format!("SELECT coalesce(sum(on_hand), 0) FROM rm_stock WHERE store_id = '{store}'"),
     )
