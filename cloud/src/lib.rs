@@ -10,6 +10,7 @@
 
 mod api;
 pub mod area;
+pub mod catalog_writes;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
@@ -30,6 +31,7 @@ pub mod registry;
 mod routes;
 pub mod routing;
 mod serve;
+pub mod store_writes;
 pub mod storefront;
 pub mod stores;
 
@@ -55,6 +57,7 @@ use crate::payments::Payments;
 use crate::projection::Projection;
 use crate::readmodel::{ChangeCounter, ReadModel};
 use crate::registry::{Registry, hex, token_hash};
+use crate::store_writes::StoreWrites;
 use crate::stores::{DbOptions, Stores};
 
 /// A handle on a running cloud.
@@ -178,6 +181,20 @@ pub async fn start_with(
             path: "[cluster]".into(),
             message,
         })?;
+    // Another instance learns that a store it does not serve is in contact at the holder's
+    // lease renewals, up to two renewals (two thirds of the lease) late: with a shorter grace,
+    // connected stores served elsewhere flicker offline there.
+    if config.database_url.is_some()
+        && config.intake.offline_grace_ms.saturating_mul(3)
+            <= config.cluster.lease_ms.saturating_mul(2)
+    {
+        tracing::warn!(
+            offline_grace_ms = config.intake.offline_grace_ms,
+            lease_ms = config.cluster.lease_ms,
+            "[intake] offline_grace_ms is not above two thirds of [cluster] lease_ms: stores \
+             served by another instance may look offline here between its renewals"
+        );
+    }
     let postgres = match &config.database_url {
         Some(url) => Some(postgres::Postgres::connect(url).await?),
         None => None,
@@ -233,26 +250,6 @@ pub async fn start_with(
         .await
         .map_err(|e| CloudError::Payments(e.to_string()))?,
     );
-    let intake = Arc::new(Intake::new(
-        config.intake.clone(),
-        hq.clone(),
-        projection.clone(),
-        stores.clone(),
-        payments.clone(),
-    ));
-    let dashboard = dashboard::Dashboard::new(
-        hq.clone(),
-        projection.clone(),
-        stores.clone(),
-        intake.clone(),
-        Duration::from_millis(config.intake.offline_grace_ms),
-    );
-    let counter = ChangeCounter::default();
-    let prometheus = Arc::new(metrics.registry(&counter));
-    let mut read_models: Vec<Arc<dyn ReadModel>> =
-        vec![Arc::new(counter), Arc::new(projection.clone())];
-    read_models.extend(read_model);
-    let read_model: Arc<dyn ReadModel> = Arc::new(All(read_models));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| CloudError::Listen {
@@ -282,6 +279,41 @@ pub async fn start_with(
             }
             None => None,
         };
+    let store_writes = Arc::new(match (&postgres, &leases) {
+        (Some(pg), Some(leases)) => {
+            StoreWrites::journaled(stores.clone(), pg.clone(), leases.clone()).await?
+        }
+        _ => StoreWrites::direct(stores.clone()),
+    });
+    let catalog_writes = Arc::new(match &postgres {
+        Some(pg) => catalog_writes::CatalogWrites::journaled(stores.clone(), pg.clone()).await?,
+        None => catalog_writes::CatalogWrites::direct(stores.clone()),
+    });
+    let intake = Arc::new(Intake::new(
+        config.intake.clone(),
+        hq.clone(),
+        projection.clone(),
+        stores.clone(),
+        store_writes.clone(),
+        payments.clone(),
+    ));
+    // A store served by another instance is online here when its holder heard from it.
+    if let Some(leases) = &leases {
+        intake.liveness.share(leases.clone());
+    }
+    let dashboard = dashboard::Dashboard::new(
+        hq.clone(),
+        projection.clone(),
+        stores.clone(),
+        intake.clone(),
+        Duration::from_millis(config.intake.offline_grace_ms),
+    );
+    let counter = ChangeCounter::default();
+    let prometheus = Arc::new(metrics.registry(&counter));
+    let mut read_models: Vec<Arc<dyn ReadModel>> =
+        vec![Arc::new(counter), Arc::new(projection.clone())];
+    read_models.extend(read_model);
+    let read_model: Arc<dyn ReadModel> = Arc::new(All(read_models));
     // Requests for stores another instance serves are sent on to it; a pull may wait the whole
     // long-poll there.
     let forwarder = reqwest::Client::builder()
@@ -294,6 +326,8 @@ pub async fn start_with(
     let state = http::AppState {
         registry: registry.clone(),
         stores: stores.clone(),
+        store_writes: store_writes.clone(),
+        catalog_writes: catalog_writes.clone(),
         read_model,
         metrics: metrics.clone(),
         prometheus,
@@ -388,12 +422,14 @@ pub async fn start_with(
                 config.dispatch.clone(),
                 hq.clone(),
                 projection.clone(),
-                stores.clone(),
+                store_writes.clone(),
                 metrics.clone(),
                 leases.clone(),
             )
             .run(shutdown.clone()),
         );
+        let journaling = tokio::spawn(store_writes.clone().run(shutdown.clone()));
+        let cataloguing = tokio::spawn(catalog_writes.clone().run(shutdown.clone()));
         let paying = tokio::spawn(payments.clone().run(
             stores.clone(),
             projection.clone(),
@@ -432,6 +468,8 @@ pub async fn start_with(
             ("projector", projecting),
             ("short handler", shorts),
             ("dispatch", dispatching),
+            ("store write journal", journaling),
+            ("catalog journal", cataloguing),
             ("payments", paying),
             ("dashboard", showing),
             ("notifications", notifying),

@@ -270,11 +270,13 @@ pub struct AssignmentRow<'a> {
     pub expires_at: &'a str,
 }
 
-/// Writes a new offer (each offer has a new id; writing one twice is an error).
+/// Writes a new offer (each offer has a new id); an offer already there is left as it is, so
+/// a replica rebuilt from the cloud's record of its writes can be given it again.
 pub fn insert_assignment(conn: &Connection, row: &AssignmentRow<'_>) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO assignments (id, store_id, order_id, rider_id, offered_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
         row.id,

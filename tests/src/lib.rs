@@ -6,6 +6,7 @@
 //! same cargo that runs the tests (a no-op when they are fresh) and found beside the test
 //! executable.
 
+pub mod balancer;
 pub mod browser;
 pub mod crashing_cloud;
 /// HQ's admin API as the tests set the cloud up through it (stores, their profiles, products,

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use flashkart_sync::cloud_writes::{self, RiderRow, StoreRow};
+use flashkart_sync::cloud_writes;
 use rand::RngCore;
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use crate::hq::{Coupon, RosterRider, StoreProfile};
 use crate::http::auth::Admin;
 use crate::http::error::{ApiError, Json, OptionalJson, Path};
 use crate::http::state::AppState;
+use crate::store_writes::StoreWrite;
 
 #[derive(Debug, serde::Deserialize)]
 struct RegisterStore {
@@ -123,22 +124,18 @@ pub async fn put_store_profile(
         )));
     }
     // The store's own row in its replica (cloud-owned) tells the edge its name and place.
-    let replica = state.stores.replica(&id).await?;
-    let row = profile.clone();
-    replica
-        .write(move |conn| {
-            cloud_writes::upsert_store(
-                conn,
-                &StoreRow {
-                    id: &row.id,
-                    name: &row.name,
-                    lat: row.lat,
-                    lon: row.lon,
-                },
-            )
-        })
-        .await
-        .map_err(crate::CloudError::from)?;
+    state
+        .store_writes
+        .write(
+            &id,
+            vec![StoreWrite::Store {
+                id: profile.id.clone(),
+                name: profile.name.clone(),
+                lat: profile.lat,
+                lon: profile.lon,
+            }],
+        )
+        .await?;
     let stored = state
         .hq
         .put_store_keeping_pause(profile, keep_pause)
@@ -201,23 +198,19 @@ pub async fn put_rider(
             rider.home_store_id
         )));
     }
-    let replica = state.stores.replica(&rider.home_store_id).await?;
-    let row = rider.clone();
-    replica
-        .write(move |conn| {
-            cloud_writes::upsert_rider(
-                conn,
-                &RiderRow {
-                    id: &row.id,
-                    home_store_id: &row.home_store_id,
-                    name: &row.name,
-                    vehicle: &row.vehicle,
-                    active: row.active,
-                },
-            )
-        })
-        .await
-        .map_err(crate::CloudError::from)?;
+    state
+        .store_writes
+        .write(
+            &rider.home_store_id,
+            vec![StoreWrite::Rider {
+                id: rider.id.clone(),
+                home_store_id: rider.home_store_id.clone(),
+                name: rider.name.clone(),
+                vehicle: rider.vehicle.clone(),
+                active: rider.active,
+            }],
+        )
+        .await?;
     state.hq.put_rider(rider.clone()).await?;
     Ok(Json(rider).into_response())
 }

@@ -5,11 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flashkart_hw::gs1::check::is_gtin;
-use flashkart_sync::cloud_writes::{self, GtinRow, PriceRow, ProductRow};
-use rusqlite::OptionalExtension;
 use serde::Deserialize;
 
 use crate::api::{MAX_MONEY_MINOR, check_text};
+use crate::catalog_writes::{CatalogWrite, PutProductError};
 use crate::http::auth::Admin;
 use crate::http::error::{ApiError, Json, Path};
 use crate::http::state::AppState;
@@ -48,18 +47,6 @@ struct GtinUpdate {
     gtin: String,
     #[serde(default = "one")]
     pack_qty: i64,
-}
-
-/// Why a catalog write did not happen.
-enum CatalogWrite {
-    Db(flashkart_sync::Error),
-    GtinTaken { gtin: String, owner: String },
-}
-
-impl From<flashkart_sync::Error> for CatalogWrite {
-    fn from(error: flashkart_sync::Error) -> Self {
-        Self::Db(error)
-    }
 }
 
 impl ProductUpdate {
@@ -144,73 +131,37 @@ pub async fn put_product(
     Json(product): Json<ProductUpdate>,
 ) -> Result<Response, ApiError> {
     product.validate(&id)?;
-    let product_id = id.clone();
-    let written = state
-        .stores
-        .write_catalog(move |conn| -> Result<(), CatalogWrite> {
-            // Checked inside the write, so a concurrent PUT cannot slip the same GTIN in
-            // between; an error rolls the whole write back.
-            for gtin in &product.gtins {
-                let owner: Option<String> = conn
-                    .prepare_cached(
-                        "SELECT product_id FROM product_gtins
-                         WHERE gtin = ?1 AND product_id <> ?2",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_row(rusqlite::params![gtin.gtin, product_id], |r| r.get(0))
-                            .optional()
-                    })
-                    .map_err(flashkart_sync::Error::from)?;
-                if let Some(owner) = owner {
-                    return Err(CatalogWrite::GtinTaken {
-                        gtin: gtin.gtin.clone(),
-                        owner,
-                    });
-                }
-            }
-            cloud_writes::upsert_product(
-                conn,
-                &ProductRow {
-                    id: &product_id,
-                    sku: &product.sku,
-                    name: &product.name,
-                    category_id: product.category_id.as_deref(),
-                    unit: &product.unit,
-                    pack_size: product.pack_size,
-                    unit_weight_g: product.unit_weight_g,
-                    plu: product.plu.as_deref(),
-                    active: product.active,
-                },
-            )?;
-            cloud_writes::upsert_price(
-                conn,
-                &PriceRow {
-                    product_id: &product_id,
-                    unit_price_minor: product.price_minor,
-                    currency: &product.currency,
-                },
-            )?;
-            for gtin in &product.gtins {
-                cloud_writes::upsert_gtin(
-                    conn,
-                    &GtinRow {
-                        gtin: &gtin.gtin,
-                        product_id: &product_id,
-                        pack_qty: gtin.pack_qty,
-                    },
-                )?;
-            }
-            Ok(())
-        })
-        .await;
-    match written {
+    let mut writes = vec![
+        CatalogWrite::Product {
+            id: id.clone(),
+            sku: product.sku,
+            name: product.name,
+            category_id: product.category_id,
+            unit: product.unit,
+            pack_size: product.pack_size,
+            unit_weight_g: product.unit_weight_g,
+            plu: product.plu,
+            active: product.active,
+        },
+        CatalogWrite::Price {
+            product_id: id.clone(),
+            unit_price_minor: product.price_minor,
+            currency: product.currency,
+        },
+    ];
+    writes.extend(product.gtins.into_iter().map(|gtin| CatalogWrite::Gtin {
+        gtin: gtin.gtin,
+        product_id: id.clone(),
+        pack_qty: gtin.pack_qty,
+    }));
+    match state.catalog_writes.put_product(writes).await {
         Ok(()) => {}
-        Err(CatalogWrite::GtinTaken { gtin, owner }) => {
+        Err(PutProductError::GtinTaken { gtin, owner }) => {
             return Err(ApiError::Conflict(format!(
                 "GTIN {gtin} belongs to product {owner}: remove it there first"
             )));
         }
-        Err(CatalogWrite::Db(error)) => return Err(crate::CloudError::from(error).into()),
+        Err(PutProductError::Failed(error)) => return Err(error.into()),
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

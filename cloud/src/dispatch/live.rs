@@ -37,7 +37,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashkart_sync::cloud_writes;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +51,7 @@ use crate::hq::Hq;
 use crate::leases::Leases;
 use crate::metrics::{DispatchReplyLabels, Metrics, StoreLabels};
 use crate::projection::{Backend, Projection};
-use crate::stores::Stores;
+use crate::store_writes::{StoreWrite, StoreWrites};
 
 /// Stable small ids for the dispatcher's string keys.
 #[derive(Debug, Default)]
@@ -119,7 +118,8 @@ pub struct LiveDispatch {
     settings: DispatchSettings,
     hq: Hq,
     projection: Projection,
-    stores: Arc<Stores>,
+    /// Offers go to the store's replica through these.
+    writes: Arc<StoreWrites>,
     metrics: Arc<Metrics>,
     /// With several instances: a store's offers are made only by the holder of its lease.
     leases: Option<Arc<Leases>>,
@@ -147,7 +147,7 @@ impl LiveDispatch {
         settings: DispatchSettings,
         hq: Hq,
         projection: Projection,
-        stores: Arc<Stores>,
+        writes: Arc<StoreWrites>,
         metrics: Arc<Metrics>,
         leases: Option<Arc<Leases>>,
     ) -> Self {
@@ -156,7 +156,7 @@ impl LiveDispatch {
             settings,
             hq,
             projection,
-            stores,
+            writes,
             metrics,
             leases,
             rows,
@@ -557,29 +557,8 @@ impl LiveDispatch {
             ),
         };
         self.rows.record_offer(&offer).await?;
-        let sent = offer.clone();
-        let written = match self.stores.replica(store_id).await {
-            Ok(replica) => replica
-                .write(move |conn| -> Result<(), flashkart_sync::Error> {
-                    for (id, order) in &sent.rows {
-                        cloud_writes::insert_assignment(
-                            conn,
-                            &cloud_writes::AssignmentRow {
-                                id,
-                                store_id: &sent.store_id,
-                                order_id: order,
-                                rider_id: &sent.rider_id,
-                                offered_at: &sent.offered_at,
-                                expires_at: &sent.expires_at,
-                            },
-                        )?;
-                    }
-                    Ok(())
-                })
-                .await
-                .map_err(CloudError::from),
-            Err(error) => Err(error),
-        };
+        let writes = sent_writes(&offer);
+        let written = self.writes.write(store_id, writes).await;
         if let Err(error) = written {
             let undone = self.rows.unrecord_offer(&offer).await;
             if let Err(undo) = undone {
@@ -962,6 +941,21 @@ fn ready_in_minutes(status: &str) -> f64 {
         "PICKING" => 3.0,
         _ => 5.0,
     }
+}
+
+/// The offer's rows in the store's replica, one per order of the trip.
+fn sent_writes(offer: &NewOffer) -> Vec<StoreWrite> {
+    offer
+        .rows
+        .iter()
+        .map(|(id, order)| StoreWrite::Assignment {
+            id: id.clone(),
+            order_id: order.clone(),
+            rider_id: offer.rider_id.clone(),
+            offered_at: offer.offered_at.clone(),
+            expires_at: offer.expires_at.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ use crate::stores::Stores;
 pub struct AppState {
     pub registry: Registry,
     pub stores: Arc<Stores>,
+    /// The cloud's writes into stores' replicas (directly, or through the journal).
+    pub store_writes: Arc<crate::store_writes::StoreWrites>,
+    /// HQ's catalog writes (directly, or through the journal every instance applies).
+    pub catalog_writes: Arc<crate::catalog_writes::CatalogWrites>,
     pub read_model: Arc<dyn ReadModel>,
     pub metrics: Arc<Metrics>,
     pub prometheus: Arc<PromRegistry>,

@@ -32,6 +32,9 @@ pub async fn hello(
         .try_into()
         .map_err(|_| ApiError::BadRequest("edge_site_id is not 16 bytes".into()))?;
     let bound = state.registry.bind(&auth.store_id, site).await?;
+    // A new holder's replica gets the cloud's writes for the store first: the store's pushes
+    // refer to its orders and offers, and are believed only about those the replica holds.
+    state.store_writes.catch_up(&auth.store_id).await?;
     let replica = state.stores.replica(&auth.store_id).await?;
     let response = replica.hello(&request, &bound).await?;
     encode(&state, &headers, &response)

@@ -44,6 +44,7 @@ use crate::payments::{OrderToPay, PaymentChoice, PaymentError, Payments};
 use crate::projection::Projection;
 use crate::registry::hex;
 use crate::routing::NoStore;
+use crate::store_writes::StoreWrites;
 use crate::stores::Stores;
 
 /// A transition the cloud makes itself: (from, to, note).
@@ -172,6 +173,8 @@ pub struct Intake {
     hq: Hq,
     projection: Projection,
     stores: Arc<Stores>,
+    /// The order rows go to the store's replica through these.
+    writes: Arc<StoreWrites>,
     payments: Arc<Payments>,
     pub liveness: Liveness,
     /// One lock per idempotency key being placed.
@@ -190,6 +193,7 @@ impl Intake {
         hq: Hq,
         projection: Projection,
         stores: Arc<Stores>,
+        writes: Arc<StoreWrites>,
         payments: Arc<Payments>,
     ) -> Self {
         Self {
@@ -197,6 +201,7 @@ impl Intake {
             hq,
             projection,
             stores,
+            writes,
             payments,
             liveness: Liveness::default(),
             placing: Mutex::new(HashMap::new()),

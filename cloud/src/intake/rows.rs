@@ -1,11 +1,12 @@
 //! The order rows in a store's replica: written when an order is routed (which wakes the
-//! store's long-poll), read back when it is rerouted.
+//! store's long-poll; through the store write journal with several instances), read back when
+//! it is rerouted.
 
-use flashkart_sync::cloud_writes::{self, OrderLineRow, OrderRow};
 use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::projection::RoutedOrder;
+use crate::store_writes::{self, StoreWrite};
 
 use super::{Customer, Intake, IntakeError, PlacedOrder, PricedLine, Step};
 
@@ -20,10 +21,8 @@ impl Intake {
         if let Some(pin) = &order.delivery_pin {
             self.hq.keep_delivery_pin(&order.order_id, pin).await?;
         }
-        let replica = self.stores.replica(&order.store_id).await?;
-        let rows = order.clone();
-        replica
-            .write(move |conn| write_order_rows(conn, &rows))
+        self.writes
+            .write(&order.store_id, vec![order_write(order)])
             .await?;
         tracing::info!(
             order_id = %order.order_id,
@@ -69,53 +68,44 @@ impl Intake {
     }
 }
 
-fn write_order_rows(
-    conn: &rusqlite::Connection,
-    order: &PlacedOrder,
-) -> Result<(), flashkart_sync::Error> {
-    let pin_sha256 = order
-        .delivery_pin
-        .as_deref()
-        .map(|pin| delivery_pin_sha256(&order.order_id, pin));
-    cloud_writes::insert_order(
-        conn,
-        &OrderRow {
-            id: &order.order_id,
-            store_id: &order.store_id,
-            customer_first_name: &order.customer_first_name,
-            address: &order.address,
+/// The order as the store gets it.
+fn order_write(order: &PlacedOrder) -> StoreWrite {
+    StoreWrite::Order {
+        order: store_writes::Order {
+            id: order.order_id.clone(),
+            customer_first_name: order.customer_first_name.clone(),
+            address: order.address.clone(),
             lat: order.lat,
             lon: order.lon,
-            delivery_slot: order.delivery_slot.as_deref(),
+            delivery_slot: order.delivery_slot.clone(),
             total_minor: order.total_minor,
-            placed_at: &order.placed_at,
-            routed_at: &crate::clock::now_rfc3339(),
-            delivery_pin_sha256: pin_sha256.as_deref(),
+            placed_at: order.placed_at.clone(),
+            routed_at: crate::clock::now_rfc3339(),
+            delivery_pin_sha256: order
+                .delivery_pin
+                .as_deref()
+                .map(|pin| delivery_pin_sha256(&order.order_id, pin)),
             contactless: order.contactless,
-            payment_method: &order.payment_method,
+            payment_method: order.payment_method.clone(),
             // The rider collects the whole total of a cash order at the door.
             cash_due_minor: if order.payment_method == "cash" {
                 order.total_minor
             } else {
                 0
             },
-            currency: &order.currency,
+            currency: order.currency.clone(),
         },
-    )?;
-    for line in &order.lines {
-        cloud_writes::insert_order_line(
-            conn,
-            &OrderLineRow {
-                order_id: &order.order_id,
+        lines: order
+            .lines
+            .iter()
+            .map(|line| store_writes::OrderLine {
                 line_no: line.line_no,
-                store_id: &order.store_id,
-                product_id: &line.product_id,
+                product_id: line.product_id.clone(),
                 qty: line.qty,
                 unit_price_minor: line.unit_price_minor,
-            },
-        )?;
+            })
+            .collect(),
     }
-    Ok(())
 }
 
 /// What a store gets of a delivery PIN: SHA-256 (hex) over `order_id || ':' || pin`, so equal
