@@ -1,5 +1,6 @@
 //! The cloud's own writes into a store's replica (its row, its riders, the orders routed to it,
-//! offers to its riders), kept as data so that any instance can make them.
+//! cancellation requests, offers to its riders), kept as data so that any instance can make
+//! them.
 //!
 //! With one instance a write is applied to the store's replica at once, as it always was. With
 //! several instances on PostgreSQL a store's replica is a file of whichever instance holds its
@@ -26,6 +27,7 @@ use std::time::Duration;
 use flashkart_sync::cloud_writes::{
     self, AssignmentRow, OrderLineRow, OrderRow, RiderRow, StoreRow,
 };
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +57,13 @@ const MIGRATIONS: &[postgres::Migration] = &[postgres::Migration {
         seq BIGINT NOT NULL,
         -- a StoreWrite as JSON
         entry TEXT NOT NULL,
+        -- the order an Order entry routes to the store (is it there? without its replica)
+        order_id TEXT,
         written_at TIMESTAMPTZ NOT NULL DEFAULT now(),
         PRIMARY KEY (store_id, seq)
     );
+    CREATE INDEX store_writes_orders ON store_writes (store_id, order_id)
+        WHERE order_id IS NOT NULL;
     -- How far each replica (site id) of a store has applied its journal.
     CREATE TABLE store_write_cursors (
         store_id TEXT NOT NULL,
@@ -89,6 +95,13 @@ pub enum StoreWrite {
     },
     /// An order routed to the store, with its lines.
     Order { order: Order, lines: Vec<OrderLine> },
+    /// A request to cancel an order (the first one stands; the store cancels unless the order
+    /// has left it).
+    CancelRequest {
+        order_id: String,
+        at: String,
+        reason: String,
+    },
     /// An offer of an order to a rider.
     Assignment {
         id: String,
@@ -196,6 +209,11 @@ impl StoreWrite {
                 }
                 Ok(())
             }
+            StoreWrite::CancelRequest {
+                order_id,
+                at,
+                reason,
+            } => cloud_writes::request_cancel(conn, order_id, at, reason),
             StoreWrite::Assignment {
                 id,
                 order_id,
@@ -304,10 +322,15 @@ impl StoreWrites {
                 .await?
                 .get(0);
             let first = last - count + 1;
-            for (n, entry) in (first..).zip(&entries) {
+            for (n, (entry, write)) in (first..).zip(entries.iter().zip(&writes)) {
+                let order_id = match write {
+                    StoreWrite::Order { order, .. } => Some(order.id.as_str()),
+                    _ => None,
+                };
                 tx.execute(
-                    "INSERT INTO store_writes (store_id, seq, entry) VALUES ($1, $2, $3)",
-                    &[&store_id, &n, entry],
+                    "INSERT INTO store_writes (store_id, seq, entry, order_id)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&store_id, &n, entry, &order_id],
                 )
                 .await?;
             }
@@ -323,6 +346,36 @@ impl StoreWrites {
             tracing::warn!(store = store_id, %error, "store writes journaled, not applied yet");
         }
         Ok(())
+    }
+
+    /// Whether `order_id` was ever routed to `store_id` (an order that left a store stays in
+    /// its replica, cancelled). Read from the journal with several instances, since this
+    /// instance's replica of the store may not be the one the store syncs with.
+    pub async fn routed_there(&self, store_id: &str, order_id: &str) -> Result<bool, CloudError> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared
+                .pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT 1 FROM store_writes WHERE store_id = $1 AND order_id = $2 LIMIT 1",
+                    &[&store_id, &order_id],
+                )
+                .await?
+                .is_some());
+        }
+        let replica = self.stores.replica(store_id).await?;
+        let order_id = order_id.to_owned();
+        Ok(replica
+            .db()
+            .read(move |conn| {
+                conn.prepare_cached("SELECT 1 FROM orders WHERE id = ?1")?
+                    .query_row([order_id], |_| Ok(()))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+            })
+            .await?
+            .is_some())
     }
 
     /// Whether any instance holds `store_id`'s lease now.

@@ -1245,6 +1245,442 @@ fn the_compose_file_builds_both_images_and_keeps_the_cloud_data_in_a_volume() {
     }
 }
 
+/// `deploy/docker-compose.cluster.yml`, parsed, with its path.
+fn cluster_compose() -> (PathBuf, Yaml) {
+    let path = root().join("deploy/docker-compose.cluster.yml");
+    let compose = load_yaml(&path)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", rel(&path)));
+    (path, compose)
+}
+
+const CLUSTER_CLOUDS: [&str; 2] = ["cloud-a", "cloud-b"];
+
+/// A service's environment, in either of Compose's forms (`- NAME=value` / `- NAME` or a map):
+/// name -> value, `None` for a name passed through from the shell.
+fn compose_env(service: &Yaml) -> BTreeMap<String, Option<String>> {
+    let environment = &service["environment"];
+    if let Some(map) = environment.as_hash() {
+        return map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Yaml::Null => None,
+                    Yaml::Integer(n) => Some(n.to_string()),
+                    Yaml::Boolean(b) => Some(b.to_string()),
+                    other => Some(text(other, "an environment value").to_owned()),
+                };
+                (text(k, "an environment name").to_owned(), value)
+            })
+            .collect();
+    }
+    list(environment)
+        .iter()
+        .map(|e| {
+            let entry = text(e, "an environment entry");
+            match entry.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (entry.to_owned(), None),
+            }
+        })
+        .collect()
+}
+
+/// The `${NAME...}` interpolations of Compose in `text`, each replaced by `value(NAME)`.
+fn interpolate(text: &str, value: impl Fn(&str) -> String) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("an unclosed ${{ in {text}"));
+        let inner = &rest[start + 2..end];
+        let name: String = inner
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        out.push_str(&value(&name));
+        names.push(name);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    (out, names)
+}
+
+/// The named volume a service mounts at `target` (a bind mount or none panics).
+fn named_volume_at<'a>(compose: &'a Yaml, service: &str, target: &str) -> &'a str {
+    let mount = list(&compose["services"][service]["volumes"])
+        .iter()
+        .filter_map(Yaml::as_str)
+        .find(|v| v.split(':').nth(1) == Some(target))
+        .unwrap_or_else(|| panic!("{service} mounts nothing at {target}"));
+    let volume = mount.split(':').next().unwrap_or("");
+    assert!(
+        compose["volumes"]
+            .as_hash()
+            .is_some_and(|v| v.contains_key(&Yaml::String(volume.to_owned()))),
+        "{service}: {volume} at {target} is not a named volume of the file"
+    );
+    volume
+}
+
+/// The configs entry mounted at `target` in `service`: its top-level definition.
+fn compose_config<'a>(compose: &'a Yaml, service: &str, target: &str) -> &'a Yaml {
+    let source = list(&compose["services"][service]["configs"])
+        .iter()
+        .find(|c| c["target"].as_str() == Some(target))
+        .map(|c| text(&c["source"], "a configs source"))
+        .unwrap_or_else(|| panic!("{service} mounts no config at {target}"));
+    let config = &compose["configs"][source];
+    assert!(
+        !config.is_badvalue(),
+        "{service}: config {source} is not defined"
+    );
+    config
+}
+
+/// The balancer's nginx.conf (the file the Compose config names), comments stripped.
+fn balancer_conf(path: &Path, compose: &Yaml) -> (PathBuf, String) {
+    let config = compose_config(compose, "balancer", "/etc/nginx/nginx.conf");
+    let file = path
+        .parent()
+        .expect("deploy/")
+        .join(text(&config["file"], "the balancer's config file"));
+    let conf = read(&file)
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (file, conf)
+}
+
+#[test]
+fn the_cluster_compose_file_runs_two_clouds_on_postgres_behind_a_balancer() {
+    let (path, compose) = cluster_compose();
+    let services = &compose["services"];
+    let single = &load_yaml(&root().join("deploy/docker-compose.yml"))[0];
+    assert_ne!(
+        compose["name"].as_str(),
+        single["name"].as_str(),
+        "its own project name, so its volumes are not deploy/docker-compose.yml's"
+    );
+
+    // Both clouds' config, through the cloud's own loader (the admin token interpolated from
+    // the shell, never written down), agrees with the image's built-in one.
+    let cloud_toml = text(
+        &compose_config(&compose, "cloud-a", "/etc/flashkart/cloud.toml")["content"],
+        "the clouds' cloud.toml",
+    );
+    let (toml, names) = interpolate(cloud_toml, |_| "interpolated".to_owned());
+    assert_eq!(names, vec!["FLASHKART_ADMIN_TOKEN"], "{cloud_toml}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cloud.toml"), toml).expect("write cloud.toml");
+    let config = load_cloud_config(&dir.path().join("cloud.toml"));
+    let image_config = load_cloud_config(&root().join("deploy/docker/cloud.toml"));
+    assert_eq!(config.admin_token.as_deref(), Some("interpolated"));
+    assert!(
+        config.database_url.is_none(),
+        "the database URL comes from each service's environment"
+    );
+    assert_eq!(config.listen, image_config.listen);
+    assert_eq!(config.data_dir, image_config.data_dir);
+    assert_eq!(config.extension_dir, image_config.extension_dir);
+    let port = config.listen.port();
+    let data_dir = config.data_dir.display().to_string();
+
+    let health = compose_health_path();
+    let mut data_volumes = BTreeSet::new();
+    for cloud in CLUSTER_CLOUDS {
+        let service = &services[cloud];
+        // The image of deploy/docker-compose.yml, built from the same Dockerfile.
+        for key in ["context", "dockerfile"] {
+            assert_eq!(
+                service["build"][key], single["services"]["cloud"]["build"][key],
+                "{cloud}: build {key}"
+            );
+        }
+        assert_eq!(service["image"], single["services"]["cloud"]["image"]);
+        assert_eq!(
+            text(
+                &compose_config(&compose, cloud, "/etc/flashkart/cloud.toml")["content"],
+                "cloud.toml"
+            ),
+            cloud_toml,
+            "{cloud}: both clouds run the same cloud.toml"
+        );
+        // Each its own data directory: replicas, catalog copy and payments.db are per instance.
+        let volume = named_volume_at(&compose, cloud, &data_dir);
+        assert!(
+            data_volumes.insert(volume.to_owned()),
+            "{cloud} shares the data volume {volume}"
+        );
+        let env = compose_env(service);
+        let url = env
+            .get("FLASHKART_DATABASE_URL")
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{cloud}: no FLASHKART_DATABASE_URL"));
+        flashkart_cloud::postgres::DatabaseUrl::parse(&url)
+            .unwrap_or_else(|e| panic!("{cloud}: the cloud refuses {url}: {e}"));
+        let parsed = reqwest::Url::parse(&url).expect("a URL");
+        assert_eq!(
+            parsed.host_str(),
+            Some("postgres"),
+            "{cloud}: the postgres service"
+        );
+        assert_eq!(parsed.port().unwrap_or(5432), 5432, "{cloud}: {url}");
+        assert_eq!(
+            parsed.password(),
+            None,
+            "{cloud}: a password in the Compose file"
+        );
+        assert_eq!(
+            env.get("FLASHKART_ADVERTISE_URL").cloned().flatten(),
+            Some(format!("http://{cloud}:{port}")),
+            "{cloud} advertises its own service name at the port it listens on"
+        );
+        // Card payments are per instance (payments.db): no Stripe keys in a cluster yet.
+        assert!(
+            env.keys().all(|k| !k.contains("STRIPE")),
+            "{cloud}: card payments are not shared between instances yet"
+        );
+        assert_eq!(
+            service["depends_on"]["postgres"]["condition"].as_str(),
+            Some("service_healthy"),
+            "{cloud} waits for PostgreSQL"
+        );
+        // The health check of deploy/docker-compose.yml (its path is asked of a running cloud
+        // by the Deployment's test above).
+        let test = list(&service["healthcheck"]["test"])
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            test.contains(&format!("/dev/tcp/127.0.0.1/{port}"))
+                && test.contains(&format!("GET {health} ")),
+            "{cloud}: health check {test}"
+        );
+        assert!(
+            service["ports"].is_badvalue(),
+            "{cloud} is reached through the balancer"
+        );
+    }
+    // No other service mounts a cloud's data volume.
+    for (name_, service) in services.as_hash().expect("services") {
+        let name_ = text(name_, "service name");
+        if CLUSTER_CLOUDS.contains(&name_) {
+            continue;
+        }
+        for mount in list(&service["volumes"]).iter().filter_map(Yaml::as_str) {
+            let volume = mount.split(':').next().unwrap_or("");
+            assert!(!data_volumes.contains(volume), "{name_} mounts {volume}");
+        }
+    }
+
+    // PostgreSQL: the official image, its data in a named volume, no port on the host, and only
+    // on internal networks (trust authentication is acceptable only there).
+    let postgres = &services["postgres"];
+    assert!(
+        text(&postgres["image"], "postgres image").starts_with("postgres:"),
+        "the official image"
+    );
+    named_volume_at(&compose, "postgres", "/var/lib/postgresql/data");
+    assert!(
+        postgres["ports"].is_badvalue(),
+        "PostgreSQL publishes no port"
+    );
+    let networks = list(&postgres["networks"]);
+    assert!(!networks.is_empty(), "postgres names its networks");
+    for network in networks {
+        let network = text(network, "a network");
+        assert_eq!(
+            compose["networks"][network]["internal"].as_bool(),
+            Some(true),
+            "postgres is on {network}, which is not internal"
+        );
+        for cloud in CLUSTER_CLOUDS {
+            assert!(
+                list(&services[cloud]["networks"])
+                    .iter()
+                    .any(|n| n.as_str() == Some(network)),
+                "{cloud} does not join {network}, where PostgreSQL is"
+            );
+        }
+    }
+    assert!(
+        !postgres["healthcheck"]["test"].is_badvalue(),
+        "postgres has a health check (the clouds wait on it)"
+    );
+
+    // The balancer: nginx's TCP proxy over both clouds with passive failover, on loopback.
+    let balancer = &services["balancer"];
+    assert!(
+        text(&balancer["image"], "balancer image").starts_with("nginx:"),
+        "the official nginx image"
+    );
+    let (conf_path, conf) = balancer_conf(&path, &compose);
+    assert!(
+        conf.contains("stream {") && !conf.contains("http {"),
+        "{}: a TCP (stream) proxy passes h2c sync through",
+        rel(&conf_path)
+    );
+    let upstreams: BTreeSet<String> = conf
+        .lines()
+        .filter_map(|l| l.strip_prefix("server "))
+        .filter_map(|l| l.split([' ', ';']).next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        upstreams,
+        CLUSTER_CLOUDS
+            .iter()
+            .map(|c| format!("{c}:{port}"))
+            .collect::<BTreeSet<_>>(),
+        "{}: the upstreams are both clouds at their port",
+        rel(&conf_path)
+    );
+    assert!(
+        conf.lines().any(|l| l == "proxy_next_upstream on;"),
+        "{}: passive failover",
+        rel(&conf_path)
+    );
+    let connect_timeout = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("proxy_connect_timeout "))
+        .and_then(|t| t.strip_suffix("s;"))
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{}: proxy_connect_timeout in seconds", rel(&conf_path)));
+    assert!(
+        connect_timeout <= 3,
+        "a dead instance must cost a connection at most a few seconds: {connect_timeout}s"
+    );
+    let listen = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("listen "))
+        .and_then(|l| l.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("{}: no listen", rel(&conf_path)));
+    assert_eq!(
+        list(&balancer["ports"])
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect::<Vec<_>>(),
+        vec![format!("127.0.0.1:{port}:{listen}")],
+        "the balancer publishes the cloud's port on loopback"
+    );
+    for cloud in CLUSTER_CLOUDS {
+        assert_eq!(
+            balancer["depends_on"][cloud]["condition"].as_str(),
+            Some("service_healthy"),
+            "nginx resolves {cloud} when it starts"
+        );
+    }
+    assert!(!balancer["healthcheck"]["test"].is_badvalue());
+
+    // The edge syncs through the balancer, with its token from the shell.
+    let edge_toml = text(
+        &compose_config(&compose, "edge", "/etc/flashkart/edge.toml")["content"],
+        "edge.toml",
+    );
+    assert!(
+        edge_toml.contains(&format!("cloud_url = \"http://balancer:{port}\"")),
+        "{edge_toml}"
+    );
+    assert!(
+        edge_toml.contains("token = \"${FLASHKART_STORE_TOKEN"),
+        "the store token comes from the shell: {edge_toml}"
+    );
+    assert_eq!(
+        services["edge"]["depends_on"]["balancer"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+
+    assert!(
+        read(&root().join("docs/deploy.md")).contains("deploy/docker-compose.cluster.yml"),
+        "docs/deploy.md describes the cluster's Compose file"
+    );
+}
+
+#[test]
+fn the_cluster_compose_file_publishes_on_loopback_only_and_commits_no_secret() {
+    let (path, compose) = cluster_compose();
+    let services = compose["services"].as_hash().expect("services");
+    for (name_, service) in services {
+        let name_ = text(name_, "service name");
+        for port in list(&service["ports"]) {
+            let port = text(port, "a ports entry (the short string form)");
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name_} publishes {port} beyond loopback"
+            );
+        }
+        for (var, value) in compose_env(service) {
+            if !looks_secret(&var) {
+                continue;
+            }
+            let Some(value) = value else {
+                continue; // passed through from the shell
+            };
+            if var.ends_with("DATABASE_URL") {
+                let url = reqwest::Url::parse(&value).expect("a database URL");
+                assert_eq!(url.password(), None, "{name_}: a password in {var}");
+            } else {
+                panic!("{name_}: {var} has a value in the Compose file");
+            }
+        }
+    }
+    // A secret in an inline config is interpolated from the shell.
+    for (config_name, config) in compose["configs"].as_hash().expect("configs") {
+        let Some(content) = config["content"].as_str() else {
+            continue;
+        };
+        for line in content.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if looks_secret(key.trim()) {
+                assert!(
+                    value.trim().starts_with("\"${"),
+                    "{config_name:?}: {line} is not interpolated from the shell"
+                );
+            }
+        }
+    }
+    // Nothing that looks like a credential, anywhere in the file or the balancer's config.
+    let (conf_path, _) = balancer_conf(&path, &compose);
+    for file in [&path, &conf_path] {
+        let content = read(file);
+        for needle in [
+            "sk_live",
+            "sk_test",
+            "rk_live",
+            "whsec_",
+            "PASSWORD=",
+            "PASSWORD:",
+            "password=",
+        ] {
+            assert!(!content.contains(needle), "{} contains {needle}", rel(file));
+        }
+        for line in content.lines().filter(|l| l.contains("://")) {
+            let after = line.split("://").nth(1).unwrap_or("");
+            let authority = after.split(['/', ' ', '"']).next().unwrap_or("");
+            assert!(
+                !authority
+                    .split('@')
+                    .next()
+                    .is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':')),
+                "{}: a password in {line}",
+                rel(file)
+            );
+        }
+    }
+}
+
 /// `kustomize` or, failing that, `kubectl` (which embeds it) on `PATH`.
 fn kustomize_command() -> Option<Vec<String>> {
     let path = std::env::var_os("PATH")?;

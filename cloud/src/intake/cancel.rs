@@ -7,11 +7,11 @@
 //! coming back through the projection is what voids the card's authorisation. A request is
 //! idempotent: asking twice asks once.
 
-use flashkart_sync::cloud_writes;
 use serde::Serialize;
 
 use super::{Intake, IntakeError};
 use crate::payments::PaymentError;
+use crate::store_writes::StoreWrite;
 
 /// Who asks for a cancellation.
 #[derive(Debug, Clone)]
@@ -91,10 +91,15 @@ impl Intake {
             Canceller::Hq => HQ_MAY_CANCEL,
         };
         if allowed.contains(&status.as_str()) {
-            let replica = self.stores.replica(&view.store_id).await?;
-            let (id, at, why) = (view.id.clone(), crate::clock::now_rfc3339(), reason.clone());
-            replica
-                .write(move |conn| cloud_writes::request_cancel(conn, &id, &at, &why))
+            self.writes
+                .write(
+                    &view.store_id,
+                    vec![StoreWrite::CancelRequest {
+                        order_id: view.id.clone(),
+                        at: crate::clock::now_rfc3339(),
+                        reason: reason.clone(),
+                    }],
+                )
                 .await?;
             let who = match &by {
                 Canceller::Customer(_) => "the customer",

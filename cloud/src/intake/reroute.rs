@@ -301,19 +301,7 @@ impl Intake {
         }
         // A store the order left has cancelled it; writing it there again would change nothing
         // (an order already in a replica is left as it is), so it would never be picked.
-        let target = self.stores.replica(to).await?;
-        let order_id = view.id.clone();
-        let was_there = target
-            .db()
-            .read(move |conn| {
-                conn.prepare_cached("SELECT 1 FROM orders WHERE id = ?1")?
-                    .query_row([order_id], |_| Ok(()))
-                    .optional()
-                    .map_err(flashkart_sync::Error::from)
-            })
-            .await?
-            .is_some();
-        if was_there {
+        if self.writes.routed_there(to, &view.id).await? {
             return Ok(Move::WasThere);
         }
         let order_move = OrderMove {
