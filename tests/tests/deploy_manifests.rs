@@ -1349,7 +1349,7 @@ fn balancer_conf(path: &Path, compose: &Yaml) -> (PathBuf, String) {
     let file = path
         .parent()
         .expect("deploy/")
-        .join(text(&config["file"], "the balancer's config file"));
+        .join(text(&config["file"], "the balancer's config file").trim_start_matches("./"));
     let conf = read(&file)
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -1530,8 +1530,12 @@ fn the_cluster_compose_file_runs_two_clouds_on_postgres_behind_a_balancer() {
         "{}: a TCP (stream) proxy passes h2c sync through",
         rel(&conf_path)
     );
+    // The `server` lines of the `upstream` block (not the `server {` block that listens).
     let upstreams: BTreeSet<String> = conf
         .lines()
+        .skip_while(|l| !l.starts_with("upstream "))
+        .skip(1)
+        .take_while(|l| *l != "}")
         .filter_map(|l| l.strip_prefix("server "))
         .filter_map(|l| l.split([' ', ';']).next())
         .map(str::to_owned)
