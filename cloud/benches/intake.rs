@@ -58,6 +58,14 @@ struct Cpu {
     process: f64,
 }
 
+impl Cpu {
+    /// Cores' worth used by other processes (PostgreSQL's, and whatever else runs).
+    fn others(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (self.machine * cores - self.process).max(0.0)
+    }
+}
+
 /// (busy ticks, all ticks) of the machine and this process's ticks.
 fn cpu_ticks() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -112,13 +120,14 @@ impl Run {
     fn line(&self, configuration: &str, case: &str) -> String {
         let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
         format!(
-            "| {configuration} | {case} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.2} |",
+            "| {configuration} | {case} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} |",
             self.rate(),
             ms(0.5),
             ms(0.95),
             ms(0.99),
             self.cpu.machine * 100.0,
-            self.cpu.process
+            self.cpu.process,
+            self.cpu.others()
         )
     }
 }
@@ -558,13 +567,14 @@ async fn main() {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{clients} clients, {seconds} s per case, {cores} cores; CPU: machine busy share over the \
-         case (PostgreSQL and anything else running included), bench process in cores\n"
+        "{clients} clients, {seconds} s per case, {cores} cores; CPU over each case: the machine's \
+         busy share, the cores' worth used by this process (clients and instances) and by all \
+         other processes (PostgreSQL, and anything else running)\n"
     );
     println!(
-        "| configuration | case | per s | p50 ms | p95 ms | p99 ms | machine CPU | process cores |"
+        "| configuration | case | per s | p50 ms | p95 ms | p99 ms | machine CPU | bench process cores | other processes' cores |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let label = |m: &Measured| match (m.name, m.instances) {
         ("sqlite-1", _) => "SQLite, 1 instance".to_owned(),
         (_, 1) => "PostgreSQL, 1 instance".to_owned(),
