@@ -15,6 +15,7 @@ pub mod hq_admin;
 pub mod localstripe;
 pub mod relay;
 pub mod smtp;
+pub mod store_daemon;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

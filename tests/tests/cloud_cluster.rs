@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use flashkart_cloud::postgres::{DatabaseUrl, Postgres};
 use flashkart_tests::balancer::Balancer;
 use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
-use flashkart_tests::{Daemon, addr_in, binary, call_api, url_in};
+use flashkart_tests::store_daemon::StoreDaemon;
+use flashkart_tests::{Daemon, binary, call_api, url_in};
 use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -82,9 +83,7 @@ fn start_cloud(dir: &std::path::Path, name: &str, url: &DatabaseUrl) -> (Daemon,
 
 struct Store {
     id: &'static str,
-    daemon: Daemon,
-    base: String,
-    token: String,
+    edge: StoreDaemon,
 }
 
 async fn start_store(
@@ -95,41 +94,10 @@ async fn start_store(
     id: &'static str,
 ) -> Store {
     let store_token = hq.register_store(id).await;
-    let config = dir.join(format!("{id}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstore_id = \"{id}\"\nmanager_pin = \"246800\"\n\n\
-             [sync]\ncloud_url = \"{cloud}\"\ntoken = \"{store_token}\"\nlocal_poll_ms = 20\n\
-             long_poll_ms = 1000\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
-            dir.join(id).display()
-        ),
-    )
-    .expect("edge config");
-    let config = config.display().to_string();
     let cache = dir.join("cache");
-    let mut daemon = Daemon::start(
-        &binary("flashkart-edge"),
-        &["run", "--config", &config],
-        &[("XDG_CACHE_HOME", cache.as_path()), ("HOME", dir)],
-    );
-    let addr = addr_in(&daemon.wait_for_line("HTTP API listening", START)).expect("edge address");
-    let base = format!("http://{addr}/api/v1");
-    let (status, signed_in) = call_api(
-        http,
-        Method::POST,
-        &format!("{base}/auth/sign-in"),
-        "",
-        Some(json!({"staff_id": "manager", "pin": "246800"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{signed_in}");
-    Store {
-        id,
-        daemon,
-        base,
-        token: signed_in["token"].as_str().expect("staff token").to_owned(),
-    }
+    let env = [("XDG_CACHE_HOME", cache.as_path()), ("HOME", dir)];
+    let edge = StoreDaemon::start(http, dir, cloud, id, &store_token, &env, START).await;
+    Store { id, edge }
 }
 
 /// Polls `url` until `done` holds (instances, stores and the projection work asynchronously).
@@ -165,8 +133,8 @@ impl Store {
     async fn stock_up(&self, http: &reqwest::Client, qty: i64) {
         until(
             http,
-            &format!("{}/catalog/lookup?code={BREAD}", self.base),
-            &self.token,
+            &format!("{}/catalog/lookup?code={BREAD}", self.edge.base),
+            &self.edge.token,
             "bread in the store's catalog",
             |_| true,
         )
@@ -174,24 +142,24 @@ impl Store {
         ok(
             http,
             Method::PUT,
-            &format!("{}/bins/A-1", self.base),
-            &self.token,
+            &format!("{}/bins/A-1", self.edge.base),
+            &self.edge.token,
             json!({"aisle": "A", "bay": "1", "shelf": "1", "pick_seq": 1}),
         )
         .await;
         ok(
             http,
             Method::PUT,
-            &format!("{}/products/bread/bins/A-1", self.base),
-            &self.token,
+            &format!("{}/products/bread/bins/A-1", self.edge.base),
+            &self.edge.token,
             json!({}),
         )
         .await;
         ok(
             http,
             Method::POST,
-            &format!("{}/stock/receive", self.base),
-            &self.token,
+            &format!("{}/stock/receive", self.edge.base),
+            &self.edge.token,
             json!({"gtin": BREAD, "qty": qty}),
         )
         .await;
@@ -201,8 +169,8 @@ impl Store {
     async fn arrived(&self, http: &reqwest::Client, order_id: &str) {
         until(
             http,
-            &format!("{}/orders/{order_id}", self.base),
-            &self.token,
+            &format!("{}/orders/{order_id}", self.edge.base),
+            &self.edge.token,
             "the order at its store",
             |order| order["status"] == "ACCEPTED",
         )
@@ -211,12 +179,12 @@ impl Store {
 
     /// Picks, packs, readies and hands the order over: PICKED_UP at the store.
     async fn work(&self, http: &reqwest::Client, order_id: &str) {
-        let order = format!("{}/orders/{order_id}", self.base);
+        let order = format!("{}/orders/{order_id}", self.edge.base);
         ok(
             http,
             Method::POST,
             &format!("{order}/scan"),
-            &self.token,
+            &self.edge.token,
             json!({"code": BREAD}),
         )
         .await;
@@ -224,7 +192,7 @@ impl Store {
             http,
             Method::POST,
             &format!("{order}/pack"),
-            &self.token,
+            &self.edge.token,
             json!({"bag_weight_g": 500}),
         )
         .await;
@@ -233,7 +201,7 @@ impl Store {
             http,
             Method::POST,
             &format!("{order}/ready"),
-            &self.token,
+            &self.edge.token,
             json!({}),
         )
         .await;
@@ -241,7 +209,7 @@ impl Store {
             http,
             Method::POST,
             &format!("{order}/handoff"),
-            &self.token,
+            &self.edge.token,
             json!({"rider_id": "r-1", "label_id": label}),
         )
         .await;
@@ -252,8 +220,8 @@ impl Store {
         let (status, order) = call_api(
             http,
             Method::GET,
-            &format!("{}/orders/{order_id}", self.base),
-            &self.token,
+            &format!("{}/orders/{order_id}", self.edge.base),
+            &self.edge.token,
             None,
         )
         .await;
@@ -266,8 +234,8 @@ impl Store {
         let (status, levels) = call_api(
             http,
             Method::GET,
-            &format!("{}/stock", self.base),
-            &self.token,
+            &format!("{}/stock", self.edge.base),
+            &self.edge.token,
             None,
         )
         .await;
@@ -480,7 +448,7 @@ async fn two_instances_share_three_stores_and_survive_a_kill() {
         "A held {a_held} of 3 stores; they moved {moved_after:?} after the kill (lease {LEASE:?})"
     );
     for store in stores {
-        let (exit, log) = store.daemon.terminate(Duration::from_secs(30));
+        let (exit, log) = store.edge.daemon.terminate(Duration::from_secs(30));
         assert!(exit.success(), "{} exit: {}", store.id, log.join("\n"));
     }
     let (exit, log) = b.terminate(Duration::from_secs(30));

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use flashkart_tests::hq_admin::{HqAdmin, StoreProfile};
-use flashkart_tests::{Daemon, addr_in, binary, call_api, url_in};
+use flashkart_tests::store_daemon::StoreDaemon;
+use flashkart_tests::{Daemon, binary, call_api, url_in};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -59,12 +60,6 @@ impl Api {
     }
 }
 
-struct Store {
-    daemon: Daemon,
-    base: String,
-    token: String,
-}
-
 async fn start_store(
     api: &Api,
     hq: &HqAdmin,
@@ -72,78 +67,44 @@ async fn start_store(
     cloud: &str,
     id: &str,
     env: &[(&str, &std::path::Path)],
-) -> Store {
+) -> StoreDaemon {
     let store_token = hq.register_store(id).await;
-    let config = dir.join(format!("{id}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstore_id = \"{id}\"\nmanager_pin = \"246800\"\n\n\
-             [sync]\ncloud_url = \"{cloud}\"\ntoken = \"{store_token}\"\nlocal_poll_ms = 20\n\
-             long_poll_ms = 2000\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n",
-            dir.join(id).display()
-        ),
-    )
-    .expect("edge config");
-    let config = config.display().to_string();
-    let mut daemon = Daemon::start(
-        &binary("flashkart-edge"),
-        &["run", "--config", &config],
-        env,
-    );
-    let addr = addr_in(&daemon.wait_for_line("HTTP API listening", START)).expect("edge address");
-    let base = format!("http://{addr}/api/v1");
-    let (status, signed_in) = api
-        .call(
-            Method::POST,
-            &format!("{base}/auth/sign-in"),
-            "",
-            Some(json!({"staff_id": "manager", "pin": "246800"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{signed_in}");
-    Store {
-        daemon,
-        base,
-        token: signed_in["token"].as_str().expect("staff token").to_owned(),
-    }
+    StoreDaemon::start(&api.http, dir, cloud, id, &store_token, env, START).await
 }
 
-impl Store {
-    /// Waits for the catalog, slots both products in one bin, and receives stock.
-    async fn stock_up(&self, api: &Api, stock: &[(&str, &str, i64)]) {
-        for (_, gtin, _) in stock {
-            api.until(
-                &format!("{}/catalog/lookup?code={gtin}", self.base),
-                &self.token,
-                "the catalog",
-                |_| true,
-            )
-            .await;
-        }
-        api.ok(
-            Method::PUT,
-            &format!("{}/bins/A-1", self.base),
-            &self.token,
-            json!({"aisle": "A", "bay": "1", "shelf": "1", "pick_seq": 1}),
+/// Waits for the catalog at `store`, slots both products in one bin, and receives stock.
+async fn stock_up(store: &StoreDaemon, api: &Api, stock: &[(&str, &str, i64)]) {
+    for (_, gtin, _) in stock {
+        api.until(
+            &format!("{}/catalog/lookup?code={gtin}", store.base),
+            &store.token,
+            "the catalog",
+            |_| true,
         )
         .await;
-        for (product, gtin, qty) in stock {
-            api.ok(
-                Method::PUT,
-                &format!("{}/products/{product}/bins/A-1", self.base),
-                &self.token,
-                json!({}),
-            )
-            .await;
-            api.ok(
-                Method::POST,
-                &format!("{}/stock/receive", self.base),
-                &self.token,
-                json!({"gtin": gtin, "qty": qty}),
-            )
-            .await;
-        }
+    }
+    api.ok(
+        Method::PUT,
+        &format!("{}/bins/A-1", store.base),
+        &store.token,
+        json!({"aisle": "A", "bay": "1", "shelf": "1", "pick_seq": 1}),
+    )
+    .await;
+    for (product, gtin, qty) in stock {
+        api.ok(
+            Method::PUT,
+            &format!("{}/products/{product}/bins/A-1", store.base),
+            &store.token,
+            json!({}),
+        )
+        .await;
+        api.ok(
+            Method::POST,
+            &format!("{}/stock/receive", store.base),
+            &store.token,
+            json!({"gtin": gtin, "qty": qty}),
+        )
+        .await;
     }
 }
 
@@ -198,10 +159,8 @@ async fn orders_are_routed_by_area_and_stock_and_progress_at_the_store() {
     let customer = hq.create_customer("Ada").await;
 
     // Stock: only the north store has milk; both have bread. The cloud learns it by sync.
-    north
-        .stock_up(&api, &[("milk", MILK, 10), ("bread", BREAD, 10)])
-        .await;
-    south.stock_up(&api, &[("bread", BREAD, 10)]).await;
+    stock_up(&north, &api, &[("milk", MILK, 10), ("bread", BREAD, 10)]).await;
+    stock_up(&south, &api, &[("bread", BREAD, 10)]).await;
     api.until(
         &format!("{cloud}/admin/v1/stock/milk"),
         ADMIN,
