@@ -1,5 +1,5 @@
-//! The cloud's own writes into a store's replica (its row, its riders, the orders routed to it,
-//! cancellation requests, offers to its riders), kept as data so that any instance can make
+//! The cloud's own writes into a store's replica (its row, its riders and their enrolment
+//! codes, the orders routed to it, cancellation requests, offers to its riders), kept as data so that any instance can make
 //! them.
 //!
 //! With one instance a write is applied to the store's replica at once, as it always was. With
@@ -108,6 +108,13 @@ pub enum StoreWrite {
         order_id: String,
         rider_id: String,
         offered_at: String,
+        expires_at: String,
+    },
+    /// A rider's phone enrolment code (its SHA-256) and expiry, replacing any earlier one. The
+    /// rider's row is the store's already: their `Rider` upsert is earlier in this journal.
+    EnrolmentCode {
+        rider_id: String,
+        code_sha256: String,
         expires_at: String,
     },
 }
@@ -231,6 +238,22 @@ impl StoreWrite {
                     expires_at,
                 },
             ),
+            StoreWrite::EnrolmentCode {
+                rider_id,
+                code_sha256,
+                expires_at,
+            } => {
+                // Without the rider's row (a roster older than the journal) there is nothing
+                // to set: PUTting the rider again writes it, and a new code then applies.
+                if !cloud_writes::set_enrolment_code(conn, rider_id, code_sha256, expires_at)? {
+                    tracing::warn!(
+                        store = store_id,
+                        rider = %rider_id,
+                        "enrolment code for a rider the store's replica does not have"
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }

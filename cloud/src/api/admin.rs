@@ -5,9 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use flashkart_sync::cloud_writes;
 use rand::RngCore;
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -278,41 +276,34 @@ pub async fn issue_enrolment_code(
     let code = new_enrolment_code();
     let code_sha256 = crate::registry::hex(&sha2::Sha256::digest(code.as_bytes()));
     let expires_at = crate::clock::rfc3339(crate::clock::now() + validity);
-    let replica = state.stores.replica(&rider.home_store_id).await?;
-    let (rider_id, expiry) = (rider.id.clone(), expires_at.clone());
-    let issued = replica
-        .write(move |conn| {
-            // The phone pins the store's CA by this; without it a phone could not tell the
-            // store's enrolment listener from an impostor on the Wi-Fi, so no code is issued.
-            let Some(ca_sha256) = riders_ca_sha256(conn)? else {
-                return Ok(Issued::StoreCaUnknown);
-            };
-            Ok::<_, flashkart_sync::Error>(
-                if cloud_writes::set_enrolment_code(conn, &rider_id, &code_sha256, &expiry)? {
-                    Issued::Code { ca_sha256 }
-                } else {
-                    Issued::RiderNotInReplica
-                },
-            )
-        })
-        .await
-        .map_err(crate::CloudError::from)?;
-    let ca_sha256 = match issued {
-        Issued::Code { ca_sha256 } => ca_sha256,
-        Issued::RiderNotInReplica => {
-            return Err(ApiError::Conflict(format!(
-                "rider {id} is not in home store {}'s replica: PUT the rider again",
-                rider.home_store_id
-            )));
-        }
-        Issued::StoreCaUnknown => {
-            return Err(ApiError::Conflict(format!(
-                "store {} has not reported its riders' certificate authority yet: start its \
-                 edge with riders enabled and let it sync, then ask again",
-                rider.home_store_id
-            )));
-        }
+    // The phone pins the store's CA by this; without it a phone could not tell the store's
+    // enrolment listener from an impostor on the Wi-Fi, so no code is issued. Read from the
+    // read model, which every instance has (the store's replica is the lease holder's).
+    let Some(ca_sha256) = state
+        .projection
+        .riders_ca_sha256(&rider.home_store_id)
+        .await?
+    else {
+        return Err(ApiError::Conflict(format!(
+            "store {} has not reported its riders' certificate authority yet: start its \
+             edge with riders enabled and let it sync, then ask again",
+            rider.home_store_id
+        )));
     };
+    // The rider is on HQ's roster for this home store, so the store's journal has their row
+    // (`put_rider` journals it before the roster takes them): the code, journaled after it,
+    // applies to it whichever instance holds the store.
+    state
+        .store_writes
+        .write(
+            &rider.home_store_id,
+            vec![StoreWrite::EnrolmentCode {
+                rider_id: rider.id.clone(),
+                code_sha256,
+                expires_at: expires_at.clone(),
+            }],
+        )
+        .await?;
     tracing::info!(rider = %id, store = %rider.home_store_id, %expires_at, "enrolment code issued");
     let qr_payload = format!(
         "flashkart-enrol:v1?store={}&rider={}&code={code}&ca={ca_sha256}",
@@ -329,30 +320,6 @@ pub async fn issue_enrolment_code(
         }),
     )
         .into_response())
-}
-
-/// What issuing a code in the home store's replica came to.
-enum Issued {
-    Code { ca_sha256: String },
-    RiderNotInReplica,
-    StoreCaUnknown,
-}
-
-/// The riders' CA fingerprint the store reported (its `store_certificates`, synced), if it is
-/// well-formed: 64 lowercase hex digits, as the QR code carries it.
-fn riders_ca_sha256(conn: &rusqlite::Connection) -> Result<Option<String>, flashkart_sync::Error> {
-    let sha256: Option<String> = conn
-        .query_row(
-            "SELECT sha256 FROM store_certificates WHERE id = 'riders-ca'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(sha256.filter(|s| {
-        s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    }))
 }
 
 /// `XXXXX-XXXXX` from the operating system's CSPRNG (through the thread's ChaCha generator,

@@ -75,7 +75,13 @@ pub async fn get_order(
     // The basket as its store has it (as ordered, with what was picked, short or substituted):
     // the customer's order page and re-order show it, HQ's support view too. And the rating,
     // once the customer gave one (`api/ratings.rs`).
-    let lines = crate::dashboard::detail::order_lines(&state.stores, &order.store_id, &id).await?;
+    let lines = crate::dashboard::detail::order_lines(
+        &state.stores,
+        &state.projection,
+        &order.store_id,
+        &id,
+    )
+    .await?;
     let rating = state.hq.rating(&id).await?;
     // HQ sees the rider rated; the customer's view does not name them.
     let rating = match &viewer {
@@ -133,22 +139,10 @@ pub async fn my_orders(
 /// Wrong PINs after which the store locks an order for support (the edge's rule too).
 const PIN_STRIKES: u32 = 3;
 
-/// Wrong delivery PINs the order's store recorded (its `delivery_attempts`, synced).
+/// Wrong delivery PINs the order's store recorded (its `delivery_attempts`, as projected into
+/// the read model: any instance answers, not only the one holding the store).
 async fn pin_failures(state: &AppState, store_id: &str, order_id: &str) -> Result<u32, ApiError> {
-    let replica = state.stores.replica(store_id).await?;
-    let (store_id, order_id) = (store_id.to_owned(), order_id.to_owned());
-    Ok(replica
-        .db()
-        .read(move |conn| {
-            conn.prepare_cached(
-                "SELECT count(*) FROM delivery_attempts
-                 WHERE order_id = ?1 AND store_id = ?2 AND outcome = 'wrong_pin'",
-            )?
-            .query_row([order_id, store_id], |r| r.get(0))
-            .map_err(flashkart_sync::Error::from)
-        })
-        .await
-        .map_err(crate::CloudError::from)?)
+    Ok(state.projection.pin_failures(order_id, store_id).await?)
 }
 
 /// Minutes until the promised time (0 once due), `None` once delivered or cancelled.

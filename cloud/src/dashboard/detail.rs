@@ -1,7 +1,12 @@
 //! What HQ sees of one order beyond the customer's view: its lines as the store knows them
-//! (picked, short, substituted) and the rider who took it. The lines live only in the store's
-//! replica (the read model keeps statuses, not baskets), so they are read from there.
+//! (picked, short, substituted) and the rider who took it. The lines come from the read
+//! model (as routed, with the progress the store reported), not from the store's replica,
+//! which only the instance holding the store has; the names from the catalog, which every
+//! instance has whole.
 
+use std::collections::HashMap;
+
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::CloudError;
@@ -13,7 +18,7 @@ use crate::stores::Stores;
 pub struct OrderLine {
     pub line_no: i64,
     pub product_id: String,
-    /// The catalog's name, as the store's replica has it.
+    /// The catalog's name.
     pub name: Option<String>,
     pub qty: i64,
     pub unit_price_minor: i64,
@@ -24,68 +29,58 @@ pub struct OrderLine {
     pub substitute_name: Option<String>,
 }
 
-/// The lines of `order_id` in `store_id`'s replica (none if the store does not have it).
+/// The lines of `order_id` as routed to `store_id` (none if it was not).
 pub async fn order_lines(
     stores: &Stores,
+    projection: &Projection,
     store_id: &str,
     order_id: &str,
 ) -> Result<Vec<OrderLine>, CloudError> {
-    let replica = stores.replica(store_id).await?;
-    let order_id = order_id.to_owned();
-    replica
-        .db()
-        .read(move |conn| -> Result<Vec<OrderLine>, CloudError> {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT l.line_no, l.product_id, p.name, l.qty, l.unit_price_minor,
-                        coalesce(g.picked_qty, 0), coalesce(g.short_qty, 0),
-                        g.substitute_product_id, s.name
-                     FROM order_lines l
-                     LEFT JOIN order_line_progress g
-                        ON g.order_id = l.order_id AND g.line_no = l.line_no
-                     LEFT JOIN products p ON p.id = l.product_id
-                     LEFT JOIN products s ON s.id = g.substitute_product_id
-                     WHERE l.order_id = ?1 ORDER BY l.line_no",
-                )
-                .map_err(flashkart_sync::Error::from)?;
-            let rows = statement
-                .query_map([&order_id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                    ))
-                })
-                .map_err(flashkart_sync::Error::from)?;
-            let mut lines = Vec::new();
-            for row in rows {
-                let (line_no, product_id, name, qty, unit, picked, short, substitute, sub_name) =
-                    row.map_err(flashkart_sync::Error::from)?;
-                let line_minor = qty.checked_mul(unit).ok_or_else(|| {
-                    CloudError::Corrupt(format!("order {order_id} line {line_no} overflows"))
-                })?;
-                lines.push(OrderLine {
-                    line_no,
-                    product_id,
-                    name,
-                    qty,
-                    unit_price_minor: unit,
-                    line_minor,
-                    picked_qty: picked,
-                    short_qty: short,
-                    substitute_product_id: substitute,
-                    substitute_name: sub_name,
-                });
+    let projected = projection.order_lines(order_id, store_id).await?;
+    let mut products: Vec<String> = projected
+        .iter()
+        .flat_map(|l| std::iter::once(&l.product_id).chain(&l.substitute_product_id))
+        .cloned()
+        .collect();
+    products.sort();
+    products.dedup();
+    let names: HashMap<String, String> = stores
+        .catalog()
+        .read(move |conn| -> Result<_, flashkart_sync::Error> {
+            let mut statement = conn.prepare_cached("SELECT name FROM products WHERE id = ?1")?;
+            let mut names = HashMap::new();
+            for id in products {
+                let name: Option<String> = statement.query_row([&id], |r| r.get(0)).optional()?;
+                if let Some(name) = name {
+                    names.insert(id, name);
+                }
             }
-            Ok(lines)
+            Ok(names)
         })
-        .await
+        .await?;
+    projected
+        .into_iter()
+        .map(|l| {
+            let line_minor = l.qty.checked_mul(l.unit_price_minor).ok_or_else(|| {
+                CloudError::Corrupt(format!("order {order_id} line {} overflows", l.line_no))
+            })?;
+            Ok(OrderLine {
+                line_no: l.line_no,
+                name: names.get(&l.product_id).cloned(),
+                product_id: l.product_id,
+                qty: l.qty,
+                unit_price_minor: l.unit_price_minor,
+                line_minor,
+                picked_qty: l.picked_qty,
+                short_qty: l.short_qty,
+                substitute_name: l
+                    .substitute_product_id
+                    .as_ref()
+                    .and_then(|s| names.get(s).cloned()),
+                substitute_product_id: l.substitute_product_id,
+            })
+        })
+        .collect()
 }
 
 /// The rider who accepted the order, if one did.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::hq::OrderMove;
 use crate::projection::ShortReport;
 use crate::routing;
+use crate::store_writes::StoreWrite;
 
 use super::rows::read_order_rows;
 use super::{Customer, Intake, IntakeError, REROUTED, ReplicaLine};
@@ -350,7 +351,20 @@ impl Intake {
             )
             .await;
         match checked {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                // Also into the store's journal, so that a replica rebuilt by the next holder
+                // of the store has the request too (here it is already there: a no-op).
+                self.writes
+                    .write(
+                        &view.store_id,
+                        vec![StoreWrite::CancelRequest {
+                            order_id: view.id.clone(),
+                            at: order_move.requested_at.clone(),
+                            reason: order_move.cancel_reason.clone(),
+                        }],
+                    )
+                    .await?;
+            }
             Ok(Err(refused)) => {
                 self.hq.end_move(&view.id).await?;
                 return Ok(refused);

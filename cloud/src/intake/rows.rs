@@ -5,7 +5,7 @@
 use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
-use crate::projection::RoutedOrder;
+use crate::projection::{RoutedLine, RoutedOrder};
 use crate::store_writes::{self, StoreWrite};
 
 use super::{Customer, Intake, IntakeError, PlacedOrder, PricedLine, Step};
@@ -31,20 +31,32 @@ impl Intake {
             "order written to the store's replica"
         );
         self.projection
-            .record_routed(RoutedOrder {
-                id: order.order_id.clone(),
-                store_id: order.store_id.clone(),
-                customer_id: customer.id.clone(),
-                at: order.placed_at.clone(),
-                placed_at: order.placed_at.clone(),
-                promised_at: order.promised_at.clone(),
-                total_minor: order.total_minor,
-                delivery_fee_minor: order.delivery_fee_minor,
-                currency: order.currency.clone(),
-                lat: order.lat,
-                lon: order.lon,
-                steps: steps.to_vec(),
-            })
+            .record_routed_with_lines(
+                RoutedOrder {
+                    id: order.order_id.clone(),
+                    store_id: order.store_id.clone(),
+                    customer_id: customer.id.clone(),
+                    at: order.placed_at.clone(),
+                    placed_at: order.placed_at.clone(),
+                    promised_at: order.promised_at.clone(),
+                    total_minor: order.total_minor,
+                    delivery_fee_minor: order.delivery_fee_minor,
+                    currency: order.currency.clone(),
+                    lat: order.lat,
+                    lon: order.lon,
+                    steps: steps.to_vec(),
+                },
+                order
+                    .lines
+                    .iter()
+                    .map(|line| RoutedLine {
+                        line_no: line.line_no,
+                        product_id: line.product_id.clone(),
+                        qty: line.qty,
+                        unit_price_minor: line.unit_price_minor,
+                    })
+                    .collect(),
+            )
             .await?;
         Ok(())
     }

@@ -7,6 +7,10 @@
 //! Short lines are told by intake's partial confirmation instead (an order short everywhere at
 //! its first store may move whole to another).
 //!
+//! An order's lines are kept per store with their progress: intake records them as routed,
+//! the store's `order_line_progress` fills in what was picked, short and substituted (and the
+//! line itself, from the replica's, should the progress be folded first).
+//!
 //! Two folds with the same statements in the same order, one per engine: [`fold`] in a
 //! `readmodel.db` write, [`fold_postgres`] in a PostgreSQL transaction. What does not touch
 //! the database (what a row means for stock, whether an order stays open, what the customer is
@@ -154,6 +158,30 @@ pub(super) fn fold(
         }
     }
     for line in &rows.line_progress {
+        match (&line.product_id, line.ordered) {
+            // The line as routed here with its progress (intake may not have recorded it yet).
+            (Some(product_id), Some((qty, unit_price_minor))) => {
+                conn.prepare_cached(LINE_UPSERT_SQLITE)?.execute(params![
+                    line.order_id,
+                    store_id,
+                    line.line_no,
+                    product_id,
+                    qty,
+                    unit_price_minor,
+                    line.picked_qty,
+                    line.short_qty,
+                    line.substitute_product_id
+                ])?
+            }
+            _ => conn.prepare_cached(LINE_PROGRESS_SQLITE)?.execute(params![
+                line.order_id,
+                store_id,
+                line.line_no,
+                line.picked_qty,
+                line.short_qty,
+                line.substitute_product_id
+            ])?,
+        };
         if line.short_qty > 0 {
             conn.prepare_cached(
                 "INSERT INTO rm_short_lines (order_id, line_no, store_id, short_qty)
@@ -183,8 +211,75 @@ pub(super) fn fold(
         )?
         .execute(params![assignment_id, store_id, rider_id, reply, at])?;
     }
+    for (id, attempt) in &rows.pin_attempts {
+        match attempt {
+            Some(a) => conn
+                .prepare_cached(ATTEMPT_UPSERT_SQLITE)?
+                .execute(params![
+                    id, a.order_id, store_id, a.rider_id, a.outcome, a.at
+                ])?,
+            None => conn
+                .prepare_cached("DELETE FROM rm_pin_attempts WHERE id = ?1 AND store_id = ?2")?
+                .execute([id, store_id])?,
+        };
+    }
+    for (id, certificate) in &rows.certificates {
+        match certificate {
+            Some((sha256, at)) => conn
+                .prepare_cached(CERTIFICATE_UPSERT_SQLITE)?
+                .execute(params![store_id, id, sha256, at])?,
+            None => conn
+                .prepare_cached(
+                    "DELETE FROM rm_store_certificates WHERE store_id = ?1 AND id = ?2",
+                )?
+                .execute([store_id, id])?,
+        };
+    }
     Ok(folding.done(store_id))
 }
+
+/// A line as routed to the store with its progress, by order, store and line: the progress
+/// columns are the store's, the rest intake's (the same values from the replica's line).
+const LINE_UPSERT_SQLITE: &str = "INSERT INTO rm_order_lines (order_id, store_id, line_no,
+        product_id, qty, unit_price_minor, picked_qty, short_qty, substitute_product_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+     ON CONFLICT (order_id, store_id, line_no) DO UPDATE SET picked_qty = excluded.picked_qty,
+        short_qty = excluded.short_qty, substitute_product_id = excluded.substitute_product_id";
+const LINE_UPSERT_POSTGRES: &str = "INSERT INTO rm_order_lines (order_id, store_id, line_no,
+        product_id, qty, unit_price_minor, picked_qty, short_qty, substitute_product_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (order_id, store_id, line_no) DO UPDATE SET picked_qty = excluded.picked_qty,
+        short_qty = excluded.short_qty, substitute_product_id = excluded.substitute_product_id";
+
+/// The progress of a line the replica has no cloud line for: kept only if intake recorded one.
+const LINE_PROGRESS_SQLITE: &str = "UPDATE rm_order_lines
+     SET picked_qty = ?4, short_qty = ?5, substitute_product_id = ?6
+     WHERE order_id = ?1 AND store_id = ?2 AND line_no = ?3";
+const LINE_PROGRESS_POSTGRES: &str = "UPDATE rm_order_lines
+     SET picked_qty = $4, short_qty = $5, substitute_product_id = $6
+     WHERE order_id = $1 AND store_id = $2 AND line_no = $3";
+
+/// A delivery attempt by its id; another store's row of the same id is left alone.
+const ATTEMPT_UPSERT_SQLITE: &str = "INSERT INTO rm_pin_attempts
+        (id, order_id, store_id, rider_id, outcome, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (id) DO UPDATE SET order_id = excluded.order_id, rider_id = excluded.rider_id,
+        outcome = excluded.outcome, at = excluded.at
+     WHERE rm_pin_attempts.store_id = excluded.store_id";
+const ATTEMPT_UPSERT_POSTGRES: &str = "INSERT INTO rm_pin_attempts
+        (id, order_id, store_id, rider_id, outcome, at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (id) DO UPDATE SET order_id = excluded.order_id, rider_id = excluded.rider_id,
+        outcome = excluded.outcome, at = excluded.at
+     WHERE rm_pin_attempts.store_id = excluded.store_id";
+
+/// A store's certificate fingerprint, by store and id.
+const CERTIFICATE_UPSERT_SQLITE: &str = "INSERT INTO rm_store_certificates
+        (store_id, id, sha256, updated_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (store_id, id) DO UPDATE SET sha256 = excluded.sha256,
+        updated_at = excluded.updated_at";
+const CERTIFICATE_UPSERT_POSTGRES: &str = "INSERT INTO rm_store_certificates
+        (store_id, id, sha256, updated_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (store_id, id) DO UPDATE SET sha256 = excluded.sha256,
+        updated_at = excluded.updated_at";
 
 /// [`fold`] in the caller's PostgreSQL transaction `tx`: the same statements in the same
 /// order, so the same rows, sums and notifications. Each statement a loop repeats is prepared
@@ -346,7 +441,42 @@ pub(super) async fn fold_postgres(
                  ON CONFLICT (order_id, line_no, store_id) DO UPDATE SET short_qty = excluded.short_qty",
             )
             .await?;
+        let upsert = tx.prepare(LINE_UPSERT_POSTGRES).await?;
+        let progress = tx.prepare(LINE_PROGRESS_POSTGRES).await?;
         for line in &rows.line_progress {
+            match (&line.product_id, line.ordered) {
+                (Some(product_id), Some((qty, unit_price_minor))) => {
+                    tx.execute(
+                        &upsert,
+                        &[
+                            &line.order_id,
+                            &store_id,
+                            &line.line_no,
+                            product_id,
+                            &qty,
+                            &unit_price_minor,
+                            &line.picked_qty,
+                            &line.short_qty,
+                            &line.substitute_product_id,
+                        ],
+                    )
+                    .await?
+                }
+                _ => {
+                    tx.execute(
+                        &progress,
+                        &[
+                            &line.order_id,
+                            &store_id,
+                            &line.line_no,
+                            &line.picked_qty,
+                            &line.short_qty,
+                            &line.substitute_product_id,
+                        ],
+                    )
+                    .await?
+                }
+            };
             if line.short_qty > 0 {
                 tx.execute(
                     &short,
@@ -387,6 +517,39 @@ pub(super) async fn fold_postgres(
             tx.execute(&reply, &[assignment_id, &store_id, rider_id, answer, at])
                 .await?;
         }
+    }
+    if !rows.pin_attempts.is_empty() {
+        let upsert = tx.prepare(ATTEMPT_UPSERT_POSTGRES).await?;
+        let delete = tx
+            .prepare("DELETE FROM rm_pin_attempts WHERE id = $1 AND store_id = $2")
+            .await?;
+        for (id, attempt) in &rows.pin_attempts {
+            match attempt {
+                Some(a) => {
+                    tx.execute(
+                        &upsert,
+                        &[id, &a.order_id, &store_id, &a.rider_id, &a.outcome, &a.at],
+                    )
+                    .await?
+                }
+                None => tx.execute(&delete, &[id, &store_id]).await?,
+            };
+        }
+    }
+    for (id, certificate) in &rows.certificates {
+        match certificate {
+            Some((sha256, at)) => {
+                tx.execute(CERTIFICATE_UPSERT_POSTGRES, &[&store_id, id, sha256, at])
+                    .await?
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM rm_store_certificates WHERE store_id = $1 AND id = $2",
+                    &[&store_id, id],
+                )
+                .await?
+            }
+        };
     }
     Ok(folding.done(store_id))
 }

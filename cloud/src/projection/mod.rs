@@ -2,7 +2,9 @@
 //!
 //! Routing and the dashboard must not scan a hundred store replicas per request, so the cloud
 //! keeps one database with orders and their status timelines, stock per store and product,
-//! rider positions, and the counts derived from them: `<data_dir>/readmodel.db` (plain SQLite)
+//! rider positions, and the counts derived from them; and what HQ reads of a store besides
+//! (an order's lines and their progress at each store, wrong delivery PINs, the riders' CA
+//! fingerprint), since with several instances only the one holding a store has its replica: `<data_dir>/readmodel.db` (plain SQLite)
 //! on one machine, or the shared PostgreSQL database with `database_url`, where every
 //! instance's projector writes the stores whose leases it holds and every instance reads all
 //! stores ([`Backend`]). Writes come from two places: intake records each order it routes, and
@@ -23,7 +25,7 @@
 //!
 //! A store is believed only about what it owns. The replica's own rows (cloud-owned: the
 //! orders routed to it, its assignments, its riders) decide which order events, line
-//! progress, assignment replies and rider positions a store may report; anything else is
+//! progress, delivery attempts, assignment replies and rider positions a store may report; anything else is
 //! dropped with a warning. Timestamps a store writes are clamped to a window around the
 //! cloud's clock, so a date far in the future cannot make a fact win for good.
 //!
@@ -62,6 +64,8 @@ const FOLLOWED: &[&str] = &[
     "order_line_progress",
     "assignment_replies",
     "device_status",
+    "delivery_attempts",
+    "store_certificates",
 ];
 
 /// Rows of one store to re-read: table -> packed primary keys.
@@ -178,7 +182,8 @@ impl ReadModel for Projection {
     }
 }
 
-/// An order intake routed, for [`Projection::record_routed`].
+/// An order intake routed, for [`Projection::record_routed`] (its lines apart, in
+/// [`Projection::record_routed_with_lines`]).
 #[derive(Debug, Clone)]
 pub struct RoutedOrder {
     pub id: String,
@@ -195,6 +200,27 @@ pub struct RoutedOrder {
     pub lon: f64,
     /// The cloud's own transitions: (from, to, note).
     pub steps: Vec<(Option<&'static str>, &'static str, &'static str)>,
+}
+
+/// A line of an order intake routed, for [`Projection::record_routed_with_lines`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedLine {
+    pub line_no: i64,
+    pub product_id: String,
+    pub qty: i64,
+    pub unit_price_minor: i64,
+}
+
+/// A line of an order at one store, as routed there and as the store reported its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectedLine {
+    pub line_no: i64,
+    pub product_id: String,
+    pub qty: i64,
+    pub unit_price_minor: i64,
+    pub picked_qty: i64,
+    pub short_qty: i64,
+    pub substitute_product_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

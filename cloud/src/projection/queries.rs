@@ -1,5 +1,6 @@
-//! What the rest of the cloud reads from the read model (order views, stock for routing,
-//! backlogs and rider counts for dispatch, the dashboard's figures) and what intake records.
+//! What the rest of the cloud reads from the read model (order views and lines, stock for
+//! routing, backlogs and rider counts for dispatch, the dashboard's figures, what HQ's support
+//! and rider enrolment need of a store) and what intake records.
 //! Every method asks the same question of either engine ([`Backend`]) and gets the same
 //! answer: the same rows, the same order and tie-breaks, and the same idempotent writes.
 
@@ -11,7 +12,8 @@ use crate::CloudError;
 use crate::notify::{self, Kind, Notification};
 
 use super::{
-    Backend, OrderSummary, OrderView, Projection, RoutedOrder, StoreFigures, TimelineEntry,
+    Backend, OrderSummary, OrderView, ProjectedLine, Projection, RoutedLine, RoutedOrder,
+    StoreFigures, TimelineEntry,
 };
 
 impl Projection {
@@ -19,6 +21,17 @@ impl Projection {
     /// a new order's confirmation is enqueued for the customer in the same transaction (once
     /// per order: a replay or a reroute finds it there).
     pub async fn record_routed(&self, order: RoutedOrder) -> Result<(), CloudError> {
+        self.record_routed_with_lines(order, Vec::new()).await
+    }
+
+    /// [`Projection::record_routed`] with the order's lines as routed to its store, in the
+    /// same transaction (HQ's order detail reads them at any instance; the store's progress
+    /// is folded into them).
+    pub async fn record_routed_with_lines(
+        &self,
+        order: RoutedOrder,
+        lines: Vec<RoutedLine>,
+    ) -> Result<(), CloudError> {
         let enqueued = match self.backend() {
             Backend::Sqlite(db) => {
                 db.write(move |conn| -> Result<bool, flashkart_sync::Error> {
@@ -42,6 +55,24 @@ impl Projection {
                         order.lat,
                         order.lon
                     ])?;
+                    for line in &lines {
+                        conn.prepare_cached(
+                            "INSERT INTO rm_order_lines
+                                (order_id, store_id, line_no, product_id, qty, unit_price_minor)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT (order_id, store_id, line_no) DO UPDATE SET
+                                product_id = excluded.product_id, qty = excluded.qty,
+                                unit_price_minor = excluded.unit_price_minor",
+                        )?
+                        .execute(params![
+                            order.id,
+                            order.store_id,
+                            line.line_no,
+                            line.product_id,
+                            line.qty,
+                            line.unit_price_minor
+                        ])?;
+                    }
                     for (n, (from, to, note)) in order.steps.iter().enumerate() {
                         conn.prepare_cached(
                             "INSERT OR IGNORE INTO rm_timeline
@@ -89,6 +120,32 @@ impl Projection {
                     ],
                 )
                 .await?;
+                if !lines.is_empty() {
+                    let line_insert = tx
+                        .prepare(
+                            "INSERT INTO rm_order_lines
+                                (order_id, store_id, line_no, product_id, qty, unit_price_minor)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (order_id, store_id, line_no) DO UPDATE SET
+                                product_id = excluded.product_id, qty = excluded.qty,
+                                unit_price_minor = excluded.unit_price_minor",
+                        )
+                        .await?;
+                    for line in &lines {
+                        tx.execute(
+                            &line_insert,
+                            &[
+                                &order.id,
+                                &order.store_id,
+                                &line.line_no,
+                                &line.product_id,
+                                &line.qty,
+                                &line.unit_price_minor,
+                            ],
+                        )
+                        .await?;
+                    }
+                }
                 for (n, (from, to, note)) in order.steps.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO rm_timeline
@@ -198,6 +255,122 @@ impl Projection {
             notify::wake();
         }
         Ok(())
+    }
+
+    /// The lines of `order_id` as routed to `store_id`, with the store's progress, by line
+    /// number (none if it was never routed there).
+    pub async fn order_lines(
+        &self,
+        order_id: &str,
+        store_id: &str,
+    ) -> Result<Vec<ProjectedLine>, CloudError> {
+        const COLUMNS: &str = "SELECT line_no, product_id, qty, unit_price_minor, picked_qty,
+                short_qty, substitute_product_id FROM rm_order_lines";
+        match self.backend() {
+            Backend::Sqlite(db) => {
+                let (order_id, store_id) = (order_id.to_owned(), store_id.to_owned());
+                Ok(db
+                    .read(move |conn| -> Result<_, flashkart_sync::Error> {
+                        let lines = conn
+                            .prepare_cached(&format!(
+                                "{COLUMNS} WHERE order_id = ?1 AND store_id = ?2 ORDER BY line_no"
+                            ))?
+                            .query_map([&order_id, &store_id], |r| {
+                                Ok(ProjectedLine {
+                                    line_no: r.get(0)?,
+                                    product_id: r.get(1)?,
+                                    qty: r.get(2)?,
+                                    unit_price_minor: r.get(3)?,
+                                    picked_qty: r.get(4)?,
+                                    short_qty: r.get(5)?,
+                                    substitute_product_id: r.get(6)?,
+                                })
+                            })?
+                            .collect::<Result<_, _>>()?;
+                        Ok(lines)
+                    })
+                    .await?)
+            }
+            Backend::Postgres(pg) => Ok(pg
+                .client()
+                .await?
+                .query(
+                    &format!("{COLUMNS} WHERE order_id = $1 AND store_id = $2 ORDER BY line_no"),
+                    &[&order_id, &store_id],
+                )
+                .await?
+                .iter()
+                .map(|r| ProjectedLine {
+                    line_no: r.get(0),
+                    product_id: r.get(1),
+                    qty: r.get(2),
+                    unit_price_minor: r.get(3),
+                    picked_qty: r.get(4),
+                    short_qty: r.get(5),
+                    substitute_product_id: r.get(6),
+                })
+                .collect()),
+        }
+    }
+
+    /// Wrong delivery PINs `store_id` recorded for `order_id` (routed to it).
+    pub async fn pin_failures(&self, order_id: &str, store_id: &str) -> Result<u32, CloudError> {
+        let count: i64 = match self.backend() {
+            Backend::Sqlite(db) => {
+                let (order_id, store_id) = (order_id.to_owned(), store_id.to_owned());
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT count(*) FROM rm_pin_attempts
+                         WHERE order_id = ?1 AND store_id = ?2 AND outcome = 'wrong_pin'",
+                    )?
+                    .query_row([order_id, store_id], |r| r.get(0))
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_one(
+                    "SELECT count(*) FROM rm_pin_attempts
+                     WHERE order_id = $1 AND store_id = $2 AND outcome = 'wrong_pin'",
+                    &[&order_id, &store_id],
+                )
+                .await?
+                .get(0),
+        };
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// The SHA-256 of `store_id`'s riders' CA as the store reported it (well-formed: the
+    /// projector keeps no other), if it did.
+    pub async fn riders_ca_sha256(&self, store_id: &str) -> Result<Option<String>, CloudError> {
+        let sha256: Option<String> = match self.backend() {
+            Backend::Sqlite(db) => {
+                let store_id = store_id.to_owned();
+                db.read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT sha256 FROM rm_store_certificates
+                         WHERE store_id = ?1 AND id = 'riders-ca'",
+                    )?
+                    .query_row([store_id], |r| r.get(0))
+                    .optional()
+                    .map_err(flashkart_sync::Error::from)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT sha256 FROM rm_store_certificates
+                     WHERE store_id = $1 AND id = 'riders-ca'",
+                    &[&store_id],
+                )
+                .await?
+                .map(|r| r.get(0)),
+        };
+        Ok(sha256.filter(|s| super::rows::well_formed_sha256(s)))
     }
 
     /// Available pieces (on hand minus reserved) per store for `product_ids`.

@@ -30,6 +30,11 @@ pub(super) struct Rows {
     pub(super) replies: Vec<(String, String, String, String)>,
     /// Device status rows by device id; `None` when the store deleted the row.
     pub(super) devices: Vec<(String, Option<DeviceRow>)>,
+    /// Delivery attempts by id; `None` when the store has no such row of its own.
+    pub(super) pin_attempts: Vec<(String, Option<PinAttemptRow>)>,
+    /// The store's certificates by id: (SHA-256, updated at); `None` when the store has no
+    /// well-formed row of its own.
+    pub(super) certificates: Vec<(String, Option<(String, String)>)>,
 }
 
 impl Rows {
@@ -46,15 +51,38 @@ impl Rows {
     }
 }
 
-/// A line's progress at the store: what was short and what was substituted.
+/// A line's progress at the store: what was picked, short and substituted.
 #[derive(Debug)]
 pub(super) struct LineRow {
     pub(super) order_id: String,
     pub(super) line_no: i64,
+    pub(super) picked_qty: i64,
     pub(super) short_qty: i64,
     /// The product ordered (the cloud's order line).
     pub(super) product_id: Option<String>,
+    /// The cloud's order line's quantity and unit price, with `product_id`.
+    pub(super) ordered: Option<(i64, i64)>,
     pub(super) substitute_product_id: Option<String>,
+}
+
+/// A delivery attempt at the store's door (an order routed to it).
+#[derive(Debug)]
+pub(super) struct PinAttemptRow {
+    pub(super) order_id: String,
+    pub(super) rider_id: String,
+    pub(super) outcome: String,
+    pub(super) at: String,
+}
+
+/// What a delivery attempt may come to (the edge's `delivery_attempts.outcome`).
+const ATTEMPT_OUTCOMES: &[&str] = &["wrong_pin", "locked"];
+
+/// Whether `sha256` is a SHA-256 as enrolment QR codes carry it: 64 lowercase hex digits.
+pub(super) fn well_formed_sha256(sha256: &str) -> bool {
+    sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Debug)]
@@ -161,8 +189,9 @@ const OFFERED_HERE: &str =
 const NOT_OFFERED: &str = "not an assignment of this store to this rider";
 
 /// Re-reads the touched rows of `store_id`'s replica, keeping only the facts the store owns:
-/// events and line progress of orders routed to it, replies to its own assignments by the
-/// rider offered, positions of its own riders, moves within sane bounds.
+/// events, line progress and delivery attempts of orders routed to it, replies to its own
+/// assignments by the rider offered, positions of its own riders, moves within sane bounds,
+/// its own certificates' fingerprints when well-formed.
 pub(super) fn read_rows(
     conn: &Connection,
     store_id: &str,
@@ -259,24 +288,73 @@ pub(super) fn read_rows(
                     }
                     let line = conn
                         .prepare_cached(
-                            "SELECT p.short_qty, l.product_id, p.substitute_product_id
+                            "SELECT p.short_qty, l.product_id, p.substitute_product_id,
+                                p.picked_qty, l.qty, l.unit_price_minor
                              FROM order_line_progress p
                              LEFT JOIN order_lines l
                                 ON l.order_id = p.order_id AND l.line_no = p.line_no
                              WHERE p.order_id = ?1 AND p.line_no = ?2 AND p.store_id = ?3",
                         )?
                         .query_row(params![order_id, line_no, store_id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            let qty: Option<i64> = r.get(4)?;
+                            let unit: Option<i64> = r.get(5)?;
+                            Ok(LineRow {
+                                order_id: order_id.clone(),
+                                line_no,
+                                short_qty: r.get(0)?,
+                                product_id: r.get(1)?,
+                                substitute_product_id: r.get(2)?,
+                                picked_qty: r.get(3)?,
+                                ordered: qty.zip(unit),
+                            })
                         })
                         .optional()?;
-                    if let Some((short_qty, product_id, substitute_product_id)) = line {
-                        rows.line_progress.push(LineRow {
+                    if let Some(line) = line {
+                        rows.line_progress.push(line);
+                    }
+                }
+                "delivery_attempts" => {
+                    let sql = "SELECT order_id, rider_id, outcome, at FROM delivery_attempts
+                               WHERE id = ?1 AND store_id = ?2";
+                    let Some(id) = single_text(pk) else { continue };
+                    let Some((_, (order_id, rider_id, outcome, at))) =
+                        judge.own_row::<String, String, String, String>(pk, sql)?
+                    else {
+                        rows.pin_attempts.push((id, None));
+                        continue;
+                    };
+                    let order = [order_id.as_str(), store_id];
+                    let known = ATTEMPT_OUTCOMES.contains(&outcome.as_str());
+                    if judge.vouched(table, &id, ROUTED_HERE, &order, NOT_ROUTED_HERE)?
+                        && judge.sane(table, &id, known, "unknown outcome")
+                    {
+                        let at = clamp_store_time(&at, now);
+                        let attempt = PinAttemptRow {
                             order_id,
-                            line_no,
-                            short_qty,
-                            product_id,
-                            substitute_product_id,
-                        });
+                            rider_id,
+                            outcome,
+                            at,
+                        };
+                        rows.pin_attempts.push((id, Some(attempt)));
+                    }
+                }
+                "store_certificates" => {
+                    let Some(id) = single_text(pk) else { continue };
+                    let row: Option<(String, String)> = conn
+                        .prepare_cached(
+                            "SELECT sha256, updated_at FROM store_certificates
+                             WHERE id = ?1 AND store_id = ?2",
+                        )?
+                        .query_row([&id, store_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    // A malformed fingerprint is no fingerprint: no code pins it.
+                    let row = row.filter(|(sha256, _)| {
+                        judge.sane(table, &id, well_formed_sha256(sha256), "not a SHA-256")
+                    });
+                    let sane = id.len() <= MAX_DEVICE_TEXT;
+                    if judge.sane(table, &id, sane, "certificate id too long") {
+                        let row = row.map(|(sha256, at)| (sha256, clamp_store_time(&at, now)));
+                        rows.certificates.push((id, row));
                     }
                 }
                 "device_status" => {

@@ -180,20 +180,71 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         // Live dispatch's pending offers and refusals as rows, so a restart forgets neither.
         steps: &[Step::Sql(crate::dispatch::durable::SCHEMA)],
     },
+    Migration {
+        version: 9,
+        name: "what HQ reads of a store at any instance",
+        // The facts HQ's order detail, support view and enrolment codes used to read from a
+        // store's replica, which is right only at the instance holding the store: wrong
+        // delivery PINs, the riders' CA fingerprint, and each order's lines at each store it
+        // was routed to with their progress.
+        steps: &[
+            Step::Sql(
+                "CREATE TABLE rm_pin_attempts (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    order_id TEXT NOT NULL,
+                    store_id TEXT NOT NULL,
+                    rider_id TEXT NOT NULL,
+                    -- wrong_pin | locked
+                    outcome TEXT NOT NULL,
+                    at TEXT NOT NULL
+                )",
+            ),
+            Step::Sql("CREATE INDEX rm_pin_attempts_by_order ON rm_pin_attempts (order_id)"),
+            Step::Sql(
+                "CREATE TABLE rm_store_certificates (
+                    store_id TEXT NOT NULL,
+                    -- what the certificate is for (`riders-ca`)
+                    id TEXT NOT NULL,
+                    -- 64 lowercase hex digits
+                    sha256 TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    PRIMARY KEY (store_id, id)
+                ) WITHOUT ROWID",
+            ),
+            Step::Sql(
+                "CREATE TABLE rm_order_lines (
+                    order_id TEXT NOT NULL,
+                    store_id TEXT NOT NULL,
+                    line_no INTEGER NOT NULL,
+                    product_id TEXT NOT NULL,
+                    qty INTEGER NOT NULL,
+                    unit_price_minor INTEGER NOT NULL,
+                    picked_qty INTEGER NOT NULL DEFAULT 0,
+                    short_qty INTEGER NOT NULL DEFAULT 0,
+                    substitute_product_id TEXT,
+                    PRIMARY KEY (order_id, store_id, line_no)
+                ) WITHOUT ROWID",
+            ),
+            // Projected again from the start, so the new tables get what stores reported
+            // before them (folding by keys makes the rest of it no change).
+            Step::Sql("DELETE FROM rm_cursors"),
+        ],
+    },
 ];
 
 /// The same tables in PostgreSQL, where every instance's projector writes the stores it holds
-/// and every instance reads all of them. One migration: the read model came to PostgreSQL
-/// whole. Integers are BIGINT (Rust's i64 on both engines), times the same RFC 3339 text as
+/// and every instance reads all of them. The first migration is the read model as it came to
+/// PostgreSQL whole; later ones follow SQLite's. Integers are BIGINT (Rust's i64 on both engines), times the same RFC 3339 text as
 /// in SQLite so they compare the same way. Two differences: the timeline and the replies have
 /// an insertion counter where SQLite reads them in rowid order, and a cursor also names the replica it was read
 /// from (its site id), since each instance keeps its own replica of a store and positions in
 /// one mean nothing in another: a store that moves is projected again from the start of the
 /// new replica, which folding by keys makes harmless.
-pub(crate) const PG_MIGRATIONS: &[postgres::Migration] = &[postgres::Migration {
-    version: 1,
-    name: "read model",
-    sql: "
+pub(crate) const PG_MIGRATIONS: &[postgres::Migration] = &[
+    postgres::Migration {
+        version: 1,
+        name: "read model",
+        sql: "
     CREATE TABLE rm_orders (
         id TEXT PRIMARY KEY NOT NULL,
         store_id TEXT NOT NULL,
@@ -309,4 +360,43 @@ pub(crate) const PG_MIGRATIONS: &[postgres::Migration] = &[postgres::Migration {
         PRIMARY KEY (order_id, store_id, rider_id)
     );
     ",
-}];
+    },
+    postgres::Migration {
+        version: 2,
+        name: "what HQ reads of a store at any instance",
+        // SQLite's migration 9: wrong delivery PINs, the riders' CA fingerprint and each
+        // order's lines per store, which HQ read from the store's replica before.
+        sql: "
+    CREATE TABLE rm_pin_attempts (
+        id TEXT PRIMARY KEY NOT NULL,
+        order_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        rider_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX rm_pin_attempts_by_order ON rm_pin_attempts (order_id);
+    CREATE TABLE rm_store_certificates (
+        store_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (store_id, id)
+    );
+    CREATE TABLE rm_order_lines (
+        order_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        line_no BIGINT NOT NULL,
+        product_id TEXT NOT NULL,
+        qty BIGINT NOT NULL,
+        unit_price_minor BIGINT NOT NULL,
+        picked_qty BIGINT NOT NULL DEFAULT 0,
+        short_qty BIGINT NOT NULL DEFAULT 0,
+        substitute_product_id TEXT,
+        PRIMARY KEY (order_id, store_id, line_no)
+    );
+    -- projected again from the start, so the new tables get what stores reported before them
+    DELETE FROM rm_cursors;
+    ",
+    },
+];
