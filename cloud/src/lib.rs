@@ -241,13 +241,26 @@ pub async fn start_with(
         None => None,
     };
     let payments = Arc::new(
-        Payments::open(
-            options.config(config.data_dir.join("payments.db")),
-            config.payments.clone(),
-            gateway,
-            metrics.clone(),
-        )
-        .await
+        match &postgres {
+            Some(pg) => {
+                Payments::open_postgres(
+                    pg.clone(),
+                    config.payments.clone(),
+                    gateway,
+                    metrics.clone(),
+                )
+                .await
+            }
+            None => {
+                Payments::open(
+                    options.config(config.data_dir.join("payments.db")),
+                    config.payments.clone(),
+                    gateway,
+                    metrics.clone(),
+                )
+                .await
+            }
+        }
         .map_err(|e| CloudError::Payments(e.to_string()))?,
     );
     let listener = TcpListener::bind(config.listen)
@@ -381,7 +394,7 @@ pub async fn start_with(
     let sender = notify::Sender::new(
         notify::Outboxes {
             readmodel: projection.clone(),
-            payments: payments.db().clone(),
+            payments: payments.outbox(),
             hq: hq.clone(),
         },
         config.notifications.clone(),

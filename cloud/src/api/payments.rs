@@ -173,13 +173,7 @@ pub async fn balances(
             "currency must be an ISO 4217 code such as EUR".into(),
         ));
     }
-    let balances = state
-        .payments
-        .db()
-        .read(move |conn| -> Result<_, crate::payments::PaymentError> {
-            Ok(ledger::balances(conn, &currency)?)
-        })
-        .await?;
+    let balances = state.payments.balances(&currency).await?;
     let accounts: serde_json::Map<String, serde_json::Value> = balances
         .into_iter()
         .map(|(account, balance)| (account, balance.into()))
@@ -267,13 +261,9 @@ pub async fn store_statement(
         .validate()
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let (from, to) = period.bounds();
-    let currency = period.currency.clone();
     let statement = state
         .payments
-        .db()
-        .read(move |conn| -> Result<_, crate::payments::PaymentError> {
-            Ok(ledger::statement(conn, &account, &currency, &from, &to)?)
-        })
+        .statement(&account, &period.currency, &from, &to)
         .await?;
     if as_csv {
         return Ok(csv(format!("store-{store_id}"), statement.to_csv()));
@@ -294,13 +284,9 @@ pub async fn rider_statement(
         .validate()
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let (from, to) = period.bounds();
-    let (currency, id) = (period.currency.clone(), rider_id.clone());
     let statements = state
         .payments
-        .db()
-        .read(move |conn| -> Result<_, crate::payments::PaymentError> {
-            Ok(ledger::rider_statements(conn, &id, &currency, &from, &to)?)
-        })
+        .rider_statements(&rider_id, &period.currency, &from, &to)
         .await?;
     if as_csv {
         return Ok(csv(format!("rider-{rider_id}"), statements.to_csv()));

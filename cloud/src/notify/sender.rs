@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashkart_sync::StoreDb;
 use rusqlite::OptionalExtension;
 use tokio_util::sync::CancellationToken;
 
@@ -36,8 +35,9 @@ pub struct Outboxes {
     /// cancelled; also where an order's customer is found. On PostgreSQL it writes HQ's
     /// outbox table (one database), which is then drained once, as HQ's.
     pub readmodel: crate::projection::Projection,
-    /// `payments.db`: refunds.
-    pub payments: StoreDb,
+    /// `payments.db`: refunds ([`crate::payments::Payments::outbox`]). `None` when payments
+    /// are on PostgreSQL: they write HQ's outbox table there, drained once, as HQ's.
+    pub payments: Option<Outbox>,
     /// HQ (`hq.db` or PostgreSQL): password resets; also where a customer's e-mail is found.
     pub hq: crate::hq::Hq,
 }
@@ -85,7 +85,9 @@ impl Sender {
         if let Backend::Sqlite(db) = outboxes.readmodel.backend() {
             sources.push(("readmodel", Outbox::Sqlite(db.clone())));
         }
-        sources.push(("payments", Outbox::Sqlite(outboxes.payments.clone())));
+        if let Some(payments) = &outboxes.payments {
+            sources.push(("payments", payments.clone()));
+        }
         sources.push(("hq", outboxes.hq.outbox()));
         Ok(Self {
             outboxes,

@@ -9,8 +9,8 @@
 
 use super::book::{self, Payment};
 use super::webhook::{self, Event};
-use super::worker::finish_call;
-use super::{PaymentError, Payments};
+use super::worker::{finish_call, pg_finish_call};
+use super::{Backend, PaymentError, Payments};
 use crate::clock::{now, now_rfc3339};
 
 /// What became of a webhook event.
@@ -42,10 +42,10 @@ impl Payments {
         .map_err(|e| refused(e.to_string()))?;
         let event = Event::parse(body).map_err(|e| refused(e.to_string()))?;
         let at = now_rfc3339();
-        let outcome = {
-            let event = event.clone();
-            self.db
-                .write(move |conn| -> Result<Result<bool, String>, PaymentError> {
+        let outcome = match &self.backend {
+            Backend::Sqlite(db) => {
+                let event = event.clone();
+                db.write(move |conn| -> Result<Result<bool, String>, PaymentError> {
                     let payment = book::payment_by_intent(conn, &event.object_id)?;
                     if let Some(payment) = &payment
                         && let Err(message) = fits(&event, payment)
@@ -61,6 +61,38 @@ impl Payments {
                     apply(conn, &event, &payment, &at).map(Ok)
                 })
                 .await?
+            }
+            Backend::Postgres(pg) => {
+                // One transaction with the payment locked: the event is recorded once (a
+                // concurrent delivery of it waits for this one, then finds it recorded) and
+                // only with its effect; a refusal rolls back, leaving nothing recorded.
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                let payment = book::pg_payment_by_intent_for_update(&*tx, &event.object_id).await?;
+                let outcome = if let Some(payment) = &payment
+                    && let Err(message) = fits(&event, payment)
+                {
+                    Err(message)
+                } else if !book::pg_record_event(
+                    &*tx,
+                    &event.id,
+                    &event.kind,
+                    &event.object_id,
+                    &at,
+                )
+                .await?
+                {
+                    Err(format!("event {} was received before", event.id))
+                } else if let Some(payment) = payment {
+                    Ok(pg_apply(&tx, &event, &payment, &at).await?)
+                } else {
+                    Ok(false)
+                };
+                if outcome.is_ok() {
+                    tx.commit().await?;
+                }
+                outcome
+            }
         };
         match outcome {
             Ok(applied) => {
@@ -150,5 +182,53 @@ fn apply(
         return Ok(false);
     };
     finish_call(conn, payment, &call, &event.object_id, amount, at)?;
+    Ok(true)
+}
+
+/// [`apply`] on PostgreSQL, in the transaction that locked `payment`.
+async fn pg_apply(
+    tx: &tokio_postgres::Transaction<'_>,
+    event: &Event,
+    payment: &Payment,
+    at: &str,
+) -> Result<bool, PaymentError> {
+    let (op, amount) = match event.kind.as_str() {
+        "payment_intent.succeeded" if payment.state == "capturing" => (
+            "capture",
+            event
+                .object
+                .get("amount_received")
+                .and_then(serde_json::Value::as_i64),
+        ),
+        "payment_intent.canceled" if payment.state == "voiding" => ("cancel", Some(0)),
+        "payment_intent.payment_failed" => {
+            book::pg_raise_flag(
+                tx,
+                &book::Flag {
+                    id: format!("event:{}", event.id),
+                    kind: "payment_failed".into(),
+                    order_id: Some(payment.order_id.clone()),
+                    store_id: Some(payment.store_id.clone()),
+                    rider_id: None,
+                    currency: Some(payment.currency.clone()),
+                    expected_minor: Some(payment.total_minor),
+                    actual_minor: None,
+                    message: format!("the provider reports payment {} failed", event.object_id),
+                    at: at.to_owned(),
+                },
+            )
+            .await?;
+            return Ok(false);
+        }
+        _ => return Ok(false),
+    };
+    let Some(amount) = amount else {
+        return Ok(false);
+    };
+    let Some(call) = book::pg_call_for_update(tx, &format!("{op}:{}", payment.order_id)).await?
+    else {
+        return Ok(false);
+    };
+    pg_finish_call(tx, payment, &call, &event.object_id, amount, at).await?;
     Ok(true)
 }

@@ -14,6 +14,19 @@
 //!   checking first what the provider already holds, and retries with backoff;
 //! - webhooks (`webhook`, `events`) are verified and move a payment on when the provider
 //!   reports first.
+//!
+//! Where the rows live ([`Backend`]): on one machine in `<data_dir>/payments.db` (SQLite, with
+//! its own outbox for refund notifications); with `database_url` in the cloud's PostgreSQL
+//! database (component `payments`: the same tables, money BIGINT), shared by every instance,
+//! with refund notifications written into HQ's `notify_outbox` there, in the transaction that
+//! books the refund. Each method matches on the engine: what is one `db.write` closure on
+//! SQLite is one transaction on PostgreSQL, with the ledger's postings in the same
+//! transaction as the payment's state change they book. Because instances share the rows,
+//! the PostgreSQL branches lock the payment (`FOR UPDATE`) before deciding from its state, a
+//! webhook event id is recorded once (`ON CONFLICT DO NOTHING`, the loser waiting for the
+//! winner and then refused as a replay), and the worker claims each pending gateway call
+//! (`FOR UPDATE SKIP LOCKED`, moving its next attempt a lease ahead) before making it, so two
+//! instances never make the same call at once.
 
 mod book;
 mod delivered;
@@ -37,6 +50,7 @@ pub use ledger::Economics;
 
 use crate::clock::now_rfc3339;
 use crate::metrics::{GatewayCallLabels, Metrics};
+use crate::postgres::Postgres;
 
 /// Where and with which key a customer's browser registers a card at the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -179,10 +193,31 @@ impl From<rusqlite::Error> for PaymentError {
     }
 }
 
+impl From<tokio_postgres::Error> for PaymentError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Cloud(error.into())
+    }
+}
+
+/// Where the payments' rows are. Every read and write of the service matches on it: the same
+/// tables and the same questions on either engine.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `payments.db` in the data directory: one instance.
+    Sqlite(StoreDb),
+    /// The cloud's shared PostgreSQL database: any number of instances.
+    Postgres(Postgres),
+}
+
+/// How long an instance holds a pending gateway call it claimed (PostgreSQL) before another
+/// may make it: longer than the provider's requests for one call take, short enough that a
+/// call left by an instance that died is made again soon.
+const CLAIM_LEASE: Duration = Duration::from_secs(300);
+
 /// The payments service.
 #[derive(Debug)]
 pub struct Payments {
-    db: StoreDb,
+    backend: Backend,
     gateway: Option<Arc<dyn Gateway>>,
     config: PaymentsConfig,
     metrics: Arc<Metrics>,
@@ -200,31 +235,63 @@ impl Payments {
         config.economics.validate()?;
         store.readers = 2;
         let db = StoreDb::open(store, book::MIGRATIONS).await?;
-        Ok(Self {
-            db,
+        Ok(Self::with(Backend::Sqlite(db), config, gateway, metrics))
+    }
+
+    /// Payments in the cloud's PostgreSQL database (their tables migrated first), shared by
+    /// every instance. Needs HQ's tables there too: refund notifications go into HQ's
+    /// `notify_outbox` in the transaction that books the refund.
+    pub async fn open_postgres(
+        postgres: Postgres,
+        config: PaymentsConfig,
+        gateway: Option<Arc<dyn Gateway>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PaymentError> {
+        config.economics.validate()?;
+        postgres.migrate("payments", book::PG_MIGRATIONS).await?;
+        Ok(Self::with(
+            Backend::Postgres(postgres),
+            config,
+            gateway,
+            metrics,
+        ))
+    }
+
+    fn with(
+        backend: Backend,
+        config: PaymentsConfig,
+        gateway: Option<Arc<dyn Gateway>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            backend,
             gateway,
             config,
             metrics,
             wake: Notify::new(),
-        })
+        }
     }
 
+    /// Closes `payments.db`; the PostgreSQL pool is the cloud's, closed by its owner.
     pub async fn close(&self) -> Result<(), PaymentError> {
-        Ok(self.db.close().await?)
+        match &self.backend {
+            Backend::Sqlite(db) => Ok(db.close().await?),
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
-    pub fn db(&self) -> &StoreDb {
-        &self.db
+    /// Where the rows are (tests and operators inspect them).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
-    /// A read of `payments.db` off the runtime.
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, PaymentError> {
-        self.db
-            .read(move |conn| read(conn).map_err(PaymentError::from))
-            .await
+    /// The outbox of refund notifications for the sender to drain: `payments.db`'s own, or
+    /// none on PostgreSQL, where they are written into HQ's outbox (drained as HQ's).
+    pub fn outbox(&self) -> Option<crate::notify::Outbox> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(crate::notify::Outbox::Sqlite(db.clone())),
+            Backend::Postgres(_) => None,
+        }
     }
 
     pub fn economics(&self) -> &Economics {
@@ -314,10 +381,10 @@ impl Payments {
             created_at: String::new(),
         };
         let key = format!("authorise:{}", order.order_id);
-        let stored = {
-            let (record, key, at) = (record, key.clone(), at.clone());
-            self.db
-                .write(move |conn| -> Result<Payment, PaymentError> {
+        let stored = match &self.backend {
+            Backend::Sqlite(db) => {
+                let (record, key, at) = (record, key.clone(), at.clone());
+                db.write(move |conn| -> Result<Payment, PaymentError> {
                     book::insert_payment(conn, &record, &at)?;
                     if record.method == "card" {
                         book::insert_call(
@@ -334,6 +401,31 @@ impl Payments {
                         .ok_or_else(|| PaymentError::NotFound(record.order_id.clone()))
                 })
                 .await?
+            }
+            Backend::Postgres(pg) => {
+                // A concurrent intake of the same order waits on the first insert and then
+                // reads the payment it made.
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                book::pg_insert_payment(&*tx, &record, &at).await?;
+                if record.method == "card" {
+                    book::pg_insert_call(
+                        &*tx,
+                        &key,
+                        &record.order_id,
+                        "authorise",
+                        record.total_minor,
+                        None,
+                        &at,
+                    )
+                    .await?;
+                }
+                let stored = book::pg_payment(&*tx, &record.order_id)
+                    .await?
+                    .ok_or_else(|| PaymentError::NotFound(record.order_id.clone()))?;
+                tx.commit().await?;
+                stored
+            }
         };
         if stored.method != choice.method() {
             return Err(PaymentError::Conflict(format!(
@@ -378,13 +470,17 @@ impl Payments {
         };
         // Counted before the request goes out: a crash after the provider authorised and
         // before we wrote it down leaves a count, and the retry looks for that authorisation.
-        let earlier_attempts = {
-            let (key, at) = (key.clone(), now_rfc3339());
-            self.db
-                .write(move |conn| -> Result<i64, PaymentError> {
+        let earlier_attempts = match &self.backend {
+            Backend::Sqlite(db) => {
+                let (key, at) = (key.clone(), now_rfc3339());
+                db.write(move |conn| -> Result<i64, PaymentError> {
                     Ok(book::call_sending(conn, &key, &at)?)
                 })
                 .await?
+            }
+            Backend::Postgres(pg) => {
+                book::pg_call_sending(&**pg.client().await?, &key, &now_rfc3339()).await?
+            }
         };
         let mut attempt = 0;
         let outcome = loop {
@@ -419,17 +515,33 @@ impl Payments {
         match outcome {
             Ok(intent) if intent.status == IntentStatus::RequiresCapture => {
                 self.count("authorise", "ok");
-                self.db
-                    .write(move |conn| -> Result<(), PaymentError> {
-                        book::call_finished(conn, &key, "done", Some(&intent.id), None, &at)?;
-                        conn.prepare_cached(
-                            "UPDATE payments SET state = 'authorised', intent_id = ?2,
+                match &self.backend {
+                    Backend::Sqlite(db) => {
+                        db.write(move |conn| -> Result<(), PaymentError> {
+                            book::call_finished(conn, &key, "done", Some(&intent.id), None, &at)?;
+                            conn.prepare_cached(
+                                "UPDATE payments SET state = 'authorised', intent_id = ?2,
                                  updated_at = ?3 WHERE order_id = ?1 AND state = 'authorising'",
-                        )?
-                        .execute(rusqlite::params![order_id, intent.id, at])?;
-                        Ok(())
-                    })
-                    .await?;
+                            )?
+                            .execute(rusqlite::params![order_id, intent.id, at])?;
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                    Backend::Postgres(pg) => {
+                        let mut client = pg.client().await?;
+                        let tx = client.transaction().await?;
+                        book::pg_call_finished(&*tx, &key, "done", Some(&intent.id), None, &at)
+                            .await?;
+                        tx.execute(
+                            "UPDATE payments SET state = 'authorised', intent_id = $2,
+                                 updated_at = $3 WHERE order_id = $1 AND state = 'authorising'",
+                            &[&order_id, &intent.id, &at],
+                        )
+                        .await?;
+                        tx.commit().await?;
+                    }
+                }
                 Ok(())
             }
             Ok(intent) => {
@@ -457,14 +569,7 @@ impl Payments {
             Err(GatewayError::Unavailable(message)) => {
                 self.count("authorise", "unavailable");
                 let next = at.clone();
-                self.db
-                    .write({
-                        let message = message.clone();
-                        move |conn| -> Result<(), PaymentError> {
-                            Ok(book::call_attempted(conn, &key, &message, &next, &at)?)
-                        }
-                    })
-                    .await?;
+                self.call_attempted(key, message, next, at).await?;
                 Err(PaymentError::Unavailable(
                     "the payment provider did not answer; nothing was charged, try again".into(),
                 ))
@@ -479,13 +584,63 @@ impl Payments {
         message: String,
         at: String,
     ) -> Result<(), PaymentError> {
-        self.db
-            .write(move |conn| -> Result<(), PaymentError> {
-                book::call_finished(conn, &key, "failed", None, Some(&message), &at)?;
-                book::set_state(conn, &order_id, "declined", Some(&message), &at)?;
-                Ok(())
-            })
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<(), PaymentError> {
+                    book::call_finished(conn, &key, "failed", None, Some(&message), &at)?;
+                    book::set_state(conn, &order_id, "declined", Some(&message), &at)?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                book::pg_call_finished(&*tx, &key, "failed", None, Some(&message), &at).await?;
+                book::pg_set_state(&*tx, &order_id, "declined", Some(&message), &at).await?;
+                Ok(tx.commit().await?)
+            }
+        }
+    }
+
+    /// A call that did not get through: counted, and tried again at `next`.
+    async fn call_attempted(
+        &self,
+        key: String,
+        message: String,
+        next: String,
+        at: String,
+    ) -> Result<(), PaymentError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<(), PaymentError> {
+                    Ok(book::call_attempted(conn, &key, &message, &next, &at)?)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                book::pg_call_attempted(&**pg.client().await?, &key, &message, &next, &at).await
+            }
+        }
+    }
+
+    /// The provider's customer kept for a FlashKart customer, if any.
+    async fn known_gateway_customer(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<String>, PaymentError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let id = customer_id.to_owned();
+                db.read(move |conn| -> Result<_, PaymentError> {
+                    Ok(book::gateway_customer(conn, &id)?)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                book::pg_gateway_customer(&**pg.client().await?, customer_id).await
+            }
+        }
     }
 
     /// The provider's customer for a FlashKart customer, made on first use.
@@ -494,11 +649,7 @@ impl Payments {
         gateway: &dyn Gateway,
         customer_id: &str,
     ) -> Result<String, PaymentError> {
-        let id = customer_id.to_owned();
-        if let Some(known) = self
-            .read(move |conn| book::gateway_customer(conn, &id))
-            .await?
-        {
+        if let Some(known) = self.known_gateway_customer(customer_id).await? {
             return Ok(known);
         }
         let made = gateway
@@ -509,20 +660,38 @@ impl Payments {
                 other => PaymentError::Declined(other.to_string()),
             })?;
         let (id, at) = (customer_id.to_owned(), now_rfc3339());
-        self.db
-            .write(move |conn| -> Result<String, PaymentError> {
-                book::keep_gateway_customer(conn, &id, &made, &at)?;
-                // A concurrent first order may have kept another; use the one kept.
-                book::gateway_customer(conn, &id)?
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<String, PaymentError> {
+                    book::keep_gateway_customer(conn, &id, &made, &at)?;
+                    // A concurrent first order may have kept another; use the one kept.
+                    book::gateway_customer(conn, &id)?
+                        .ok_or_else(|| PaymentError::NotFound(format!("gateway customer of {id}")))
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                // The insert waits for a concurrent one of the same customer; the read then
+                // finds whichever was kept.
+                let client = pg.client().await?;
+                book::pg_keep_gateway_customer(&**client, &id, &made, &at).await?;
+                book::pg_gateway_customer(&**client, &id)
+                    .await?
                     .ok_or_else(|| PaymentError::NotFound(format!("gateway customer of {id}")))
-            })
-            .await
+            }
+        }
     }
 
     /// An order's payment.
     pub async fn payment(&self, order_id: &str) -> Result<Option<Payment>, PaymentError> {
-        let id = order_id.to_owned();
-        self.read(move |conn| book::payment(conn, &id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let id = order_id.to_owned();
+                db.read(move |conn| -> Result<_, PaymentError> { Ok(book::payment(conn, &id)?) })
+                    .await
+            }
+            Backend::Postgres(pg) => book::pg_payment(&**pg.client().await?, order_id).await,
+        }
     }
 
     /// Refunds part or all of what was captured (HQ). Returns the refund's number.
@@ -539,14 +708,29 @@ impl Payments {
             )));
         }
         let (id, reason, at) = (order_id.to_owned(), reason.to_owned(), now_rfc3339());
-        let number = self
-            .db
-            .write(move |conn| -> Result<u32, PaymentError> {
-                let payment = book::payment(conn, &id)?
+        let number = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<u32, PaymentError> {
+                    let payment = book::payment(conn, &id)?.ok_or_else(|| {
+                        PaymentError::NotFound(format!("no payment for order {id}"))
+                    })?;
+                    request_refund(conn, &payment, amount_minor, &reason, &at)
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                // The payment is locked: two refunds asked at once are numbered and reserved
+                // one after the other.
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                let payment = book::pg_payment_for_update(&*tx, &id)
+                    .await?
                     .ok_or_else(|| PaymentError::NotFound(format!("no payment for order {id}")))?;
-                request_refund(conn, &payment, amount_minor, &reason, &at)
-            })
-            .await?;
+                let number = pg_request_refund(&tx, &payment, amount_minor, &reason, &at).await?;
+                tx.commit().await?;
+                number
+            }
+        };
         self.wake.notify_one();
         Ok(number)
     }
@@ -554,25 +738,119 @@ impl Payments {
     /// The order was rerouted: what it delivers is read from its new store.
     pub async fn moved(&self, order_id: &str, store_id: &str) -> Result<(), PaymentError> {
         let (id, store, at) = (order_id.to_owned(), store_id.to_owned(), now_rfc3339());
-        self.db
-            .write(move |conn| -> Result<(), PaymentError> {
-                conn.prepare_cached(
-                    "UPDATE payments SET store_id = ?2, updated_at = ?3 WHERE order_id = ?1",
-                )?
-                .execute(rusqlite::params![id, store, at])?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<(), PaymentError> {
+                    conn.prepare_cached(
+                        "UPDATE payments SET store_id = ?2, updated_at = ?3 WHERE order_id = ?1",
+                    )?
+                    .execute(rusqlite::params![id, store, at])?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                pg.client()
+                    .await?
+                    .execute(
+                        "UPDATE payments SET store_id = $2, updated_at = $3 WHERE order_id = $1",
+                        &[&id, &store, &at],
+                    )
+                    .await?;
                 Ok(())
-            })
-            .await
+            }
+        }
     }
 
     /// What HQ must look at, newest first.
     pub async fn flags(&self, limit: usize) -> Result<Vec<Flag>, PaymentError> {
-        self.read(move |conn| book::flags(conn, limit)).await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(move |conn| -> Result<_, PaymentError> { Ok(book::flags(conn, limit)?) })
+                    .await
+            }
+            Backend::Postgres(pg) => book::pg_flags(&**pg.client().await?, limit).await,
+        }
     }
 
     /// The ledger's trial balance per currency.
     pub async fn trial_balance(&self) -> Result<Vec<ledger::TrialLine>, PaymentError> {
-        self.db.read(|conn| Ok(ledger::trial_balance(conn)?)).await
+        match &self.backend {
+            Backend::Sqlite(db) => db.read(|conn| Ok(ledger::trial_balance(conn)?)).await,
+            Backend::Postgres(pg) => Ok(ledger::pg_trial_balance(&**pg.client().await?).await?),
+        }
+    }
+
+    /// Every account's balance in one currency (see [`ledger::balances`]).
+    pub async fn balances(&self, currency: &str) -> Result<Vec<(String, i64)>, PaymentError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let currency = currency.to_owned();
+                db.read(move |conn| Ok(ledger::balances(conn, &currency)?))
+                    .await
+            }
+            Backend::Postgres(pg) => {
+                Ok(ledger::pg_balances(&**pg.client().await?, currency).await?)
+            }
+        }
+    }
+
+    /// One account's statement for `[from, to)` (see [`ledger::statement`]).
+    pub async fn statement(
+        &self,
+        account: &ledger::Account,
+        currency: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<ledger::Statement, PaymentError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let (account, currency, from, to) = (
+                    account.clone(),
+                    currency.to_owned(),
+                    from.to_owned(),
+                    to.to_owned(),
+                );
+                db.read(move |conn| Ok(ledger::statement(conn, &account, &currency, &from, &to)?))
+                    .await
+            }
+            Backend::Postgres(pg) => {
+                Ok(
+                    ledger::pg_statement(&**pg.client().await?, account, currency, from, to)
+                        .await?,
+                )
+            }
+        }
+    }
+
+    /// A rider's two statements for `[from, to)` (see [`ledger::rider_statements`]).
+    pub async fn rider_statements(
+        &self,
+        rider_id: &str,
+        currency: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<ledger::RiderStatements, PaymentError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let (id, currency, from, to) = (
+                    rider_id.to_owned(),
+                    currency.to_owned(),
+                    from.to_owned(),
+                    to.to_owned(),
+                );
+                db.read(move |conn| Ok(ledger::rider_statements(conn, &id, &currency, &from, &to)?))
+                    .await
+            }
+            Backend::Postgres(pg) => Ok(ledger::pg_rider_statements(
+                &**pg.client().await?,
+                rider_id,
+                currency,
+                from,
+                to,
+            )
+            .await?),
+        }
     }
 
     /// Wakes the worker (a new pending call or an order to settle).
@@ -623,5 +901,53 @@ fn request_refund(
          WHERE order_id = ?1",
     )?
     .execute(rusqlite::params![payment.order_id, amount_minor, at])?;
+    Ok(number)
+}
+
+/// [`request_refund`] on PostgreSQL, in the transaction that locked `payment`.
+async fn pg_request_refund(
+    tx: &tokio_postgres::Transaction<'_>,
+    payment: &Payment,
+    amount_minor: i64,
+    reason: &str,
+    at: &str,
+) -> Result<u32, PaymentError> {
+    if payment.method != "card" || payment.state != "captured" {
+        return Err(PaymentError::Conflict(format!(
+            "order {}: only a captured card payment can be refunded (it is {} {})",
+            payment.order_id, payment.method, payment.state
+        )));
+    }
+    let left = payment
+        .captured_minor
+        .checked_sub(payment.refund_requested_minor)
+        .ok_or_else(|| PaymentError::Invalid("refund overflow".into()))?;
+    if amount_minor > left {
+        return Err(PaymentError::Invalid(format!(
+            "order {}: {amount_minor} is more than the {left} {} left to refund",
+            payment.order_id, payment.currency
+        )));
+    }
+    let number = book::pg_count_calls(tx, &payment.order_id, "refund")
+        .await?
+        .checked_add(1)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| PaymentError::Invalid("too many refunds".into()))?;
+    book::pg_insert_call(
+        tx,
+        &format!("refund:{}:{number}", payment.order_id),
+        &payment.order_id,
+        "refund",
+        amount_minor,
+        Some(reason),
+        at,
+    )
+    .await?;
+    tx.execute(
+        "UPDATE payments SET refund_requested_minor = refund_requested_minor + $2, updated_at = $3
+         WHERE order_id = $1",
+        &[&payment.order_id, &amount_minor, &at],
+    )
+    .await?;
     Ok(number)
 }

@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 use super::book::{self, Flag, Payment};
 use super::delivered::{Delivered, price_delivery};
 use super::ledger::{self, CardCaptured, CashCollected, CashHandedIn, OrderDelivered};
-use super::{PaymentError, Payments};
+use super::{Backend, PaymentError, Payments};
 use crate::clock::now_rfc3339;
 use crate::projection::Projection;
 use crate::stores::Stores;
@@ -33,7 +33,13 @@ impl Payments {
         stores: &Arc<Stores>,
         projection: &Projection,
     ) -> Result<(), PaymentError> {
-        let open = self.read(book::open_payments).await?;
+        let open = match &self.backend {
+            Backend::Sqlite(db) => {
+                db.read(|conn| -> Result<_, PaymentError> { Ok(book::open_payments(conn)?) })
+                    .await?
+            }
+            Backend::Postgres(pg) => book::pg_open_payments(&**pg.client().await?).await?,
+        };
         if open.is_empty() {
             return Ok(());
         }
@@ -74,10 +80,7 @@ impl Payments {
             && let Some(gateway) = self.gateway.clone()
         {
             // The provider may have authorised without us hearing it: ask before giving up.
-            let customer = payment.customer_id.clone();
-            let gateway_customer = self
-                .read(move |conn| book::gateway_customer(conn, &customer))
-                .await?;
+            let gateway_customer = self.known_gateway_customer(&payment.customer_id).await?;
             if let (Some(gateway_customer), Some(payment_method)) =
                 (gateway_customer, payment.payment_method.clone())
             {
@@ -103,56 +106,66 @@ impl Payments {
         }
         let (payment, at) = (payment.clone(), now_rfc3339());
         tracing::warn!(order_id = %payment.order_id, state = %payment.state, "payment abandoned: the order never reached a store");
-        self.db
-            .write(move |conn| -> Result<(), PaymentError> {
-                let Some(current) = book::payment(conn, &payment.order_id)? else {
-                    return Ok(());
-                };
-                if current.state != payment.state {
-                    return Ok(());
-                }
-                let note = "abandoned: the order never reached a store";
-                match (current.method.as_str(), intent_id) {
-                    ("card", Some(intent)) => {
-                        conn.prepare_cached(
-                            "UPDATE payments SET intent_id = ?2 WHERE order_id = ?1",
-                        )?
-                        .execute(params![current.order_id, intent])?;
-                        book::call_finished(
-                            conn,
-                            &format!("authorise:{}", current.order_id),
-                            "done",
-                            Some(&intent),
-                            None,
-                            &at,
-                        )?;
-                        book::insert_call(
-                            conn,
-                            &format!("cancel:{}", current.order_id),
-                            &current.order_id,
-                            "cancel",
-                            0,
-                            Some(note),
-                            &at,
-                        )?;
-                        book::set_state(conn, &current.order_id, "voiding", Some(note), &at)?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<(), PaymentError> {
+                    let Some(current) = book::payment(conn, &payment.order_id)? else {
+                        return Ok(());
+                    };
+                    if current.state != payment.state {
+                        return Ok(());
                     }
-                    ("card", None) => {
-                        book::call_finished(
-                            conn,
-                            &format!("authorise:{}", current.order_id),
-                            "failed",
-                            None,
-                            Some(note),
-                            &at,
-                        )?;
-                        book::set_state(conn, &current.order_id, "failed", Some(note), &at)?;
+                    let note = "abandoned: the order never reached a store";
+                    match (current.method.as_str(), intent_id) {
+                        ("card", Some(intent)) => {
+                            conn.prepare_cached(
+                                "UPDATE payments SET intent_id = ?2 WHERE order_id = ?1",
+                            )?
+                            .execute(params![current.order_id, intent])?;
+                            book::call_finished(
+                                conn,
+                                &format!("authorise:{}", current.order_id),
+                                "done",
+                                Some(&intent),
+                                None,
+                                &at,
+                            )?;
+                            book::insert_call(
+                                conn,
+                                &format!("cancel:{}", current.order_id),
+                                &current.order_id,
+                                "cancel",
+                                0,
+                                Some(note),
+                                &at,
+                            )?;
+                            book::set_state(conn, &current.order_id, "voiding", Some(note), &at)?;
+                        }
+                        ("card", None) => {
+                            book::call_finished(
+                                conn,
+                                &format!("authorise:{}", current.order_id),
+                                "failed",
+                                None,
+                                Some(note),
+                                &at,
+                            )?;
+                            book::set_state(conn, &current.order_id, "failed", Some(note), &at)?;
+                        }
+                        _ => book::set_state(conn, &current.order_id, "voided", Some(note), &at)?,
                     }
-                    _ => book::set_state(conn, &current.order_id, "voided", Some(note), &at)?,
+                    Ok(())
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                if pg_abandon(&tx, &payment, intent_id, &at).await? {
+                    tx.commit().await?;
                 }
-                Ok(())
-            })
-            .await?;
+            }
+        }
         self.wake.notify_one();
         Ok(())
     }
@@ -212,23 +225,44 @@ impl Payments {
     async fn settle(&self, payment: Payment, outcome: Outcome) -> Result<(), PaymentError> {
         let economics = self.config.economics.clone();
         let at = now_rfc3339();
-        self.db
-            .write(move |conn| -> Result<(), PaymentError> {
-                // Re-read inside the transaction: only an open payment moves on.
-                let Some(current) = book::payment(conn, &payment.order_id)? else {
-                    return Ok(());
-                };
-                if !matches!(current.state.as_str(), "authorised" | "cash_due") {
-                    return Ok(());
-                }
-                match outcome {
-                    Outcome::Cancelled => cancel_open(conn, &current, &at),
-                    Outcome::Delivered(delivered) => {
-                        deliver(conn, &current, &delivered, &economics, &at)
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |conn| -> Result<(), PaymentError> {
+                    // Re-read inside the transaction: only an open payment moves on.
+                    let Some(current) = book::payment(conn, &payment.order_id)? else {
+                        return Ok(());
+                    };
+                    if !matches!(current.state.as_str(), "authorised" | "cash_due") {
+                        return Ok(());
                     }
+                    match outcome {
+                        Outcome::Cancelled => cancel_open(conn, &current, &at),
+                        Outcome::Delivered(delivered) => {
+                            deliver(conn, &current, &delivered, &economics, &at)
+                        }
+                    }
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                // Re-read and locked inside the transaction: only an open payment moves on,
+                // and an instance settling it at the same time waits, then finds it moved.
+                let mut client = pg.client().await?;
+                let tx = client.transaction().await?;
+                let current = book::pg_payment_for_update(&*tx, &payment.order_id)
+                    .await?
+                    .filter(|p| matches!(p.state.as_str(), "authorised" | "cash_due"));
+                if let Some(current) = current {
+                    match outcome {
+                        Outcome::Cancelled => pg_cancel_open(&tx, &current, &at).await?,
+                        Outcome::Delivered(delivered) => {
+                            pg_deliver(&tx, &current, &delivered, &economics, &at).await?;
+                        }
+                    }
+                    tx.commit().await?;
                 }
-            })
-            .await?;
+            }
+        }
         self.wake.notify_one();
         Ok(())
     }
@@ -236,10 +270,17 @@ impl Payments {
     /// Books every cash hand-in the stores recorded since the last one booked.
     pub(super) async fn book_handins(&self, stores: &Arc<Stores>) -> Result<(), PaymentError> {
         for store_id in stores.ids().await {
-            let since = {
-                let id = store_id.clone();
-                self.read(move |conn| book::last_booked_handin(conn, &id))
+            let since = match &self.backend {
+                Backend::Sqlite(db) => {
+                    let id = store_id.clone();
+                    db.read(move |conn| -> Result<_, PaymentError> {
+                        Ok(book::last_booked_handin(conn, &id)?)
+                    })
                     .await?
+                }
+                Backend::Postgres(pg) => {
+                    book::pg_last_booked_handin(&**pg.client().await?, &store_id).await?
+                }
             };
             // A day of margin: a store's clock may lag, and a booked hand-in is skipped anyway.
             let since = since
@@ -272,11 +313,14 @@ impl Payments {
                     .await?
             };
             for handin in rows {
-                let store = store_id.clone();
-                let result = self
-                    .db
-                    .write(move |conn| book_handin(conn, &store, &handin))
-                    .await;
+                let result = match &self.backend {
+                    Backend::Sqlite(db) => {
+                        let store = store_id.clone();
+                        db.write(move |conn| book_handin(conn, &store, &handin))
+                            .await
+                    }
+                    Backend::Postgres(pg) => pg_book_handin(pg, &store_id, &handin).await,
+                };
                 if let Err(error) = result {
                     tracing::error!(store_id, %error, "booking a cash hand-in");
                 }
@@ -493,5 +537,249 @@ pub(super) fn captured(
          WHERE order_id = ?1",
     )?
     .execute(params![payment.order_id, amount_minor, at])?;
+    Ok(())
+}
+
+// PostgreSQL twins of the functions above: the same decisions and rows, in the caller's
+// transaction (one per `db.write` closure of SQLite), with the payment locked by the caller.
+
+/// The write of [`Payments::abandon`]: false when nothing was to be done (rolled back).
+async fn pg_abandon(
+    tx: &tokio_postgres::Transaction<'_>,
+    payment: &Payment,
+    intent_id: Option<String>,
+    at: &str,
+) -> Result<bool, PaymentError> {
+    let Some(current) = book::pg_payment_for_update(tx, &payment.order_id).await? else {
+        return Ok(false);
+    };
+    if current.state != payment.state {
+        return Ok(false);
+    }
+    let note = "abandoned: the order never reached a store";
+    let authorise_key = format!("authorise:{}", current.order_id);
+    match (current.method.as_str(), intent_id) {
+        ("card", Some(intent)) => {
+            tx.execute(
+                "UPDATE payments SET intent_id = $2 WHERE order_id = $1",
+                &[&current.order_id, &intent],
+            )
+            .await?;
+            book::pg_call_finished(tx, &authorise_key, "done", Some(&intent), None, at).await?;
+            book::pg_insert_call(
+                tx,
+                &format!("cancel:{}", current.order_id),
+                &current.order_id,
+                "cancel",
+                0,
+                Some(note),
+                at,
+            )
+            .await?;
+            book::pg_set_state(tx, &current.order_id, "voiding", Some(note), at).await?;
+        }
+        ("card", None) => {
+            book::pg_call_finished(tx, &authorise_key, "failed", None, Some(note), at).await?;
+            book::pg_set_state(tx, &current.order_id, "failed", Some(note), at).await?;
+        }
+        _ => book::pg_set_state(tx, &current.order_id, "voided", Some(note), at).await?,
+    }
+    Ok(true)
+}
+
+/// [`book_handin`] on PostgreSQL, one transaction.
+async fn pg_book_handin(
+    pg: &crate::postgres::Postgres,
+    store_id: &str,
+    handin: &Handin,
+) -> Result<(), PaymentError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await?;
+    if book::pg_book_handin(&*tx, &handin.id, store_id, &handin.at).await? {
+        return Ok(());
+    }
+    if handin.amount_minor > 0 {
+        let transaction = ledger::cash_handed_in(&CashHandedIn {
+            handin_id: &handin.id,
+            store_id,
+            rider_id: &handin.rider_id,
+            currency: &handin.currency,
+            at: &handin.at,
+            amount_minor: handin.amount_minor,
+        })?;
+        ledger::pg_post(&*tx, &transaction).await?;
+    }
+    if handin.amount_minor != handin.expected_minor {
+        book::pg_raise_flag(
+            &*tx,
+            &Flag {
+                id: format!("handin:{}", handin.id),
+                kind: "cash_handin_difference".into(),
+                order_id: None,
+                store_id: Some(store_id.to_owned()),
+                rider_id: Some(handin.rider_id.clone()),
+                currency: Some(handin.currency.clone()),
+                expected_minor: Some(handin.expected_minor),
+                actual_minor: Some(handin.amount_minor),
+                message: format!(
+                    "rider {} handed in {} {} at store {store_id}, {} expected",
+                    handin.rider_id, handin.amount_minor, handin.currency, handin.expected_minor
+                ),
+                at: handin.at.clone(),
+            },
+        )
+        .await?;
+    }
+    Ok(tx.commit().await?)
+}
+
+/// [`cancel_open`] on PostgreSQL.
+async fn pg_cancel_open(
+    tx: &tokio_postgres::Transaction<'_>,
+    payment: &Payment,
+    at: &str,
+) -> Result<(), PaymentError> {
+    if payment.method == "card" {
+        book::pg_insert_call(
+            tx,
+            &format!("cancel:{}", payment.order_id),
+            &payment.order_id,
+            "cancel",
+            0,
+            Some("order cancelled"),
+            at,
+        )
+        .await?;
+        book::pg_set_state(tx, &payment.order_id, "voiding", None, at).await?;
+    } else {
+        book::pg_set_state(tx, &payment.order_id, "voided", Some("order cancelled"), at).await?;
+    }
+    Ok(())
+}
+
+/// [`deliver`] on PostgreSQL.
+async fn pg_deliver(
+    tx: &tokio_postgres::Transaction<'_>,
+    payment: &Payment,
+    delivered: &Delivered,
+    economics: &ledger::Economics,
+    at: &str,
+) -> Result<(), PaymentError> {
+    let rider = delivered.rider_id.as_deref().unwrap_or("unknown");
+    if delivered.total_minor > 0 {
+        let transaction = ledger::order_delivered(
+            &OrderDelivered {
+                order_id: &payment.order_id,
+                customer_id: &payment.customer_id,
+                store_id: &payment.store_id,
+                rider_id: rider,
+                currency: &payment.currency,
+                at,
+                items_minor: delivered.items_minor,
+                discount_minor: delivered.discount_minor,
+                delivery_fee_minor: delivered.delivery_fee_minor,
+            },
+            economics,
+        )?;
+        ledger::pg_post(tx, &transaction).await?;
+    }
+    tx.execute(
+        "UPDATE payments SET delivered_minor = $2, rider_id = $3, updated_at = $4
+         WHERE order_id = $1",
+        &[
+            &payment.order_id,
+            &delivered.total_minor,
+            &delivered.rider_id,
+            &at,
+        ],
+    )
+    .await?;
+    if payment.method == "cash" {
+        let collected = delivered.cash_collected_minor.unwrap_or(0);
+        if collected > 0 {
+            let transaction = ledger::cash_collected(&CashCollected {
+                order_id: &payment.order_id,
+                customer_id: &payment.customer_id,
+                rider_id: rider,
+                currency: &payment.currency,
+                at,
+                amount_minor: collected,
+            })?;
+            ledger::pg_post(tx, &transaction).await?;
+        }
+        tx.execute(
+            "UPDATE payments SET state = 'cash_collected', cash_collected_minor = $2,
+                 updated_at = $3 WHERE order_id = $1",
+            &[&payment.order_id, &delivered.cash_collected_minor, &at],
+        )
+        .await?;
+        if collected != delivered.total_minor {
+            book::pg_raise_flag(
+                tx,
+                &Flag {
+                    id: format!("cash:{}", payment.order_id),
+                    kind: "cash_collected_difference".into(),
+                    order_id: Some(payment.order_id.clone()),
+                    store_id: Some(payment.store_id.clone()),
+                    rider_id: delivered.rider_id.clone(),
+                    currency: Some(payment.currency.clone()),
+                    expected_minor: Some(delivered.total_minor),
+                    actual_minor: Some(collected),
+                    message: format!(
+                        "order {}: the rider collected {collected} {}, {} was due",
+                        payment.order_id, payment.currency, delivered.total_minor
+                    ),
+                    at: at.to_owned(),
+                },
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    if delivered.total_minor == 0 {
+        // Nothing delivered: release the whole authorisation.
+        return pg_cancel_open(tx, payment, at).await;
+    }
+    book::pg_insert_call(
+        tx,
+        &format!("capture:{}", payment.order_id),
+        &payment.order_id,
+        "capture",
+        delivered.total_minor,
+        None,
+        at,
+    )
+    .await?;
+    book::pg_set_state(tx, &payment.order_id, "capturing", None, at).await?;
+    Ok(())
+}
+
+/// [`captured`] on PostgreSQL.
+pub(super) async fn pg_captured(
+    tx: &tokio_postgres::Transaction<'_>,
+    payment: &Payment,
+    key: &str,
+    intent_id: &str,
+    amount_minor: i64,
+    at: &str,
+) -> Result<(), PaymentError> {
+    book::pg_call_finished(tx, key, "done", Some(intent_id), None, at).await?;
+    if payment.state == "captured" {
+        return Ok(());
+    }
+    let transaction = ledger::card_captured(&CardCaptured {
+        order_id: &payment.order_id,
+        customer_id: &payment.customer_id,
+        currency: &payment.currency,
+        at,
+        amount_minor,
+    })?;
+    ledger::pg_post(tx, &transaction).await?;
+    tx.execute(
+        "UPDATE payments SET state = 'captured', captured_minor = $2, updated_at = $3
+         WHERE order_id = $1",
+        &[&payment.order_id, &amount_minor, &at],
+    )
+    .await?;
     Ok(())
 }

@@ -8,10 +8,13 @@
 //! ([`trial_balance`]). Money is integer minor units of one ISO 4217 currency, never a float,
 //! and every sum is checked (an overflow is [`LedgerError::Overflow`], never a wrap or panic).
 //!
-//! The tables live in the payments service's `payments.db` ([`TABLES`], or [`SCHEMA`] as one
-//! batch, is for its migration).
-//! The service calls [`post`] with its own connection inside its own write transaction, so a
-//! payment's state change and its ledger transaction commit or roll back together. Each
+//! The tables live where the payments service keeps its rows: `payments.db` ([`TABLES`], or
+//! [`SCHEMA`] as one batch, is for its migration) or the cloud's PostgreSQL database
+//! ([`PG_SCHEMA`]; what the service posts and reads with has a `pg_` twin giving the same
+//! results there).
+//! The service calls [`post`] (or [`pg_post`]) with its own connection inside its own write
+//! transaction, so a payment's state change and its ledger transaction commit or roll back
+//! together. Each
 //! business event has a natural idempotency key (`kind:order_id[:n]`, or `kind:handin_id` for
 //! a cash hand-in), so a retry after a crash posts nothing twice: the second [`post`] reports
 //! [`Posted::AlreadyPosted`].
@@ -25,13 +28,17 @@ mod statement;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use tokio_postgres::GenericClient;
 
 pub use account::{Account, MAX_ID_LEN, valid_id};
 pub use postings::{
     CardCaptured, CashCollected, CashHandedIn, Economics, OrderDelivered, Refunded, card_captured,
     cash_collected, cash_handed_in, commission_minor, order_delivered, refunded,
 };
-pub use statement::{RiderStatements, Statement, StatementLine, rider_statements, statement};
+pub use statement::{
+    RiderStatements, Statement, StatementLine, pg_rider_statements, pg_statement, rider_statements,
+    statement,
+};
 
 /// The largest amount one entry may carry, in minor units (10^12: ten billion in a currency
 /// with cents), far above any real order, so a bug that produces a silly amount is refused
@@ -96,6 +103,47 @@ schema![
         BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
 ];
 
+/// The ledger's tables on PostgreSQL ([`SCHEMA`]'s twin): amounts BIGINT with the same
+/// checks, timestamps and ids as text ordered bytewise (`COLLATE "C"`, as SQLite orders them),
+/// and triggers that keep it append-only.
+pub const PG_SCHEMA: &str = "
+    CREATE TABLE ledger_transactions (
+        id TEXT COLLATE \"C\" PRIMARY KEY NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        at TEXT COLLATE \"C\" NOT NULL,
+        order_id TEXT,
+        store_id TEXT,
+        rider_id TEXT,
+        currency TEXT NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+        memo TEXT
+    );
+    CREATE TABLE ledger_entries (
+        transaction_id TEXT COLLATE \"C\" NOT NULL REFERENCES ledger_transactions (id),
+        line_no BIGINT NOT NULL,
+        account TEXT COLLATE \"C\" NOT NULL,
+        currency TEXT COLLATE \"C\" NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+        amount_minor BIGINT NOT NULL
+            CHECK (amount_minor <> 0 AND amount_minor BETWEEN -1000000000000 AND 1000000000000),
+        at TEXT COLLATE \"C\" NOT NULL,
+        PRIMARY KEY (transaction_id, line_no)
+    );
+    CREATE INDEX ledger_entries_account_at
+        ON ledger_entries (account, currency, at, amount_minor);
+    CREATE INDEX ledger_transactions_order ON ledger_transactions (order_id);
+    CREATE INDEX ledger_transactions_at ON ledger_transactions (at);
+    CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the ledger is append-only'; END $$;
+    CREATE TRIGGER ledger_transactions_append_only BEFORE UPDATE ON ledger_transactions
+        FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+    CREATE TRIGGER ledger_transactions_no_delete BEFORE DELETE ON ledger_transactions
+        FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+    CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+    CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+";
+
 /// Why the ledger refused something. Nothing is written when [`post`] returns an error.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -118,6 +166,18 @@ pub enum LedgerError {
     Invalid { what: &'static str, reason: String },
     #[error("ledger database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The PostgreSQL twin of [`LedgerError::Sql`] (the server's code and message).
+    #[error("ledger database: {0}")]
+    Postgres(String),
+}
+
+impl From<tokio_postgres::Error> for LedgerError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => Self::Postgres(format!("{}: {}", db.code().code(), db.message())),
+            None => Self::Postgres(error.to_string()),
+        }
+    }
 }
 
 /// The business event a transaction books; its text is the first part of the idempotency key.
@@ -291,6 +351,121 @@ fn write(conn: &Connection, transaction: &Transaction) -> Result<Posted, LedgerE
     Ok(Posted::New)
 }
 
+/// [`post`] on PostgreSQL, in the caller's transaction `tx` (through a savepoint likewise).
+pub async fn pg_post(
+    tx: &impl GenericClient,
+    transaction: &Transaction,
+) -> Result<Posted, LedgerError> {
+    transaction.validate()?;
+    tx.batch_execute("SAVEPOINT ledger_post").await?;
+    match pg_write(tx, transaction).await {
+        Ok(posted) => {
+            tx.batch_execute("RELEASE ledger_post").await?;
+            Ok(posted)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx
+                .batch_execute("ROLLBACK TO ledger_post; RELEASE ledger_post")
+                .await
+            {
+                tracing::warn!(%rollback, %error, "ledger: rolling back a failed posting");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn pg_write(
+    tx: &impl GenericClient,
+    transaction: &Transaction,
+) -> Result<Posted, LedgerError> {
+    if let Some(existing) = pg_stored_content(tx, &transaction.idempotency_key).await? {
+        let ours = Content::of(transaction);
+        return match existing.difference(&ours) {
+            None => Ok(Posted::AlreadyPosted),
+            Some(reason) => Err(LedgerError::Conflict {
+                key: transaction.idempotency_key.clone(),
+                reason,
+            }),
+        };
+    }
+    tx.execute(
+        "INSERT INTO ledger_transactions
+            (id, idempotency_key, kind, at, order_id, store_id, rider_id, currency, memo)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &transaction.id,
+            &transaction.idempotency_key,
+            &transaction.kind.as_str(),
+            &transaction.at,
+            &transaction.order_id,
+            &transaction.store_id,
+            &transaction.rider_id,
+            &transaction.currency,
+            &transaction.memo,
+        ],
+    )
+    .await?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO ledger_entries
+                (transaction_id, line_no, account, currency, amount_minor, at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    for (line_no, entry) in (1_i64..).zip(&transaction.entries) {
+        tx.execute(
+            &insert,
+            &[
+                &transaction.id,
+                &line_no,
+                &entry.account.key(),
+                &transaction.currency,
+                &entry.amount_minor,
+                &transaction.at,
+            ],
+        )
+        .await?;
+    }
+    Ok(Posted::New)
+}
+
+async fn pg_stored_content(
+    tx: &impl GenericClient,
+    key: &str,
+) -> Result<Option<Content>, LedgerError> {
+    let Some(header) = tx
+        .query_opt(
+            "SELECT id, kind, order_id, store_id, rider_id, currency
+             FROM ledger_transactions WHERE idempotency_key = $1",
+            &[&key],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: String = header.get(0);
+    let mut content = Content {
+        kind: header.get(1),
+        order_id: header.get(2),
+        store_id: header.get(3),
+        rider_id: header.get(4),
+        currency: header.get(5),
+        entries: Vec::new(),
+    };
+    content.entries = tx
+        .query(
+            "SELECT account, amount_minor FROM ledger_entries WHERE transaction_id = $1",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    content.entries.sort();
+    Ok(Some(content))
+}
+
 /// What decides whether a repeated key is a retry or a conflict.
 #[derive(Debug, PartialEq, Eq)]
 struct Content {
@@ -412,6 +587,27 @@ pub fn trial_balance(conn: &Connection) -> Result<Vec<TrialLine>, LedgerError> {
         .map_err(sum_error)
 }
 
+/// [`trial_balance`] on PostgreSQL. Sums are NUMERIC there; one that does not fit in BIGINT is
+/// [`LedgerError::Overflow`], as SQLite's overflowing SUM() is.
+pub async fn pg_trial_balance(c: &impl GenericClient) -> Result<Vec<TrialLine>, LedgerError> {
+    Ok(c.query(
+        "SELECT currency,
+                COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor END), 0)::BIGINT,
+                COALESCE(SUM(CASE WHEN amount_minor < 0 THEN -amount_minor END), 0)::BIGINT
+         FROM ledger_entries GROUP BY currency ORDER BY currency",
+        &[],
+    )
+    .await
+    .map_err(pg_sum_error)?
+    .iter()
+    .map(|row| TrialLine {
+        currency: row.get(0),
+        debits_minor: row.get(1),
+        credits_minor: row.get(2),
+    })
+    .collect())
+}
+
 /// True when every currency's debits equal its credits (an empty ledger is balanced).
 pub fn is_balanced(lines: &[TrialLine]) -> bool {
     lines.iter().all(TrialLine::is_balanced)
@@ -441,6 +637,32 @@ pub fn balances(conn: &Connection, currency: &str) -> Result<Vec<(String, i64)>,
         .query_map([currency], |row| Ok((row.get(0)?, row.get(1)?)))
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(sum_error)
+}
+
+/// [`balances`] on PostgreSQL.
+pub async fn pg_balances(
+    c: &impl GenericClient,
+    currency: &str,
+) -> Result<Vec<(String, i64)>, LedgerError> {
+    check_currency(currency)?;
+    Ok(c.query(
+        "SELECT account, SUM(amount_minor)::BIGINT FROM ledger_entries WHERE currency = $1
+         GROUP BY account ORDER BY account",
+        &[&currency],
+    )
+    .await
+    .map_err(pg_sum_error)?
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect())
+}
+
+/// A PostgreSQL sum cast back to BIGINT fails with "out of range" rather than wrapping.
+fn pg_sum_error(error: tokio_postgres::Error) -> LedgerError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
+        return LedgerError::Overflow(format!("summing the ledger: {error}"));
+    }
+    error.into()
 }
 
 /// SQLite's SUM() fails rather than wrapping when integers overflow; that is our Overflow.

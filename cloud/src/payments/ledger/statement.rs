@@ -9,8 +9,9 @@
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
+use tokio_postgres::GenericClient;
 
-use super::{Account, LedgerError, check_currency, check_timestamp, sum_error};
+use super::{Account, LedgerError, check_currency, check_timestamp, pg_sum_error, sum_error};
 
 /// One entry on the account in the period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,6 +99,20 @@ pub fn statement(
             row.get::<_, i64>(5)?,
         ))
     })?;
+    let rows = rows.map(|row| row.map_err(LedgerError::from));
+    fold(account, currency, from, to, opening_minor, rows)
+}
+
+/// The statement from its opening balance and its entries in order: running balances, and
+/// each entry as a debit or a credit.
+fn fold(
+    account: &Account,
+    currency: &str,
+    from: &str,
+    to: &str,
+    opening_minor: i64,
+    rows: impl Iterator<Item = Result<(StatementLine, i64), LedgerError>>,
+) -> Result<Statement, LedgerError> {
     let mut balance = opening_minor;
     let mut lines = Vec::new();
     for row in rows {
@@ -125,6 +140,89 @@ pub fn statement(
         opening_minor,
         lines,
         closing_minor: balance,
+    })
+}
+
+/// [`statement`] on PostgreSQL: the same checks, rows in the same order.
+pub async fn pg_statement(
+    c: &impl GenericClient,
+    account: &Account,
+    currency: &str,
+    from: &str,
+    to: &str,
+) -> Result<Statement, LedgerError> {
+    account.validate()?;
+    check_currency(currency)?;
+    check_timestamp("from", from)?;
+    check_timestamp("to", to)?;
+    if from > to {
+        return Err(LedgerError::Invalid {
+            what: "period",
+            reason: format!("{from} is after {to}"),
+        });
+    }
+    let key = account.key();
+    let opening_minor: i64 = c
+        .query_one(
+            "SELECT COALESCE(SUM(amount_minor), 0)::BIGINT FROM ledger_entries
+             WHERE account = $1 AND currency = $2 AND at < $3",
+            &[&key, &currency, &from],
+        )
+        .await
+        .map_err(pg_sum_error)?
+        .get(0);
+    let rows = c
+        .query(
+            "SELECT e.at, e.transaction_id, t.kind, t.order_id, t.memo, e.amount_minor
+             FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+             WHERE e.account = $1 AND e.currency = $2 AND e.at >= $3 AND e.at < $4
+             ORDER BY e.at, e.transaction_id, e.line_no",
+            &[&key, &currency, &from, &to],
+        )
+        .await?;
+    let rows = rows.iter().map(|row| {
+        Ok((
+            StatementLine {
+                at: row.get(0),
+                transaction_id: row.get(1),
+                kind: row.get(2),
+                order_id: row.get(3),
+                memo: row.get(4),
+                debit_minor: 0,
+                credit_minor: 0,
+                balance_minor: 0,
+            },
+            row.get::<_, i64>(5),
+        ))
+    });
+    fold(account, currency, from, to, opening_minor, rows)
+}
+
+/// [`rider_statements`] on PostgreSQL.
+pub async fn pg_rider_statements(
+    c: &impl GenericClient,
+    rider_id: &str,
+    currency: &str,
+    from: &str,
+    to: &str,
+) -> Result<RiderStatements, LedgerError> {
+    Ok(RiderStatements {
+        rider_payable: pg_statement(
+            c,
+            &Account::RiderPayable(rider_id.to_owned()),
+            currency,
+            from,
+            to,
+        )
+        .await?,
+        cash_in_transit: pg_statement(
+            c,
+            &Account::CashInTransit(rider_id.to_owned()),
+            currency,
+            from,
+            to,
+        )
+        .await?,
     })
 }
 
