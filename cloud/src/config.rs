@@ -402,11 +402,19 @@ impl CloudConfig {
     }
 
     /// Takes what the environment sets over the file: the secrets, so they need not be written
-    /// into a config file (`FLASHKART_DATABASE_URL`, `FLASHKART_STRIPE_SECRET_KEY` with the
-    /// default API base unless the file names one, `FLASHKART_STRIPE_WEBHOOK_SECRET`), and
-    /// `FLASHKART_ADVERTISE_URL`, known only once a pod runs.
+    /// into a config file (`FLASHKART_DATABASE_URL`, `FLASHKART_ADMIN_TOKEN`, which several
+    /// instances must share where the token file in each data directory would differ,
+    /// `FLASHKART_STRIPE_SECRET_KEY` with the default API base unless the file names one,
+    /// `FLASHKART_STRIPE_WEBHOOK_SECRET`), and `FLASHKART_ADVERTISE_URL`, known only once a pod
+    /// runs.
     pub fn overrides_from_env(mut self) -> Result<Self, CloudError> {
         use crate::payments::gateway::stripe::Secret;
+        if let Some(token) = std::env::var("FLASHKART_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            self.admin_token = Some(token);
+        }
         if let Some(url) = std::env::var("FLASHKART_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())

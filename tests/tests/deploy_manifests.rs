@@ -625,11 +625,49 @@ fn the_base_is_one_writer_and_only_the_postgres_overlay_scales() {
         let scales = replicas > 1 || !hpas.is_empty();
         let kustomization = read(&dir.join("kustomization.yaml"));
         if scales {
-            // Several pods on today's cloud would share the SQLite files: only the overlay
-            // that says it waits for PostgreSQL may scale.
+            // Several pods are right only on the PostgreSQL backend, each with a data directory
+            // of its own: the overlay says so and its patches make it so (the rendered output is
+            // checked too when kustomize is installed).
             assert!(
-                kustomization.contains("PostgreSQL") && kustomization.contains("NOT DEPLOYABLE"),
-                "{name_} runs several cloud pods but does not say it needs the PostgreSQL backend"
+                kustomization.contains("PostgreSQL") && !kustomization.contains("NOT DEPLOYABLE"),
+                "{name_} runs several cloud pods but does not say it runs on PostgreSQL"
+            );
+            let patches = overlay.patches();
+            let deployment_patches: Vec<&Yaml> = patches
+                .iter()
+                .filter(|p| kind(p) == "Deployment" && name(p) == DEPLOYMENT)
+                .collect();
+            let env: Vec<Yaml> = deployment_patches
+                .iter()
+                .flat_map(|p| list(&p["spec"]["template"]["spec"]["containers"]))
+                .filter(|c| c["name"].as_str() == Some("cloud"))
+                .flat_map(|c| list(&c["env"]).iter().cloned())
+                .collect();
+            let data = deployment_patches
+                .iter()
+                .flat_map(|p| list(&p["spec"]["template"]["spec"]["volumes"]))
+                .find(|v| v["name"].as_str() == Some("data"))
+                .unwrap_or_else(|| panic!("{name_}: no patch replaces the data volume"));
+            assert!(
+                data["persistentVolumeClaim"].is_null(),
+                "{name_}: the data volume's patch must remove the claim \
+                 (`persistentVolumeClaim: null`), or the strategic merge keeps both sources"
+            );
+            let http_port = resolve_port(
+                cloud_container(base.deployment()),
+                &Yaml::String("http".into()),
+            );
+            assert_runs_on_postgres(&name_, &env, data, http_port);
+            // The base's claim is deleted from the output: nothing may wait for it.
+            let claim = text(
+                &pod_volume(base.deployment(), "data")["persistentVolumeClaim"]["claimName"],
+                "the base's claimName",
+            );
+            assert!(
+                patches.iter().any(|p| kind(p) == "PersistentVolumeClaim"
+                    && name(p) == claim
+                    && p["$patch"].as_str() == Some("delete")),
+                "{name_}: no `$patch: delete` patch removes the base's claim {claim}"
             );
             for hpa in &hpas {
                 assert!(
@@ -654,6 +692,73 @@ fn the_base_is_one_writer_and_only_the_postgres_overlay_scales() {
         .expect("the base names the external PostgreSQL service");
     assert_eq!(pg["spec"]["type"].as_str(), Some("ExternalName"));
     assert!(pg["spec"]["selector"].is_badvalue());
+}
+
+/// A cloud pod of several on PostgreSQL, from its container's environment and its data volume
+/// (an overlay's patches, or its rendered Deployment): the database URL and the admin token
+/// every pod shares come from Secrets, never a literal; the pod advertises its own IP from the
+/// downward API at the port it listens on, defined after POD_IP (a `$(VAR)` reference expands
+/// only variables defined earlier); its data directory is an emptyDir of its own.
+fn assert_runs_on_postgres(what: &str, env: &[Yaml], data: &Yaml, http_port: i64) {
+    let position = |var: &str| {
+        env.iter()
+            .position(|e| e["name"].as_str() == Some(var))
+            .unwrap_or_else(|| panic!("{what}: the cloud's container does not set {var}"))
+    };
+    for (var, secret, key) in [
+        (
+            "FLASHKART_DATABASE_URL",
+            "flashkart-cloud-postgres",
+            "database-url",
+        ),
+        (
+            "FLASHKART_ADMIN_TOKEN",
+            "flashkart-cloud-secrets",
+            "admin-token",
+        ),
+    ] {
+        let entry = &env[position(var)];
+        assert!(
+            entry["value"].is_badvalue(),
+            "{what}: {var} has a literal value; reference a Secret"
+        );
+        let reference = &entry["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            (reference["name"].as_str(), reference["key"].as_str()),
+            (Some(secret), Some(key)),
+            "{what}: {var} comes from Secret {secret}, key {key}"
+        );
+        assert_ne!(
+            reference["optional"].as_bool(),
+            Some(true),
+            "{what}: without {var} a pod would run alone (SQLite on an emptyDir, or its own \
+             admin token): it must not start"
+        );
+    }
+    let pod_ip = &env[position("POD_IP")];
+    assert_eq!(
+        pod_ip["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP"),
+        "{what}: POD_IP from the downward API"
+    );
+    let advertise = position("FLASHKART_ADVERTISE_URL");
+    assert_eq!(
+        env[advertise]["value"].as_str(),
+        Some(format!("http://$(POD_IP):{http_port}").as_str()),
+        "{what}: each pod advertises its own IP at the cloud's port"
+    );
+    assert!(
+        position("POD_IP") < advertise,
+        "{what}: POD_IP must be defined before FLASHKART_ADVERTISE_URL refers to it"
+    );
+    assert!(
+        data["emptyDir"].as_hash().is_some(),
+        "{what}: each pod's data directory is an emptyDir: {data:?}"
+    );
+    assert!(
+        data["persistentVolumeClaim"].as_hash().is_none(),
+        "{what}: the data volume still names a claim: {data:?}"
+    );
 }
 
 /// Environment variable names that carry credentials.
@@ -774,7 +879,8 @@ fn the_argo_application_deploys_the_single_overlay_of_this_repository() {
     );
     assert!(
         !source_path.contains("postgres"),
-        "the postgres overlay waits for the PostgreSQL backend"
+        "the Application syncs overlays/single; the postgres overlay needs its Secrets and a \
+         database first (docs/deploy.md)"
     );
     assert!(
         text(&source["repoURL"], "repoURL").contains("example.invalid"),
@@ -1311,6 +1417,18 @@ fn interpolate(text: &str, value: impl Fn(&str) -> String) -> (String, Vec<Strin
     (out, names)
 }
 
+/// The variable a Compose value is wholly interpolated from (`${NAME}`, `${NAME:?message}`
+/// and the like), `None` for a value with anything else in it.
+fn interpolated_from_shell(value: &str) -> Option<String> {
+    let (rest, names) = interpolate(value, |_| String::new());
+    match names.as_slice() {
+        [name_] if rest.is_empty() && value.starts_with("${") && value.ends_with('}') => {
+            Some(name_.clone())
+        }
+        _ => None,
+    }
+}
+
 /// The named volume a service mounts at `target` (a bind mount or none panics).
 fn named_volume_at<'a>(compose: &'a Yaml, service: &str, target: &str) -> &'a str {
     let mount = list(&compose["services"][service]["volumes"])
@@ -1370,19 +1488,23 @@ fn the_cluster_compose_file_runs_two_clouds_on_postgres_behind_a_balancer() {
         "its own project name, so its volumes are not deploy/docker-compose.yml's"
     );
 
-    // Both clouds' config, through the cloud's own loader (the admin token interpolated from
-    // the shell, never written down), agrees with the image's built-in one.
+    // Both clouds' config, through the cloud's own loader, agrees with the image's built-in
+    // one and holds no secret: the admin token, like the database URL and the Stripe keys,
+    // comes from each service's environment.
     let cloud_toml = text(
         &compose_config(&compose, "cloud-a", "/etc/flashkart/cloud.toml")["content"],
         "the clouds' cloud.toml",
     );
     let (toml, names) = interpolate(cloud_toml, |_| "interpolated".to_owned());
-    assert_eq!(names, vec!["FLASHKART_ADMIN_TOKEN"], "{cloud_toml}");
+    assert!(names.is_empty(), "nothing interpolated: {cloud_toml}");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("cloud.toml"), toml).expect("write cloud.toml");
     let config = load_cloud_config(&dir.path().join("cloud.toml"));
     let image_config = load_cloud_config(&root().join("deploy/docker/cloud.toml"));
-    assert_eq!(config.admin_token.as_deref(), Some("interpolated"));
+    assert!(
+        config.admin_token.is_none(),
+        "the admin token comes from each service's environment"
+    );
     assert!(
         config.database_url.is_none(),
         "the database URL comes from each service's environment"
@@ -1413,7 +1535,7 @@ fn the_cluster_compose_file_runs_two_clouds_on_postgres_behind_a_balancer() {
             cloud_toml,
             "{cloud}: both clouds run the same cloud.toml"
         );
-        // Each its own data directory: replicas, catalog copy and payments.db are per instance.
+        // Each its own data directory: its replicas, catalog copy and search index.
         let volume = named_volume_at(&compose, cloud, &data_dir);
         assert!(
             data_volumes.insert(volume.to_owned()),
@@ -1444,11 +1566,34 @@ fn the_cluster_compose_file_runs_two_clouds_on_postgres_behind_a_balancer() {
             Some(format!("http://{cloud}:{port}")),
             "{cloud} advertises its own service name at the port it listens on"
         );
-        // Card payments are per instance (payments.db): no Stripe keys in a cluster yet.
-        assert!(
-            env.keys().all(|k| !k.contains("STRIPE")),
-            "{cloud}: card payments are not shared between instances yet"
+        // One admin token for both instances, required from the shell (Compose refuses to
+        // start without it), never written down.
+        let token = env
+            .get("FLASHKART_ADMIN_TOKEN")
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{cloud}: no FLASHKART_ADMIN_TOKEN"));
+        assert_eq!(
+            interpolated_from_shell(&token).as_deref(),
+            Some("FLASHKART_ADMIN_TOKEN"),
+            "{cloud}: FLASHKART_ADMIN_TOKEN is the shell's, interpolated: {token}"
         );
+        assert!(
+            token.starts_with("${FLASHKART_ADMIN_TOKEN:?"),
+            "{cloud}: the admin token is required (`${{FLASHKART_ADMIN_TOKEN:?...}}`): {token}"
+        );
+        // Card payments are shared (PostgreSQL): the Stripe keys pass through from the shell,
+        // by name only, as in deploy/docker-compose.yml.
+        for var in [
+            "FLASHKART_STRIPE_SECRET_KEY",
+            "FLASHKART_STRIPE_WEBHOOK_SECRET",
+        ] {
+            assert_eq!(
+                env.get(var),
+                Some(&None),
+                "{cloud}: {var} passed through from the shell, without a value"
+            );
+        }
         assert_eq!(
             service["depends_on"]["postgres"]["condition"].as_str(),
             Some("service_healthy"),
@@ -1633,7 +1778,7 @@ fn the_cluster_compose_file_publishes_on_loopback_only_and_commits_no_secret() {
             if var.ends_with("DATABASE_URL") {
                 let url = reqwest::Url::parse(&value).expect("a database URL");
                 assert_eq!(url.password(), None, "{name_}: a password in {var}");
-            } else {
+            } else if interpolated_from_shell(&value).as_deref() != Some(var.as_str()) {
                 panic!("{name_}: {var} has a value in the Compose file");
             }
         }
@@ -1772,8 +1917,34 @@ fn every_overlay_renders_with_kustomize_when_it_is_installed() {
         if overlay.ends_with("single") {
             assert_eq!((replicas, strategy, hpa), (1, Some("Recreate"), false));
         }
+        let pdb = docs.iter().any(|d| kind(d) == "PodDisruptionBudget");
+        let claims = docs
+            .iter()
+            .filter(|d| kind(d) == "PersistentVolumeClaim")
+            .count();
+        let data = pod_volume(deployment, "data");
+        if overlay.ends_with("single") {
+            // One pod, its data on the base's claim.
+            assert_eq!(claims, 1, "{overlay}: the data's PersistentVolumeClaim");
+            assert!(!data["persistentVolumeClaim"].is_badvalue(), "{overlay}");
+        }
         if overlay.ends_with("postgres") {
-            assert_eq!((replicas, strategy, hpa), (2, Some("RollingUpdate"), true));
+            assert!(replicas >= 2, "{overlay}: {replicas} replicas");
+            assert_eq!((strategy, hpa, pdb), (Some("RollingUpdate"), true, true));
+            assert_eq!(
+                deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
+                Some(0),
+                "{overlay}: a rollout keeps every pod serving until its replacement is ready"
+            );
+            // No shared volume: nothing waits for a ReadWriteOnce claim.
+            assert_eq!(claims, 0, "{overlay} renders a PersistentVolumeClaim");
+            let http_port = resolve_port(container, &Yaml::String("http".into()));
+            assert_runs_on_postgres(&overlay, list(&container["env"]), data, http_port);
+            let kinds: BTreeSet<&str> = probes(container).iter().map(|(p, _, _)| *p).collect();
+            assert!(
+                kinds.contains("readinessProbe") && kinds.contains("livenessProbe"),
+                "{overlay}: probes {kinds:?}"
+            );
         }
         for doc in &docs {
             assert_ne!(kind(doc), "Secret", "{overlay} renders a Secret");
