@@ -231,6 +231,30 @@ impl Leases {
         }
     }
 
+    /// Who holds the store's lease now, without taking it: `None` when nobody does.
+    pub async fn holder(&self, store_id: &str) -> Result<Option<Owner>, CloudError> {
+        if let Some(epoch) = self.lock_held().get(store_id).copied() {
+            return Ok(Some(Owner::Us { epoch }));
+        }
+        let row = self
+            .pg
+            .client()
+            .await?
+            .query_opt(
+                "SELECT owner, owner_url, epoch FROM store_leases
+                 WHERE store_id = $1 AND expires_at > now()",
+                &[&store_id],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            if row.get::<_, &str>(0) == self.instance {
+                Owner::Us { epoch: row.get(2) }
+            } else {
+                Owner::Other { url: row.get(1) }
+            }
+        }))
+    }
+
     /// The fence: whether the store's lease is still this instance's at `epoch` and unexpired.
     pub async fn still_ours(&self, store_id: &str, epoch: i64) -> Result<bool, CloudError> {
         let row = self

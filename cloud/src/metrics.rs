@@ -233,7 +233,7 @@ impl Metrics {
         );
         registry.register(
             "sync_forwarded",
-            "Sync requests sent on to the instance holding the store's lease, by op",
+            "Requests about a store (sync, HQ's reroutes) sent on to the instance holding the store's lease, by op",
             self.sync_forwarded.clone(),
         );
         registry.register(

@@ -2,7 +2,8 @@
 //! on one PostgreSQL, the store's edge syncing with A. At B, an order's lines with the
 //! store's progress and its wrong delivery PINs come from the shared read model, and an
 //! enrolment code issued there (once the store's riders' CA fingerprint is projected) reaches
-//! the store through its write journal; B never opens a replica of the store.
+//! the store through its write journal; HQ's reroute of the order asked at B is handed on to
+//! A, which serves the store; B never opens a replica of the store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -251,6 +252,38 @@ async fn an_instance_without_the_store_reads_and_writes_it_through_the_shared_st
         (count(&edge, has_code.clone()).await == 1).then_some(())
     })
     .await;
+    // HQ asks B to move the order to s2, a store with a profile but no stock: B cannot check
+    // s1's progress in a replica of its own, so it hands the request to A, which can and
+    // refuses for s2's reasons (not "the order is not in s1's replica").
+    a.running.cloud.register_store("s2").await.unwrap();
+    let (status, body) = api_a
+        .admin(Method::PUT, "/admin/v1/stores/s2/profile", profile(area(5)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, refused) = api_b
+        .call(
+            Method::POST,
+            &format!("/admin/v1/orders/{order_id}/reroute"),
+            ADMIN,
+            Some(json!({"store_id": "s2", "reason": "s1 is short"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("s2") && !message.contains("replica"),
+        "{refused}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", api_b.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flashkart_cloud_sync_forwarded_total{op=\"reroute\"} 1"),
+        "{metrics}"
+    );
     assert!(
         !dir.path().join("b/cloud/stores/s1.db").exists(),
         "B never opened a replica of a store it does not serve"

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,6 +21,7 @@ use crate::http::auth::Admin;
 use crate::http::error::{ApiError, Json, Path};
 use crate::http::state::AppState;
 use crate::intake::RerouteRefused;
+use crate::leases::Owner;
 
 async fn latest(state: &AppState) -> Result<Arc<Published>, ApiError> {
     state
@@ -164,13 +166,22 @@ pub(crate) struct Reroute {
 
 /// `POST /admin/v1/orders/{id}/reroute`: `{"store_id": "...", "reason": "..."}` moves an order
 /// its store has not started picking to a store that can serve it now with everything in
-/// stock; 409 says why not.
+/// stock; 409 says why not. The move's check of the store's progress and its cancellation
+/// request are made in the first store's replica, which is the store's own only at the
+/// instance serving the store: any other instance hands the request on to that one.
 pub async fn reroute_order(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
-    Json(request): Json<Reroute>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Some(url) = served_elsewhere(&state, &id, &headers).await? {
+        let path = format!("/admin/v1/orders/{id}/reroute");
+        return crate::http::sync::forward(&state, &url, &path, &headers, body).await;
+    }
+    let request: Reroute = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     check_text("store_id", &request.store_id, 64, true)?;
     let reason = request.reason.trim();
     check_text("reason", reason, 200, true)?;
@@ -184,6 +195,28 @@ pub async fn reroute_order(
         "status": "ROUTED",
     }))
     .into_response())
+}
+
+/// The instance serving the store `order_id` is at, when that is another live instance and the
+/// request was not forwarded here already (a forwarded request is served, never sent on).
+async fn served_elsewhere(
+    state: &AppState,
+    order_id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ApiError> {
+    let Some(leases) = &state.leases else {
+        return Ok(None);
+    };
+    if headers.contains_key(crate::http::sync::FORWARDED_BY) {
+        return Ok(None);
+    }
+    let Some(order) = state.projection.order(order_id).await? else {
+        return Ok(None);
+    };
+    Ok(match leases.holder(&order.store_id).await? {
+        Some(Owner::Other { url }) => Some(url),
+        Some(Owner::Us { .. }) | None => None,
+    })
 }
 
 impl From<RerouteRefused> for ApiError {

@@ -202,7 +202,7 @@ async fn refresh_business(state: &AppState) {
 /// The header of a forwarded sync request, naming the instance that forwarded it. The instance
 /// it reaches serves it or refuses it, never forwards it again, so two instances that disagree
 /// for a moment about a store's owner cannot bounce a request between them.
-const FORWARDED_BY: &str = "x-flashkart-forwarded-by";
+pub(crate) const FORWARDED_BY: &str = "x-flashkart-forwarded-by";
 
 /// Where a store's sync request is served.
 enum Serve {
@@ -237,9 +237,10 @@ async fn serve_where(
     }
 }
 
-/// Sends a sync request on to the instance serving its store and hands its answer back as it
-/// came (status, body, encoding): the owner authenticates and decides everything again.
-async fn forward(
+/// Sends a request about a store (a sync request, or HQ's reroute of one of its orders) on to
+/// the instance serving the store and hands its answer back as it came (status, body,
+/// encoding): the owner authenticates and decides everything again.
+pub(crate) async fn forward(
     state: &AppState,
     url: &str,
     path: &str,

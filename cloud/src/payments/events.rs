@@ -139,13 +139,17 @@ fn fits(event: &Event, payment: &Payment) -> Result<(), String> {
     Ok(())
 }
 
-/// Moves the payment on when the event reports what a pending call asked for.
-fn apply(
-    conn: &rusqlite::Connection,
-    event: &Event,
-    payment: &Payment,
-    at: &str,
-) -> Result<bool, PaymentError> {
+/// What an event asks of a payment, decided alike on both engines.
+enum Outcome {
+    /// The event reports what the pending call `op` asked for, for `amount`.
+    Finish { op: &'static str, amount: i64 },
+    /// The provider reports a failure HQ must look at.
+    Flag(book::Flag),
+    /// Nothing to do (an event for a state the payment is not in, or not one we act on).
+    Ignore,
+}
+
+fn outcome(event: &Event, payment: &Payment, at: &str) -> Outcome {
     let (op, amount) = match event.kind.as_str() {
         "payment_intent.succeeded" if payment.state == "capturing" => (
             "capture",
@@ -156,33 +160,48 @@ fn apply(
         ),
         "payment_intent.canceled" if payment.state == "voiding" => ("cancel", Some(0)),
         "payment_intent.payment_failed" => {
-            book::raise_flag(
-                conn,
-                &book::Flag {
-                    id: format!("event:{}", event.id),
-                    kind: "payment_failed".into(),
-                    order_id: Some(payment.order_id.clone()),
-                    store_id: Some(payment.store_id.clone()),
-                    rider_id: None,
-                    currency: Some(payment.currency.clone()),
-                    expected_minor: Some(payment.total_minor),
-                    actual_minor: None,
-                    message: format!("the provider reports payment {} failed", event.object_id),
-                    at: at.to_owned(),
-                },
-            )?;
-            return Ok(false);
+            return Outcome::Flag(book::Flag {
+                id: format!("event:{}", event.id),
+                kind: "payment_failed".into(),
+                order_id: Some(payment.order_id.clone()),
+                store_id: Some(payment.store_id.clone()),
+                rider_id: None,
+                currency: Some(payment.currency.clone()),
+                expected_minor: Some(payment.total_minor),
+                actual_minor: None,
+                message: format!("the provider reports payment {} failed", event.object_id),
+                at: at.to_owned(),
+            });
         }
-        _ => return Ok(false),
+        _ => return Outcome::Ignore,
     };
-    let Some(amount) = amount else {
-        return Ok(false);
-    };
-    let Some(call) = book::call(conn, &format!("{op}:{}", payment.order_id))? else {
-        return Ok(false);
-    };
-    finish_call(conn, payment, &call, &event.object_id, amount, at)?;
-    Ok(true)
+    match amount {
+        Some(amount) => Outcome::Finish { op, amount },
+        None => Outcome::Ignore,
+    }
+}
+
+/// Moves the payment on when the event reports what a pending call asked for.
+fn apply(
+    conn: &rusqlite::Connection,
+    event: &Event,
+    payment: &Payment,
+    at: &str,
+) -> Result<bool, PaymentError> {
+    match outcome(event, payment, at) {
+        Outcome::Ignore => Ok(false),
+        Outcome::Flag(flag) => {
+            book::raise_flag(conn, &flag)?;
+            Ok(false)
+        }
+        Outcome::Finish { op, amount } => {
+            let Some(call) = book::call(conn, &format!("{op}:{}", payment.order_id))? else {
+                return Ok(false);
+            };
+            finish_call(conn, payment, &call, &event.object_id, amount, at)?;
+            Ok(true)
+        }
+    }
 }
 
 /// [`apply`] on PostgreSQL, in the transaction that locked `payment`.
@@ -192,43 +211,20 @@ async fn pg_apply(
     payment: &Payment,
     at: &str,
 ) -> Result<bool, PaymentError> {
-    let (op, amount) = match event.kind.as_str() {
-        "payment_intent.succeeded" if payment.state == "capturing" => (
-            "capture",
-            event
-                .object
-                .get("amount_received")
-                .and_then(serde_json::Value::as_i64),
-        ),
-        "payment_intent.canceled" if payment.state == "voiding" => ("cancel", Some(0)),
-        "payment_intent.payment_failed" => {
-            book::pg_raise_flag(
-                tx,
-                &book::Flag {
-                    id: format!("event:{}", event.id),
-                    kind: "payment_failed".into(),
-                    order_id: Some(payment.order_id.clone()),
-                    store_id: Some(payment.store_id.clone()),
-                    rider_id: None,
-                    currency: Some(payment.currency.clone()),
-                    expected_minor: Some(payment.total_minor),
-                    actual_minor: None,
-                    message: format!("the provider reports payment {} failed", event.object_id),
-                    at: at.to_owned(),
-                },
-            )
-            .await?;
-            return Ok(false);
+    match outcome(event, payment, at) {
+        Outcome::Ignore => Ok(false),
+        Outcome::Flag(flag) => {
+            book::pg_raise_flag(tx, &flag).await?;
+            Ok(false)
         }
-        _ => return Ok(false),
-    };
-    let Some(amount) = amount else {
-        return Ok(false);
-    };
-    let Some(call) = book::pg_call_for_update(tx, &format!("{op}:{}", payment.order_id)).await?
-    else {
-        return Ok(false);
-    };
-    pg_finish_call(tx, payment, &call, &event.object_id, amount, at).await?;
-    Ok(true)
+        Outcome::Finish { op, amount } => {
+            let Some(call) =
+                book::pg_call_for_update(tx, &format!("{op}:{}", payment.order_id)).await?
+            else {
+                return Ok(false);
+            };
+            pg_finish_call(tx, payment, &call, &event.object_id, amount, at).await?;
+            Ok(true)
+        }
+    }
 }

@@ -412,6 +412,57 @@ fn cancel_open(
     Ok(())
 }
 
+/// The rider of a delivery, as the ledger names them.
+fn rider_of(delivered: &Delivered) -> &str {
+    delivered.rider_id.as_deref().unwrap_or("unknown")
+}
+
+/// The revenue of what was delivered, when anything was (both engines book it).
+fn revenue(
+    payment: &Payment,
+    delivered: &Delivered,
+    economics: &ledger::Economics,
+    at: &str,
+) -> Result<Option<ledger::Transaction>, PaymentError> {
+    if delivered.total_minor <= 0 {
+        return Ok(None);
+    }
+    Ok(Some(ledger::order_delivered(
+        &OrderDelivered {
+            order_id: &payment.order_id,
+            customer_id: &payment.customer_id,
+            store_id: &payment.store_id,
+            rider_id: rider_of(delivered),
+            currency: &payment.currency,
+            at,
+            items_minor: delivered.items_minor,
+            discount_minor: delivered.discount_minor,
+            delivery_fee_minor: delivered.delivery_fee_minor,
+        },
+        economics,
+    )?))
+}
+
+/// The cash the rider collected, when they collected any (both engines book it).
+fn cash(
+    payment: &Payment,
+    delivered: &Delivered,
+    at: &str,
+) -> Result<Option<ledger::Transaction>, PaymentError> {
+    let collected = delivered.cash_collected_minor.unwrap_or(0);
+    if collected <= 0 {
+        return Ok(None);
+    }
+    Ok(Some(ledger::cash_collected(&CashCollected {
+        order_id: &payment.order_id,
+        customer_id: &payment.customer_id,
+        rider_id: rider_of(delivered),
+        currency: &payment.currency,
+        at,
+        amount_minor: collected,
+    })?))
+}
+
 /// A delivered order: revenue is booked for what was delivered; a card is captured for it
 /// (or voided when nothing was delivered), cash is booked as the rider collected it.
 fn deliver(
@@ -421,22 +472,7 @@ fn deliver(
     economics: &ledger::Economics,
     at: &str,
 ) -> Result<(), PaymentError> {
-    let rider = delivered.rider_id.as_deref().unwrap_or("unknown");
-    if delivered.total_minor > 0 {
-        let transaction = ledger::order_delivered(
-            &OrderDelivered {
-                order_id: &payment.order_id,
-                customer_id: &payment.customer_id,
-                store_id: &payment.store_id,
-                rider_id: rider,
-                currency: &payment.currency,
-                at,
-                items_minor: delivered.items_minor,
-                discount_minor: delivered.discount_minor,
-                delivery_fee_minor: delivered.delivery_fee_minor,
-            },
-            economics,
-        )?;
+    if let Some(transaction) = revenue(payment, delivered, economics, at)? {
         ledger::post(conn, &transaction)?;
     }
     conn.prepare_cached(
@@ -451,15 +487,7 @@ fn deliver(
     ])?;
     if payment.method == "cash" {
         let collected = delivered.cash_collected_minor.unwrap_or(0);
-        if collected > 0 {
-            let transaction = ledger::cash_collected(&CashCollected {
-                order_id: &payment.order_id,
-                customer_id: &payment.customer_id,
-                rider_id: rider,
-                currency: &payment.currency,
-                at,
-                amount_minor: collected,
-            })?;
+        if let Some(transaction) = cash(payment, delivered, at)? {
             ledger::post(conn, &transaction)?;
         }
         conn.prepare_cached(
@@ -665,22 +693,7 @@ async fn pg_deliver(
     economics: &ledger::Economics,
     at: &str,
 ) -> Result<(), PaymentError> {
-    let rider = delivered.rider_id.as_deref().unwrap_or("unknown");
-    if delivered.total_minor > 0 {
-        let transaction = ledger::order_delivered(
-            &OrderDelivered {
-                order_id: &payment.order_id,
-                customer_id: &payment.customer_id,
-                store_id: &payment.store_id,
-                rider_id: rider,
-                currency: &payment.currency,
-                at,
-                items_minor: delivered.items_minor,
-                discount_minor: delivered.discount_minor,
-                delivery_fee_minor: delivered.delivery_fee_minor,
-            },
-            economics,
-        )?;
+    if let Some(transaction) = revenue(payment, delivered, economics, at)? {
         ledger::pg_post(tx, &transaction).await?;
     }
     tx.execute(
@@ -696,15 +709,7 @@ async fn pg_deliver(
     .await?;
     if payment.method == "cash" {
         let collected = delivered.cash_collected_minor.unwrap_or(0);
-        if collected > 0 {
-            let transaction = ledger::cash_collected(&CashCollected {
-                order_id: &payment.order_id,
-                customer_id: &payment.customer_id,
-                rider_id: rider,
-                currency: &payment.currency,
-                at,
-                amount_minor: collected,
-            })?;
+        if let Some(transaction) = cash(payment, delivered, at)? {
             ledger::pg_post(tx, &transaction).await?;
         }
         tx.execute(
